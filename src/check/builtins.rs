@@ -1,0 +1,605 @@
+//! The builtins: one table of names, parameters and typing rules.
+//! Their lowering to IR lives in `lower`; their semantics in grammar/README.md.
+
+use super::call::{ArgVal, ParamSpec};
+use super::dim::{Dim, Shape};
+use super::index::normalize;
+use super::val::{TensorTy, Val};
+use super::{Checker, expected};
+use crate::diag::Diag;
+use crate::span::Span;
+use crate::syntax::ast::DType;
+
+macro_rules! builtins {
+    ($($variant:ident = $name:literal ($($param:literal $(= $opt:tt)?),*);)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Builtin { $($variant),* }
+
+        impl Builtin {
+            pub const ALL: &'static [Builtin] = &[$(Builtin::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Builtin::$variant => $name),* }
+            }
+
+            /// `(name, required)` of each parameter, in order.
+            pub fn params(self) -> &'static [(&'static str, bool)] {
+                match self { $(Builtin::$variant => &[$(($param, builtins!(@req $($opt)?))),*]),* }
+            }
+        }
+    };
+    (@req) => { true };
+    (@req ?) => { false };
+}
+
+builtins! {
+    Exp = "exp"("x"); Log = "log"("x"); Sqrt = "sqrt"("x"); Rsqrt = "rsqrt"("x");
+    Tanh = "tanh"("x"); Sigmoid = "sigmoid"("x"); Abs = "abs"("x"); Sin = "sin"("x");
+    Cos = "cos"("x"); Floor = "floor"("x"); Sign = "sign"("x");
+    Max = "max"("x", "other" = ?, "axis" = ?, "keepdim" = ?);
+    Min = "min"("x", "other" = ?, "axis" = ?, "keepdim" = ?);
+    Sum = "sum"("x", "axis" = ?, "keepdim" = ?);
+    Mean = "mean"("x", "axis" = ?, "keepdim" = ?);
+    Argmax = "argmax"("x", "axis" = ?);
+    Where = "where"("cond", "a", "b");
+    Reshape = "reshape"("x", "shape");
+    Permute = "permute"("x", "perm");
+    Transpose = "transpose"("x", "a" = ?, "b" = ?);
+    Unsqueeze = "unsqueeze"("x", "axis");
+    Squeeze = "squeeze"("x", "axis");
+    Concat = "concat"("xs", "axis" = ?);
+    Stack = "stack"("xs", "axis" = ?);
+    Pad = "pad"("x", "widths");
+    Take = "take"("x", "ids", "axis" = ?);
+    OneHot = "one_hot"("ids", "n");
+    Arange = "arange"("n");
+    RandLike = "rand_like"("x");
+    RandnLike = "randn_like"("x");
+    Patches = "patches"("x", "size", "stride" = ?, "padding" = ?);
+    StopGradient = "stop_gradient"("x");
+    F32 = "f32"("x"); I32 = "i32"("x"); Bool = "bool"("x"); Float = "float"("x");
+    ShapeOf = "shape"("x");
+    Prod = "prod"("dims");
+    Uniform = "uniform"("lo", "hi");
+    Normal = "normal"("mean" = ?, "std" = ?);
+    Constant = "constant"("value");
+    Training = "training"();
+    Idx = "idx"("dir");
+    Csv = "csv"("path", "label", "test_fraction" = ?);
+    Text = "text"("path", "context", "test_fraction" = ?, "stride" = ?);
+}
+
+impl Builtin {
+    pub fn from_name(name: &str) -> Option<Builtin> {
+        Builtin::ALL.iter().copied().find(|b| b.name() == name)
+    }
+
+    /// What the bare name evaluates to.
+    pub fn value(self) -> Val {
+        match self {
+            // Known only when a step is lowered (train or eval).
+            Builtin::Training => Val::Bool(None),
+            b => Val::Builtin(b),
+        }
+    }
+
+    fn unary_float(self) -> bool {
+        use Builtin::*;
+        matches!(self, Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign)
+    }
+}
+
+/// Bound arguments of one builtin call, by parameter position.
+struct Args {
+    slots: Vec<Option<ArgVal>>,
+    call: Span,
+}
+
+impl Args {
+    fn val(&self, i: usize) -> Val {
+        self.slots[i].as_ref().map_or(Val::Error, |a| a.val.clone())
+    }
+    fn span(&self, i: usize) -> Span {
+        self.slots[i].as_ref().map_or(self.call, |a| a.span)
+    }
+    fn has(&self, i: usize) -> bool {
+        self.slots[i].is_some()
+    }
+}
+
+impl Checker<'_> {
+    pub(super) fn builtin(&mut self, b: Builtin, args: Vec<ArgVal>, call: Span) -> Val {
+        let specs: Vec<ParamSpec> = b.params().iter().map(|(n, r)| ParamSpec { name: n, required: *r, span: None }).collect();
+        let Some(slots) = self.bind_args(b.name(), &specs, args, call) else { return Val::Error };
+        let a = Args { slots, call };
+        if a.slots.iter().flatten().any(|s| s.val.is_error()) {
+            return Val::Error;
+        }
+        use Builtin::*;
+        match b {
+            _ if b.unary_float() => self.unary_builtin(b, &a),
+            Max | Min if a.has(1) => {
+                self.binary(crate::syntax::ast::BinOp::Add, (a.val(0), a.span(0)), (a.val(1), a.span(1)), call)
+            }
+            Max | Min | Sum | Mean => self.reduce(b, &a, 1, false),
+            Argmax => self.reduce(b, &a, 1, true),
+            Where => self.where_(&a),
+            Reshape => self.reshape(&a),
+            Permute => self.permute(&a),
+            Transpose => self.transpose(&a),
+            Unsqueeze | Squeeze => self.unsqueeze(b, &a),
+            Concat | Stack => self.concat(b, &a),
+            Pad => self.pad(&a),
+            Take => self.take(&a),
+            OneHot => self.one_hot(&a),
+            Arange => match a.val(0) {
+                Val::Int(d) => Val::tensor(DType::I32, Shape::of(vec![d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")))])),
+                v => self.error(expected("an int", &self.show(&v), a.span(0))),
+            },
+            RandLike | RandnLike | StopGradient => self.float_tensor(&a, 0).map_or(Val::Error, Val::Tensor),
+            Patches => self.patches(&a),
+            F32 | I32 | Bool => self.cast(b, &a),
+            Float => match a.val(0) {
+                Val::Int(_) | Val::Float => Val::Float,
+                v => self.error(expected("an int or float", &self.show(&v), a.span(0))),
+            },
+            ShapeOf => match a.val(0) {
+                Val::Tensor(t) => Val::Dims(t.shape.rest.is_none().then_some(t.shape.dims)),
+                v => self.error(expected("a tensor", &self.show(&v), a.span(0))),
+            },
+            Prod => match a.val(0) {
+                Val::Dims(Some(d)) => Val::Int(Some(d.iter().fold(Dim::constant(1), |acc, x| acc.mul(x)))),
+                Val::Dims(None) => Val::Int(None),
+                v => self.error(expected("dims", &self.show(&v), a.span(0))),
+            },
+            Uniform | Normal | Constant => self.init(&a),
+            Training => Val::Bool(None),
+            Idx | Csv | Text => self.source(b, &a),
+            Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign => Val::Error,
+        }
+    }
+
+    fn unary_builtin(&mut self, b: Builtin, a: &Args) -> Val {
+        match a.val(0) {
+            Val::Int(_) | Val::Float => Val::Float,
+            Val::Tensor(t) if t.dtype == DType::F32 => Val::Tensor(t),
+            Val::Tensor(t) if t.dtype == DType::I32 && matches!(b, Builtin::Abs | Builtin::Sign) => Val::Tensor(t),
+            v => {
+                let d = Diag::error(format!("`{}` needs an f32 tensor or a number, found {}", b.name(), self.show(&v)))
+                    .at(a.span(0), "wrong type")
+                    .help("cast integer tensors with `f32(x)`");
+                self.error(d)
+            }
+        }
+    }
+
+    fn float_tensor(&mut self, a: &Args, i: usize) -> Option<TensorTy> {
+        match a.val(i) {
+            Val::Tensor(t) if t.dtype == DType::F32 => Some(t),
+            v => {
+                let d = expected("an f32 tensor", &self.show(&v), a.span(i));
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn tensor(&mut self, a: &Args, i: usize) -> Option<TensorTy> {
+        match a.val(i) {
+            Val::Tensor(t) => Some(t),
+            v => {
+                let d = expected("a tensor", &self.show(&v), a.span(i));
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// An axis argument: a constant int, normalised against `rank`; with a
+    /// `...` shape only negative axes (counted from the end) are meaningful.
+    fn axis(&mut self, v: &Val, span: Span, shape: &Shape, extra: usize) -> Option<usize> {
+        let i = match v {
+            Val::Int(Some(d)) => d.as_const(),
+            _ => None,
+        };
+        let Some(i) = i else {
+            self.diags.push(expected("a constant int axis", &self.show(v), span));
+            return None;
+        };
+        let rank = shape.dims.len() + extra;
+        if shape.rest.is_some() && i >= 0 {
+            let d = Diag::error(format!("axis {i} of a `...` shape is ambiguous"))
+                .at(span, "counted from the front")
+                .help("count from the end instead: `axis: -1` is the last dim");
+            self.diags.push(d);
+            return None;
+        }
+        let k = normalize(i, rank);
+        if k.is_none() {
+            self.diags.push(Diag::error(format!("axis {i} is out of range for rank {rank}")).at(span, "out of range"));
+        }
+        k
+    }
+
+    /// Reductions: `sum(x)`, `x.mean(axis: 1)`, `argmax(x, axis: -1)`.
+    fn reduce(&mut self, b: Builtin, a: &Args, axis_slot: usize, arg: bool) -> Val {
+        let Some(t) = self.tensor(a, 0) else { return Val::Error };
+        let slot = if matches!(b, Builtin::Max | Builtin::Min) { axis_slot + 1 } else { axis_slot };
+        let keepdim = match a.slots.get(slot + 1).and_then(|s| s.as_ref()).map(|s| s.val.clone()) {
+            None => false,
+            Some(Val::Bool(Some(k))) => k,
+            Some(v) => {
+                self.diags.push(expected("`true` or `false`", &self.show(&v), a.span(slot + 1)));
+                false
+            }
+        };
+        let axes: Vec<usize> = match a.slots[slot].as_ref().map(|s| (s.val.clone(), s.span)) {
+            None if arg => self.axis(&Val::Int(Some(Dim::constant(-1))), a.call, &t.shape, 0).into_iter().collect(),
+            None => {
+                if t.shape.rest.is_some() {
+                    return Val::tensor(out_dtype(b, t.dtype), Shape::scalar());
+                }
+                (0..t.shape.dims.len()).collect()
+            }
+            Some((Val::List(xs), span)) => xs.iter().filter_map(|x| self.axis(x, span, &t.shape, 0)).collect(),
+            Some((v, span)) => self.axis(&v, span, &t.shape, 0).into_iter().collect(),
+        };
+        if matches!(b, Builtin::Sum | Builtin::Mean) && t.dtype == DType::Bool {
+            let d = Diag::error(format!("`{}` of a bool tensor", b.name())).at(a.span(0), "bool").help("cast with `f32(x)` first");
+            return self.error(d);
+        }
+        let mut dims = Vec::new();
+        for (i, d) in t.shape.dims.iter().enumerate() {
+            if !axes.contains(&i) {
+                dims.push(d.clone());
+            } else if keepdim {
+                dims.push(Dim::constant(1));
+            }
+        }
+        Val::tensor(out_dtype(b, t.dtype), Shape { rest: t.shape.rest, dims })
+    }
+
+    fn where_(&mut self, a: &Args) -> Val {
+        let cond = match a.val(0) {
+            Val::Tensor(t) if t.dtype == DType::Bool => t,
+            v => return self.error(expected("a bool tensor", &self.show(&v), a.span(0)).help("build one with a comparison: `x > 0.0`")),
+        };
+        let (x, y) = (a.val(1), a.val(2));
+        let (Some(tx), Some(ty)) = (self.as_tensor(&x, &y, a.span(1)), self.as_tensor(&y, &x, a.span(2))) else {
+            return Val::Error;
+        };
+        if tx.dtype != ty.dtype {
+            let d = Diag::error(format!("`where` branches have different dtypes: {} and {}", tx.dtype.name(), ty.dtype.name()))
+                .at(a.span(1), tx.dtype.name())
+                .label(a.span(2), ty.dtype.name());
+            return self.error(d);
+        }
+        let shape = tx.shape.broadcast(&ty.shape).and_then(|s| s.broadcast(&cond.shape));
+        match shape {
+            Ok(s) => Val::tensor(tx.dtype, s),
+            Err(e) => self.broadcast_error("where", e, (&tx, a.span(1)), (&ty, a.span(2)), a.call),
+        }
+    }
+
+    /// Dims given as a list of ints (or a `dims` value).
+    fn dims_arg(&mut self, a: &Args, i: usize) -> Option<Vec<Option<Dim>>> {
+        match a.val(i) {
+            Val::List(xs) => {
+                let mut out = Vec::new();
+                for x in xs {
+                    match x {
+                        Val::Int(d) => out.push(d),
+                        Val::Error => return None,
+                        v => {
+                            self.diags.push(expected("a list of ints", &format!("a list holding {}", self.show(&v)), a.span(i)));
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Val::Dims(Some(d)) => Some(d.into_iter().map(Some).collect()),
+            Val::Dims(None) => None,
+            v => {
+                self.diags.push(expected("a list of dims like `[B, 784]`", &self.show(&v), a.span(i)));
+                None
+            }
+        }
+    }
+
+    fn reshape(&mut self, a: &Args) -> Val {
+        let (Some(t), Some(target)) = (self.tensor(a, 0), self.dims_arg(a, 1)) else { return Val::Error };
+        let minus_one = |d: &Option<Dim>| d.as_ref().and_then(Dim::as_const) == Some(-1);
+        let holes = target.iter().filter(|d| minus_one(d)).count();
+        if t.shape.rest.is_some() {
+            let d = Diag::error("cannot reshape a `...` shape: its element count is unknown")
+                .at(a.span(0), "rank-polymorphic")
+                .help("reshape where the caller's concrete shape is known");
+            return self.error(d);
+        }
+        let total = t.shape.dims.iter().fold(Dim::constant(1), |acc, d| acc.mul(d));
+        let known = target.iter().filter(|d| !minus_one(d)).flatten().fold(Dim::constant(1), |acc, d| acc.mul(d));
+        let mut dims = Vec::new();
+        for d in &target {
+            dims.push(match d {
+                Some(d) if minus_one(&Some(d.clone())) => match self.quotient(&total, &known, a.span(1)) {
+                    Ok(q) => q,
+                    Err(e) => return self.error(e),
+                },
+                Some(d) => d.clone(),
+                None => Dim::sym(self.fresh_sym("?")),
+            });
+        }
+        if holes > 1 {
+            return self.error(Diag::error("at most one `-1` in a reshape").at(a.span(1), "here"));
+        }
+        let product = dims.iter().fold(Dim::constant(1), |acc, d| acc.mul(d));
+        if holes == 0 && target.iter().all(Option::is_some) && product != total && !self.has_opaque(&product, &total) {
+            let out = Shape::of(dims);
+            let d = Diag::error(format!(
+                "cannot reshape {}{} into {}: {} elements vs {}",
+                t.dtype.name(),
+                self.show_shape(&t.shape),
+                self.show_shape(&out),
+                self.show_dim(&total),
+                self.show_dim(&product)
+            ))
+            .at(a.span(1), "target shape")
+            .label(a.span(0), format!("this is {}{}", t.dtype.name(), self.show_shape(&t.shape)))
+            .help("a reshape keeps the number of elements");
+            return self.error(d);
+        }
+        Val::tensor(t.dtype, Shape::of(dims))
+    }
+
+    /// Dims with opaque quotients (`d/h`) can't be compared: the check
+    /// happens when the model is instantiated with numbers.
+    fn has_opaque(&self, a: &Dim, b: &Dim) -> bool {
+        a.syms().chain(b.syms()).any(|s| self.sym_names.get(s.0 as usize).is_some_and(|n| n.starts_with('(') || n == "?"))
+    }
+
+    fn permute(&mut self, a: &Args) -> Val {
+        let Some(t) = self.tensor(a, 0) else { return Val::Error };
+        let Some(perm) = self.dims_arg(a, 1) else { return Val::Error };
+        let perm: Vec<Option<i64>> = perm.iter().map(|d| d.as_ref().and_then(Dim::as_const)).collect();
+        let n = t.shape.dims.len();
+        let mut seen = vec![false; n];
+        let mut dims = Vec::new();
+        for p in &perm {
+            match p.and_then(|p| normalize(p, n)) {
+                Some(k) if !seen[k] && t.shape.rest.is_none() => {
+                    seen[k] = true;
+                    dims.push(t.shape.dims[k].clone());
+                }
+                _ => {
+                    let d = Diag::error(format!("`{:?}` is not a permutation of the {n} axes", perm.iter().map(|p| p.unwrap_or(-99)).collect::<Vec<_>>()))
+                        .at(a.span(1), "bad permutation");
+                    return self.error(d);
+                }
+            }
+        }
+        if dims.len() != n {
+            return self.error(Diag::error(format!("a permutation of rank {n} needs {n} axes")).at(a.span(1), "wrong length"));
+        }
+        Val::tensor(t.dtype, Shape::of(dims))
+    }
+
+    fn transpose(&mut self, a: &Args) -> Val {
+        let Some(t) = self.tensor(a, 0) else { return Val::Error };
+        let get = |i: usize, default: i64| if a.has(i) { a.val(i) } else { Val::Int(Some(Dim::constant(default))) };
+        let (va, vb) = (get(1, -2), get(2, -1));
+        let (Some(x), Some(y)) = (self.axis(&va, a.span(1), &t.shape, 0), self.axis(&vb, a.span(2), &t.shape, 0)) else {
+            return Val::Error;
+        };
+        let mut dims = t.shape.dims.clone();
+        dims.swap(x, y);
+        Val::tensor(t.dtype, Shape { rest: t.shape.rest, dims })
+    }
+
+    fn unsqueeze(&mut self, b: Builtin, a: &Args) -> Val {
+        let Some(t) = self.tensor(a, 0) else { return Val::Error };
+        let extra = usize::from(b == Builtin::Unsqueeze);
+        let Some(k) = self.axis(&a.val(1), a.span(1), &t.shape, extra) else { return Val::Error };
+        let mut dims = t.shape.dims.clone();
+        if b == Builtin::Unsqueeze {
+            dims.insert(k, Dim::constant(1));
+        } else if !dims[k].is_one() {
+            let d = Diag::error(format!("cannot squeeze axis of size {}", self.show_dim(&dims[k]))).at(a.span(1), "not 1");
+            return self.error(d);
+        } else {
+            dims.remove(k);
+        }
+        Val::tensor(t.dtype, Shape { rest: t.shape.rest, dims })
+    }
+
+    fn concat(&mut self, b: Builtin, a: &Args) -> Val {
+        let Val::List(xs) = a.val(0) else {
+            return self.error(expected("a list of tensors `[a, b]`", &self.show(&a.val(0)), a.span(0)));
+        };
+        let mut ts = Vec::new();
+        for x in &xs {
+            match x {
+                Val::Tensor(t) => ts.push(t.clone()),
+                Val::Error => return Val::Error,
+                v => return self.error(expected("a list of tensors", &format!("a list holding {}", self.show(v)), a.span(0))),
+            }
+        }
+        let Some(first) = ts.first().cloned() else {
+            return self.error(Diag::error(format!("`{}` of an empty list", b.name())).at(a.span(0), "empty"));
+        };
+        let axis_v = if a.has(1) { a.val(1) } else { Val::Int(Some(Dim::constant(0))) };
+        let extra = usize::from(b == Builtin::Stack);
+        let Some(k) = self.axis(&axis_v, a.span(1), &first.shape, extra) else { return Val::Error };
+        let mut total = Dim::constant(0);
+        for t in &ts {
+            let same_rest = t.shape.rest == first.shape.rest && t.shape.dims.len() == first.shape.dims.len();
+            let mismatch = !same_rest
+                || t.dtype != first.dtype
+                || t.shape.dims.iter().zip(&first.shape.dims).enumerate().any(|(i, (x, y))| (extra == 1 || i != k) && x != y);
+            if mismatch {
+                let d = Diag::error(format!(
+                    "`{}` needs matching tensors, found {}{} and {}{}",
+                    b.name(),
+                    first.dtype.name(),
+                    self.show_shape(&first.shape),
+                    t.dtype.name(),
+                    self.show_shape(&t.shape)
+                ))
+                .at(a.span(0), "these tensors")
+                .help(if extra == 1 { "stacked tensors must have the same shape" } else { "all dims but the joined axis must be equal" });
+                return self.error(d);
+            }
+            if extra == 0 {
+                total = total.add(&t.shape.dims[k]);
+            }
+        }
+        let mut dims = first.shape.dims.clone();
+        if extra == 1 {
+            dims.insert(k, Dim::constant(ts.len() as i64));
+        } else {
+            dims[k] = total;
+        }
+        Val::tensor(first.dtype, Shape { rest: first.shape.rest, dims })
+    }
+
+    fn pad(&mut self, a: &Args) -> Val {
+        let Some(t) = self.tensor(a, 0) else { return Val::Error };
+        let Val::List(rows) = a.val(1) else {
+            return self.error(expected("a list of `[lo, hi]` pairs", &self.show(&a.val(1)), a.span(1)));
+        };
+        if rows.len() > t.shape.dims.len() {
+            return self.error(Diag::error("more padding pairs than dims").at(a.span(1), "too many"));
+        }
+        let mut dims = t.shape.dims.clone();
+        let start = dims.len() - rows.len();
+        for (i, row) in rows.iter().enumerate() {
+            let pair = match row {
+                Val::List(p) if p.len() == 2 => match (&p[0], &p[1]) {
+                    (Val::Int(Some(lo)), Val::Int(Some(hi))) => Some((lo.clone(), hi.clone())),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((lo, hi)) = pair else {
+                return self.error(expected("`[lo, hi]` pairs of constant ints", "something else", a.span(1)));
+            };
+            dims[start + i] = dims[start + i].add(&lo).add(&hi);
+        }
+        Val::tensor(t.dtype, Shape { rest: t.shape.rest, dims })
+    }
+
+    fn take(&mut self, a: &Args) -> Val {
+        let (Some(t), Some(ids)) = (self.tensor(a, 0), self.tensor(a, 1)) else { return Val::Error };
+        let axis_v = if a.has(2) { a.val(2) } else { Val::Int(Some(Dim::constant(0))) };
+        let Some(k) = self.axis(&axis_v, a.span(2), &t.shape, 0) else { return Val::Error };
+        self.gather(&t, &ids, k, (a.span(0), a.span(1)))
+    }
+
+    fn one_hot(&mut self, a: &Args) -> Val {
+        let Some(ids) = self.tensor(a, 0) else { return Val::Error };
+        if ids.dtype != DType::I32 {
+            return self.error(expected("an i32 tensor of class ids", &self.show(&a.val(0)), a.span(0)));
+        }
+        let n = match a.val(1) {
+            Val::Int(Some(d)) => d,
+            Val::Int(None) => Dim::sym(self.fresh_sym("n")),
+            v => return self.error(expected("an int", &self.show(&v), a.span(1))),
+        };
+        let mut shape = ids.shape.clone();
+        shape.dims.push(n);
+        Val::tensor(DType::F32, shape)
+    }
+
+    fn patches(&mut self, a: &Args) -> Val {
+        let Some(t) = self.float_tensor(a, 0) else { return Val::Error };
+        if t.shape.rest.is_some() || t.shape.dims.len() != 4 {
+            let d = expected("an f32[B, H, W, C] tensor (NHWC)", &self.show(&a.val(0)), a.span(0));
+            return self.error(d);
+        }
+        let Some(size) = self.dims_arg(a, 1) else { return Val::Error };
+        let dim_or = |v: Val, default: i64| match v {
+            Val::Int(d) => d,
+            _ => Some(Dim::constant(default)),
+        };
+        let stride = if a.has(2) { dim_or(a.val(2), 1) } else { Some(Dim::constant(1)) };
+        let pad = if a.has(3) { dim_or(a.val(3), 0) } else { Some(Dim::constant(0)) };
+        let (Some(stride), Some(pad), [Some(kh), Some(kw)]) = (stride, pad, size.as_slice()) else {
+            return self.error(Diag::error("`patches` needs `size: [kh, kw]`, `stride` and `padding` as ints").at(a.call, "here"));
+        };
+        if stride.as_const().is_some_and(|s| s < 1) || pad.as_const().is_some_and(|p| p < 0) {
+            return self.error(Diag::error("stride must be ≥ 1 and padding ≥ 0").at(a.call, "here"));
+        }
+        let d = &t.shape.dims;
+        let mut out_dims = vec![d[0].clone()];
+        for (dim, k) in [(&d[1], kh), (&d[2], kw)] {
+            let span_len = dim.add(&pad.mul(&Dim::constant(2))).sub(k);
+            if span_len.as_const().is_some_and(|v| v < 0) {
+                let e = Diag::error(format!("a {}-wide window does not fit in a dim of {}", self.show_dim(k), self.show_dim(dim)))
+                    .at(a.span(1), "window too large");
+                return self.error(e);
+            }
+            // Windows that do not fit at the end are dropped: floor division.
+            let q = match (span_len.as_const(), stride.as_const()) {
+                (Some(v), Some(s)) => Dim::constant(v / s),
+                _ => match self.quotient(&span_len, &stride, a.call) {
+                    Ok(q) => q,
+                    Err(e) => return self.error(e),
+                },
+            };
+            out_dims.push(q.add(&Dim::constant(1)));
+        }
+        out_dims.push(kh.mul(kw).mul(&d[3]));
+        Val::tensor(DType::F32, Shape::of(out_dims))
+    }
+
+    fn cast(&mut self, b: Builtin, a: &Args) -> Val {
+        let to = match b {
+            Builtin::I32 => DType::I32,
+            Builtin::Bool => DType::Bool,
+            _ => DType::F32,
+        };
+        match a.val(0) {
+            Val::Tensor(t) => Val::tensor(to, t.shape),
+            Val::Int(_) | Val::Float | Val::Bool(_) => Val::scalar(to),
+            v => self.error(expected("a tensor or a number", &self.show(&v), a.span(0))),
+        }
+    }
+
+    fn init(&mut self, a: &Args) -> Val {
+        for slot in a.slots.iter().flatten() {
+            if !matches!(slot.val, Val::Int(_) | Val::Float) {
+                let d = expected("a number", &self.show(&slot.val), slot.span).help("initialiser parameters are compile-time numbers");
+                return self.error(d);
+            }
+        }
+        Val::Init
+    }
+
+    fn source(&mut self, b: Builtin, a: &Args) -> Val {
+        for (slot, (name, _)) in a.slots.iter().zip(b.params()) {
+            let Some(s) = slot else { continue };
+            let ok = match *name {
+                "dir" | "path" | "label" => matches!(s.val, Val::Str(_)),
+                "context" | "stride" => matches!(s.val, Val::Int(Some(_))),
+                _ => matches!(s.val, Val::Float),
+            };
+            if !ok {
+                let want = match *name {
+                    "dir" | "path" | "label" => "a string",
+                    "context" | "stride" => "a constant int",
+                    _ => "a float",
+                };
+                let d = expected(want, &self.show(&s.val), s.span).help(format!("for `{}` of `{}`", name, b.name()));
+                return self.error(d);
+            }
+        }
+        Val::Source(b.name().to_string())
+    }
+}
+
+fn out_dtype(b: Builtin, input: DType) -> DType {
+    match b {
+        Builtin::Argmax => DType::I32,
+        _ => input,
+    }
+}

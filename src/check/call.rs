@@ -1,0 +1,246 @@
+//! Calls: binding arguments to parameters, and checking a call of a
+//! function, a model or an optimizer against its signature.
+
+use super::val::{ItemRef, ModelInst, Val};
+use super::{Checker, shape::Unbound};
+use crate::diag::{Diag, did_you_mean};
+use crate::span::Span;
+use crate::syntax::ast;
+use std::rc::Rc;
+
+/// An evaluated argument.
+#[derive(Clone, Debug)]
+pub(super) struct ArgVal {
+    pub name: Option<ast::Ident>,
+    pub val: Val,
+    pub span: Span,
+}
+
+/// A parameter as far as argument binding cares.
+pub(super) struct ParamSpec<'a> {
+    pub name: &'a str,
+    pub required: bool,
+    pub span: Option<Span>,
+}
+
+/// Names bound around a function body: a model's parameters and fields.
+pub(super) type Env = Vec<(String, Val, Span)>;
+
+impl Checker<'_> {
+    /// Match positional then named arguments to parameters. `None` if an
+    /// error was reported.
+    pub(super) fn bind_args(
+        &mut self,
+        callee: &str,
+        params: &[ParamSpec],
+        args: Vec<ArgVal>,
+        call: Span,
+    ) -> Option<Vec<Option<ArgVal>>> {
+        let mut slots: Vec<Option<ArgVal>> = vec![None; params.len()];
+        let mut ok = true;
+        let mut next = 0;
+        for arg in args {
+            let slot = match &arg.name {
+                None => {
+                    if next >= params.len() {
+                        let d = Diag::error(format!(
+                            "`{callee}` takes {} argument{}, found more",
+                            params.len(),
+                            if params.len() == 1 { "" } else { "s" }
+                        ))
+                        .at(arg.span, "unexpected argument");
+                        self.diags.push(d);
+                        ok = false;
+                        continue;
+                    }
+                    next += 1;
+                    next - 1
+                }
+                Some(n) => match params.iter().position(|p| p.name == n.name) {
+                    Some(i) => i,
+                    None => {
+                        let mut d = Diag::error(format!("`{callee}` has no parameter `{}`", n.name))
+                            .at(n.span, "unknown parameter");
+                        let hint = did_you_mean(&n.name, params.iter().map(|p| p.name)).unwrap_or_else(|| {
+                            format!("its parameters are: {}", params.iter().map(|p| p.name).collect::<Vec<_>>().join(", "))
+                        });
+                        d = d.help(hint);
+                        self.diags.push(d);
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if let Some(prev) = &slots[slot] {
+                let d = Diag::error(format!("argument `{}` of `{callee}` is given twice", params[slot].name))
+                    .at(arg.span, "given again here")
+                    .label(prev.span, "first given here");
+                self.diags.push(d);
+                ok = false;
+                continue;
+            }
+            slots[slot] = Some(arg);
+        }
+        for (p, s) in params.iter().zip(&slots) {
+            if p.required && s.is_none() {
+                let mut d = Diag::error(format!("missing argument `{}` in call of `{callee}`", p.name))
+                    .at(call, format!("`{}` is not given", p.name));
+                if let Some(def) = p.span {
+                    d = d.label(def, "parameter declared here");
+                }
+                self.diags.push(d);
+                ok = false;
+            }
+        }
+        ok.then_some(slots)
+    }
+
+    fn param_specs(params: &[ast::Param]) -> Vec<ParamSpec<'_>> {
+        params
+            .iter()
+            .map(|p| ParamSpec { name: &p.name.name, required: p.default.is_none(), span: Some(p.name.span) })
+            .collect()
+    }
+
+    /// Record that the item being checked uses `callee`; cycles are reported at the end.
+    pub(super) fn record_use(&mut self, callee: ItemRef, span: Span) {
+        if let Some(&caller) = self.active.last() {
+            self.uses.push((caller, callee, span));
+        }
+    }
+
+    /// Check a call of `f` (a function, forward or method) in `env`.
+    pub(super) fn call_fn(&mut self, item: ItemRef, f: &ast::FnDecl, env: &Env, args: Vec<ArgVal>, call: Span) -> Val {
+        let callee = f.name.as_ref().map_or_else(|| self.item_name(item), |n| n.name.clone());
+        let Some(slots) = self.bind_args(&callee, &Self::param_specs(&f.params), args, call) else {
+            return Val::Error;
+        };
+        self.record_use(item, call);
+        self.push_frame(item.module);
+        for (name, val, span) in env {
+            self.bind(name, val.clone(), *span);
+        }
+        let mut ok = true;
+        for (p, slot) in f.params.iter().zip(slots) {
+            let (val, at) = match slot {
+                Some(a) => (a.val, a.span),
+                None => (self.default_value(p), p.name.span),
+            };
+            if let Some(t) = &p.ty
+                && let Err(why) = self.match_type(t, &val, at)
+            {
+                let d = Diag::error(format!("argument `{}` of `{callee}`: {why}", p.name.name))
+                    .at(at, format!("this is {}", self.show(&val)))
+                    .label(t.span, "declared here");
+                self.diags.push(d);
+                ok = false;
+            }
+            let v = self.param_value(p, val);
+            self.bind(&p.name.name, v, p.name.span);
+        }
+        let out = if !ok {
+            Val::Error
+        } else if let Some(ret) = &f.ret {
+            self.eval_type(ret, Unbound::Reject).unwrap_or_else(|d| {
+                self.diags.push(d);
+                Val::Error
+            })
+        } else {
+            self.instantiate(item, f)
+        };
+        self.pop_frame();
+        out
+    }
+
+    /// A parameter's value inside the body: the declared type where one is
+    /// given (so `x: f32[N]` is a tensor even when a literal was passed).
+    fn param_value(&mut self, p: &ast::Param, arg: Val) -> Val {
+        match (&p.ty, &arg) {
+            (Some(t), Val::Float | Val::Int(_)) if matches!(t.kind, ast::TypeKind::Tensor { .. }) => {
+                self.eval_type(t, Unbound::Reject).unwrap_or(Val::Error)
+            }
+            _ => arg,
+        }
+    }
+
+    fn default_value(&mut self, p: &ast::Param) -> Val {
+        match &p.default {
+            Some(e) => self.expr(e),
+            None => Val::Error,
+        }
+    }
+
+    /// No declared return type: check the body with the arguments' types.
+    fn instantiate(&mut self, item: ItemRef, f: &ast::FnDecl) -> Val {
+        if self.instantiating.contains(&item) {
+            return Val::Error;
+        }
+        self.instantiating.push(item);
+        let v = self.block(&f.body);
+        self.instantiating.pop();
+        v
+    }
+
+    // ---- models -----------------------------------------------------------
+
+    /// `Linear(784, hidden)`: bind the model's parameters.
+    pub(super) fn instantiate_model(&mut self, item: ItemRef, args: Vec<ArgVal>, call: Span) -> Val {
+        let ast::Item::Model(m) = self.item(item) else { return Val::Error };
+        let Some(slots) = self.bind_args(&m.name.name, &Self::param_specs(&m.params), args, call) else {
+            return Val::Error;
+        };
+        self.record_use(item, call);
+        self.push_frame(item.module);
+        let mut bound = Vec::new();
+        for (p, slot) in m.params.iter().zip(slots) {
+            let (val, at) = match slot {
+                Some(a) => (a.val, a.span),
+                None => (self.default_value(p), p.name.span),
+            };
+            if let Some(t) = &p.ty
+                && let Err(why) = self.match_type(t, &val, at)
+            {
+                let d = Diag::error(format!("argument `{}` of model `{}`: {why}", p.name.name, m.name.name))
+                    .at(at, format!("this is {}", self.show(&val)))
+                    .label(t.span, "declared here");
+                self.diags.push(d);
+            }
+            bound.push((p.name.name.clone(), val));
+        }
+        self.pop_frame();
+        Val::Model(Rc::new(ModelInst { item, name: m.name.name.clone(), args: bound }))
+    }
+
+    /// The names a model's forward and methods see: its parameters and fields.
+    pub(super) fn model_env(&mut self, inst: &ModelInst) -> Env {
+        let ast::Item::Model(m) = self.item(inst.item) else { return Vec::new() };
+        self.push_frame(inst.item.module);
+        let mut env: Env = Vec::new();
+        for (p, (name, val)) in m.params.iter().zip(&inst.args) {
+            self.bind(name, val.clone(), p.name.span);
+            env.push((name.clone(), val.clone(), p.name.span));
+        }
+        for field in &m.fields {
+            let val = self.field_value(field);
+            self.bind(&field.name.name, val.clone(), field.name.span);
+            env.push((field.name.name.clone(), val, field.name.span));
+        }
+        self.pop_frame();
+        env
+    }
+
+    /// A model call `m(x)`: its forward with the model's names in scope.
+    pub(super) fn call_model(&mut self, inst: &ModelInst, args: Vec<ArgVal>, call: Span) -> Val {
+        let ast::Item::Model(m) = self.item(inst.item) else { return Val::Error };
+        let Some(fwd) = &m.forward else {
+            return self.error(
+                Diag::error(format!("model `{}` has no forward function", m.name.name))
+                    .at(call, "called here")
+                    .label(m.name.span, "defined here")
+                    .help("add `fn (x: ...) -> ... { ... }` to the model"),
+            );
+        };
+        let env = self.model_env(inst);
+        self.call_fn(inst.item, fwd, &env, args, call)
+    }
+}

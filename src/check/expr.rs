@@ -1,0 +1,509 @@
+//! Expressions: the typing rule of every operator and construct.
+
+use super::call::ArgVal;
+use super::dim::{BroadcastError, Dim, Shape};
+use super::val::{TensorTy, Val};
+use super::{Checker, expected};
+use crate::diag::{Diag, did_you_mean};
+use crate::span::Span;
+use crate::syntax::ast::{self, BinOp, DType, Expr, ExprKind, IndexItem, Stmt, UnOp};
+
+impl Checker<'_> {
+    pub(super) fn expr(&mut self, e: &Expr) -> Val {
+        match &e.kind {
+            ExprKind::Int(v) => Val::Int(Some(Dim::constant(*v))),
+            ExprKind::Float(_) => Val::Float,
+            ExprKind::Bool(b) => Val::Bool(Some(*b)),
+            ExprKind::Str(s) => Val::Str(s.clone()),
+            ExprKind::Name(n) => match self.lookup(n) {
+                Some((v, _)) => v,
+                None => self.unknown_name(n, e.span),
+            },
+            ExprKind::Unary(op, x) => {
+                let v = self.expr(x);
+                self.unary(*op, v, e.span)
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (va, vb) = (self.expr(a), self.expr(b));
+                self.binary(*op, (va, a.span), (vb, b.span), e.span)
+            }
+            ExprKind::Call { callee, args } => self.call(callee, args, e.span),
+            ExprKind::Field { base, name } => {
+                let v = self.expr(base);
+                self.field(v, name, base.span)
+            }
+            ExprKind::Index { base, items } => {
+                let v = self.expr(base);
+                self.index(v, items, base.span, e.span)
+            }
+            ExprKind::List(xs) => Val::List(xs.iter().map(|x| self.expr(x)).collect()),
+            ExprKind::Record(entries) => self.record(entries),
+            ExprKind::Block(b) => self.block(b),
+            ExprKind::If { cond, then, els } => self.if_expr(cond, then, els),
+        }
+    }
+
+    fn record(&mut self, entries: &[(ast::Ident, Expr)]) -> Val {
+        let mut out: Vec<(String, Val)> = Vec::new();
+        for (k, v) in entries {
+            if out.iter().any(|(n, _)| *n == k.name) {
+                self.diags.push(Diag::error(format!("`{}` appears twice in this record", k.name)).at(k.span, "again"));
+            }
+            let val = self.expr(v);
+            out.push((k.name.clone(), val));
+        }
+        Val::Record(out)
+    }
+
+    pub(super) fn block(&mut self, b: &ast::Block) -> Val {
+        self.push_scope();
+        for s in &b.stmts {
+            match s {
+                Stmt::Let { name, ty, value } => {
+                    let v = self.expr(value);
+                    let v = match ty {
+                        Some(t) => self.annotated(t, v, value.span),
+                        None => v,
+                    };
+                    self.bind(&name.name, v, name.span);
+                }
+                Stmt::Assign { name, value } => {
+                    let v = self.expr(value);
+                    self.assign(name, v, value.span);
+                }
+            }
+        }
+        let v = self.expr(&b.tail);
+        self.pop_scope();
+        v
+    }
+
+    /// `let h: f32[B, 128] = ...`: the annotation must hold exactly.
+    fn annotated(&mut self, t: &ast::Type, v: Val, at: Span) -> Val {
+        if let Err(why) = self.match_type(t, &v, at) {
+            let d = Diag::error(format!("type annotation does not hold: {why}"))
+                .at(at, format!("this is {}", self.show(&v)))
+                .label(t.span, "annotation");
+            return self.error(d);
+        }
+        v
+    }
+
+    /// `m = ...` in an optimizer's update: the new value of a state.
+    fn assign(&mut self, name: &ast::Ident, v: Val, at: Span) {
+        let is_state = self.frames.last().and_then(|f| f.states.as_ref()).is_some_and(|s| s.contains(&name.name));
+        if !is_state {
+            let d = Diag::error(format!("cannot assign to `{}`", name.name))
+                .at(name.span, "not an optimizer state")
+                .help("values are immutable: bind a new name with `let`; only an optimizer's `state`s are assigned");
+            self.diags.push(d);
+            return;
+        }
+        if let Some((old, def)) = self.lookup(&name.name)
+            && !v.is_error()
+            && !same_type(&old, &v)
+        {
+            let mut d = Diag::error(format!("state `{}` must keep its type {}", name.name, self.show(&old)))
+                .at(at, format!("this is {}", self.show(&v)));
+            if let Some(def) = def {
+                d = d.label(def, "state declared here");
+            }
+            self.diags.push(d);
+            return;
+        }
+        self.bind(&name.name, v, name.span);
+    }
+
+    fn if_expr(&mut self, cond: &Expr, then: &ast::Block, els: &Expr) -> Val {
+        let c = self.expr(cond);
+        if !matches!(c, Val::Bool(_) | Val::Error) {
+            let d = expected("a compile-time `bool`", &self.show(&c), cond.span)
+                .help("`if` picks code at compile time; for elementwise choice use `where(cond, a, b)`");
+            self.diags.push(d);
+        }
+        let (a, b) = (self.block(then), self.expr(els));
+        match c {
+            Val::Bool(Some(true)) => a,
+            Val::Bool(Some(false)) => b,
+            _ if a.is_error() || b.is_error() => Val::Error,
+            _ if same_type(&a, &b) => a,
+            _ => self.error(
+                Diag::error(format!("the branches of this `if` differ: {} and {}", self.show(&a), self.show(&b)))
+                    .at(then.span, format!("this is {}", self.show(&a)))
+                    .label(els.span, format!("this is {}", self.show(&b))),
+            ),
+        }
+    }
+
+    // ---- operators ----------------------------------------------------------
+
+    fn unary(&mut self, op: UnOp, v: Val, span: Span) -> Val {
+        match (op, v) {
+            (_, Val::Error) => Val::Error,
+            (UnOp::Neg, Val::Int(d)) => Val::Int(d.map(|d| d.neg())),
+            (UnOp::Neg, Val::Float) => Val::Float,
+            (UnOp::Not, Val::Bool(b)) => Val::Bool(b.map(|b| !b)),
+            (UnOp::Neg, Val::Tensor(t)) if matches!(t.dtype, DType::F32 | DType::I32) => Val::Tensor(t),
+            (UnOp::Not, Val::Tensor(t)) if t.dtype == DType::Bool => Val::Tensor(t),
+            (op, v) => {
+                let what = if op == UnOp::Neg { "a number" } else { "a bool" };
+                let sym = if op == UnOp::Neg { "-" } else { "!" };
+                self.error(expected(what, &self.show(&v), span).help(format!("`{sym}` needs {what}")))
+            }
+        }
+    }
+
+    pub(super) fn binary(&mut self, op: BinOp, a: (Val, Span), b: (Val, Span), span: Span) -> Val {
+        match (&a.0, &b.0) {
+            (Val::Error, _) | (_, Val::Error) => Val::Error,
+            (Val::Tensor(_), _) | (_, Val::Tensor(_)) => self.tensor_binary(op, a, b, span),
+            _ => self.const_binary(op, a, b, span),
+        }
+    }
+
+    /// Compile-time arithmetic: ints stay symbolic so sizes can be computed.
+    fn const_binary(&mut self, op: BinOp, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> Val {
+        use BinOp::*;
+        match (op, &a, &b) {
+            (Add | Sub | Mul, Val::Int(x), Val::Int(y)) => Val::Int(x.as_ref().zip(y.as_ref()).map(|(x, y)| match op {
+                Add => x.add(y),
+                Sub => x.sub(y),
+                _ => x.mul(y),
+            })),
+            // Sizes divide exactly (`d / heads`); constants that don't give a float.
+            (Div, Val::Int(Some(x)), Val::Int(Some(y))) => match (x.as_const(), y.as_const()) {
+                (Some(p), Some(q)) if q != 0 && p % q != 0 => Val::Float,
+                _ => match self.quotient(x, y, span) {
+                    Ok(d) => Val::Int(Some(d)),
+                    Err(d) => self.error(d),
+                },
+            },
+            (Div | Rem | Pow, Val::Int(_), Val::Int(_)) => Val::Int(None),
+            (Add | Sub | Mul | Div | Pow, Val::Int(_) | Val::Float, Val::Int(_) | Val::Float) => Val::Float,
+            (Eq | Ne | Lt | Le | Gt | Ge, Val::Int(_) | Val::Float, Val::Int(_) | Val::Float) => Val::Bool(None),
+            (And | Or, Val::Bool(x), Val::Bool(y)) => Val::Bool(match (op, x, y) {
+                (And, Some(x), Some(y)) => Some(*x && *y),
+                (Or, Some(x), Some(y)) => Some(*x || *y),
+                _ => None,
+            }),
+            (Eq | Ne, Val::Bool(_), Val::Bool(_)) => Val::Bool(None),
+            _ => {
+                let d = Diag::error(format!("`{}` cannot combine {} and {}", op.symbol(), self.show(&a), self.show(&b)))
+                    .at(span, "invalid operands")
+                    .label(sa, format!("this is {}", self.show(&a)))
+                    .label(sb, format!("this is {}", self.show(&b)));
+                self.error(d)
+            }
+        }
+    }
+
+    fn tensor_binary(&mut self, op: BinOp, a: (Val, Span), b: (Val, Span), span: Span) -> Val {
+        if op == BinOp::MatMul {
+            return self.matmul(a, b, span);
+        }
+        let (Some(ta), Some(tb)) = (self.as_tensor(&a.0, &b.0, a.1), self.as_tensor(&b.0, &a.0, b.1)) else {
+            return Val::Error;
+        };
+        let dtype = match self.binary_dtype(op, ta.dtype, tb.dtype, (&a, &b), span) {
+            Some(d) => d,
+            None => return Val::Error,
+        };
+        match ta.shape.broadcast(&tb.shape) {
+            Ok(shape) => Val::tensor(dtype, shape),
+            Err(e) => self.broadcast_error(op.symbol(), e, (&ta, a.1), (&tb, b.1), span),
+        }
+    }
+
+    /// A weak scalar (`2.0`, `n`) takes the dtype of the tensor beside it.
+    pub(super) fn as_tensor(&mut self, v: &Val, other: &Val, at: Span) -> Option<TensorTy> {
+        let other_dtype = if let Val::Tensor(t) = other { Some(t.dtype) } else { None };
+        match (v, other_dtype) {
+            (Val::Tensor(t), _) => Some(t.clone()),
+            (Val::Int(_), Some(d)) if d != DType::Bool => Some(TensorTy { dtype: d, shape: Shape::scalar() }),
+            (Val::Int(_), _) => Some(TensorTy { dtype: DType::I32, shape: Shape::scalar() }),
+            (Val::Float, Some(DType::I32)) => {
+                self.diags.push(
+                    Diag::error("a float mixed with an `i32` tensor")
+                        .at(at, "a float")
+                        .help("cast the tensor with `f32(x)` first"),
+                );
+                None
+            }
+            (Val::Float, _) => Some(TensorTy { dtype: DType::F32, shape: Shape::scalar() }),
+            (Val::Bool(_), _) => Some(TensorTy { dtype: DType::Bool, shape: Shape::scalar() }),
+            (v, _) => {
+                let d = expected("a tensor or a number", &self.show(v), at);
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn binary_dtype(&mut self, op: BinOp, a: DType, b: DType, (va, vb): (&(Val, Span), &(Val, Span)), span: Span) -> Option<DType> {
+        use BinOp::*;
+        if a != b {
+            let d = Diag::error(format!("dtype mismatch: `{}` on {} and {}", op.symbol(), a.name(), b.name()))
+                .at(span, "mixed dtypes")
+                .label(va.1, format!("this is {}", self.show(&va.0)))
+                .label(vb.1, format!("this is {}", self.show(&vb.0)))
+                .help(format!("convert one side explicitly, e.g. `{}(...)`", if a == DType::F32 { a.name() } else { b.name() }));
+            self.diags.push(d);
+            return None;
+        }
+        let ok = match op {
+            Add | Sub | Mul | Div | Rem | Pow => matches!(a, DType::F32 | DType::I32),
+            Lt | Le | Gt | Ge => matches!(a, DType::F32 | DType::I32 | DType::U8),
+            Eq | Ne => true,
+            And | Or => a == DType::Bool,
+            MatMul => a == DType::F32,
+        };
+        if !ok {
+            let d = Diag::error(format!("`{}` is not defined on {} tensors", op.symbol(), a.name()))
+                .at(span, "unsupported dtype")
+                .help(if a == DType::U8 { "convert with `f32(x)` first" } else { "cast to a numeric dtype first" });
+            self.diags.push(d);
+            return None;
+        }
+        Some(match op {
+            Lt | Le | Gt | Ge | Eq | Ne => DType::Bool,
+            _ => a,
+        })
+    }
+
+    pub(super) fn broadcast_error(
+        &mut self,
+        what: &str,
+        e: BroadcastError,
+        (a, sa): (&TensorTy, Span),
+        (b, sb): (&TensorTy, Span),
+        span: Span,
+    ) -> Val {
+        let (sha, shb) = (self.show_shape(&a.shape), self.show_shape(&b.shape));
+        let msg = match e {
+            BroadcastError::Dims(_, x, y) => {
+                format!("shapes {sha} and {shb} do not broadcast: {} vs {}", self.show_dim(&x), self.show_dim(&y))
+            }
+            BroadcastError::Rests => format!("shapes {sha} and {shb} do not broadcast: their `...` dims may differ"),
+        };
+        let d = Diag::error(msg)
+            .at(span, format!("in this `{what}`"))
+            .label(sa, format!("this is {}{sha}", a.dtype.name()))
+            .label(sb, format!("this is {}{shb}", b.dtype.name()))
+            .help("dims must be equal or 1 (aligned from the right); reshape or unsqueeze one side");
+        self.error(d)
+    }
+
+    /// `[..., K] @ [K, N]` (any rank on the left, `...` included), and
+    /// batched `[..., M, K] @ [..., K, N]` with broadcast batch dims.
+    fn matmul(&mut self, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> Val {
+        let (Val::Tensor(ta), Val::Tensor(tb)) = (&a, &b) else {
+            let bad = if matches!(a, Val::Tensor(_)) { (&b, sb) } else { (&a, sa) };
+            let d = expected("a tensor", &self.show(bad.0), bad.1).help("`@` multiplies matrices");
+            return self.error(d);
+        };
+        for (t, s, min) in [(ta, sa, 1), (tb, sb, 2)] {
+            if t.dtype != DType::F32 || t.shape.dims.len() < min {
+                let d = Diag::error(format!("`@` needs f32 operands with a matrix on the right, found {}", self.show(&Val::Tensor(t.clone()))))
+                    .at(s, "this operand")
+                    .help("use `unsqueeze` to make a vector a matrix, or `*` and `sum` for a dot product");
+                return self.error(d);
+            }
+        }
+        let (la, lb) = (ta.shape.dims.len(), tb.shape.dims.len());
+        let (k1, k2, n) = (&ta.shape.dims[la - 1], &tb.shape.dims[lb - 2], &tb.shape.dims[lb - 1]);
+        if k1 != k2 {
+            let d = Diag::error(format!("matmul inner dims differ: {} vs {}", self.show_dim(k1), self.show_dim(k2)))
+                .at(span, "in this `@`")
+                .label(sa, format!("this is f32{}", self.show_shape(&ta.shape)))
+                .label(sb, format!("this is f32{}", self.show_shape(&tb.shape)))
+                .help("the last dim of the left side must equal the second-to-last of the right side");
+            return self.error(d);
+        }
+        if lb == 2 && tb.shape.rest.is_none() {
+            let mut dims = ta.shape.dims[..la - 1].to_vec();
+            dims.push(n.clone());
+            return Val::tensor(DType::F32, Shape { rest: ta.shape.rest, dims });
+        }
+        if la < 2 {
+            let d = Diag::error("a batched `@` needs a matrix on the left").at(sa, "a vector");
+            return self.error(d);
+        }
+        let batch_a = Shape { rest: ta.shape.rest, dims: ta.shape.dims[..la - 2].to_vec() };
+        let batch_b = Shape { rest: tb.shape.rest, dims: tb.shape.dims[..lb - 2].to_vec() };
+        match batch_a.broadcast(&batch_b) {
+            Ok(mut batch) => {
+                batch.dims.extend([ta.shape.dims[la - 2].clone(), n.clone()]);
+                Val::tensor(DType::F32, batch)
+            }
+            Err(e) => self.broadcast_error("@", e, (ta, sa), (tb, sb), span),
+        }
+    }
+
+    // ---- access -------------------------------------------------------------
+
+    fn field(&mut self, base: Val, name: &ast::Ident, base_span: Span) -> Val {
+        match &base {
+            Val::Error => Val::Error,
+            Val::Model(inst) => {
+                let env = self.model_env(inst);
+                match env.iter().find(|(n, _, _)| *n == name.name) {
+                    Some((_, v, _)) => v.clone(),
+                    None => {
+                        let mut d = Diag::error(format!("model `{}` has no field `{}`", inst.name, name.name))
+                            .at(name.span, "unknown field");
+                        if let Some(h) = did_you_mean(&name.name, env.iter().map(|(n, _, _)| n.as_str())) {
+                            d = d.help(h);
+                        }
+                        self.error(d)
+                    }
+                }
+            }
+            Val::Module(m) => match self.program.module(*m).scope.get(&name.name).copied() {
+                Some((def, _)) => self.def_value(def),
+                None => {
+                    let module = self.program.module(*m);
+                    let mut d = Diag::error(format!("module `{}` has no item `{}`", module.name, name.name))
+                        .at(name.span, "not found");
+                    if let Some(h) = did_you_mean(&name.name, module.scope.keys().map(String::as_str)) {
+                        d = d.help(h);
+                    }
+                    self.error(d)
+                }
+            },
+            Val::Dataset(item) => self.split(*item, name),
+            Val::Dims(d) if name.name == "rank" => Val::Int(d.as_ref().map(|d| Dim::constant(d.len() as i64))),
+            Val::Tensor(t) if name.name == "shape" => Val::Dims(t.shape.rest.is_none().then(|| t.shape.dims.clone())),
+            Val::Record(entries) => match entries.iter().find(|(k, _)| *k == name.name) {
+                Some((_, v)) => v.clone(),
+                None => self.error(Diag::error(format!("no `{}` in this record", name.name)).at(name.span, "unknown key")),
+            },
+            other => {
+                let d = Diag::error(format!("{} has no field `{}`", self.show(other), name.name))
+                    .at(name.span, "unknown field")
+                    .label(base_span, format!("this is {}", self.show(other)))
+                    .help("to call a function on a value, write `x.f(args)`, which means `f(x, args)`");
+                self.error(d)
+            }
+        }
+    }
+
+    fn call(&mut self, callee: &Expr, args: &[ast::Arg], span: Span) -> Val {
+        // `x.f(a)` is a method of a model, or `f(x, a)` for any function.
+        if let ExprKind::Field { base, name } = &callee.kind {
+            let recv = self.expr(base);
+            if let Some(v) = self.method_call(recv, base.span, name, args, span) {
+                return v;
+            }
+        }
+        let f = self.expr(callee);
+        let argv = self.args(args);
+        self.apply(f, callee.span, argv, span)
+    }
+
+    pub(super) fn args(&mut self, args: &[ast::Arg]) -> Vec<ArgVal> {
+        args.iter().map(|a| ArgVal { name: a.name.clone(), val: self.expr(&a.value), span: a.value.span }).collect()
+    }
+
+    /// Returns `None` when `base.name` is not a method call (a field or module member).
+    fn method_call(&mut self, recv: Val, recv_span: Span, name: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<Val> {
+        match &recv {
+            Val::Module(_) | Val::Dataset(_) | Val::Record(_) => None,
+            Val::Model(inst) => {
+                let ast::Item::Model(m) = self.item(inst.item) else { return Some(Val::Error) };
+                if let Some(f) = m.methods.iter().find(|f| f.name.as_ref().is_some_and(|n| n.name == name.name)) {
+                    let env = self.model_env(inst);
+                    let argv = self.args(args);
+                    return Some(self.call_fn(inst.item, f, &env, argv, span));
+                }
+                None
+            }
+            Val::Error => {
+                self.args(args);
+                Some(Val::Error)
+            }
+            _ => {
+                let f = match self.lookup(&name.name) {
+                    Some((f, _)) => f,
+                    None => return Some(self.unknown_name(&name.name, name.span)),
+                };
+                let mut argv = vec![ArgVal { name: None, val: recv, span: recv_span }];
+                argv.extend(self.args(args));
+                Some(self.apply(f, name.span, argv, span))
+            }
+        }
+    }
+
+    /// Call a value with evaluated arguments.
+    pub(super) fn apply(&mut self, f: Val, fspan: Span, args: Vec<ArgVal>, span: Span) -> Val {
+        match f {
+            Val::Error => Val::Error,
+            Val::Fn(item) => {
+                let ast::Item::Fn(decl) = self.item(item) else { return Val::Error };
+                self.call_fn(item, decl, &Vec::new(), args, span)
+            }
+            Val::Builtin(b) => self.builtin(b, args, span),
+            Val::ModelClass(item) => self.instantiate_model(item, args, span),
+            Val::Model(inst) => self.call_model(&inst, args, span),
+            Val::Stack(inst, _) => self.call_stack(&inst, args, span),
+            Val::OptimizerClass(item) => self.configure_optimizer(item, args, span),
+            Val::Split(item, name) => self.configure_split(item, &name, args, span),
+            other => {
+                let d = Diag::error(format!("{} is not callable", self.show(&other)))
+                    .at(fspan, "called here")
+                    .help("only functions, models, optimizers and dataset splits can be called");
+                self.error(d)
+            }
+        }
+    }
+
+    /// `x |> blocks`: every block maps the input type to itself.
+    fn call_stack(&mut self, inst: &std::rc::Rc<super::val::ModelInst>, args: Vec<ArgVal>, span: Span) -> Val {
+        let input = args.first().map(|a| a.val.clone());
+        let out = self.call_model(inst, args, span);
+        match input {
+            Some(i) if !out.is_error() && !i.is_error() && !same_type(&i, &out) => {
+                let d = Diag::error(format!(
+                    "a stack of `{}` must map its input type to itself, but {} becomes {}",
+                    inst.name,
+                    self.show(&i),
+                    self.show(&out)
+                ))
+                .at(span, "applied in sequence here");
+                self.error(d)
+            }
+            _ => out,
+        }
+    }
+
+    fn index(&mut self, base: Val, items: &[IndexItem], base_span: Span, span: Span) -> Val {
+        match base {
+            Val::Error => Val::Error,
+            Val::Tensor(t) => self.index_tensor(t, items, base_span, span),
+            Val::Stack(inst, _) => Val::Model(inst),
+            Val::Dims(d) => self.index_dims(d, items, span),
+            Val::List(xs) => match items {
+                [IndexItem::Expr(e)] => match self.const_index(e) {
+                    Some(i) if (i as usize) < xs.len() => xs[i as usize].clone(),
+                    _ => Val::Error,
+                },
+                _ => Val::Error,
+            },
+            other => {
+                let d = Diag::error(format!("{} cannot be indexed", self.show(&other))).at(base_span, "indexed here");
+                self.error(d)
+            }
+        }
+    }
+}
+
+/// Two values have the same type (compile-time values compare by kind).
+pub(super) fn same_type(a: &Val, b: &Val) -> bool {
+    match (a, b) {
+        (Val::Tensor(x), Val::Tensor(y)) => x == y,
+        (Val::Int(_), Val::Int(_)) | (Val::Float, Val::Float) | (Val::Bool(_), Val::Bool(_)) => true,
+        (Val::Tensor(t), Val::Float | Val::Int(_)) | (Val::Float | Val::Int(_), Val::Tensor(t)) => {
+            t.shape.is_scalar() && t.dtype == DType::F32
+        }
+        (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}

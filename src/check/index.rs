@@ -1,0 +1,182 @@
+//! Indexing and slicing: `x[i]`, `x[a:b:s]`, `x[..., -1]`, `table[ids]`.
+
+use super::Checker;
+use super::dim::{Dim, Shape};
+use super::val::{TensorTy, Val};
+use crate::diag::Diag;
+use crate::span::Span;
+use crate::syntax::ast::{DType, Expr, IndexItem};
+
+impl Checker<'_> {
+    /// A compile-time integer index, if the expression is one.
+    pub(super) fn const_index(&mut self, e: &Expr) -> Option<i64> {
+        match self.expr(e) {
+            Val::Int(Some(d)) => d.as_const(),
+            _ => None,
+        }
+    }
+
+    pub(super) fn index_dims(&mut self, d: Option<Vec<Dim>>, items: &[IndexItem], span: Span) -> Val {
+        let [IndexItem::Expr(e)] = items else {
+            return self.error(Diag::error("dims take one integer index").at(span, "here"));
+        };
+        let i = self.const_index(e);
+        match (d, i) {
+            (Some(dims), Some(i)) => match normalize(i, dims.len()) {
+                Some(k) => Val::Int(Some(dims[k].clone())),
+                None => self.error(
+                    Diag::error(format!("index {i} is out of range for dims of rank {}", dims.len())).at(e.span, "out of range"),
+                ),
+            },
+            _ => Val::Int(None),
+        }
+    }
+
+    pub(super) fn index_tensor(&mut self, t: TensorTy, items: &[IndexItem], base_span: Span, span: Span) -> Val {
+        // An integer tensor index gathers: `table[ids]`.
+        if let [IndexItem::Expr(e)] = items {
+            let v = self.expr(e);
+            if let Val::Tensor(ids) = &v {
+                return self.gather(&t, ids, 0, (base_span, e.span));
+            }
+        }
+        let ellipses = items.iter().filter(|i| matches!(i, IndexItem::Ellipsis(_))).count();
+        if ellipses > 1 {
+            return self.error(Diag::error("at most one `...` in an index").at(span, "here"));
+        }
+        let explicit = items.len() - ellipses;
+        let rank = t.shape.dims.len();
+        if explicit > rank {
+            let d = Diag::error(format!("too many indices: {explicit} for a tensor of rank {rank}"))
+                .at(span, "indexed here")
+                .label(base_span, format!("this is {}{}", t.dtype.name(), self.show_shape(&t.shape)));
+            return self.error(d);
+        }
+        if t.shape.rest.is_some() && ellipses == 0 {
+            return self.error(
+                Diag::error("indexing a `...` shape needs a `...` in the index")
+                    .at(span, "here")
+                    .help("index from the end: `x[..., 0]`"),
+            );
+        }
+        // Positions in the tensor's known dims that each index item addresses.
+        let mut out = Shape { rest: t.shape.rest, dims: Vec::new() };
+        let mut axis = 0;
+        for item in items {
+            match item {
+                IndexItem::Ellipsis(_) => {
+                    let skip = rank - explicit;
+                    out.dims.extend_from_slice(&t.shape.dims[axis..axis + skip]);
+                    axis += skip;
+                }
+                IndexItem::Expr(e) => {
+                    self.point_index(e, &t.shape.dims[axis]);
+                    axis += 1;
+                }
+                IndexItem::Slice { start, end, step, span } => {
+                    let d = self.slice_len(&t.shape.dims[axis], [start, end, step], *span);
+                    out.dims.push(d);
+                    axis += 1;
+                }
+            }
+        }
+        out.dims.extend_from_slice(&t.shape.dims[axis..]);
+        Val::tensor(t.dtype, out)
+    }
+
+    fn point_index(&mut self, e: &Expr, dim: &Dim) {
+        match self.expr(e) {
+            Val::Int(Some(i)) => {
+                if let (Some(i), Some(n)) = (i.as_const(), dim.as_const())
+                    && normalize(i, n as usize).is_none()
+                {
+                    let d = Diag::error(format!("index {i} is out of range for a dim of size {n}")).at(e.span, "out of range");
+                    self.diags.push(d);
+                }
+            }
+            Val::Int(None) | Val::Error => {}
+            other => {
+                let d = Diag::error(format!("an index must be an int, found {}", self.show(&other)))
+                    .at(e.span, "not an int")
+                    .help("to select rows by a tensor of ids, index with it alone: `table[ids]`");
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// The length of `a:b:s` along a dim; exact when everything is known.
+    fn slice_len(&mut self, dim: &Dim, parts: [&Option<Expr>; 3], span: Span) -> Dim {
+        let [start, end, step] = parts.map(|p| p.as_ref().map(|e| (self.expr(e), e.span)));
+        let int = |v: &Option<(Val, Span)>| match v {
+            Some((Val::Int(Some(d)), _)) => Some(d.clone()),
+            _ => None,
+        };
+        let step_n = match &step {
+            None => 1,
+            Some((Val::Int(Some(d)), s)) => match d.as_const() {
+                Some(k) if k >= 1 => k,
+                _ => {
+                    self.diags.push(Diag::error("a slice step must be a positive constant").at(*s, "here"));
+                    1
+                }
+            },
+            Some((_, s)) => {
+                self.diags.push(Diag::error("a slice step must be a positive constant").at(*s, "here"));
+                1
+            }
+        };
+        let resolve = |d: Option<Dim>, default: Dim| -> Dim {
+            match d {
+                Some(d) if d.as_const().is_some_and(|k| k < 0) => dim.add(&d),
+                Some(d) => d,
+                None => default,
+            }
+        };
+        let lo = resolve(int(&start), Dim::constant(0));
+        let hi = resolve(int(&end), dim.clone());
+        let len = hi.sub(&lo);
+        if let (Some(l), Some(n)) = (len.as_const(), dim.as_const())
+            && (l <= 0 || lo.as_const().is_some_and(|x| x < 0) || hi.as_const().is_some_and(|x| x > n))
+        {
+            self.diags.push(Diag::error(format!("this slice is empty or out of range for a dim of size {n}")).at(span, "bad slice"));
+            return Dim::constant(0);
+        }
+        if step_n == 1 {
+            return len;
+        }
+        match len.as_const() {
+            Some(l) => Dim::constant((l + step_n - 1) / step_n),
+            None => {
+                let q = len.add(&Dim::constant(step_n - 1));
+                self.quotient(&q, &Dim::constant(step_n), span).unwrap_or(len)
+            }
+        }
+    }
+
+    /// `take(x, ids, axis)`: out shape x[..axis] + ids + x[axis+1..].
+    pub(super) fn gather(&mut self, t: &TensorTy, ids: &TensorTy, axis: usize, (sx, si): (Span, Span)) -> Val {
+        if !matches!(ids.dtype, DType::I32 | DType::U8) {
+            let d = Diag::error(format!("indices must be i32, found {}", ids.dtype.name()))
+                .at(si, "not integer")
+                .help("cast with `i32(x)`");
+            return self.error(d);
+        }
+        if t.shape.rest.is_some() || axis >= t.shape.dims.len() {
+            let d = Diag::error("gather needs a tensor of known rank with the gathered axis").at(sx, "this tensor");
+            return self.error(d);
+        }
+        let mut dims = t.shape.dims[..axis].to_vec();
+        if ids.shape.rest.is_some() && axis > 0 {
+            return self.error(Diag::error("`...` indices can only gather along axis 0").at(si, "here"));
+        }
+        dims.extend(ids.shape.dims.iter().cloned());
+        dims.extend_from_slice(&t.shape.dims[axis + 1..]);
+        Val::tensor(t.dtype, Shape { rest: ids.shape.rest, dims })
+    }
+}
+
+/// A possibly negative index into `n` items.
+pub(super) fn normalize(i: i64, n: usize) -> Option<usize> {
+    let k = if i < 0 { i + n as i64 } else { i };
+    (0..n as i64).contains(&k).then_some(k as usize)
+}

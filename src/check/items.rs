@@ -1,0 +1,785 @@
+//! Definitions: constants, functions, models, optimizers, datasets, and the
+//! experiments that tie them together.
+
+use super::call::{ArgVal, Env, ParamSpec};
+use super::dim::{Dim, Shape};
+use super::expr::same_type;
+use super::shape::Unbound;
+use super::val::{ItemRef, Val};
+use super::{Checker, expected};
+use crate::diag::{Diag, did_you_mean};
+use crate::span::Span;
+use crate::syntax::ast::{self, DType, FieldKind, TypeKind};
+
+
+/// The settings an experiment understands.
+const SETTINGS: &[&str] = &[
+    "model", "data", "loss", "optimizer", "schedule", "epochs", "seed", "metrics", "eval", "checkpoint",
+    "early_stop", "freeze", "init_from", "keep_step",
+];
+
+impl Checker<'_> {
+    pub(super) fn check_item(&mut self, item: ItemRef) {
+        if !self.checked.insert(item) {
+            return;
+        }
+        self.active.push(item);
+        self.push_frame(item.module);
+        match self.item(item) {
+            ast::Item::Use(_) => {}
+            ast::Item::Const(_) => {
+                self.pop_frame();
+                self.active.pop();
+                self.const_value(item);
+                return;
+            }
+            ast::Item::Fn(f) => self.check_fn_def(f, &Vec::new()),
+            ast::Item::Model(m) => self.check_model_def(m),
+            ast::Item::Optimizer(o) => self.check_optimizer_def(o),
+            ast::Item::Dataset(d) => {
+                self.dataset_fields(item, d);
+            }
+            ast::Item::Experiment(e) => self.check_experiment(e),
+        }
+        self.pop_frame();
+        self.active.pop();
+    }
+
+    // ---- constants ----------------------------------------------------------
+
+    pub(super) fn eval_const(&mut self, item: ItemRef, c: &ast::Const) -> Val {
+        let v = match &c.value {
+            ast::ConstValue::Expr(e) => self.expr(e),
+            ast::ConstValue::Sweep(values, span) => self.sweep(values, *span),
+        };
+        let v = match self.overrides.get(&c.name.name) {
+            Some(o) if item.module.0 == 0 => self.override_value(c, &v, &o.value.clone()),
+            _ => v,
+        };
+        // A value only known per run (a sweep) is one symbol wherever it is used.
+        let v = match v {
+            Val::Int(None) => Val::Int(Some(Dim::sym(self.fresh_sym(&c.name.name)))),
+            v => v,
+        };
+        let Some(t) = &c.ty else { return self.const_kind(c, v) };
+        let ok = match (&t.kind, &v) {
+            (_, Val::Error) => true,
+            (TypeKind::Int, Val::Int(_)) => true,
+            (TypeKind::Float, Val::Int(_) | Val::Float) => return Val::Float,
+            (TypeKind::Tensor { dtype: DType::Bool, shape }, Val::Bool(_)) => shape.is_empty(),
+            _ => false,
+        };
+        if !ok {
+            let d = Diag::error(format!("`{}` is declared {} but its value is {}", c.name.name, self.program.sources.text(t.span), self.show(&v)))
+                .at(c.name.span, "mismatched constant")
+                .label(t.span, "declared type");
+            return self.error(d);
+        }
+        v
+    }
+
+    fn const_kind(&mut self, c: &ast::Const, v: Val) -> Val {
+        match v {
+            Val::Int(_) | Val::Float | Val::Bool(_) | Val::Str(_) | Val::Error => v,
+            other => {
+                let d = Diag::error(format!("a constant must be a number, bool or string, found {}", self.show(&other)))
+                    .at(c.name.span, "not a constant")
+                    .help("top-level `let`s are hyperparameters; put tensor code in functions or models");
+                self.error(d)
+            }
+        }
+    }
+
+    fn sweep(&mut self, values: &[ast::Expr], span: Span) -> Val {
+        let vals: Vec<(Val, Span)> = values.iter().map(|e| (self.expr(e), e.span)).collect();
+        let Some((first, _)) = vals.first().cloned() else { return Val::Error };
+        for (v, s) in &vals[1..] {
+            if !same_type(&first, v) && !matches!((&first, v), (Val::Float, Val::Int(_)) | (Val::Int(_), Val::Float)) {
+                let d = Diag::error(format!("a sweep's values must share a type: {} and {}", self.show(&first), self.show(v)))
+                    .at(*s, "different type")
+                    .label(span, "in this sweep");
+                return self.error(d);
+            }
+        }
+        if vals.iter().any(|(v, _)| matches!(v, Val::Float)) {
+            return Val::Float;
+        }
+        // Each run binds one value; the checker checks with an unknown one.
+        match first {
+            Val::Int(_) => Val::Int(None),
+            Val::Bool(_) => Val::Bool(None),
+            v => v,
+        }
+    }
+
+    fn override_value(&mut self, c: &ast::Const, current: &Val, raw: &str) -> Val {
+        let parsed = match current {
+            Val::Int(_) => raw.parse::<i64>().ok().map(|i| Val::Int(Some(Dim::constant(i)))),
+            Val::Float => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(|_| Val::Float),
+            Val::Bool(_) => raw.parse::<bool>().ok().map(|b| Val::Bool(Some(b))),
+            Val::Str(_) => Some(Val::Str(raw.to_string())),
+            _ => None,
+        };
+        parsed.unwrap_or_else(|| {
+            let d = Diag::error(format!("bad `--set {}={raw}`: `{}` is {}", c.name.name, c.name.name, self.show(current)))
+                .at(c.name.span, format!("`{}` is defined here", c.name.name))
+                .help(format!("give {}", match current {
+                    Val::Int(_) => "an integer, e.g. `--set hidden=256`",
+                    Val::Float => "a number, e.g. `--set lr=3e-4`",
+                    Val::Bool(_) => "`true` or `false`",
+                    _ => "a value of the constant's type",
+                }));
+            self.error(d)
+        })
+    }
+
+    // ---- functions ----------------------------------------------------------
+
+    /// A parameter's value inside a body checked generically.
+    /// An `int` or `bool` parameter with a constant default is checked at
+    /// that default (axes, strides must be known to compute shapes); other
+    /// values are checked when a concrete model or step is lowered.
+    fn rigid_param(&mut self, p: &ast::Param) -> Val {
+        if let Some(def) = &p.default
+            && matches!(p.ty.as_ref().map(|t| &t.kind), None | Some(TypeKind::Int | TypeKind::Tensor { .. }))
+        {
+            let v = self.expr(def);
+            if matches!(&v, Val::Int(Some(d)) if d.as_const().is_some()) || matches!(v, Val::Bool(Some(_))) {
+                if let Some(t) = &p.ty
+                    && let Err(why) = self.match_type(t, &v, def.span)
+                {
+                    self.diags.push(Diag::error(format!("default of `{}`: {why}", p.name.name)).at(def.span, "bad default"));
+                }
+                return v;
+            }
+        }
+        let from_default = |cx: &mut Self| p.default.as_ref().map(|e| cx.expr(e));
+        let v = match &p.ty {
+            Some(t) if matches!(t.kind, TypeKind::Int) => Val::Int(Some(Dim::sym(self.fresh_sym(&p.name.name)))),
+            Some(t) if matches!(t.kind, TypeKind::Tensor { dtype: DType::Bool, ref shape } if shape.is_empty()) => {
+                Val::Bool(None)
+            }
+            Some(t) => self.eval_type(t, Unbound::Fresh).unwrap_or_else(|d| {
+                self.diags.push(d);
+                Val::Error
+            }),
+            None => match from_default(self) {
+                Some(Val::Int(_)) => Val::Int(Some(Dim::sym(self.fresh_sym(&p.name.name)))),
+                Some(Val::Bool(_)) => Val::Bool(None),
+                Some(v) => v,
+                None => {
+                    let d = Diag::error(format!("parameter `{}` needs a type", p.name.name))
+                        .at(p.name.span, "no type or default")
+                        .help(format!("write e.g. `{}: f32[B, N]` or `{}: int`", p.name.name, p.name.name));
+                    self.error(d)
+                }
+            },
+        };
+        if let (Some(t), Some(def)) = (&p.ty, &p.default) {
+            let dv = self.expr(def);
+            if let Err(why) = self.match_type(t, &dv, def.span) {
+                self.diags.push(Diag::error(format!("default of `{}`: {why}", p.name.name)).at(def.span, "bad default"));
+            }
+        }
+        v
+    }
+
+    fn check_fn_def(&mut self, f: &ast::FnDecl, env: &Env) {
+        self.push_scope();
+        for (name, val, span) in env {
+            self.bind(name, val.clone(), *span);
+        }
+        self.check_duplicate_params(&f.params);
+        for p in &f.params {
+            let v = self.rigid_param(p);
+            self.bind(&p.name.name, v, p.name.span);
+        }
+        let body = self.block(&f.body);
+        if let Some(ret) = &f.ret {
+            match self.eval_type(ret, Unbound::Reject) {
+                Ok(want) => self.check_return(&body, &want, f, ret.span),
+                Err(d) => self.diags.push(d),
+            }
+        }
+        self.pop_scope();
+    }
+
+    fn check_return(&mut self, got: &Val, want: &Val, f: &ast::FnDecl, ret: Span) {
+        if got.is_error() || want.is_error() || same_type(got, want) {
+            return;
+        }
+        let weak = matches!(got, Val::Float | Val::Int(_)) && matches!(want, Val::Tensor(t) if t.shape.is_scalar());
+        if weak {
+            return;
+        }
+        let name = f.name.as_ref().map_or("forward".to_string(), |n| format!("`{}`", n.name));
+        let d = Diag::error(format!("{name} returns {} but declares {}", self.show(got), self.show(want)))
+            .at(f.body.tail.span, format!("this is {}", self.show(got)))
+            .label(ret, "declared return type");
+        self.diags.push(d);
+    }
+
+    fn check_duplicate_params(&mut self, params: &[ast::Param]) {
+        for (i, p) in params.iter().enumerate() {
+            if let Some(first) = params[..i].iter().find(|q| q.name.name == p.name.name) {
+                let d = Diag::error(format!("parameter `{}` is declared twice", p.name.name))
+                    .at(p.name.span, "again")
+                    .label(first.name.span, "first here");
+                self.diags.push(d);
+            }
+        }
+    }
+
+    // ---- models -------------------------------------------------------------
+
+    fn check_model_def(&mut self, m: &ast::ModelDecl) {
+        self.check_duplicate_params(&m.params);
+        let mut env: Env = Vec::new();
+        for p in &m.params {
+            let v = self.rigid_param(p);
+            self.bind(&p.name.name, v.clone(), p.name.span);
+            env.push((p.name.name.clone(), v, p.name.span));
+        }
+        for (i, field) in m.fields.iter().enumerate() {
+            if let Some(first) = m.fields[..i].iter().find(|f| f.name.name == field.name.name) {
+                let d = Diag::error(format!("field `{}` is declared twice in model `{}`", field.name.name, m.name.name))
+                    .at(field.name.span, "again")
+                    .label(first.name.span, "first here");
+                self.diags.push(d);
+            }
+            let v = self.field_value(field);
+            self.check_init(field, &v);
+            self.bind(&field.name.name, v.clone(), field.name.span);
+            env.push((field.name.name.clone(), v, field.name.span));
+        }
+        for f in m.forward.iter().chain(&m.methods) {
+            self.check_fn_def(f, &env);
+        }
+        let mut names: Vec<&ast::Ident> = Vec::new();
+        for f in &m.methods {
+            let Some(n) = f.name.as_ref() else {
+                let d = Diag::error(format!("model `{}` has two forward functions", m.name.name))
+                    .at(f.span, "second `fn (...)`")
+                    .help("name the other one: `fn encode(...)`");
+                self.diags.push(d);
+                continue;
+            };
+            if let Some(first) = names.iter().copied().find(|x| x.name == n.name).or(m.fields.iter().map(|f| &f.name).find(|x| x.name == n.name)) {
+                let d = Diag::error(format!("`{}` is defined twice in model `{}`", n.name, m.name.name))
+                    .at(n.span, "again")
+                    .label(first.span, "first here");
+                self.diags.push(d);
+            }
+            names.push(n);
+        }
+    }
+
+    /// What a field is, in the current frame (the model's parameters bound).
+    pub(super) fn field_value(&mut self, field: &ast::Field) -> Val {
+        match &field.kind {
+            FieldKind::Param { ty, .. } => self.eval_type(ty, Unbound::Reject).unwrap_or_else(|d| {
+                self.diags.push(d);
+                Val::Error
+            }),
+            FieldKind::Sub(e) => {
+                let v = self.expr(e);
+                self.as_model(v, e.span)
+            }
+            FieldKind::Repeat { model, count } => {
+                let v = self.expr(model);
+                let n = match self.expr(count) {
+                    Val::Int(d) => d,
+                    Val::Error => None,
+                    other => {
+                        self.diags.push(expected("an int count", &self.show(&other), count.span));
+                        None
+                    }
+                };
+                match self.as_model(v, model.span) {
+                    Val::Model(inst) => Val::Stack(inst, n),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// A sub-model field: an instance, or a definition without required parameters.
+    fn as_model(&mut self, v: Val, span: Span) -> Val {
+        match v {
+            Val::Model(_) | Val::Error => v,
+            Val::ModelClass(item) => self.instantiate_model(item, Vec::new(), span),
+            other => {
+                let d = expected("a model like `Linear(784, 128)`", &self.show(&other), span)
+                    .help("a field is `name: f32[dims] = init` (a parameter) or `name: Model(args)` (a sub-model)");
+                self.error(d)
+            }
+        }
+    }
+
+    fn check_init(&mut self, field: &ast::Field, v: &Val) {
+        let FieldKind::Param { ty, init } = &field.kind else { return };
+        let Some(init) = init else {
+            let d = Diag::error(format!("parameter `{}` needs an initialiser", field.name.name))
+                .at(ty.span.to(field.name.span), "no `= ...`")
+                .help("for example `= glorot` or `= zeros` (from `std.init`), or `= normal(0.0, 0.02)`");
+            self.diags.push(d);
+            return;
+        };
+        let iv = self.expr(init);
+        let dims = match v {
+            Val::Tensor(t) => Val::Dims(Some(t.shape.dims.clone())),
+            _ => Val::Dims(None),
+        };
+        let got = match iv {
+            Val::Fn(item) => {
+                let ast::Item::Fn(f) = self.item(item) else { return };
+                let arg = ArgVal { name: None, val: dims, span: init.span };
+                self.call_fn(item, f, &Vec::new(), vec![arg], init.span)
+            }
+            other => other,
+        };
+        if !matches!(got, Val::Init | Val::Error) {
+            let d = expected("an initialiser", &self.show(&got), init.span)
+                .help("use `zeros`, `glorot`, `he` (std.init) or `normal(mean, std)`, `uniform(lo, hi)`, `constant(v)`");
+            self.diags.push(d);
+        }
+    }
+
+    // ---- optimizers ---------------------------------------------------------
+
+    fn check_optimizer_def(&mut self, o: &ast::OptimizerDecl) {
+        self.check_duplicate_params(&o.params);
+        for p in &o.params {
+            let v = match self.rigid_param(p) {
+                Val::Int(_) => Val::Float,
+                v => v,
+            };
+            self.bind(&p.name.name, v, p.name.span);
+        }
+        let rest = self.fresh_rest("S");
+        let param_ty = Val::tensor(DType::F32, Shape { rest: Some(rest), dims: Vec::new() });
+        let names: Vec<&str> = o.update.params.iter().map(|p| p.name.name.as_str()).collect();
+        if names.len() != 3 {
+            let d = Diag::error(format!("`update` takes (parameter, gradient, step), found {} parameters", names.len()))
+                .at(o.update.span, "wrong parameters")
+                .help("write `update(p, g, t) { ... }`");
+            self.diags.push(d);
+        }
+        for s in &o.states {
+            if let Some(init) = &s.init {
+                let v = self.expr(init);
+                if !matches!(v, Val::Init | Val::Fn(_) | Val::Error) {
+                    self.diags.push(expected("an initialiser like `zeros`", &self.show(&v), init.span));
+                }
+            }
+            self.bind(&s.name.name, param_ty.clone(), s.name.span);
+        }
+        self.push_scope();
+        for (i, p) in o.update.params.iter().enumerate() {
+            let v = if i == 2 { Val::scalar(DType::F32) } else { param_ty.clone() };
+            self.bind(&p.name.name, v, p.name.span);
+        }
+        self.frame().states = Some(o.states.iter().map(|s| s.name.name.clone()).collect());
+        let out = self.block(&o.update.body);
+        self.frame().states = None;
+        if !out.is_error() && !same_type(&out, &param_ty) {
+            let d = Diag::error(format!("`update` must return the new parameter ({}), found {}", self.show(&param_ty), self.show(&out)))
+                .at(o.update.body.tail.span, "the new parameter");
+            self.diags.push(d);
+        }
+        self.pop_scope();
+    }
+
+    pub(super) fn configure_optimizer(&mut self, item: ItemRef, args: Vec<ArgVal>, call: Span) -> Val {
+        let ast::Item::Optimizer(o) = self.item(item) else { return Val::Error };
+        let specs: Vec<ParamSpec> =
+            o.params.iter().map(|p| ParamSpec { name: &p.name.name, required: p.default.is_none(), span: Some(p.name.span) }).collect();
+        let Some(slots) = self.bind_args(&o.name.name, &specs, args, call) else { return Val::Error };
+        for (p, slot) in o.params.iter().zip(slots) {
+            if let (Some(a), Some(t)) = (slot, &p.ty)
+                && let Err(why) = self.match_type(t, &a.val, a.span)
+            {
+                let d = Diag::error(format!("argument `{}` of `{}`: {why}", p.name.name, o.name.name))
+                    .at(a.span, format!("this is {}", self.show(&a.val)))
+                    .label(t.span, "declared here");
+                self.diags.push(d);
+            }
+        }
+        self.record_use(item, call);
+        Val::Optimizer(item)
+    }
+
+    // ---- datasets -----------------------------------------------------------
+
+    /// The per-sample fields of a dataset (raw, then derived), checked.
+    fn dataset_fields(&mut self, item: ItemRef, d: &ast::DatasetDecl) -> Vec<(String, Val, Span)> {
+        self.push_frame(item.module);
+        let source = self.expr(&d.source);
+        if !matches!(source, Val::Source(_) | Val::Error) {
+            let e = expected("a data source: `idx(dir)`, `csv(path, label: ...)` or `text(path, context: n)`", &self.show(&source), d.source.span);
+            self.diags.push(e);
+        }
+        let mut out = Vec::new();
+        for f in &d.fields {
+            let v = self.eval_type(&f.ty, Unbound::Reject).unwrap_or_else(|e| {
+                self.diags.push(e);
+                Val::Error
+            });
+            if !matches!(v, Val::Tensor(_) | Val::Error) {
+                self.diags.push(expected("a tensor type like `u8[28, 28]`", &self.show(&v), f.ty.span));
+            }
+            if let Some(c) = &f.classes {
+                self.check_classes(c, &v);
+            }
+            self.bind(&f.name.name, v.clone(), f.name.span);
+            out.push((f.name.name.clone(), v, f.name.span));
+        }
+        for (name, e) in &d.derived {
+            let v = self.expr(e);
+            self.bind(&name.name, v.clone(), name.span);
+            out.push((name.name.clone(), v, name.span));
+        }
+        self.pop_frame();
+        out
+    }
+
+    fn check_classes(&mut self, c: &ast::Expr, field: &Val) {
+        match self.expr(c) {
+            Val::Int(Some(n)) if n.as_const().is_some_and(|n| n >= 1) => {}
+            Val::Error => {}
+            other => self.diags.push(expected("a positive constant class count", &self.show(&other), c.span)),
+        }
+        if let Val::Tensor(t) = field
+            && t.dtype != DType::I32
+            && t.dtype != DType::U8
+        {
+            self.diags.push(Diag::error("`classes` applies to integer fields").at(c.span, "on a non-integer field"));
+        }
+    }
+
+    pub(super) fn split(&mut self, item: ItemRef, name: &ast::Ident) -> Val {
+        const SPLITS: &[&str] = &["train", "test"];
+        if SPLITS.contains(&name.name.as_str()) {
+            return Val::Split(item, name.name.clone());
+        }
+        let mut d = Diag::error(format!("dataset `{}` has no split `{}`", self.item_name(item), name.name)).at(name.span, "unknown split");
+        d = d.help(did_you_mean(&name.name, SPLITS.iter().copied()).unwrap_or_else(|| "the splits are `train` and `test`".into()));
+        self.error(d)
+    }
+
+    pub(super) fn configure_split(&mut self, item: ItemRef, name: &str, args: Vec<ArgVal>, call: Span) -> Val {
+        let specs = [
+            ParamSpec { name: "batch", required: false, span: None },
+            ParamSpec { name: "shuffle", required: false, span: None },
+            ParamSpec { name: "last", required: false, span: None },
+        ];
+        let Some(slots) = self.bind_args(&format!("{}.{name}", self.item_name(item)), &specs, args, call) else {
+            return Val::Error;
+        };
+        for (spec, slot) in specs.iter().zip(slots) {
+            let Some(a) = slot else { continue };
+            let ok = match spec.name {
+                "batch" => matches!(&a.val, Val::Int(Some(d)) if d.as_const().is_some_and(|b| b >= 1)) || matches!(a.val, Val::Int(None)),
+                "shuffle" => matches!(a.val, Val::Bool(_)),
+                _ => matches!(&a.val, Val::Str(s) if s == "drop" || s == "keep"),
+            };
+            if !ok && !a.val.is_error() {
+                let want = match spec.name {
+                    "batch" => "a positive int",
+                    "shuffle" => "`true` or `false`",
+                    _ => "\"drop\" or \"keep\"",
+                };
+                self.diags.push(expected(want, &self.show(&a.val), a.span).help(format!("for `{}`", spec.name)));
+            }
+        }
+        Val::Split(item, name.to_string())
+    }
+
+    // ---- experiments ----------------------------------------------------------
+
+    fn check_experiment(&mut self, e: &ast::ExperimentDecl) {
+        let mut seen: Vec<&ast::Setting> = Vec::new();
+        for s in &e.settings {
+            if let Some(first) = seen.iter().find(|x| x.key.name == s.key.name) {
+                let d = Diag::error(format!("`{}` is set twice in experiment `{}`", s.key.name, e.name.name))
+                    .at(s.key.span, "again")
+                    .label(first.key.span, "first set here");
+                self.diags.push(d);
+                continue;
+            }
+            if !SETTINGS.contains(&s.key.name.as_str()) {
+                let hint = did_you_mean(&s.key.name, SETTINGS.iter().copied())
+                    .unwrap_or_else(|| format!("the settings are: {}", SETTINGS.join(", ")));
+                let d = Diag::error(format!("unknown experiment setting `{}`", s.key.name)).at(s.key.span, "unknown").help(hint);
+                self.diags.push(d);
+                continue;
+            }
+            seen.push(s);
+        }
+        let get = |k: &str| seen.iter().find(|s| s.key.name == k).copied();
+        for required in ["model", "data", "loss", "optimizer"] {
+            if get(required).is_none() {
+                let example = match required {
+                    "model" => "model = Mlp",
+                    "data" => "data = mnist.train(batch: 32)",
+                    "loss" => "loss = cross_entropy(model(x), y)",
+                    _ => "optimizer = adam(lr: 1e-3)",
+                };
+                let d = Diag::error(format!("experiment `{}` has no `{required}`", e.name.name))
+                    .at(e.name.span, format!("`{required}` missing"))
+                    .help(format!("add `{example}`"));
+                self.diags.push(d);
+            }
+        }
+        let model = get("model").map(|s| self.setting_model(s)).unwrap_or(Val::Error);
+        let fields = get("data").map(|s| self.setting_data(s)).unwrap_or_default();
+        self.bind_batch_scope(model, &fields);
+        if let Some(s) = get("loss") {
+            self.setting_scalar(s, "the loss");
+        }
+        if let Some(s) = get("metrics") {
+            self.setting_metrics(s);
+        }
+        if let Some(s) = get("optimizer") {
+            self.setting_optimizer(s);
+        }
+        if let Some(s) = get("schedule") {
+            self.setting_schedule(s);
+        }
+        for key in ["epochs", "seed"] {
+            if let Some(s) = get(key) {
+                self.setting_count(s, key == "seed");
+            }
+        }
+        if let Some(s) = get("eval") {
+            self.setting_eval(s, &fields);
+        }
+        for key in ["checkpoint", "early_stop", "freeze", "init_from", "keep_step"] {
+            if let Some(s) = get(key) {
+                self.setting_misc(s, seen.iter().any(|x| x.key.name == "metrics"));
+            }
+        }
+    }
+
+    fn value(&mut self, s: &ast::Setting) -> (Val, Span) {
+        match &s.value {
+            Some(e) => (self.expr(e), e.span),
+            None => (Val::Error, s.key.span),
+        }
+    }
+
+    fn setting_model(&mut self, s: &ast::Setting) -> Val {
+        let (v, span) = self.value(s);
+        self.as_model(v, span)
+    }
+
+    fn setting_data(&mut self, s: &ast::Setting) -> Vec<(String, Val, Span)> {
+        let (v, span) = self.value(s);
+        match v {
+            Val::Split(item, _) => {
+                let ast::Item::Dataset(d) = self.item(item) else { return Vec::new() };
+                self.dataset_fields(item, d)
+            }
+            Val::Dataset(item) => {
+                let d = Diag::error(format!("`data` needs a split of `{}`", self.item_name(item)))
+                    .at(span, "a whole dataset")
+                    .help(format!("write `{}.train(batch: 32)`", self.item_name(item)));
+                self.diags.push(d);
+                Vec::new()
+            }
+            Val::Error => Vec::new(),
+            other => {
+                self.diags.push(expected("a dataset split like `mnist.train(batch: 32)`", &self.show(&other), span));
+                Vec::new()
+            }
+        }
+    }
+
+    /// In `loss` and `metrics`: `model`, `B`, and every field with `B` in front.
+    fn bind_batch_scope(&mut self, model: Val, fields: &[(String, Val, Span)]) {
+        let b = self.fresh_sym("B");
+        let span = Span::new(self.program.module(self.module()).file, 0, 0);
+        self.bind("B", Val::Int(Some(Dim::sym(b))), span);
+        self.bind("model", model, span);
+        for (name, v, s) in fields {
+            let batched = match v {
+                Val::Tensor(t) if t.shape.rest.is_none() => {
+                    let mut dims = vec![Dim::sym(b)];
+                    dims.extend(t.shape.dims.iter().cloned());
+                    Val::tensor(t.dtype, Shape::of(dims))
+                }
+                other => other.clone(),
+            };
+            self.bind(name, batched, *s);
+        }
+    }
+
+    fn setting_scalar(&mut self, s: &ast::Setting, what: &str) {
+        let (v, span) = self.value(s);
+        if !is_f32_scalar(&v) && !v.is_error() {
+            let d = Diag::error(format!("{what} must be an f32 scalar, found {}", self.show(&v)))
+                .at(span, format!("this is {}", self.show(&v)))
+                .help("reduce it, e.g. with `.mean()`");
+            self.diags.push(d);
+        }
+    }
+
+    fn setting_metrics(&mut self, s: &ast::Setting) {
+        let Some(ast::ExprKind::Record(entries)) = s.value.as_ref().map(|e| &e.kind) else {
+            let (v, span) = self.value(s);
+            let d = expected("a record `{ accuracy: accuracy(model(x), y) }`", &self.show(&v), span);
+            self.diags.push(d);
+            return;
+        };
+        for (k, e) in entries {
+            let v = self.expr(e);
+            if !is_f32_scalar(&v) && !v.is_error() {
+                let d = Diag::error(format!("metric `{}` must be an f32 scalar, found {}", k.name, self.show(&v)))
+                    .at(e.span, format!("this is {}", self.show(&v)))
+                    .help("metrics are averaged over batches: reduce to a scalar, e.g. `.mean()`");
+                self.diags.push(d);
+            }
+        }
+    }
+
+    fn setting_optimizer(&mut self, s: &ast::Setting) {
+        let (v, span) = self.value(s);
+        let v = match v {
+            Val::OptimizerClass(item) => self.configure_optimizer(item, Vec::new(), span),
+            v => v,
+        };
+        if !matches!(v, Val::Optimizer(_) | Val::Error) {
+            self.diags.push(expected("an optimizer like `adam(lr: 1e-3)`", &self.show(&v), span));
+        }
+    }
+
+    /// `schedule = cosine(warmup: 100)`: a function of `(step, total, ...)`
+    /// whose first two arguments the runner supplies every step.
+    fn setting_schedule(&mut self, s: &ast::Setting) {
+        let Some(e) = &s.value else { return };
+        let (callee, args): (&ast::Expr, &[ast::Arg]) = match &e.kind {
+            ast::ExprKind::Call { callee, args } => (callee, args),
+            _ => (e, &[]),
+        };
+        let f = self.expr(callee);
+        let Val::Fn(item) = f else {
+            if !f.is_error() {
+                self.diags.push(expected("a schedule function like `cosine(warmup: 100)`", &self.show(&f), callee.span));
+            }
+            return;
+        };
+        let ast::Item::Fn(decl) = self.item(item) else { return };
+        let implicit = decl.params.iter().take(2).map(|p| p.name.name.as_str()).collect::<Vec<_>>();
+        if implicit != ["step", "total"] {
+            let d = Diag::error(format!("`{}` is not a schedule", self.item_name(item)))
+                .at(callee.span, "not a schedule")
+                .help("a schedule's first parameters are `(step: f32, total: f32, ...)`");
+            self.diags.push(d);
+            return;
+        }
+        let mut argv = vec![
+            ArgVal { name: None, val: Val::scalar(DType::F32), span: callee.span },
+            ArgVal { name: None, val: Val::scalar(DType::F32), span: callee.span },
+        ];
+        argv.extend(self.args(args));
+        let out = self.call_fn(item, decl, &Vec::new(), argv, e.span);
+        if !is_f32_scalar(&out) && !out.is_error() {
+            self.diags.push(Diag::error(format!("a schedule must return an f32 scalar, found {}", self.show(&out))).at(e.span, "here"));
+        }
+    }
+
+    fn setting_count(&mut self, s: &ast::Setting, zero_ok: bool) {
+        let (v, span) = self.value(s);
+        let ok = match &v {
+            Val::Int(Some(d)) => d.as_const().is_some_and(|n| n >= i64::from(!zero_ok)),
+            Val::Int(None) | Val::Error => true,
+            _ => false,
+        };
+        if !ok {
+            let want = if zero_ok { "a non-negative int" } else { "a positive int" };
+            self.diags.push(expected(want, &self.show(&v), span).help(format!("for `{}`", s.key.name)));
+        }
+    }
+
+    fn setting_eval(&mut self, s: &ast::Setting, train_fields: &[(String, Val, Span)]) {
+        let (v, span) = self.value(s);
+        let fields = match v {
+            Val::Split(item, _) => {
+                let ast::Item::Dataset(d) = self.item(item) else { return };
+                self.dataset_fields(item, d)
+            }
+            Val::Error => return,
+            other => {
+                self.diags.push(expected("a dataset split like `mnist.test`", &self.show(&other), span));
+                return;
+            }
+        };
+        for (name, v, _) in train_fields {
+            let other = fields.iter().find(|(n, _, _)| n == name);
+            if !other.is_some_and(|(_, w, _)| same_type(v, w)) {
+                let d = Diag::error(format!("the eval split has no field `{name}` of type {}", self.show(v)))
+                    .at(span, "evaluated here")
+                    .help("loss and metrics are computed on the eval split too: its fields must match the training data");
+                self.diags.push(d);
+                return;
+            }
+        }
+        self.check_every(s);
+    }
+
+    fn check_every(&mut self, s: &ast::Setting) {
+        let Some(ev) = &s.every else { return };
+        const UNITS: &[&str] = &["epoch", "epochs", "step", "steps"];
+        if !UNITS.contains(&ev.unit.name.as_str()) {
+            let d = Diag::error(format!("unknown unit `{}`", ev.unit.name)).at(ev.unit.span, "unknown").help(
+                did_you_mean(&ev.unit.name, UNITS.iter().copied()).unwrap_or_else(|| "write `every epoch` or `every 500 steps`".into()),
+            );
+            self.diags.push(d);
+        }
+        if let Some((0, span)) = ev.count {
+            self.diags.push(Diag::error("`every 0` never happens").at(span, "zero").help("use a positive count"));
+        }
+    }
+
+    fn setting_misc(&mut self, s: &ast::Setting, _has_metrics: bool) {
+        match s.key.name.as_str() {
+            "checkpoint" => {
+                if s.every.is_none() {
+                    let d = Diag::error("`checkpoint` needs a period").at(s.key.span, "when?").help("write `checkpoint = every epoch`");
+                    self.diags.push(d);
+                }
+                self.check_every(s);
+            }
+            "early_stop" => {
+                let (v, span) = self.value(s);
+                let ok = matches!(&v, Val::Record(r) if r.iter().any(|(k, v)| k == "metric" && matches!(v, Val::Str(_))));
+                if !ok && !v.is_error() {
+                    self.diags.push(expected("`{ metric: \"accuracy\", patience: 3 }`", &self.show(&v), span));
+                }
+            }
+            "freeze" => {
+                let (v, span) = self.value(s);
+                if !matches!(&v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Str(_)))) && !v.is_error() {
+                    self.diags.push(expected("a list of parameter names like `[\"l1.w\"]`", &self.show(&v), span));
+                }
+            }
+            "keep_step" => {
+                let (v, span) = self.value(s);
+                if !matches!(v, Val::Bool(_) | Val::Error) {
+                    self.diags.push(expected("`true` or `false`", &self.show(&v), span));
+                }
+            }
+            _ => {
+                let (v, span) = self.value(s);
+                if !matches!(v, Val::Str(_) | Val::Error) {
+                    self.diags.push(expected("a path string", &self.show(&v), span));
+                }
+            }
+        }
+    }
+}
+
+fn is_f32_scalar(v: &Val) -> bool {
+    matches!(v, Val::Tensor(t) if t.dtype == DType::F32 && t.shape.is_scalar())
+}
+

@@ -1,0 +1,96 @@
+//! What the checker knows about a value: its type, and for compile-time
+//! values (ints, bools) as much of the value as is known.
+
+use super::dim::{Dim, Shape};
+use crate::resolve::ModuleId;
+use crate::syntax::ast::DType;
+use std::rc::Rc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorTy {
+    pub dtype: DType,
+    pub shape: Shape,
+}
+
+/// An item of some module: a fn, model, optimizer, dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ItemRef {
+    pub module: ModuleId,
+    pub index: usize,
+}
+
+/// A model with its parameters bound: `Linear(784, hidden)`.
+#[derive(Clone, Debug)]
+pub struct ModelInst {
+    pub item: ItemRef,
+    pub name: String,
+    pub args: Vec<(String, Val)>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Val {
+    /// Poison: an error was already reported; suppresses follow-on errors.
+    Error,
+    Tensor(TensorTy),
+    /// A compile-time int (sizes, axes, counts), with its value if known.
+    Int(Option<Dim>),
+    Float,
+    Bool(Option<bool>),
+    Str(String),
+    Dims(Option<Vec<Dim>>),
+    List(Vec<Val>),
+    Record(Vec<(String, Val)>),
+    Init,
+    /// A named function item, callable or passable (`= glorot`).
+    Fn(ItemRef),
+    Builtin(super::builtins::Builtin),
+    ModelClass(ItemRef),
+    Model(Rc<ModelInst>),
+    /// `[Block(d); n]`: a stack applied in sequence.
+    Stack(Rc<ModelInst>, Option<Dim>),
+    OptimizerClass(ItemRef),
+    Optimizer(ItemRef),
+    Dataset(ItemRef),
+    Split(ItemRef, String),
+    Source(String),
+    Module(ModuleId),
+}
+
+impl Val {
+    pub fn tensor(dtype: DType, shape: Shape) -> Val {
+        Val::Tensor(TensorTy { dtype, shape })
+    }
+
+    pub fn scalar(dtype: DType) -> Val {
+        Val::tensor(dtype, Shape::scalar())
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Val::Error)
+    }
+
+    /// The kind of thing, for "expected X, found Y" messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Val::Error => "an error",
+            Val::Tensor(_) => "a tensor",
+            Val::Int(_) => "an int",
+            Val::Float => "a float",
+            Val::Bool(_) => "a bool",
+            Val::Str(_) => "a string",
+            Val::Dims(_) => "dims",
+            Val::List(_) => "a list",
+            Val::Record(_) => "a record",
+            Val::Init => "an initialiser",
+            Val::Fn(_) | Val::Builtin(_) => "a function",
+            Val::ModelClass(_) => "a model definition",
+            Val::Model(_) => "a model",
+            Val::Stack(..) => "a stack of models",
+            Val::OptimizerClass(_) | Val::Optimizer(_) => "an optimizer",
+            Val::Dataset(_) => "a dataset",
+            Val::Split(..) => "a dataset split",
+            Val::Source(_) => "a data source",
+            Val::Module(_) => "a module",
+        }
+    }
+}

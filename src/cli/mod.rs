@@ -1,0 +1,64 @@
+//! The command line: thin over the library.
+
+use crate::diag::{self, Style};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "nnc",
+    version,
+    about = "Compile, check and train declarative .nn experiment files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, resolve and type-check files (shapes included) without running anything.
+    ///
+    /// Exits 0 when every file is well-formed, 1 when any diagnostic is an error.
+    Check {
+        /// `.nn` files to check (experiments, libraries, or files of std/).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Override a hyperparameter: `--set hidden=256` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, set } => check(&files, &set),
+    }
+}
+
+fn style() -> Style {
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        Style::Color
+    } else {
+        Style::Plain
+    }
+}
+
+fn check(files: &[PathBuf], set: &[String]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let out = crate::check_file(file, set);
+        if !out.diags.is_empty() {
+            eprint!("{}", diag::render_all(&out.sources, &out.diags, style()));
+        }
+        failed |= out.diags.iter().any(|d| d.is_error());
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

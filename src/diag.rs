@@ -1,0 +1,281 @@
+//! Diagnostics: errors as values with spans, rendered by miette.
+//!
+//! Stages build [`Diag`]s; nothing prints until the CLI renders them all at
+//! the end, so one run reports every error it found, not only the first.
+
+use crate::span::{SourceMap, Span};
+use miette::{
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
+};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+    /// Context for another diagnostic, shown beside it.
+    Note,
+}
+
+/// A labelled span: the primary one says what is wrong, secondary ones say
+/// where the things involved were defined or bound.
+#[derive(Clone, Debug)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Diag {
+    pub severity: Severity,
+    pub message: String,
+    pub primary: Option<Label>,
+    pub secondary: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diag {
+    pub fn error(message: impl Into<String>) -> Diag {
+        Diag {
+            severity: Severity::Error,
+            message: message.into(),
+            primary: None,
+            secondary: Vec::new(),
+            help: None,
+        }
+    }
+
+    /// Attach the primary span (typst's `.at(span)`).
+    pub fn at(mut self, span: Span, text: impl Into<String>) -> Diag {
+        self.primary = Some(Label {
+            span,
+            text: text.into(),
+        });
+        self
+    }
+
+    pub fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
+        self.secondary.push(Label {
+            span,
+            text: text.into(),
+        });
+        self
+    }
+
+    pub fn help(mut self, text: impl Into<String>) -> Diag {
+        self.help = Some(text.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// The diagnostics of one stage; `Err(Diags)` means at least one error.
+pub type Diags = Vec<Diag>;
+
+/// Drop repeats: a generic body is checked once per instantiation, and each
+/// would report the same error at the same place.
+pub fn dedup(diags: Diags) -> Diags {
+    let mut seen = std::collections::HashSet::new();
+    diags
+        .into_iter()
+        .filter(|d| seen.insert((d.message.clone(), d.primary.as_ref().map(|l| (l.span.file, l.span.start, l.span.end)))))
+        .collect()
+}
+
+/// "did you mean `relu`?" — the closest candidate by edit distance, if close enough.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The candidate closest to `name` by edit distance, if close enough to be a typo.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let len = name.chars().count();
+    // One- and two-letter names are too short for a guess to mean anything.
+    if len < 3 {
+        return None;
+    }
+    let limit = (len / 3).max(1);
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: a swap of two neighbours costs 1,
+/// since `axsi` for `axis` is one slip of the fingers.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+// ---- rendering ------------------------------------------------------------
+
+/// A [`Diag`] bound to its source text, in the shape miette wants. Labels in
+/// other files than the primary one become related reports of their own.
+struct Report {
+    message: String,
+    severity: Severity,
+    source: Option<NamedSource<String>>,
+    labels: Vec<LabeledSpan>,
+    help: Option<String>,
+    related: Vec<Report>,
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Report {}
+
+impl Diagnostic for Report {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Note => miette::Severity::Advice,
+        })
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.labels.iter().cloned()))
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|r| r as &dyn Diagnostic)))
+    }
+}
+
+fn labeled(label: &Label, primary: bool) -> LabeledSpan {
+    let text = (!label.text.is_empty()).then(|| label.text.clone());
+    let span = (label.span.start as usize, label.span.len());
+    if primary {
+        LabeledSpan::new_primary_with_span(text, span)
+    } else {
+        LabeledSpan::new_with_span(text, span)
+    }
+}
+
+fn source_of(map: &SourceMap, span: Span) -> NamedSource<String> {
+    let file = map.get(span.file);
+    NamedSource::new(file.name.clone(), file.text.to_string())
+}
+
+fn report(map: &SourceMap, diag: &Diag) -> Report {
+    let mut r = Report {
+        message: diag.message.clone(),
+        severity: diag.severity,
+        source: None,
+        labels: Vec::new(),
+        help: diag.help.clone(),
+        related: Vec::new(),
+    };
+    let home = diag
+        .primary
+        .as_ref()
+        .or(diag.secondary.first())
+        .map(|l| l.span.file);
+    if let Some(p) = &diag.primary {
+        r.labels.push(labeled(p, true));
+    }
+    for l in &diag.secondary {
+        if Some(l.span.file) == home {
+            r.labels.push(labeled(l, false));
+        } else {
+            r.related.push(Report {
+                message: format!("note: {}", l.text),
+                severity: Severity::Note,
+                source: Some(source_of(map, l.span)),
+                labels: vec![labeled(&Label { span: l.span, text: String::new() }, false)],
+                help: None,
+                related: Vec::new(),
+            });
+        }
+    }
+    if let Some(file) = home {
+        r.source = Some(source_of(
+            map,
+            Span {
+                file,
+                start: 0,
+                end: 0,
+            },
+        ));
+    }
+    r
+}
+
+/// How diagnostics are drawn: colours for a terminal, a fixed plain theme
+/// and width for snapshots so golden files are stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Color,
+}
+
+pub fn render(map: &SourceMap, diag: &Diag, style: Style) -> String {
+    let theme = match style {
+        Style::Plain => GraphicalTheme::unicode_nocolor(),
+        Style::Color => GraphicalTheme::unicode(),
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(80);
+    let mut out = String::new();
+    // Writing into a String cannot fail; a failure here would be a miette bug.
+    if handler.render_report(&mut out, &report(map, diag)).is_err() {
+        out = format!("error: {}\n", diag.message);
+    }
+    out
+}
+
+pub fn render_all(map: &SourceMap, diags: &[Diag], style: Style) -> String {
+    diags
+        .iter()
+        .map(|d| render(map, d, style))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,3 @@
+//! The runner: data, the step loop, metrics, checkpoints.
+
+pub mod data;

@@ -1,0 +1,6 @@
+//! The front end's first stage: `.nn` text → AST with spans.
+
+pub mod ast;
+mod parse;
+
+pub use parse::parse;
