@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod ir;
+pub mod lower;
 pub mod opt;
 pub mod resolve;
 pub mod runner;
@@ -35,4 +36,40 @@ pub fn check_file(path: &Path, overrides: &[String]) -> CheckOutput {
         Err(d) => diags.push(d),
     }
     CheckOutput { sources: program.sources, diags: diag::dedup(diags) }
+}
+
+/// Check source text as if it were a file named `name` (tests, fuzzing).
+/// Relative imports resolve against the current directory.
+pub fn check_source(name: &str, text: &str, overrides: &[String]) -> CheckOutput {
+    let (program, mut diags) = resolve::load_str(name, text);
+    match check::parse_overrides(overrides) {
+        Ok(o) => diags.extend(check::check(&program, &o)),
+        Err(d) => diags.push(d),
+    }
+    CheckOutput { sources: program.sources, diags: diag::dedup(diags) }
+}
+
+/// A checked and lowered experiment.
+pub struct Compiled {
+    pub sources: SourceMap,
+    pub lowered: lower::Lowered,
+}
+
+/// Check `path`, then lower its experiment as `setup` says; `overrides`
+/// are the raw `--set NAME=VALUE` strings.
+pub fn compile(path: &Path, overrides: &[String], mut setup: lower::Setup) -> Result<Compiled, CheckOutput> {
+    let (program, mut diags) = resolve::load(path);
+    let parsed = check::parse_overrides(overrides);
+    match &parsed {
+        Ok(o) => diags.extend(check::check(&program, o)),
+        Err(d) => diags.push(d.clone()),
+    }
+    if diags.iter().any(|d| d.is_error()) {
+        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags) });
+    }
+    setup.overrides = parsed.unwrap_or_default().into_iter().map(|o| (o.name, o.value)).collect();
+    match lower::lower_experiment(&program, &setup) {
+        Ok(lowered) => Ok(Compiled { sources: program.sources, lowered }),
+        Err(d) => Err(CheckOutput { sources: program.sources, diags: d }),
+    }
 }

@@ -57,6 +57,7 @@ pub fn check(program: &Program, overrides: &[Override]) -> Diags {
             cx.check_item(ItemRef { module, index });
         }
     }
+    cx.check_recursion();
     cx.diags
 }
 
@@ -320,6 +321,48 @@ impl<'p> Checker<'p> {
                 self.diags.push(Diag::error(format!("`--set {name}=...`: no constant `{name}` in this file")).help(hint));
             }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// Functions and models are inlined when lowered, so a definition that
+    /// reaches itself through calls or fields could never be compiled.
+    fn check_recursion(&mut self) {
+        let mut reported: Vec<ItemRef> = Vec::new();
+        let starts: Vec<ItemRef> = self.uses.iter().map(|(u, _, _)| *u).collect();
+        for start in starts {
+            if reported.contains(&start) {
+                continue;
+            }
+            if let Some(path) = self.cycle_from(start) {
+                reported.extend(path.iter().map(|(i, _)| *i));
+                let names: Vec<String> = path.iter().map(|(i, _)| format!("`{}`", self.item_name(*i))).collect();
+                let (_, span) = path[path.len() - 1];
+                let d = Diag::error(format!("recursive definition: {} → `{}`", names.join(" → "), self.item_name(start)))
+                    .at(span, "uses itself through this")
+                    .help("functions and models are inlined into the training step, so they cannot recurse");
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// A path `start → ... → start`, each step with the span of the use.
+    fn cycle_from(&self, start: ItemRef) -> Option<Vec<(ItemRef, Span)>> {
+        let mut stack = vec![(start, vec![])];
+        let mut seen = std::collections::HashSet::new();
+        while let Some((at, path)) = stack.pop() {
+            for (u, v, span) in self.uses.iter().filter(|(u, _, _)| *u == at) {
+                let mut p: Vec<(ItemRef, Span)> = path.clone();
+                p.push((*u, *span));
+                if *v == start {
+                    return Some(p);
+                }
+                if seen.insert(*v) {
+                    stack.push((*v, p));
+                }
+            }
+        }
+        None
     }
 }
 

@@ -1,5 +1,8 @@
 //! The command line: thin over the library.
 
+mod ir;
+mod run;
+
 use crate::diag::{self, Style};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -30,16 +33,38 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
+    /// Train an experiment: load and validate its data, compile its steps,
+    /// train for its schedule, evaluate, and print a summary.
+    Run(run::RunArgs),
+    /// Print an experiment's graph IR: the forward/eval graph, the whole
+    /// training step (forward, backward, optimizer update), or after passes.
+    Ir {
+        file: PathBuf,
+        /// Which graph to print.
+        #[arg(long, value_enum, default_value_t = ir::Stage::Train)]
+        stage: ir::Stage,
+        /// Print Graphviz DOT instead of text (`| dot -Tsvg > step.svg`).
+        #[arg(long)]
+        dot: bool,
+        /// Override a hyperparameter: `--set hidden=256` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// The experiment to lower, when the file has several.
+        #[arg(long)]
+        experiment: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files, set } => check(&files, &set),
+        Command::Ir { file, set, stage, dot, experiment } => ir::show(&file, &set, stage, dot, experiment),
+        Command::Run(args) => run::run(args),
     }
 }
 
-fn style() -> Style {
+pub(crate) fn style() -> Style {
     if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         Style::Color
     } else {

@@ -1,3 +1,61 @@
-//! The runner: data, the step loop, metrics, checkpoints.
+//! The runner: data, the step loop, metrics.
+//!
+//! The training step and the evaluation step are whole graphs; a
+//! [`Backend`] runs one of them on a batch. Parameters and optimizer states
+//! live in one map keyed by name; each step's outputs replace them by name.
 
 pub mod data;
+mod load;
+mod train;
+
+pub use train::{RunOptions, RunSummary, run};
+
+use crate::diag::Diags;
+use crate::ir::IrError;
+use crate::span::SourceMap;
+use std::fmt;
+
+/// Which executor runs the compiled steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter: slow, obviously correct.
+    Interp,
+}
+
+#[derive(Debug)]
+pub enum RunError {
+    /// The file did not check or lower; the sources render the diagnostics.
+    Compile(SourceMap, Diags),
+    Data(data::DataError),
+    Ir(IrError),
+    /// The loss became NaN or infinite.
+    Diverged { step: u64, loss: f64 },
+    Other(String),
+}
+
+impl From<data::DataError> for RunError {
+    fn from(e: data::DataError) -> RunError {
+        RunError::Data(e)
+    }
+}
+
+impl From<IrError> for RunError {
+    fn from(e: IrError) -> RunError {
+        RunError::Ir(e)
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Compile(_, d) => write!(f, "{} error(s) in the experiment file", d.len()),
+            RunError::Data(e) => write!(f, "{e}"),
+            RunError::Ir(e) => write!(f, "internal compiler error: {e}"),
+            RunError::Diverged { step, loss } => write!(
+                f,
+                "the loss became {loss} at step {step}; try a smaller learning rate (`--set lr=...`) or check the data scaling"
+            ),
+            RunError::Other(s) => f.write_str(s),
+        }
+    }
+}

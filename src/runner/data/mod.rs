@@ -25,7 +25,7 @@ pub use csv::{CsvData, LabelKind, parse_csv, read_csv};
 pub use dataset::{ColumnData, DType, Dataset, Element, Field};
 pub use error::DataError;
 pub use idx::{IdxArray, IdxData, IdxType, SplitFiles, load_split, read_idx, resolve_split};
-pub use rng::SplitMix64;
+pub use rng::{SplitMix64, mix64};
 pub use text::{TextData, TextWindows, Vocab, read_text, read_text_with_vocab};
 
 /// What the step loop needs from any source of samples, so it can batch an

@@ -1,0 +1,43 @@
+//! `nnc ir`: print the graphs an experiment lowers to.
+
+use crate::diag;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Stage {
+    /// The evaluation step: forward, loss and metrics.
+    Forward,
+    /// The training step: forward, backward and optimizer update in one graph.
+    Train,
+    /// The training step after simplification, folding, CSE and DCE.
+    Optimized,
+}
+
+pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Option<String>) -> ExitCode {
+    let setup = crate::lower::Setup { experiment, ..Default::default() };
+    let compiled = match crate::compile(file, set, setup) {
+        Ok(c) => c,
+        Err(out) => {
+            eprint!("{}", diag::render_all(&out.sources, &out.diags, super::style()));
+            return ExitCode::from(1);
+        }
+    };
+    let graph = match stage {
+        Stage::Forward => compiled.lowered.eval,
+        Stage::Train => compiled.lowered.train,
+        Stage::Optimized => match crate::opt::optimize(&compiled.lowered.train) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: optimizing the training step failed: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    if dot {
+        print!("{}", crate::ir::dot(&graph));
+    } else {
+        print!("{graph}");
+    }
+    ExitCode::SUCCESS
+}

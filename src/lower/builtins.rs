@@ -1,0 +1,411 @@
+//! Builtins → IR: each builtin's composition of primitive ops.
+
+use super::expr::{Arg, normalize};
+use super::{Init, LResult, Lowerer, Val, at};
+use crate::check::Builtin;
+use crate::diag::Diag;
+use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
+use crate::span::Span;
+
+/// Bound builtin arguments by parameter position.
+struct Args {
+    slots: Vec<Option<(Val, Span)>>,
+    call: Span,
+}
+
+impl Args {
+    fn get(&self, i: usize) -> Option<&Val> {
+        self.slots.get(i).and_then(|s| s.as_ref()).map(|(v, _)| v)
+    }
+    fn span(&self, i: usize) -> Span {
+        self.slots.get(i).and_then(|s| s.as_ref()).map_or(self.call, |(_, s)| *s)
+    }
+    fn int_or(&self, i: usize, default: i64) -> LResult<i64> {
+        match self.get(i) {
+            None => Ok(default),
+            Some(Val::Int(v)) => Ok(*v),
+            Some(_) => Err(Diag::error("expected a constant int").at(self.span(i), "here")),
+        }
+    }
+    fn float(&self, i: usize, default: f64) -> LResult<f64> {
+        match self.get(i) {
+            None => Ok(default),
+            Some(Val::Int(v)) => Ok(*v as f64),
+            Some(Val::Float(v)) => Ok(*v),
+            Some(_) => Err(Diag::error("expected a number").at(self.span(i), "here")),
+        }
+    }
+    fn flag(&self, i: usize) -> bool {
+        matches!(self.get(i), Some(Val::Bool(true)))
+    }
+}
+
+impl Lowerer<'_> {
+    pub(crate) fn builtin(&mut self, b: Builtin, args: Vec<Arg>, call: Span) -> LResult<Val> {
+        let params = b.params();
+        let mut slots: Vec<Option<(Val, Span)>> = vec![None; params.len()];
+        let mut next = 0;
+        for a in args {
+            let i = match &a.name {
+                Some(n) => params.iter().position(|(p, _)| p == n),
+                None => {
+                    next += 1;
+                    Some(next - 1)
+                }
+            };
+            match i {
+                Some(i) if i < slots.len() => slots[i] = Some((a.val, a.span)),
+                _ => return Err(Diag::error(format!("unexpected argument to `{}`", b.name())).at(a.span, "here")),
+            }
+        }
+        let a = Args { slots, call };
+        self.builtin_args(b, &a)
+    }
+
+    fn x(&mut self, a: &Args, i: usize) -> LResult<NodeId> {
+        let v = a.get(i).cloned().ok_or_else(|| Diag::error("missing argument").at(a.call, "here"))?;
+        self.node(&v, None, a.span(i))
+    }
+
+    fn builtin_args(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
+        use Builtin::*;
+        let span = a.call;
+        let node = |l: &mut Self, r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span)).map(|v| {
+            let _ = l;
+            v
+        });
+        match b {
+            Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign => self.unary_builtin(b, a),
+            Max | Min if a.get(1).is_some() => {
+                let (x, y) = (a.get(0).cloned().unwrap_or(Val::Int(0)), a.get(1).cloned().unwrap_or(Val::Int(0)));
+                self.elementwise_minmax(b == Max, x, y, span)
+            }
+            Max | Min => self.reduce(b, a, 2, 3),
+            Sum | Mean => self.reduce(b, a, 1, 2),
+            Argmax => self.argmax(a),
+            Where => {
+                let c = self.x(a, 0)?;
+                let (x, y) = (a.get(1).cloned().unwrap_or(Val::Int(0)), a.get(2).cloned().unwrap_or(Val::Int(0)));
+                let like = [&x, &y].iter().find_map(|v| if let Val::Node(n) = v { Some(self.dtype(*n)) } else { None });
+                let (x, y) = (self.node(&x, like, a.span(1))?, self.node(&y, like, a.span(2))?);
+                let r = self.g.select(c, x, y);
+                node(self, r)
+            }
+            Reshape => {
+                let x = self.x(a, 0)?;
+                let dims = self.reshape_dims(x, a)?;
+                let r = self.g.reshape(x, &dims);
+                node(self, r)
+            }
+            Permute => {
+                let x = self.x(a, 0)?;
+                let rank = self.shape(x).len();
+                let perm = self.axes(a.get(1), rank, a.span(1))?;
+                let r = self.g.permute(x, &perm);
+                node(self, r)
+            }
+            Transpose => {
+                let x = self.x(a, 0)?;
+                let rank = self.shape(x).len();
+                let i = normalize(a.int_or(1, -2)?, rank).ok_or_else(|| bad_axis(a.span(1)))?;
+                let j = normalize(a.int_or(2, -1)?, rank).ok_or_else(|| bad_axis(a.span(2)))?;
+                let mut perm: Vec<usize> = (0..rank).collect();
+                perm.swap(i, j);
+                let r = self.g.permute(x, &perm);
+                node(self, r)
+            }
+            Unsqueeze | Squeeze => {
+                let x = self.x(a, 0)?;
+                let mut shape = self.shape(x);
+                let extra = usize::from(b == Unsqueeze);
+                let k = normalize(a.int_or(1, 0)?, shape.len() + extra).ok_or_else(|| bad_axis(a.span(1)))?;
+                if b == Unsqueeze { shape.insert(k, 1) } else { shape.remove(k); }
+                let r = self.g.reshape(x, &shape);
+                node(self, r)
+            }
+            Concat | Stack => self.concat(b == Stack, a),
+            Pad => self.pad(a),
+            Take => {
+                let (x, ids) = (self.x(a, 0)?, self.x(a, 1)?);
+                let k = normalize(a.int_or(2, 0)?, self.shape(x).len()).ok_or_else(|| bad_axis(a.span(2)))?;
+                let r = self.g.gather(x, ids, k);
+                node(self, r)
+            }
+            OneHot => {
+                let ids = self.x(a, 0)?;
+                let n = a.int_or(1, 0)? as usize;
+                let mut shape = self.shape(ids);
+                let ids = self.g.reshape(ids, &[shape.clone(), vec![1]].concat()).map_err(at(span))?;
+                shape.push(n);
+                let iota = self.g.iota(&shape, shape.len() - 1).map_err(at(span))?;
+                let eq = self.g.broadcast_binary(BinaryOp::Eq, ids, iota).map_err(at(span))?;
+                let r = self.g.cast(eq, DType::F32);
+                node(self, r)
+            }
+            Arange => {
+                let n = a.int_or(0, 0)?.max(0) as usize;
+                let r = self.g.iota(&[n], 0);
+                node(self, r)
+            }
+            RandLike | RandnLike => self.random(b == RandnLike, a),
+            Patches => self.patches(a),
+            StopGradient => {
+                let x = self.x(a, 0)?;
+                let r = self.g.stop_gradient(x);
+                node(self, r)
+            }
+            F32 | I32 | Bool => match a.get(0) {
+                Some(Val::Node(n)) => {
+                    let to = match b { F32 => DType::F32, I32 => DType::I32, _ => DType::Bool };
+                    let r = self.g.cast(*n, to);
+                    node(self, r)
+                }
+                Some(Val::Int(i)) if b == F32 => Ok(Val::Float(*i as f64)),
+                Some(v) => Ok(v.clone()),
+                None => Err(Diag::error("missing argument").at(span, "here")),
+            },
+            Float => Ok(Val::Float(a.float(0, 0.0)?)),
+            ShapeOf => {
+                let x = self.x(a, 0)?;
+                Ok(Val::Dims(self.shape(x)))
+            }
+            Prod => match a.get(0) {
+                Some(Val::Dims(d)) => Ok(Val::Int(d.iter().product::<usize>() as i64)),
+                _ => Err(Diag::error("expected dims").at(a.span(0), "here")),
+            },
+            Uniform => Ok(Val::Init(Init::Uniform { lo: a.float(0, 0.0)?, hi: a.float(1, 1.0)? })),
+            Normal => Ok(Val::Init(Init::Normal { mean: a.float(0, 0.0)?, std: a.float(1, 1.0)? })),
+            Constant => Ok(Val::Init(Init::Constant(a.float(0, 0.0)?))),
+            Training => Ok(Val::Bool(self.training)),
+            Idx | Csv | Text => {
+                let named = b.params().iter().zip(&a.slots).filter_map(|((n, _), s)| s.as_ref().map(|(v, _)| (n.to_string(), v.clone())));
+                Ok(Val::Source(b, named.collect()))
+            }
+        }
+    }
+
+    fn unary_builtin(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
+        use Builtin::*;
+        if let Some(Val::Int(_) | Val::Float(_)) = a.get(0) {
+            let v = a.float(0, 0.0)?;
+            return Ok(Val::Float(match b {
+                Exp => v.exp(),
+                Log => v.ln(),
+                Sqrt => v.sqrt(),
+                Rsqrt => 1.0 / v.sqrt(),
+                Tanh => v.tanh(),
+                Sigmoid => 1.0 / (1.0 + (-v).exp()),
+                Abs => v.abs(),
+                Sin => v.sin(),
+                Cos => v.cos(),
+                Floor => v.floor(),
+                _ => v.signum(),
+            }));
+        }
+        let op = match b {
+            Exp => UnaryOp::Exp,
+            Log => UnaryOp::Log,
+            Sqrt => UnaryOp::Sqrt,
+            Rsqrt => UnaryOp::Rsqrt,
+            Tanh => UnaryOp::Tanh,
+            Sigmoid => UnaryOp::Sigmoid,
+            Abs => UnaryOp::Abs,
+            Sin => UnaryOp::Sin,
+            Cos => UnaryOp::Cos,
+            Floor => UnaryOp::Floor,
+            _ => UnaryOp::Sign,
+        };
+        let x = self.x(a, 0)?;
+        Ok(Val::Node(self.g.unary(op, x).map_err(at(a.call))?))
+    }
+
+    fn elementwise_minmax(&mut self, max: bool, x: Val, y: Val, span: Span) -> LResult<Val> {
+        if let (Val::Int(p), Val::Int(q)) = (&x, &y) {
+            return Ok(Val::Int(if max { *p.max(q) } else { *p.min(q) }));
+        }
+        let like = [&x, &y].iter().find_map(|v| if let Val::Node(n) = v { Some(self.dtype(*n)) } else { None });
+        let (p, q) = (self.node(&x, like, span)?, self.node(&y, like, span)?);
+        let op = if max { BinaryOp::Max } else { BinaryOp::Min };
+        Ok(Val::Node(self.g.broadcast_binary(op, p, q).map_err(at(span))?))
+    }
+
+    fn axes(&mut self, v: Option<&Val>, rank: usize, span: Span) -> LResult<Vec<usize>> {
+        let list = match v {
+            Some(Val::List(xs)) => xs.clone(),
+            Some(Val::Dims(d)) => d.iter().map(|x| Val::Int(*x as i64)).collect(),
+            Some(v @ Val::Int(_)) => vec![v.clone()],
+            None => (0..rank as i64).map(Val::Int).collect(),
+            Some(_) => return Err(bad_axis(span)),
+        };
+        list.iter()
+            .map(|x| match x {
+                Val::Int(i) => normalize(*i, rank).ok_or_else(|| bad_axis(span)),
+                _ => Err(bad_axis(span)),
+            })
+            .collect()
+    }
+
+    /// `sum mean max min (x, axis, keepdim)`; `axis_slot` and `keep_slot`
+    /// differ because `max`/`min` have an `other` parameter in between.
+    fn reduce(&mut self, b: Builtin, a: &Args, axis_slot: usize, keep_slot: usize) -> LResult<Val> {
+        let x = self.x(a, 0)?;
+        let rank = self.shape(x).len();
+        let axes = self.axes(a.get(axis_slot), rank, a.span(axis_slot))?;
+        let keep = a.flag(keep_slot);
+        let span = a.call;
+        let g = &mut self.g;
+        let r = match b {
+            Builtin::Sum => g.sum_axes(x, &axes, keep),
+            Builtin::Mean => g.mean(x, &axes, keep),
+            Builtin::Max => g.max_axes(x, &axes, keep),
+            _ => {
+                let n = g.unary(UnaryOp::Neg, x).map_err(at(span))?;
+                let m = g.max_axes(n, &axes, keep).map_err(at(span))?;
+                g.unary(UnaryOp::Neg, m)
+            }
+        };
+        Ok(Val::Node(r.map_err(at(span))?))
+    }
+
+    /// The first index of the maximum: `min(where(x == max, iota, n))`.
+    fn argmax(&mut self, a: &Args) -> LResult<Val> {
+        let x = self.x(a, 0)?;
+        let shape = self.shape(x);
+        let span = a.call;
+        let k = normalize(a.int_or(1, -1)?, shape.len()).ok_or_else(|| bad_axis(a.span(1)))?;
+        let g = &mut self.g;
+        let m = g.max_axes(x, &[k], true).map_err(at(span))?;
+        let hit = g.broadcast_binary(BinaryOp::Eq, x, m).map_err(at(span))?;
+        let iota = g.iota(&shape, k).map_err(at(span))?;
+        let big = g.constant(shape[k] as f64, Type::new(DType::I32, shape.clone()));
+        let idx = g.select(hit, iota, big).map_err(at(span))?;
+        let neg = g.unary(UnaryOp::Neg, idx).map_err(at(span))?;
+        let mx = g.max_axes(neg, &[k], false).map_err(at(span))?;
+        Ok(Val::Node(g.unary(UnaryOp::Neg, mx).map_err(at(span))?))
+    }
+
+    fn reshape_dims(&mut self, x: NodeId, a: &Args) -> LResult<Vec<usize>> {
+        let total: usize = self.shape(x).iter().product();
+        let raw: Vec<i64> = match a.get(1) {
+            Some(Val::List(xs)) => xs
+                .iter()
+                .map(|v| if let Val::Int(i) = v { Ok(*i) } else { Err(Diag::error("expected ints").at(a.span(1), "here")) })
+                .collect::<LResult<_>>()?,
+            Some(Val::Dims(d)) => d.iter().map(|v| *v as i64).collect(),
+            _ => return Err(Diag::error("expected a list of dims").at(a.span(1), "here")),
+        };
+        let known: i64 = raw.iter().filter(|d| **d != -1).product();
+        let dims: Vec<usize> = raw
+            .iter()
+            .map(|d| if *d == -1 && known > 0 { total as i64 / known } else { *d })
+            .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        if dims.iter().product::<usize>() != total || dims.contains(&usize::MAX) {
+            let d = Diag::error(format!("cannot reshape {:?} ({total} elements) into {:?}", self.shape(x), raw))
+                .at(a.span(1), "element count differs");
+            return Err(d);
+        }
+        Ok(dims)
+    }
+
+    fn concat(&mut self, stack: bool, a: &Args) -> LResult<Val> {
+        let Some(Val::List(xs)) = a.get(0) else { return Err(Diag::error("expected a list of tensors").at(a.span(0), "here")) };
+        let mut nodes = Vec::new();
+        for x in xs {
+            nodes.push(self.node(x, None, a.span(0))?);
+        }
+        let Some(first) = nodes.first() else { return Err(Diag::error("empty list").at(a.span(0), "here")) };
+        let rank = self.shape(*first).len() + usize::from(stack);
+        let k = normalize(a.int_or(1, 0)?, rank).ok_or_else(|| bad_axis(a.span(1)))?;
+        if stack {
+            for n in &mut nodes {
+                let mut s = self.shape(*n);
+                s.insert(k, 1);
+                *n = self.g.reshape(*n, &s).map_err(at(a.call))?;
+            }
+        }
+        Ok(Val::Node(self.g.concat(&nodes, k).map_err(at(a.call))?))
+    }
+
+    fn pad(&mut self, a: &Args) -> LResult<Val> {
+        let x = self.x(a, 0)?;
+        let rank = self.shape(x).len();
+        let Some(Val::List(rows)) = a.get(1) else { return Err(Diag::error("expected [lo, hi] pairs").at(a.span(1), "here")) };
+        let (mut lo, mut hi) = (vec![0; rank], vec![0; rank]);
+        let start = rank.checked_sub(rows.len()).ok_or_else(|| Diag::error("too many pairs").at(a.span(1), "here"))?;
+        for (i, r) in rows.iter().enumerate() {
+            match r {
+                Val::List(p) if matches!(p.as_slice(), [Val::Int(l), Val::Int(h)] if *l >= 0 && *h >= 0) => {
+                    if let [Val::Int(l), Val::Int(h)] = p.as_slice() {
+                        (lo[start + i], hi[start + i]) = (*l as usize, *h as usize);
+                    }
+                }
+                _ => return Err(Diag::error("expected [lo, hi] pairs of non-negative ints").at(a.span(1), "here")),
+            }
+        }
+        Ok(Val::Node(self.g.pad(x, &lo, &hi, 0.0).map_err(at(a.call))?))
+    }
+
+    fn random(&mut self, normal: bool, a: &Args) -> LResult<Val> {
+        let x = self.x(a, 0)?;
+        let shape = self.shape(x);
+        let key = self.rng_key.ok_or_else(|| Diag::error("random numbers are only available in a training step").at(a.call, "here"))?;
+        let span = a.call;
+        let salt = self.next_salt();
+        let u = self.g.random(key, salt, &shape).map_err(at(span))?;
+        if !normal {
+            return Ok(Val::Node(u));
+        }
+        // Box–Muller on two independent uniforms; 1 - u is in (0, 1], so log is finite.
+        let salt2 = self.next_salt();
+        let g = &mut self.g;
+        let v = g.random(key, salt2, &shape).map_err(at(span))?;
+        let one_minus = g.scalar_sub(1.0, u).map_err(at(span))?;
+        let l = g.unary(UnaryOp::Log, one_minus).map_err(at(span))?;
+        let r = g.mul_scalar(l, -2.0).map_err(at(span))?;
+        let r = g.unary(UnaryOp::Sqrt, r).map_err(at(span))?;
+        let t = g.mul_scalar(v, std::f64::consts::TAU).map_err(at(span))?;
+        let c = g.unary(UnaryOp::Cos, t).map_err(at(span))?;
+        Ok(Val::Node(g.broadcast_binary(BinaryOp::Mul, r, c).map_err(at(span))?))
+    }
+
+    /// im2col: every kh×kw window as one row ordered (kh, kw, c), by
+    /// concatenating kh·kw strided slices of the padded input.
+    fn patches(&mut self, a: &Args) -> LResult<Val> {
+        let x = self.x(a, 0)?;
+        let span = a.call;
+        let size = match a.get(1) {
+            Some(Val::List(v)) => v.iter().map(|d| if let Val::Int(i) = d { *i } else { -1 }).collect::<Vec<_>>(),
+            _ => vec![],
+        };
+        let (stride, pad) = (a.int_or(2, 1)?, a.int_or(3, 0)?);
+        let [kh, kw] = size.as_slice() else { return Err(Diag::error("`size` must be [kh, kw]").at(a.span(1), "here")) };
+        if *kh < 1 || *kw < 1 || stride < 1 || pad < 0 {
+            return Err(Diag::error("window, stride and padding must be positive").at(span, "here"));
+        }
+        let (kh, kw, s, p) = (*kh as usize, *kw as usize, stride as usize, pad as usize);
+        let x = if p > 0 { self.g.pad(x, &[0, p, p, 0], &[0, p, p, 0], 0.0).map_err(at(span))? } else { x };
+        let shape = self.shape(x);
+        let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3]);
+        if h < kh || w < kw {
+            return Err(Diag::error(format!("a {kh}x{kw} window does not fit in {h}x{w}")).at(span, "here"));
+        }
+        let (oh, ow) = ((h - kh) / s + 1, (w - kw) / s + 1);
+        let mut cols = Vec::new();
+        for i in 0..kh {
+            for j in 0..kw {
+                let sl = self
+                    .g
+                    .slice(x, &[0, i, j, 0], &[b, i + s * (oh - 1) + 1, j + s * (ow - 1) + 1, c], &[1, s, s, 1])
+                    .map_err(at(span))?;
+                cols.push(sl);
+            }
+        }
+        Ok(Val::Node(self.g.concat(&cols, 3).map_err(at(span))?))
+    }
+}
+
+fn bad_axis(span: Span) -> Diag {
+    Diag::error("axis out of range").at(span, "here")
+}
+

@@ -1,0 +1,459 @@
+//! An experiment → its training step and evaluation step, as two graphs,
+//! plus what the runner needs: parameters and their initialisers, optimizer
+//! states, the data plan and the schedule.
+//!
+//! The training graph's inputs are the batch's raw fields, every parameter,
+//! every optimizer state (`l1.w@m`), and the scalars `step` (1-based),
+//! `total_steps`, `lr` and the i32 `rng` key. Its outputs are `loss`,
+//! `metric/<name>` for each metric, and the new value of every parameter
+//! and state under the input's own name, so the runner swaps them in place.
+
+use super::expr::Arg;
+use super::{Init, ItemRef, LResult, Lowerer, Val, at};
+use crate::autodiff;
+use crate::diag::{Diag, Diags};
+use crate::ir::{DType, Graph, InputRole, NodeId, Type};
+use crate::resolve::{ModuleId, Program};
+use crate::span::Span;
+use crate::syntax::ast;
+use std::collections::HashMap;
+
+/// Choices made outside the file: `--set` values and the batch sizes.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub overrides: Vec<(String, String)>,
+    /// Which experiment, when the file has several.
+    pub experiment: Option<String>,
+    /// Lower the evaluation step for this batch size instead of the file's
+    /// (the last, partial batch of an evaluation).
+    pub eval_batch: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub init: Init,
+    pub frozen: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateInfo {
+    /// `l1.w@m`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+/// Where the data comes from, as written in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceSpec {
+    Idx { dir: String },
+    Csv { path: String, label: String, test_fraction: f64 },
+    Text { path: String, context: usize, test_fraction: f64, stride: usize },
+}
+
+/// One raw per-sample field the loader must provide.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataField {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub classes: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SplitPlan {
+    pub source: SourceSpec,
+    pub split: String,
+    pub batch: usize,
+    pub shuffle: bool,
+    pub keep_last: bool,
+    pub fields: Vec<DataField>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DataPlan {
+    pub train: SplitPlan,
+    pub eval: Option<SplitPlan>,
+}
+
+pub struct Lowered {
+    pub name: String,
+    pub train: Graph,
+    pub eval: Graph,
+    pub params: Vec<ParamInfo>,
+    pub states: Vec<StateInfo>,
+    pub metrics: Vec<String>,
+    pub data: DataPlan,
+    pub epochs: usize,
+    pub seed: u64,
+    /// The optimizer's base learning rate, fed each step as `lr`.
+    pub lr: f64,
+}
+
+/// Lower the experiment chosen by `setup` in the root module.
+pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Diags> {
+    let exp = find_experiment(program, setup).map_err(|d| vec![d])?;
+    let overrides = parse_overrides(&setup.overrides);
+    let settings: HashMap<&str, &ast::Setting> = exp.settings.iter().map(|s| (s.key.name.as_str(), s)).collect();
+    let data = split_plan(program, &overrides, settings.get("data").copied(), None).map_err(|d| vec![d])?;
+    let eval = match settings.get("eval") {
+        Some(s) => Some(split_plan(program, &overrides, Some(s), Some(data.batch)).map_err(|d| vec![d])?),
+        None => None,
+    };
+    let mut train = Lowerer::new(program, overrides.clone(), true);
+    let step = train.train_step(&settings, &data).map_err(|d| vec![d])?;
+    let mut ev = Lowerer::new(program, overrides.clone(), false);
+    let eval_batch = setup.eval_batch.unwrap_or(eval.as_ref().map_or(data.batch, |e| e.batch));
+    ev.eval_step(&settings, &data.fields, eval_batch).map_err(|d| vec![d])?;
+    let mut consts = Lowerer::new(program, overrides, false);
+    let int = |l: &mut Lowerer, key: &str, default: i64| -> Result<i64, Diags> {
+        match settings.get(key).and_then(|s| s.value.as_ref()) {
+            Some(e) => match l.expr(e).map_err(|d| vec![d])? {
+                Val::Int(i) => Ok(i),
+                _ => Err(vec![Diag::error(format!("`{key}` must be an int")).at(e.span, "here")]),
+            },
+            None => Ok(default),
+        }
+    };
+    let epochs = int(&mut consts, "epochs", 1)?.max(1) as usize;
+    let seed = int(&mut consts, "seed", 0)? as u64;
+    Ok(Lowered {
+        name: exp.name.name.clone(),
+        train: train.g,
+        eval: ev.g,
+        params: step.params,
+        states: step.states,
+        metrics: step.metrics,
+        data: DataPlan { train: data, eval },
+        epochs,
+        seed,
+        lr: step.lr,
+    })
+}
+
+fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
+    let exps: Vec<&ast::ExperimentDecl> = program
+        .module(ModuleId(0))
+        .ast
+        .items
+        .iter()
+        .filter_map(|i| if let ast::Item::Experiment(e) = i { Some(e) } else { None })
+        .collect();
+    match &setup.experiment {
+        Some(n) => exps.iter().find(|e| e.name.name == *n).copied().ok_or_else(|| {
+            Diag::error(format!("no experiment `{n}` in this file"))
+                .help(format!("experiments: {}", exps.iter().map(|e| e.name.name.as_str()).collect::<Vec<_>>().join(", ")))
+        }),
+        None => exps.first().copied().ok_or_else(|| {
+            Diag::error("this file has no experiment").help("add `experiment name { model = ..., data = ..., loss = ..., optimizer = ... }`")
+        }),
+    }
+}
+
+/// `--set` strings as values: int, then float, then bool, then string.
+fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
+    raw.iter()
+        .map(|(k, v)| {
+            let val = if let Ok(i) = v.parse::<i64>() {
+                Val::Int(i)
+            } else if let Ok(f) = v.parse::<f64>() {
+                Val::Float(f)
+            } else if let Ok(b) = v.parse::<bool>() {
+                Val::Bool(b)
+            } else {
+                Val::Str(v.clone())
+            };
+            (k.clone(), val)
+        })
+        .collect()
+}
+
+/// What a data split setting asks for: source, fields and batching.
+fn split_plan(program: &Program, overrides: &HashMap<String, Val>, s: Option<&ast::Setting>, default_batch: Option<usize>) -> Result<SplitPlan, Diag> {
+    let s = s.ok_or_else(|| Diag::error("the experiment has no `data`"))?;
+    let e = s.value.as_ref().ok_or_else(|| Diag::error("`data` needs a value").at(s.key.span, "here"))?;
+    let mut l = Lowerer::new(program, overrides.clone(), false);
+    let (item, split, args) = match l.expr(e)? {
+        Val::Split(item, split, args) => (item, split, args),
+        _ => return Err(Diag::error("expected a dataset split").at(e.span, "here")),
+    };
+    let ast::Item::Dataset(d) = l.item(item) else { return Err(Diag::error("expected a dataset").at(e.span, "here")) };
+    let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let batch = match get("batch") {
+        Some(Val::Int(b)) if b >= 1 => b as usize,
+        Some(_) => return Err(Diag::error("`batch` must be a positive int").at(e.span, "here")),
+        None => default_batch.unwrap_or(32),
+    };
+    let source = l.in_frame(item.module, &[], |l| l.expr(&d.source))?;
+    let fields = l.in_frame(item.module, &[], |l| l.raw_fields(d))?;
+    Ok(SplitPlan {
+        source: source_spec(source, d.source.span)?,
+        split,
+        batch,
+        shuffle: matches!(get("shuffle"), Some(Val::Bool(true))),
+        keep_last: matches!(get("last"), Some(Val::Str(s)) if s == "keep"),
+        fields,
+    })
+}
+
+fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
+    let Val::Source(b, args) = v else { return Err(Diag::error("expected a data source").at(span, "here")) };
+    let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let string = |k: &str| match get(k) {
+        Some(Val::Str(s)) => Ok(s),
+        _ => Err(Diag::error(format!("`{}` needs a string `{k}`", b.name())).at(span, "here")),
+    };
+    let float = |k: &str, d: f64| match get(k) {
+        Some(Val::Float(f)) => f,
+        Some(Val::Int(i)) => i as f64,
+        _ => d,
+    };
+    let uint = |k: &str, d: usize| match get(k) {
+        Some(Val::Int(i)) if i > 0 => i as usize,
+        _ => d,
+    };
+    Ok(match b.name() {
+        "idx" => SourceSpec::Idx { dir: string("dir")? },
+        "csv" => SourceSpec::Csv { path: string("path")?, label: string("label")?, test_fraction: float("test_fraction", 0.0) },
+        _ => SourceSpec::Text {
+            path: string("path")?,
+            context: uint("context", 64),
+            test_fraction: float("test_fraction", 0.1),
+            stride: uint("stride", 1),
+        },
+    })
+}
+
+/// What the training step lowering hands back besides the graph.
+struct StepInfo {
+    params: Vec<ParamInfo>,
+    states: Vec<StateInfo>,
+    metrics: Vec<String>,
+    lr: f64,
+}
+
+type Settings<'a> = HashMap<&'a str, &'a ast::Setting>;
+
+impl Lowerer<'_> {
+    fn raw_fields(&mut self, d: &ast::DatasetDecl) -> LResult<Vec<DataField>> {
+        let mut out = Vec::new();
+        for f in &d.fields {
+            let (dtype, shape) = self.concrete_type(&f.ty)?;
+            let classes = match &f.classes {
+                Some(c) => Some(self.int(c)?.max(0) as usize),
+                None => None,
+            };
+            out.push(DataField { name: f.name.name.clone(), dtype, shape, classes });
+        }
+        Ok(out)
+    }
+
+    fn setting(&mut self, settings: &Settings, key: &str) -> LResult<Option<(Val, Span)>> {
+        match settings.get(key).and_then(|s| s.value.as_ref()) {
+            Some(e) => Ok(Some((self.expr(e)?, e.span))),
+            None => Ok(None),
+        }
+    }
+
+    /// Bind `B`, `model` and the batch's fields (raw as inputs, derived computed).
+    fn batch_scope(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
+        self.bind("B", Val::Int(batch as i64));
+        let (model, span) = self.setting(settings, "model")?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;
+        let model = match model {
+            Val::ModelClass(item) => self.instantiate(item, Vec::new(), span, None)?,
+            Val::Model(m) => Val::Model(m),
+            _ => return Err(Diag::error("expected a model").at(span, "here")),
+        };
+        self.bind("model", model);
+        for f in fields {
+            let shape = [vec![batch], f.shape.clone()].concat();
+            let n = self.g.input(&f.name, InputRole::Data, Type::new(f.dtype, shape)).map_err(at(span))?;
+            self.bind(&f.name, Val::Node(n));
+        }
+        self.derived_fields(settings, batch)
+    }
+
+    /// Preprocessing is written per sample and applied to the whole batch,
+    /// which is only the same thing for batch-transparent (elementwise) code.
+    fn derived_fields(&mut self, settings: &Settings, batch: usize) -> LResult<()> {
+        let Some(data) = settings.get("data").and_then(|s| s.value.as_ref()) else { return Ok(()) };
+        let Val::Split(item, _, _) = self.expr(data)? else { return Ok(()) };
+        let ast::Item::Dataset(d) = self.item(item) else { return Ok(()) };
+        let env: Vec<(String, Val)> = d.fields.iter().filter_map(|f| Some((f.name.name.clone(), self.lookup(&f.name.name, f.name.span).ok()?))).collect();
+        let derived = self.in_frame(item.module, &env, |l| {
+            let mut out = Vec::new();
+            for (name, e) in &d.derived {
+                let v = l.expr(e)?;
+                if let Val::Node(n) = v
+                    && l.shape(n).first() != Some(&batch)
+                {
+                    return Err(Diag::error(format!("preprocessing of `{}` must keep the sample axis", name.name))
+                        .at(e.span, "changes the batch shape")
+                        .help("dataset expressions run on whole batches: keep them elementwise, and reshape inside the model"));
+                }
+                l.bind(&name.name, v.clone());
+                out.push((name.name.clone(), v));
+            }
+            Ok(out)
+        })?;
+        for (n, v) in derived {
+            self.bind(&n, v);
+        }
+        Ok(())
+    }
+
+    fn scalar_node(&mut self, v: Val, span: Span) -> LResult<NodeId> {
+        let n = self.node(&v, Some(DType::F32), span)?;
+        if !self.shape(n).is_empty() {
+            return Err(Diag::error("expected a scalar").at(span, "here"));
+        }
+        Ok(n)
+    }
+
+    /// Loss and metrics in the batch scope; returns (loss, [(name, node)]).
+    fn objectives(&mut self, settings: &Settings) -> LResult<(NodeId, Vec<(String, NodeId)>)> {
+        let (loss, span) = self.setting(settings, "loss")?.ok_or_else(|| Diag::error("the experiment has no `loss`"))?;
+        let loss = self.scalar_node(loss, span)?;
+        let mut metrics = Vec::new();
+        if let Some(e) = settings.get("metrics").and_then(|s| s.value.as_ref())
+            && let ast::ExprKind::Record(entries) = &e.kind
+        {
+            for (k, v) in entries {
+                let val = self.expr(v)?;
+                metrics.push((k.name.clone(), self.scalar_node(val, v.span)?));
+            }
+        }
+        Ok((loss, metrics))
+    }
+
+    fn eval_step(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
+        self.batch_scope(settings, fields, batch)?;
+        let (loss, metrics) = self.objectives(settings)?;
+        let span = settings.get("loss").map_or(Span::new(crate::span::FileId(0), 0, 0), |s| s.key.span);
+        self.g.set_output("loss", loss).map_err(at(span))?;
+        for (k, n) in metrics {
+            self.g.set_output(format!("metric/{k}"), n).map_err(at(span))?;
+        }
+        Ok(())
+    }
+
+    fn train_step(&mut self, settings: &Settings, data: &SplitPlan) -> LResult<StepInfo> {
+        let span = settings.get("loss").map_or(Span::new(crate::span::FileId(0), 0, 0), |s| s.key.span);
+        let scalar = Type::new(DType::F32, Vec::<usize>::new());
+        let step = self.g.input("step", InputRole::Scalar, scalar.clone()).map_err(at(span))?;
+        let total = self.g.input("total_steps", InputRole::Scalar, scalar.clone()).map_err(at(span))?;
+        let lr_in = self.g.input("lr", InputRole::Scalar, scalar).map_err(at(span))?;
+        let key = self.g.input("rng", InputRole::RngKey, Type::new(DType::I32, Vec::<usize>::new())).map_err(at(span))?;
+        self.rng_key = Some(key);
+        self.batch_scope(settings, &data.fields, data.batch)?;
+        let (loss, metrics) = self.objectives(settings)?;
+        self.g.set_output("loss", loss).map_err(at(span))?;
+        for (k, n) in &metrics {
+            self.g.set_output(format!("metric/{k}"), *n).map_err(at(span))?;
+        }
+        let frozen = self.frozen(settings)?;
+        let decls = std::mem::take(&mut self.params);
+        let trainable: Vec<&super::ParamDecl> = decls.iter().filter(|p| !frozen.contains(&p.name)).collect();
+        let nodes: Vec<NodeId> =
+            trainable.iter().map(|p| self.g.find_input(&p.name).ok_or_else(|| Diag::error("parameter vanished"))).collect::<LResult<_>>()?;
+        let grads = autodiff::grad(&mut self.g, loss, &nodes).map_err(at(span))?;
+        let lr_eff = self.schedule(settings, step, total, lr_in)?;
+        let (opt_item, opt_args, opt_span) = self.optimizer(settings)?;
+        let mut states = Vec::new();
+        for ((p, node), grad) in trainable.iter().zip(&nodes).zip(&grads) {
+            states.extend(self.update(opt_item, &opt_args, (p, *node, *grad), step, lr_eff, opt_span)?);
+        }
+        let lr = opt_args.iter().find(|(k, _)| k == "lr").map_or(1.0, |(_, v)| match v {
+            Val::Float(f) => *f,
+            Val::Int(i) => *i as f64,
+            _ => 1.0,
+        });
+        let params = decls
+            .iter()
+            .map(|p| ParamInfo { name: p.name.clone(), shape: p.shape.clone(), init: p.init.clone(), frozen: frozen.contains(&p.name) })
+            .collect();
+        Ok(StepInfo { params, states, metrics: metrics.into_iter().map(|(k, _)| k).collect(), lr })
+    }
+
+    fn frozen(&mut self, settings: &Settings) -> LResult<Vec<String>> {
+        let Some((Val::List(xs), _)) = self.setting(settings, "freeze")? else { return Ok(Vec::new()) };
+        let names: Vec<String> = xs.into_iter().filter_map(|x| if let Val::Str(s) = x { Some(s) } else { None }).collect();
+        // A name freezes that parameter and, as a prefix, everything under it.
+        Ok(self.params.iter().map(|p| p.name.clone()).filter(|p| names.iter().any(|n| p == n || p.starts_with(&format!("{n}.")))).collect())
+    }
+
+    /// `lr * schedule(step, total, ...)`, or the plain `lr` input.
+    fn schedule(&mut self, settings: &Settings, step: NodeId, total: NodeId, lr: NodeId) -> LResult<NodeId> {
+        let Some(e) = settings.get("schedule").and_then(|s| s.value.as_ref()) else { return Ok(lr) };
+        let (callee, args) = match &e.kind {
+            ast::ExprKind::Call { callee, args } => (callee.as_ref(), self.args(args)?),
+            _ => (e, Vec::new()),
+        };
+        let Val::Fn(item) = self.expr(callee)? else { return Err(Diag::error("expected a schedule function").at(e.span, "here")) };
+        let ast::Item::Fn(f) = self.item(item) else { return Err(Diag::error("expected a function").at(e.span, "here")) };
+        let mut argv = vec![Arg { name: None, val: Val::Node(step), span: e.span }, Arg { name: None, val: Val::Node(total), span: e.span }];
+        argv.extend(args);
+        let m = self.call_fn(item, f, &[], argv, e.span)?;
+        let m = self.scalar_node(m, e.span)?;
+        self.g.broadcast_binary(crate::ir::BinaryOp::Mul, lr, m).map_err(at(e.span))
+    }
+
+    fn optimizer(&mut self, settings: &Settings) -> LResult<(ItemRef, Vec<(String, Val)>, Span)> {
+        let (v, span) = self.setting(settings, "optimizer")?.ok_or_else(|| Diag::error("the experiment has no `optimizer`"))?;
+        match v {
+            Val::Optimizer(item, args) => Ok((item, args, span)),
+            Val::OptimizerClass(item) => match self.apply(Val::OptimizerClass(item), Vec::new(), span)? {
+                Val::Optimizer(item, args) => Ok((item, args, span)),
+                _ => Err(Diag::error("expected an optimizer").at(span, "here")),
+            },
+            _ => Err(Diag::error("expected an optimizer").at(span, "here")),
+        }
+    }
+
+    /// The optimizer's update rule for one parameter: new states become
+    /// outputs named like their inputs, the tail becomes the new parameter.
+    fn update(
+        &mut self,
+        item: ItemRef,
+        args: &[(String, Val)],
+        (p, node, grad): (&super::ParamDecl, NodeId, NodeId),
+        step: NodeId,
+        lr: NodeId,
+        span: Span,
+    ) -> LResult<Vec<StateInfo>> {
+        let ast::Item::Optimizer(o) = self.item(item) else { return Err(Diag::error("expected an optimizer").at(span, "here")) };
+        let mut env: Vec<(String, Val)> = args.iter().map(|(k, v)| if k == "lr" { (k.clone(), Val::Node(lr)) } else { (k.clone(), v.clone()) }).collect();
+        let ty = Type::new(p.dtype, p.shape.clone());
+        let mut states = Vec::new();
+        for s in &o.states {
+            let name = format!("{}@{}", p.name, s.name.name);
+            let init = match &s.init {
+                Some(e) => self.in_frame(item.module, &env, |l| l.init_value(e, &p.shape))?,
+                None => Init::Constant(0.0),
+            };
+            let n = self.g.input(&name, InputRole::State, ty.clone()).map_err(at(s.name.span))?;
+            env.push((s.name.name.clone(), Val::Node(n)));
+            states.push((s.name.name.clone(), StateInfo { name, shape: p.shape.clone(), init }));
+        }
+        let names: Vec<&str> = o.update.params.iter().map(|q| q.name.name.as_str()).collect();
+        for (n, v) in names.iter().zip([Val::Node(node), Val::Node(grad), Val::Node(step)]) {
+            env.push((n.to_string(), v));
+        }
+        let (new_p, new_states) = self.in_frame(item.module, &env, |l| {
+            let out = l.block_inner(&o.update.body)?;
+            let new_states: Vec<Val> = o.states.iter().map(|s| l.lookup(&s.name.name, s.name.span)).collect::<LResult<_>>()?;
+            Ok::<_, Diag>((out, new_states))
+        })?;
+        let new_p = self.node(&new_p, Some(DType::F32), o.update.span)?;
+        let new_p = self.g.broadcast_to(new_p, &p.shape).map_err(at(o.update.span))?;
+        self.g.set_output(p.name.clone(), new_p).map_err(at(span))?;
+        for ((_, info), v) in states.iter().zip(new_states) {
+            let n = self.node(&v, Some(DType::F32), o.update.span)?;
+            let n = self.g.broadcast_to(n, &p.shape).map_err(at(o.update.span))?;
+            self.g.set_output(info.name.clone(), n).map_err(at(span))?;
+        }
+        Ok(states.into_iter().map(|(_, s)| s).collect())
+    }
+}

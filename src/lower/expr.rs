@@ -1,0 +1,625 @@
+//! Expressions → IR nodes or compile-time values.
+
+use super::{ItemRef, LResult, Lowerer, Model, ParamDecl, Val, at, ir_dtype};
+use crate::diag::Diag;
+use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
+use crate::span::Span;
+use crate::syntax::ast::{self, BinOp, Expr, ExprKind, FieldKind, IndexItem, Stmt, UnOp};
+use std::rc::Rc;
+
+/// An argument after evaluation.
+pub(crate) struct Arg {
+    pub name: Option<String>,
+    pub val: Val,
+    pub span: Span,
+}
+
+impl<'p> Lowerer<'p> {
+    pub(crate) fn expr(&mut self, e: &Expr) -> LResult<Val> {
+        Ok(match &e.kind {
+            ExprKind::Int(v) => Val::Int(*v),
+            ExprKind::Float(v) => Val::Float(*v),
+            ExprKind::Bool(b) => Val::Bool(*b),
+            ExprKind::Str(s) => Val::Str(s.clone()),
+            ExprKind::Name(n) => self.lookup(n, e.span)?,
+            ExprKind::Unary(op, x) => {
+                let v = self.expr(x)?;
+                self.unary(*op, v, e.span)?
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (va, vb) = (self.expr(a)?, self.expr(b)?);
+                self.binary(*op, va, vb, e.span)?
+            }
+            ExprKind::Call { callee, args } => self.call(callee, args, e.span)?,
+            ExprKind::Field { base, name } => {
+                let v = self.expr(base)?;
+                self.field(v, name)?
+            }
+            ExprKind::Index { base, items } => {
+                let v = self.expr(base)?;
+                self.index(v, items, e.span)?
+            }
+            ExprKind::List(xs) => Val::List(xs.iter().map(|x| self.expr(x)).collect::<LResult<_>>()?),
+            ExprKind::Record(entries) => {
+                Val::Record(entries.iter().map(|(k, v)| Ok((k.name.clone(), self.expr(v)?))).collect::<LResult<_>>()?)
+            }
+            ExprKind::Block(b) => self.block(b)?,
+            ExprKind::If { cond, then, els } => match self.expr(cond)? {
+                Val::Bool(true) => self.block(then)?,
+                Val::Bool(false) => self.expr(els)?,
+                _ => return Err(Diag::error("`if` needs a compile-time bool").at(cond.span, "here")),
+            },
+        })
+    }
+
+    pub(crate) fn block(&mut self, b: &ast::Block) -> LResult<Val> {
+        self.scopes.push(Default::default());
+        let out = self.block_inner(b);
+        self.scopes.pop();
+        out
+    }
+
+    pub(crate) fn block_inner(&mut self, b: &ast::Block) -> LResult<Val> {
+        for s in &b.stmts {
+            match s {
+                Stmt::Let { name, value, .. } | Stmt::Assign { name, value } => {
+                    let v = self.expr(value)?;
+                    self.assign(&name.name, v);
+                }
+            }
+        }
+        self.expr(&b.tail)
+    }
+
+    /// `let` binds in the innermost scope; an optimizer's `m = ...` replaces
+    /// the state wherever it is bound, so the update reads the new value.
+    fn assign(&mut self, name: &str, v: Val) {
+        self.bind(name, v);
+    }
+
+    // ---- scalars and tensors ------------------------------------------------
+
+    /// A value as a node; weak scalars take `like`'s dtype.
+    pub(crate) fn node(&mut self, v: &Val, like: Option<DType>, span: Span) -> LResult<NodeId> {
+        let scalar = |dtype| Type::new(dtype, Vec::<usize>::new());
+        Ok(match v {
+            Val::Node(n) => *n,
+            Val::Int(i) => self.g.constant(*i as f64, scalar(like.unwrap_or(DType::I32))),
+            Val::Float(f) => self.g.constant(*f, scalar(like.filter(|d| *d == DType::F32).unwrap_or(DType::F32))),
+            Val::Bool(b) => self.g.constant(f64::from(u8::from(*b)), scalar(DType::Bool)),
+            other => return Err(Diag::error(format!("expected a tensor, found {}", kind(other))).at(span, "here")),
+        })
+    }
+
+    pub(crate) fn dtype(&self, n: NodeId) -> DType {
+        self.g.node(n).ty.dtype
+    }
+
+    pub(crate) fn shape(&self, n: NodeId) -> Vec<usize> {
+        self.g.node(n).ty.shape.clone()
+    }
+
+    fn unary(&mut self, op: UnOp, v: Val, span: Span) -> LResult<Val> {
+        Ok(match (op, v) {
+            (UnOp::Neg, Val::Int(i)) => Val::Int(-i),
+            (UnOp::Neg, Val::Float(f)) => Val::Float(-f),
+            (UnOp::Not, Val::Bool(b)) => Val::Bool(!b),
+            (UnOp::Neg, v) => {
+                let n = self.node(&v, None, span)?;
+                Val::Node(self.g.unary(UnaryOp::Neg, n).map_err(at(span))?)
+            }
+            (UnOp::Not, v) => {
+                let n = self.node(&v, None, span)?;
+                Val::Node(self.g.unary(UnaryOp::Not, n).map_err(at(span))?)
+            }
+        })
+    }
+
+    pub(crate) fn binary(&mut self, op: BinOp, a: Val, b: Val, span: Span) -> LResult<Val> {
+        if let Some(v) = const_binary(op, &a, &b) {
+            return Ok(v);
+        }
+        if op == BinOp::MatMul {
+            let (x, y) = (self.node(&a, None, span)?, self.node(&b, None, span)?);
+            return Ok(Val::Node(self.g.matmul(x, y).map_err(at(span))?));
+        }
+        let like = match (&a, &b) {
+            (Val::Node(n), _) | (_, Val::Node(n)) => Some(self.dtype(*n)),
+            _ => None,
+        };
+        let (x, y) = (self.node(&a, like, span)?, self.node(&b, like, span)?);
+        let out = match op {
+            BinOp::Rem => self.rem(x, y, span)?,
+            _ => self.g.broadcast_binary(ir_binop(op), x, y).map_err(at(span))?,
+        };
+        Ok(Val::Node(out))
+    }
+
+    /// `a % b` as `a - floor(a / b) * b` (f32), truncated for i32.
+    fn rem(&mut self, x: NodeId, y: NodeId, span: Span) -> LResult<NodeId> {
+        let g = &mut self.g;
+        let q = g.broadcast_binary(BinaryOp::Div, x, y).map_err(at(span))?;
+        let q = if g.node(q).ty.dtype == DType::F32 { g.unary(UnaryOp::Floor, q).map_err(at(span))? } else { q };
+        let p = g.broadcast_binary(BinaryOp::Mul, q, y).map_err(at(span))?;
+        g.broadcast_binary(BinaryOp::Sub, x, p).map_err(at(span))
+    }
+
+    // ---- calls --------------------------------------------------------------
+
+    fn call(&mut self, callee: &Expr, args: &[ast::Arg], span: Span) -> LResult<Val> {
+        if let ExprKind::Field { base, name } = &callee.kind {
+            let recv = self.expr(base)?;
+            match &recv {
+                Val::Module(_) | Val::Dataset(_) | Val::Record(_) => {}
+                Val::Model(m) => {
+                    if let Some(f) = self.method(m, &name.name) {
+                        let argv = self.args(args)?;
+                        return self.call_fn(m.item, f, &m.env.clone(), argv, span);
+                    }
+                }
+                _ => {
+                    let f = self.lookup(&name.name, name.span)?;
+                    let mut argv = vec![Arg { name: None, val: recv, span: base.span }];
+                    argv.extend(self.args(args)?);
+                    return self.apply(f, argv, span);
+                }
+            }
+        }
+        let f = self.expr(callee)?;
+        let argv = self.args(args)?;
+        self.apply(f, argv, span)
+    }
+
+    fn method(&self, m: &Model, name: &str) -> Option<&'p ast::FnDecl> {
+        let program: &'p crate::resolve::Program = self.program;
+        let ast::Item::Model(decl) = program.item(m.item.module, m.item.index) else { return None };
+        decl.methods.iter().find(|f| f.name.as_ref().is_some_and(|n| n.name == name))
+    }
+
+    pub(crate) fn args(&mut self, args: &[ast::Arg]) -> LResult<Vec<Arg>> {
+        args.iter()
+            .map(|a| Ok(Arg { name: a.name.as_ref().map(|n| n.name.clone()), val: self.expr(&a.value)?, span: a.value.span }))
+            .collect()
+    }
+
+    pub(crate) fn apply(&mut self, f: Val, args: Vec<Arg>, span: Span) -> LResult<Val> {
+        match f {
+            Val::Fn(item) => {
+                let ast::Item::Fn(decl) = self.item(item) else { return Err(not_callable(span)) };
+                self.call_fn(item, decl, &[], args, span)
+            }
+            Val::Builtin(b) => self.builtin(b, args, span),
+            Val::ModelClass(item) => self.instantiate(item, args, span, None),
+            Val::Model(m) => self.call_model(&m, args, span),
+            Val::Stack(models) => {
+                let mut x = args;
+                for m in &models {
+                    let out = self.call_model(m, x, span)?;
+                    x = vec![Arg { name: None, val: out, span }];
+                }
+                Ok(x.pop().map(|a| a.val).unwrap_or(Val::Int(0)))
+            }
+            Val::OptimizerClass(item) => Ok(Val::Optimizer(item, self.named(item_params(self.item(item)), args, span)?)),
+            Val::Split(item, name, _) => {
+                let params = [("batch", None), ("shuffle", None), ("last", None)];
+                let bound = self.bind_plain(&params, args, span)?;
+                Ok(Val::Split(item, name, bound))
+            }
+            _ => Err(not_callable(span)),
+        }
+    }
+
+    /// Bind arguments to `(name, default)` pairs by position and name.
+    pub(crate) fn bind_plain(&mut self, params: &[(&str, Option<Val>)], args: Vec<Arg>, span: Span) -> LResult<Vec<(String, Val)>> {
+        let mut slots: Vec<Option<Val>> = params.iter().map(|(_, d)| d.clone()).collect();
+        let mut next = 0;
+        for a in args {
+            let i = match &a.name {
+                Some(n) => params.iter().position(|(p, _)| p == n),
+                None => {
+                    next += 1;
+                    Some(next - 1)
+                }
+            };
+            match i {
+                Some(i) if i < slots.len() => slots[i] = Some(a.val),
+                _ => return Err(Diag::error("unexpected argument").at(a.span, "here")),
+            }
+        }
+        let _ = span;
+        Ok(params.iter().zip(slots).filter_map(|((n, _), v)| v.map(|v| (n.to_string(), v))).collect())
+    }
+
+    /// Bind arguments to declared parameters, evaluating defaults in `module`.
+    fn named(&mut self, params: &[ast::Param], args: Vec<Arg>, span: Span) -> LResult<Vec<(String, Val)>> {
+        let mut slots: Vec<Option<Val>> = vec![None; params.len()];
+        let mut next = 0;
+        for a in args {
+            let i = match &a.name {
+                Some(n) => params.iter().position(|p| &p.name.name == n),
+                None => {
+                    next += 1;
+                    Some(next - 1)
+                }
+            };
+            match i {
+                Some(i) if i < slots.len() => slots[i] = Some(a.val),
+                _ => return Err(Diag::error("unexpected argument").at(a.span, "here")),
+            }
+        }
+        let mut out = Vec::new();
+        for (p, s) in params.iter().zip(slots) {
+            let v = match (s, &p.default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => self.expr(d)?,
+                (None, None) => return Err(Diag::error(format!("missing argument `{}`", p.name.name)).at(span, "here")),
+            };
+            let v = match (&p.ty, v) {
+                (Some(ast::Type { kind: ast::TypeKind::Float, .. }), Val::Int(i)) => Val::Float(i as f64),
+                (_, v) => v,
+            };
+            out.push((p.name.name.clone(), v));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn call_fn(&mut self, item: ItemRef, f: &ast::FnDecl, env: &[(String, Val)], args: Vec<Arg>, span: Span) -> LResult<Val> {
+        if self.depth > 200 {
+            return Err(Diag::error("calls nest too deeply (recursion?)").at(span, "here"));
+        }
+        let module = item.module;
+        self.in_frame(module, env, |l| {
+            let bound = l.named(&f.params, args, span)?;
+            for (p, (n, v)) in f.params.iter().zip(bound) {
+                if let (Some(t), Val::Node(node)) = (&p.ty, &v) {
+                    l.bind_dims(t, *node);
+                }
+                l.bind(&n, v);
+            }
+            l.block(&f.body)
+        })
+        .map_err(|d| if span.file == d.primary.as_ref().map_or(span.file, |p| p.span.file) { d } else { d.label(span, "in this call") })
+    }
+
+    /// A signature's dim variables (`B`, `N`) as ints, read off the
+    /// argument's concrete shape (the checker proved they agree).
+    fn bind_dims(&mut self, t: &ast::Type, node: NodeId) {
+        let ast::TypeKind::Tensor { shape, .. } = &t.kind else { return };
+        let actual = self.shape(node);
+        let fixed = shape.iter().filter(|i| matches!(i, ast::ShapeItem::Dim(_))).count();
+        let offset = actual.len().saturating_sub(fixed);
+        let dims = shape.iter().filter_map(|i| if let ast::ShapeItem::Dim(d) = i { Some(d) } else { None });
+        for (d, n) in dims.zip(&actual[offset..]) {
+            if let ast::DimExpr::Name(id) = d
+                && self.lookup(&id.name, id.span).is_err()
+            {
+                self.bind(&id.name, Val::Int(*n as i64));
+            }
+        }
+    }
+
+    // ---- models -------------------------------------------------------------
+
+    /// A model instance with its parameters created as graph inputs under `path`.
+    pub(crate) fn instantiate(&mut self, item: ItemRef, args: Vec<Arg>, span: Span, path: Option<&str>) -> LResult<Val> {
+        let ast::Item::Model(m) = self.item(item) else { return Err(not_callable(span)) };
+        let bound = self.in_frame(item.module, &[], |l| l.named(&m.params, args, span))?;
+        let path = path.unwrap_or("").to_string();
+        let env = self.in_frame(item.module, &bound, |l| l.model_fields(m, &path))?;
+        let mut all = bound;
+        all.extend(env);
+        Ok(Val::Model(Rc::new(Model { item, name: m.name.name.clone(), env: all })))
+    }
+
+    fn model_fields(&mut self, m: &ast::ModelDecl, path: &str) -> LResult<Vec<(String, Val)>> {
+        let mut out = Vec::new();
+        for f in &m.fields {
+            let sub = if path.is_empty() { f.name.name.clone() } else { format!("{path}.{}", f.name.name) };
+            let v = match &f.kind {
+                FieldKind::Param { ty, init } => self.param(&sub, ty, init.as_ref())?,
+                FieldKind::Sub(e) => self.sub_model(e, &sub)?,
+                FieldKind::Repeat { model, count } => {
+                    let n = match self.expr(count)? {
+                        Val::Int(n) if n >= 0 => n as usize,
+                        _ => return Err(Diag::error("a stack needs a non-negative int count").at(count.span, "here")),
+                    };
+                    let mut models = Vec::new();
+                    for i in 0..n {
+                        match self.sub_model(model, &format!("{sub}.{i}"))? {
+                            Val::Model(m) => models.push(m),
+                            _ => return Err(Diag::error("expected a model").at(model.span, "here")),
+                        }
+                    }
+                    Val::Stack(models)
+                }
+            };
+            self.bind(&f.name.name, v.clone());
+            out.push((f.name.name.clone(), v));
+        }
+        Ok(out)
+    }
+
+    /// A sub-model field: the constructor call is re-evaluated under `path`.
+    fn sub_model(&mut self, e: &Expr, path: &str) -> LResult<Val> {
+        let (callee, args) = match &e.kind {
+            ExprKind::Call { callee, args } => (callee.as_ref(), self.args(args)?),
+            _ => (e, Vec::new()),
+        };
+        match self.expr(callee)? {
+            Val::ModelClass(item) => self.instantiate(item, args, e.span, Some(path)),
+            _ => Err(Diag::error("expected a model like `Linear(784, 128)`").at(e.span, "here")),
+        }
+    }
+
+    fn param(&mut self, name: &str, ty: &ast::Type, init: Option<&Expr>) -> LResult<Val> {
+        let (dtype, shape) = self.concrete_type(ty)?;
+        let init = match init {
+            Some(e) => self.init_value(e, &shape)?,
+            None => return Err(Diag::error(format!("parameter `{name}` needs an initialiser")).at(ty.span, "here")),
+        };
+        let node = self.g.input(name, crate::ir::InputRole::Param, Type::new(dtype, shape.clone())).map_err(at(ty.span))?;
+        self.params.push(ParamDecl { name: name.to_string(), dtype, shape, init });
+        Ok(Val::Node(node))
+    }
+
+    pub(crate) fn init_value(&mut self, e: &Expr, shape: &[usize]) -> LResult<super::Init> {
+        match self.expr(e)? {
+            Val::Init(i) => Ok(i),
+            Val::Fn(item) => {
+                let ast::Item::Fn(f) = self.item(item) else { return Err(not_callable(e.span)) };
+                let arg = Arg { name: None, val: Val::Dims(shape.to_vec()), span: e.span };
+                match self.call_fn(item, f, &[], vec![arg], e.span)? {
+                    Val::Init(i) => Ok(i),
+                    _ => Err(Diag::error("expected an initialiser").at(e.span, "here")),
+                }
+            }
+            _ => Err(Diag::error("expected an initialiser").at(e.span, "here")),
+        }
+    }
+
+    /// A type annotation with every dim a number.
+    pub(crate) fn concrete_type(&mut self, t: &ast::Type) -> LResult<(DType, Vec<usize>)> {
+        let ast::TypeKind::Tensor { dtype, shape } = &t.kind else {
+            return Err(Diag::error("expected a tensor type").at(t.span, "here"));
+        };
+        let mut dims = Vec::new();
+        for item in shape {
+            match item {
+                ast::ShapeItem::Dim(d) => dims.push(self.dim(d)?),
+                ast::ShapeItem::Rest(_, s) => return Err(Diag::error("`...` cannot be made concrete here").at(*s, "here")),
+            }
+        }
+        Ok((ir_dtype(*dtype), dims))
+    }
+
+    fn dim(&mut self, d: &ast::DimExpr) -> LResult<usize> {
+        let v = match d {
+            ast::DimExpr::Int(v, _) => *v,
+            ast::DimExpr::Name(id) => match self.lookup(&id.name, id.span)? {
+                Val::Int(v) => v,
+                _ => return Err(Diag::error(format!("`{}` is not an int", id.name)).at(id.span, "here")),
+            },
+            ast::DimExpr::Bin(a, op, b, span) => {
+                let (x, y) = (self.dim(a)? as i64, self.dim(b)? as i64);
+                match op {
+                    ast::DimOp::Add => x + y,
+                    ast::DimOp::Sub => x - y,
+                    ast::DimOp::Mul => x * y,
+                    ast::DimOp::Div if y != 0 => x / y,
+                    ast::DimOp::Div => return Err(Diag::error("division by zero").at(*span, "here")),
+                }
+            }
+        };
+        usize::try_from(v).map_err(|_| Diag::error(format!("dim {v} is negative")).at(d.span(), "here"))
+    }
+
+    pub(crate) fn call_model(&mut self, m: &Rc<Model>, args: Vec<Arg>, span: Span) -> LResult<Val> {
+        let ast::Item::Model(decl) = self.item(m.item) else { return Err(not_callable(span)) };
+        let Some(fwd) = &decl.forward else {
+            return Err(Diag::error(format!("model `{}` has no forward function", m.name)).at(span, "here"));
+        };
+        self.call_fn(m.item, fwd, &m.env.clone(), args, span)
+    }
+
+    // ---- access ---------------------------------------------------------------
+
+    fn field(&mut self, v: Val, name: &ast::Ident) -> LResult<Val> {
+        let missing = || Diag::error(format!("no field `{}`", name.name)).at(name.span, "here");
+        match v {
+            Val::Model(m) => m.env.iter().find(|(n, _)| *n == name.name).map(|(_, v)| v.clone()).ok_or_else(missing),
+            Val::Module(m) => match self.program.module(m).scope.get(&name.name).copied() {
+                Some((def, _)) => self.def_value(def, name.span),
+                None => Err(missing()),
+            },
+            Val::Dataset(item) => Ok(Val::Split(item, name.name.clone(), Vec::new())),
+            Val::Dims(d) if name.name == "rank" => Ok(Val::Int(d.len() as i64)),
+            Val::Node(n) if name.name == "shape" => Ok(Val::Dims(self.shape(n))),
+            Val::Record(r) => r.into_iter().find(|(k, _)| *k == name.name).map(|(_, v)| v).ok_or_else(missing),
+            _ => Err(missing()),
+        }
+    }
+
+    fn index(&mut self, v: Val, items: &[IndexItem], span: Span) -> LResult<Val> {
+        match v {
+            Val::Node(n) => self.index_node(n, items, span),
+            Val::Dims(d) => match items {
+                [IndexItem::Expr(e)] => {
+                    let i = self.int(e)?;
+                    let k = normalize(i, d.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
+                    Ok(Val::Int(d[k] as i64))
+                }
+                _ => Err(Diag::error("dims take one index").at(span, "here")),
+            },
+            Val::List(xs) => match items {
+                [IndexItem::Expr(e)] => {
+                    let i = self.int(e)?;
+                    let k = normalize(i, xs.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
+                    Ok(xs[k].clone())
+                }
+                _ => Err(Diag::error("lists take one index").at(span, "here")),
+            },
+            Val::Stack(ms) => match items {
+                [IndexItem::Expr(e)] => {
+                    let i = self.int(e)?;
+                    let k = normalize(i, ms.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
+                    Ok(Val::Model(ms[k].clone()))
+                }
+                _ => Err(Diag::error("a stack takes one index").at(span, "here")),
+            },
+            _ => Err(Diag::error("cannot index this").at(span, "here")),
+        }
+    }
+
+    pub(crate) fn int(&mut self, e: &Expr) -> LResult<i64> {
+        match self.expr(e)? {
+            Val::Int(i) => Ok(i),
+            _ => Err(Diag::error("expected a constant int").at(e.span, "here")),
+        }
+    }
+
+    fn index_node(&mut self, n: NodeId, items: &[IndexItem], span: Span) -> LResult<Val> {
+        if let [IndexItem::Expr(e)] = items
+            && let Val::Node(ids) = self.expr(e)?
+        {
+            return Ok(Val::Node(self.g.gather(n, ids, 0).map_err(at(span))?));
+        }
+        let shape = self.shape(n);
+        let explicit = items.iter().filter(|i| !matches!(i, IndexItem::Ellipsis(_))).count();
+        let (mut start, mut end, mut step) = (vec![0; shape.len()], shape.clone(), vec![1; shape.len()]);
+        let mut out_shape = Vec::new();
+        let mut axis = 0;
+        for item in items {
+            match item {
+                IndexItem::Ellipsis(_) => {
+                    let skip = shape.len().saturating_sub(explicit);
+                    out_shape.extend_from_slice(&shape[axis..axis + skip]);
+                    axis += skip;
+                }
+                IndexItem::Expr(e) => {
+                    let i = self.int(e)?;
+                    let k = normalize(i, shape[axis]).ok_or_else(|| Diag::error(format!("index {i} out of range for size {}", shape[axis])).at(e.span, "here"))?;
+                    (start[axis], end[axis]) = (k, k + 1);
+                    axis += 1;
+                }
+                IndexItem::Slice { start: s, end: e, step: st, span } => {
+                    let n = shape[axis] as i64;
+                    let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+                    let lo = match s { Some(x) => clamp(self.int(x)?), None => 0 };
+                    let hi = match e { Some(x) => clamp(self.int(x)?), None => n as usize };
+                    let k = match st { Some(x) => self.int(x)?, None => 1 };
+                    if k < 1 || hi <= lo {
+                        return Err(Diag::error("empty slice or bad step").at(*span, "here"));
+                    }
+                    (start[axis], end[axis], step[axis]) = (lo, hi, k as usize);
+                    out_shape.push((hi - lo).div_ceil(k as usize));
+                    axis += 1;
+                }
+            }
+        }
+        out_shape.extend_from_slice(&shape[axis..]);
+        let s = self.g.slice(n, &start, &end, &step).map_err(at(span))?;
+        Ok(Val::Node(self.g.reshape(s, &out_shape).map_err(at(span))?))
+    }
+}
+
+fn item_params(item: &ast::Item) -> &[ast::Param] {
+    match item {
+        ast::Item::Optimizer(o) => &o.params,
+        ast::Item::Model(m) => &m.params,
+        ast::Item::Fn(f) => &f.params,
+        _ => &[],
+    }
+}
+
+pub(crate) fn normalize(i: i64, n: usize) -> Option<usize> {
+    let k = if i < 0 { i + n as i64 } else { i };
+    (0..n as i64).contains(&k).then_some(k as usize)
+}
+
+fn not_callable(span: Span) -> Diag {
+    Diag::error("this value cannot be called").at(span, "here")
+}
+
+pub(crate) fn kind(v: &Val) -> &'static str {
+    match v {
+        Val::Node(_) => "a tensor",
+        Val::Int(_) => "an int",
+        Val::Float(_) => "a float",
+        Val::Bool(_) => "a bool",
+        Val::Str(_) => "a string",
+        _ => "a compile-time value",
+    }
+}
+
+/// Arithmetic on compile-time numbers; `None` when a tensor is involved.
+fn const_binary(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
+    use BinOp::*;
+    let f = |v: &Val| match v {
+        Val::Int(i) => Some(*i as f64),
+        Val::Float(x) => Some(*x),
+        _ => None,
+    };
+    Some(match (a, b) {
+        (Val::Int(x), Val::Int(y)) => match op {
+            Add => Val::Int(x.wrapping_add(*y)),
+            Sub => Val::Int(x.wrapping_sub(*y)),
+            Mul => Val::Int(x.wrapping_mul(*y)),
+            Div if *y != 0 && x % y == 0 => Val::Int(x / y),
+            Div => Val::Float(*x as f64 / *y as f64),
+            Rem if *y != 0 => Val::Int(x.rem_euclid(*y)),
+            Pow if *y >= 0 => Val::Int(x.checked_pow(u32::try_from(*y).ok()?)?),
+            Pow => Val::Float((*x as f64).powf(*y as f64)),
+            Eq => Val::Bool(x == y),
+            Ne => Val::Bool(x != y),
+            Lt => Val::Bool(x < y),
+            Le => Val::Bool(x <= y),
+            Gt => Val::Bool(x > y),
+            Ge => Val::Bool(x >= y),
+            _ => return None,
+        },
+        (Val::Bool(x), Val::Bool(y)) => match op {
+            And => Val::Bool(*x && *y),
+            Or => Val::Bool(*x || *y),
+            Eq => Val::Bool(x == y),
+            Ne => Val::Bool(x != y),
+            _ => return None,
+        },
+        _ => {
+            let (x, y) = (f(a)?, f(b)?);
+            match op {
+                Add => Val::Float(x + y),
+                Sub => Val::Float(x - y),
+                Mul => Val::Float(x * y),
+                Div => Val::Float(x / y),
+                Pow => Val::Float(x.powf(y)),
+                Rem => Val::Float(x.rem_euclid(y)),
+                Eq => Val::Bool(x == y),
+                Ne => Val::Bool(x != y),
+                Lt => Val::Bool(x < y),
+                Le => Val::Bool(x <= y),
+                Gt => Val::Bool(x > y),
+                Ge => Val::Bool(x >= y),
+                _ => return None,
+            }
+        }
+    })
+}
+
+fn ir_binop(op: BinOp) -> BinaryOp {
+    match op {
+        BinOp::Or => BinaryOp::Or,
+        BinOp::And => BinaryOp::And,
+        BinOp::Eq => BinaryOp::Eq,
+        BinOp::Ne => BinaryOp::Ne,
+        BinOp::Lt => BinaryOp::Lt,
+        BinOp::Le => BinaryOp::Le,
+        BinOp::Gt => BinaryOp::Gt,
+        BinOp::Ge => BinaryOp::Ge,
+        BinOp::Add => BinaryOp::Add,
+        BinOp::Sub => BinaryOp::Sub,
+        BinOp::Mul | BinOp::MatMul => BinaryOp::Mul,
+        BinOp::Div | BinOp::Rem => BinaryOp::Div,
+        BinOp::Pow => BinaryOp::Pow,
+    }
+}
+

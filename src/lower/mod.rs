@@ -1,0 +1,222 @@
+//! Lowering: the checked program → graph IR, with every dim concrete.
+//!
+//! An evaluator over the AST that, instead of computing tensors, appends IR
+//! nodes: functions and models are inlined, compile-time values (sizes,
+//! axes, hyperparameters, initialisers) are computed on the spot. The
+//! checker has already proved the program well-typed for all sizes; what
+//! can still fail here is what depends on the numbers (a quotient that is
+//! not whole, a window that does not fit), reported with its span.
+
+mod builtins;
+mod experiment;
+mod expr;
+
+use crate::check::Builtin;
+use crate::diag::Diag;
+use crate::ir::{self, Graph, NodeId};
+use crate::resolve::{Def, ModuleId, Program};
+use crate::span::Span;
+use crate::syntax::ast;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub use experiment::{DataField, DataPlan, Lowered, ParamInfo, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment};
+
+/// An initialiser: the distribution a parameter or state starts from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    Uniform { lo: f64, hi: f64 },
+    Normal { mean: f64, std: f64 },
+    Constant(f64),
+}
+
+/// An item of some module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ItemRef {
+    pub module: ModuleId,
+    pub index: usize,
+}
+
+/// A model instance: its parameters' values and its fields (parameter
+/// fields are graph inputs named by path, `blocks.2.attn.qkv.w`).
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub item: ItemRef,
+    pub name: String,
+    pub env: Vec<(String, Val)>,
+}
+
+/// A value during lowering: a graph node, or something known at compile time.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Node(NodeId),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Dims(Vec<usize>),
+    List(Vec<Val>),
+    Record(Vec<(String, Val)>),
+    Init(Init),
+    Fn(ItemRef),
+    Builtin(Builtin),
+    ModelClass(ItemRef),
+    Model(Rc<Model>),
+    Stack(Vec<Rc<Model>>),
+    OptimizerClass(ItemRef),
+    Optimizer(ItemRef, Vec<(String, Val)>),
+    Dataset(ItemRef),
+    Split(ItemRef, String, Vec<(String, Val)>),
+    Source(Builtin, Vec<(String, Val)>),
+    Module(ModuleId),
+}
+
+pub(crate) type LResult<T> = Result<T, Diag>;
+
+/// What a parameter field becomes when a model is instantiated.
+pub(crate) struct ParamDecl {
+    pub name: String,
+    pub dtype: ir::DType,
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+pub(crate) struct Lowerer<'p> {
+    program: &'p Program,
+    pub g: Graph,
+    /// Lexical scopes of the function being inlined, innermost last.
+    scopes: Vec<HashMap<String, Val>>,
+    module: ModuleId,
+    consts: HashMap<ItemRef, Val>,
+    /// Values of top-level constants given by `--set` or a sweep point.
+    overrides: HashMap<String, Val>,
+    /// Whether `training` is true: dropout and friends read it.
+    pub training: bool,
+    /// The scalar RNG key of the step, fed by the runner.
+    pub rng_key: Option<NodeId>,
+    /// Distinct salt per random call site, so two dropouts differ.
+    salt: u64,
+    /// Parameters created by model instantiation, in order.
+    pub params: Vec<ParamDecl>,
+    /// Inlining depth, to stop runaway recursion the checker missed.
+    depth: usize,
+}
+
+impl<'p> Lowerer<'p> {
+    pub fn new(program: &'p Program, overrides: HashMap<String, Val>, training: bool) -> Lowerer<'p> {
+        Lowerer {
+            program,
+            g: Graph::new(),
+            scopes: vec![HashMap::new()],
+            module: ModuleId(0),
+            consts: HashMap::new(),
+            overrides,
+            training,
+            rng_key: None,
+            salt: 0,
+            params: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    fn item(&self, i: ItemRef) -> &'p ast::Item {
+        self.program.item(i.module, i.index)
+    }
+
+    fn next_salt(&mut self) -> u64 {
+        self.salt += 1;
+        self.salt
+    }
+
+    /// Run `f` in a fresh function activation of `module` with `env` bound.
+    fn in_frame<T>(&mut self, module: ModuleId, env: &[(String, Val)], f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved_scopes = std::mem::replace(&mut self.scopes, vec![env.iter().cloned().collect()]);
+        let saved_module = std::mem::replace(&mut self.module, module);
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        self.scopes = saved_scopes;
+        self.module = saved_module;
+        out
+    }
+
+    fn bind(&mut self, name: &str, v: Val) {
+        if let Some(s) = self.scopes.last_mut() {
+            s.insert(name.to_string(), v);
+        }
+    }
+
+    fn lookup(&mut self, name: &str, span: Span) -> LResult<Val> {
+        for s in self.scopes.iter().rev() {
+            if let Some(v) = s.get(name) {
+                return Ok(v.clone());
+            }
+        }
+        if let Some((def, _)) = self.program.module(self.module).scope.get(name).copied() {
+            return self.def_value(def, span);
+        }
+        match Builtin::from_name(name) {
+            Some(Builtin::Training) => Ok(Val::Bool(self.training)),
+            Some(b) => Ok(Val::Builtin(b)),
+            None => Err(Diag::error(format!("unknown name `{name}`")).at(span, "not found")),
+        }
+    }
+
+    fn def_value(&mut self, def: Def, span: Span) -> LResult<Val> {
+        let (module, index) = match def {
+            Def::Module(m) => return Ok(Val::Module(m)),
+            Def::Item(m, i) => (m, i),
+        };
+        let item = ItemRef { module, index };
+        Ok(match self.item(item) {
+            ast::Item::Const(c) => self.const_value(item, c, span)?,
+            ast::Item::Fn(_) => Val::Fn(item),
+            ast::Item::Model(_) => Val::ModelClass(item),
+            ast::Item::Optimizer(_) => Val::OptimizerClass(item),
+            ast::Item::Dataset(_) => Val::Dataset(item),
+            ast::Item::Experiment(_) | ast::Item::Use(_) => {
+                return Err(Diag::error("an experiment is not a value").at(span, "here"));
+            }
+        })
+    }
+
+    fn const_value(&mut self, item: ItemRef, c: &ast::Const, span: Span) -> LResult<Val> {
+        if let Some(v) = self.consts.get(&item) {
+            return Ok(v.clone());
+        }
+        if self.depth > 64 {
+            return Err(Diag::error("constant definitions nest too deeply").at(span, "here"));
+        }
+        let over = if item.module.0 == 0 { self.overrides.get(&c.name.name).cloned() } else { None };
+        let v = match (over, &c.value) {
+            (Some(v), _) => v,
+            (None, ast::ConstValue::Expr(e)) => self.in_frame(item.module, &[], |l| l.expr(e))?,
+            // Without a chosen point, a sweep runs at its first value.
+            (None, ast::ConstValue::Sweep(values, s)) => match values.first() {
+                Some(e) => self.in_frame(item.module, &[], |l| l.expr(e))?,
+                None => return Err(Diag::error("empty sweep").at(*s, "here")),
+            },
+        };
+        let v = match (&c.ty, v) {
+            (Some(ast::Type { kind: ast::TypeKind::Float, .. }), Val::Int(i)) => Val::Float(i as f64),
+            (_, v) => v,
+        };
+        self.consts.insert(item, v.clone());
+        Ok(v)
+    }
+}
+
+pub(crate) fn ir_dtype(d: ast::DType) -> ir::DType {
+    match d {
+        ast::DType::F32 => ir::DType::F32,
+        ast::DType::I32 => ir::DType::I32,
+        ast::DType::Bool => ir::DType::Bool,
+        ast::DType::U8 => ir::DType::U8,
+    }
+}
+
+/// An IR error at a span: the checker should have caught it, but the
+/// numbers only exist here.
+pub(crate) fn at(span: Span) -> impl Fn(ir::IrError) -> Diag {
+    move |e| Diag::error(format!("{e}")).at(span, "while compiling this")
+}

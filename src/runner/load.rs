@@ -1,0 +1,117 @@
+//! The data a plan asks for: load the source, pick the split, map the
+//! fields declared in the file onto the source's columns, validate.
+
+use super::RunError;
+use super::data::{self, DataError, Dataset, Element, LastBatch, Samples, TextWindows};
+use crate::lower::{DataField, SourceSpec, SplitPlan};
+use std::path::Path;
+
+/// What a source was loaded into.
+pub enum Store {
+    Table(Dataset),
+    Text(TextWindows),
+}
+
+impl Store {
+    fn gather<T: Element>(&self, field: &str, indices: &[usize], out: &mut [T]) -> Result<(), DataError> {
+        match self {
+            Store::Table(d) => Samples::gather(d, field, indices, out),
+            Store::Text(t) => Samples::gather(t, field, indices, out),
+        }
+    }
+}
+
+/// One split, ready to batch: the samples that belong to it and, for each
+/// declared field, the source column that feeds it.
+pub struct SplitData {
+    pub store: Store,
+    /// Indices into the store of this split's samples.
+    pub samples: Vec<usize>,
+    /// `(declared field, source column)`.
+    pub columns: Vec<(DataField, String)>,
+    pub last: LastBatch,
+}
+
+impl SplitData {
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Copy the samples at positions `batch` (into `self.samples`) of one field.
+    pub fn gather<T: Element>(&self, column: &str, batch: &[usize], out: &mut Vec<T>, per_sample: usize) -> Result<(), DataError> {
+        let idx: Vec<usize> = batch.iter().map(|&i| self.samples[i]).collect();
+        out.clear();
+        out.resize(idx.len() * per_sample, T::default());
+        self.store.gather(column, &idx, out)
+    }
+}
+
+/// Load the split a plan names; `limit` keeps only its first samples.
+pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunError> {
+    let (store, columns, n, test_range) = match &plan.source {
+        SourceSpec::Idx { dir } => {
+            let d = data::load_split(Path::new(dir), &plan.split)?;
+            let n = d.len();
+            (Store::Table(d), vec!["images", "labels"], n, None)
+        }
+        SourceSpec::Csv { path, label, test_fraction } => {
+            let csv = data::read_csv(Path::new(path), label, data::LabelKind::Auto)?;
+            let n = csv.dataset.len();
+            (Store::Table(csv.dataset), vec!["features", "labels"], n, Some(*test_fraction))
+        }
+        SourceSpec::Text { path, context, test_fraction, stride } => {
+            let t = data::read_text(Path::new(path), *context, *stride)?;
+            let n = t.windows.len();
+            (Store::Text(t.windows), vec!["x", "y"], n, Some(*test_fraction))
+        }
+    };
+    if plan.fields.len() != columns.len() {
+        return Err(RunError::Other(format!(
+            "the source gives {} fields ({}) but the dataset declares {}: declare one field per source column, in order",
+            columns.len(),
+            columns.join(", "),
+            plan.fields.len()
+        )));
+    }
+    let mut samples = split_range(n, &plan.split, test_range);
+    if let Some(l) = limit {
+        samples.truncate(l);
+    }
+    let columns: Vec<(DataField, String)> = plan.fields.iter().cloned().zip(columns.into_iter().map(String::from)).collect();
+    let split = SplitData { store, samples, columns, last: if plan.keep_last { LastBatch::Keep } else { LastBatch::Drop } };
+    validate(&split)?;
+    Ok(split)
+}
+
+/// Sources without split files hold out their last `fraction` as the test split.
+fn split_range(n: usize, split: &str, fraction: Option<f64>) -> Vec<usize> {
+    let Some(f) = fraction else { return (0..n).collect() };
+    let test = ((n as f64) * f.clamp(0.0, 1.0)).round() as usize;
+    if split == "test" { (n - test..n).collect() } else { (0..n - test).collect() }
+}
+
+fn validate(split: &SplitData) -> Result<(), RunError> {
+    for (field, column) in &split.columns {
+        match &split.store {
+            Store::Table(d) => {
+                d.check_shape(column, &field.shape)?;
+                if let Some(c) = field.classes {
+                    d.check_classes(column, c)?;
+                }
+            }
+            Store::Text(t) => {
+                let shape = Samples::sample_shape(t, column)?;
+                if shape != field.shape {
+                    return Err(RunError::Other(format!(
+                        "field `{}` is declared {:?} but the text windows give {:?}: set `context` to match",
+                        field.name, field.shape, shape
+                    )));
+                }
+                if let Some(c) = field.classes {
+                    t.check_classes(c)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
