@@ -29,24 +29,47 @@ pub struct CheckOutput {
 }
 
 /// Parse, resolve and check one file and everything it imports.
+///
+/// A file that checks is also lowered, experiment by experiment: what
+/// depends on the actual numbers (a width that does not divide into heads,
+/// a window larger than the image) is found here, before any data is read.
 pub fn check_file(path: &Path, overrides: &[String]) -> CheckOutput {
-    let (program, mut diags) = resolve::load(path);
-    match check::parse_overrides(overrides) {
-        Ok(o) => diags.extend(check::check(&program, &o)),
-        Err(d) => diags.push(d),
+    let (program, diags) = resolve::load(path);
+    check_program(program, diags, overrides)
+}
+
+fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[String]) -> CheckOutput {
+    let parsed = check::parse_overrides(overrides);
+    match &parsed {
+        Ok(o) => diags.extend(check::check(&program, o)),
+        Err(d) => diags.push(d.clone()),
+    }
+    if !diags.iter().any(|d| d.is_error()) {
+        let overrides: Vec<(String, String)> = parsed.unwrap_or_default().into_iter().map(|o| (o.name, o.value)).collect();
+        for name in experiment_names(&program) {
+            let setup = lower::Setup { overrides: overrides.clone(), experiment: Some(name), eval_batch: None };
+            if let Err(d) = lower::lower_experiment(&program, &setup) {
+                diags.extend(d);
+            }
+        }
     }
     CheckOutput { sources: program.sources, diags: diag::dedup(diags) }
+}
+
+fn experiment_names(program: &resolve::Program) -> Vec<String> {
+    let Some(root) = program.modules.first() else { return Vec::new() };
+    root.ast
+        .items
+        .iter()
+        .filter_map(|i| if let syntax::ast::Item::Experiment(e) = i { Some(e.name.name.clone()) } else { None })
+        .collect()
 }
 
 /// Check source text as if it were a file named `name` (tests, fuzzing).
 /// Relative imports resolve against the current directory.
 pub fn check_source(name: &str, text: &str, overrides: &[String]) -> CheckOutput {
-    let (program, mut diags) = resolve::load_str(name, text);
-    match check::parse_overrides(overrides) {
-        Ok(o) => diags.extend(check::check(&program, &o)),
-        Err(d) => diags.push(d),
-    }
-    CheckOutput { sources: program.sources, diags: diag::dedup(diags) }
+    let (program, diags) = resolve::load_str(name, text);
+    check_program(program, diags, overrides)
 }
 
 /// A checked and lowered experiment.

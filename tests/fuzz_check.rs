@@ -119,9 +119,12 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
+    let word = (any::<u32>(), any::<u32>()).prop_map(|(at, with)| Edit::ReplaceWord { at, with });
     (
         0..CORPUS.len(),
-        prop::collection::vec(edit(), 1..5),
+        // Half the cases only swap names and numbers, so they mostly parse
+        // and reach the checker; the others mix every kind of edit.
+        prop_oneof![prop::collection::vec(edit(), 1..5), prop::collection::vec(word, 1..4)],
         prop_oneof![4 => Just(Vec::new()), 1 => prop::collection::vec(any::<u8>(), 1..3)],
     )
         .prop_map(|(file, edits, overrides)| Case { file, edits, overrides })
@@ -381,6 +384,29 @@ fn mutant_stats() {
     v.sort_by(|a, b| b.1.cmp(&a.1));
     for (k, n) in v {
         eprintln!("{n:6}  {k}");
+    }
+}
+
+/// Print mutants whose diagnostics contain `NNC_FUZZ_FIND`, to study a
+/// suspicious message the stats show:
+/// `NNC_FUZZ_FIND='do not broadcast' cargo test --release --test fuzz_check find -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn find_mutants_with_message() {
+    let Ok(needle) = std::env::var("NNC_FUZZ_FIND") else { return };
+    let mut runner = TestRunner::new(Config { failure_persistence: None, ..Config::default() });
+    let mut shown = 0;
+    for _ in 0..200_000 {
+        let c = case().new_tree(&mut runner).expect("a case").current();
+        let (name, text, overrides) = mutant(&c);
+        let out = nnc::check_source(name, &text, &overrides);
+        if out.diags.iter().any(|d| d.message.contains(&needle)) {
+            eprintln!("===== {name} {overrides:?} {:?}\n{}", c.edits, nnc::diag::render_all(&out.sources, &out.diags, nnc::diag::Style::Plain));
+            shown += 1;
+            if shown == 3 {
+                break;
+            }
+        }
     }
 }
 

@@ -126,6 +126,8 @@ impl Checker<'_> {
                 Some(a) => (a.val, a.span),
                 None => (self.default_value(p), p.name.span),
             };
+            // An argument that already failed poisons the call silently.
+            ok &= !val.is_error();
             if let Some(t) = &p.ty
                 && let Err(why) = self.match_type(t, &val, at)
             {

@@ -52,8 +52,12 @@ impl Checker<'_> {
             ast::ConstValue::Expr(e) => self.expr(e),
             ast::ConstValue::Sweep(values, span) => self.sweep(values, *span),
         };
+        // A bad override is reported; checking goes on with the file's value.
         let v = match self.overrides.get(&c.name.name) {
-            Some(o) if item.module.0 == 0 => self.override_value(c, &v, &o.value.clone()),
+            Some(o) if item.module.0 == 0 => match self.override_value(c, &v, &o.value.clone()) {
+                Val::Error => v,
+                ov => ov,
+            },
             _ => v,
         };
         // A value only known per run (a sweep) is one symbol wherever it is used.

@@ -38,11 +38,7 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Diag> {
     let mut pairs = NnParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
     let root = pairs.next().ok_or_else(|| Diag::error("empty parse"))?;
     let cx = Cx { file };
-    let items = root
-        .into_inner()
-        .filter(|p| p.as_rule() != Rule::EOI)
-        .map(|p| cx.item(p))
-        .collect();
+    let items = root.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| cx.item(p)).collect();
     Ok(Module { items })
 }
 
@@ -970,6 +966,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::prefix | Rule::neg | Rule::not => "an expression",
         Rule::postfix | Rule::call_args | Rule::index | Rule::method => "`(`, `[` or `.`",
         Rule::index_item | Rule::slice | Rule::ellipsis => "an index",
+        Rule::layout => "a line break",
         Rule::file => "an item (`use`, `let`, `fn`, `model`, `optimizer`, `dataset`, `experiment`)",
         Rule::WHITESPACE | Rule::COMMENT | Rule::ident_char | Rule::exponent => "input",
     }
