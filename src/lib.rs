@@ -8,6 +8,7 @@
 
 pub mod autodiff;
 pub mod check;
+pub mod codegen;
 pub mod cli;
 pub mod diag;
 pub mod ir;
@@ -15,6 +16,8 @@ pub mod lower;
 pub mod opt;
 pub mod resolve;
 pub mod runner;
+pub mod runtime;
+pub mod schedule;
 pub mod span;
 pub mod syntax;
 

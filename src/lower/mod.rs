@@ -220,3 +220,36 @@ pub(crate) fn ir_dtype(d: ast::DType) -> ir::DType {
 pub(crate) fn at(span: Span) -> impl Fn(ir::IrError) -> Diag {
     move |e| Diag::error(format!("{e}")).at(span, "while compiling this")
 }
+
+/// A snippet lowered on its own: `trace(program, "LayerNorm(8)(x)", ...)`.
+pub struct Traced {
+    /// Inputs: the given tensors (role Data), model parameters (role
+    /// Param), and the i32 `rng` key; output: `out`.
+    pub graph: Graph,
+    pub params: Vec<experiment::ParamInfo>,
+}
+
+/// Lower one expression in the scope of the program's root module, with
+/// `inputs` bound to graph inputs of the given types; `training` is true.
+/// For tests that check std functions and layers one at a time.
+pub fn trace(program: &mut Program, expr: &str, inputs: &[(&str, ir::DType, Vec<usize>)]) -> Result<Traced, Diag> {
+    let file = program.sources.add("<snippet>".into(), None, expr);
+    let e = crate::syntax::parse_expr(file, expr)?;
+    let span = e.span;
+    let mut l = Lowerer::new(program, HashMap::new(), true);
+    let key = l.g.input("rng", ir::InputRole::RngKey, ir::Type::new(ir::DType::I32, Vec::<usize>::new())).map_err(at(span))?;
+    l.rng_key = Some(key);
+    for (name, dtype, shape) in inputs {
+        let n = l.g.input(name, ir::InputRole::Data, ir::Type::new(*dtype, shape.clone())).map_err(at(span))?;
+        l.bind(name, Val::Node(n));
+    }
+    let out = l.expr(&e)?;
+    let out = l.node(&out, Some(ir::DType::F32), span)?;
+    l.g.set_output("out", out).map_err(at(span))?;
+    let params = l
+        .params
+        .iter()
+        .map(|p| experiment::ParamInfo { name: p.name.clone(), shape: p.shape.clone(), init: p.init.clone(), frozen: false })
+        .collect();
+    Ok(Traced { graph: l.g, params })
+}

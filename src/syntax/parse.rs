@@ -42,6 +42,13 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Diag> {
     Ok(Module { items })
 }
 
+/// Parse a single expression (tests and tools lower snippets of code).
+pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diag> {
+    let mut pairs = NnParser::parse(Rule::expr_only, text).map_err(|e| syntax_error(file, text, e))?;
+    let expr = pairs.next().and_then(|p| p.into_inner().next()).ok_or_else(|| Diag::error("empty expression"))?;
+    Ok(Cx { file }.expr(expr))
+}
+
 struct Cx {
     file: FileId,
 }
@@ -967,6 +974,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::postfix | Rule::call_args | Rule::index | Rule::method => "`(`, `[` or `.`",
         Rule::index_item | Rule::slice | Rule::ellipsis => "an index",
         Rule::layout => "a line break",
+        Rule::expr_only => "an expression",
         Rule::file => "an item (`use`, `let`, `fn`, `model`, `optimizer`, `dataset`, `experiment`)",
         Rule::WHITESPACE | Rule::COMMENT | Rule::ident_char | Rule::exponent => "input",
     }

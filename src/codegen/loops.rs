@@ -1,0 +1,668 @@
+//! Lowering of a [`LoopKernel`]: a row-major loop nest over the kernel
+//! space whose innermost axis runs four lanes at a time (f32x4/i32x4) with a
+//! scalar tail, or one lane when something in the kernel has no obvious
+//! vector form (gathers, scatters, bool/u8 memory, strided inner loads,
+//! calls). Loops are rotated (body block branching back to itself) and
+//! every address's outer part is computed before the inner loop, so the
+//! inner loop only adds `i * stride`. Reductions over the innermost axis
+//! keep four vector accumulators in registers and touch memory once per row.
+
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{BlockArg, FuncRef, InstBuilder, MemFlagsData, Value, types};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+use super::CodegenError;
+use super::math::{self, fconst, iconst, reg_ty, sel};
+use crate::ir::{BinaryOp, DType, UnaryOp};
+use crate::schedule::{BufId, Buffer, ENode, Expr, LoopKernel, Store, StoreMode, View, elem_size};
+
+/// Runtime functions a kernel may call.
+pub(super) struct Calls {
+    pub powf: FuncRef,
+    pub sinf: FuncRef,
+    pub cosf: FuncRef,
+}
+
+/// Memory accesses: in bounds by construction, alignment unknown.
+fn mf() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+pub(super) struct Gen<'a> {
+    k: &'a LoopKernel,
+    bufs: &'a [Buffer],
+    base: &'a HashMap<BufId, Value>,
+    calls: &'a Calls,
+    /// Lanes of the vector part of the inner loop (1: scalar only).
+    w: u8,
+    /// Every view of the kernel; `node_site`/`store_site` index into it.
+    sites: Vec<&'a View>,
+    node_site: Vec<Option<usize>>,
+    store_site: Vec<usize>,
+    /// Stores accumulated in registers over the inner loop.
+    red: Vec<usize>,
+}
+
+fn view_of(e: &Expr) -> Option<&View> {
+    match e {
+        Expr::Load { view, .. } | Expr::Iota(view) | Expr::Gather { view, .. } => Some(view),
+        Expr::Random { index, .. } => Some(index),
+        Expr::Const(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) | Expr::Cast(..) => None,
+    }
+}
+
+impl<'a> Gen<'a> {
+    pub fn new(k: &'a LoopKernel, bufs: &'a [Buffer], base: &'a HashMap<BufId, Value>, calls: &'a Calls) -> Gen<'a> {
+        let mut sites = Vec::new();
+        let mut node_site = Vec::new();
+        for n in &k.nodes {
+            node_site.push(view_of(&n.expr).map(|v| {
+                sites.push(v);
+                sites.len() - 1
+            }));
+        }
+        let mut store_site = Vec::new();
+        for s in &k.stores {
+            sites.push(&s.view);
+            store_site.push(sites.len() - 1);
+        }
+        let red = (0..k.stores.len())
+            .filter(|&i| {
+                let s = &k.stores[i];
+                !k.space.is_empty() && s.mode != StoreMode::Assign && s.scatter.is_none() && s.view.inner_stride() == 0
+            })
+            .collect();
+        let w = lanes(k, bufs);
+        Gen { k, bufs, base, calls, w, sites, node_site, store_site, red }
+    }
+
+    pub fn emit(&self, b: &mut FunctionBuilder) -> Result<(), CodegenError> {
+        if self.k.space.contains(&0) {
+            return Ok(());
+        }
+        if self.k.space.is_empty() {
+            let outer = self.outer_offsets(b, &[]);
+            return self.inner(b, 1, &outer);
+        }
+        self.nest(b, 0, &mut Vec::new())
+    }
+
+    fn nest(&self, b: &mut FunctionBuilder, d: usize, idx: &mut Vec<Value>) -> Result<(), CodegenError> {
+        let n = self.k.space[d];
+        if d + 1 == self.k.space.len() {
+            let outer = self.outer_offsets(b, idx);
+            return self.inner(b, n, &outer);
+        }
+        let l = Loop::begin(b, 0, n as i64, 1);
+        idx.push(l.i);
+        self.nest(b, d + 1, idx)?;
+        idx.pop();
+        l.finish(b);
+        Ok(())
+    }
+
+    /// `offset + Σ idx_d * stride_d` over the outer dims, for every view.
+    fn outer_offsets(&self, b: &mut FunctionBuilder, idx: &[Value]) -> Vec<Value> {
+        self.sites
+            .iter()
+            .map(|v| {
+                let mut acc = b.ins().iconst(types::I64, v.offset);
+                for (d, &i) in idx.iter().enumerate() {
+                    if v.strides[d] != 0 {
+                        let t = b.ins().imul_imm_s(i, v.strides[d]);
+                        acc = b.ins().iadd(acc, t);
+                    }
+                }
+                acc
+            })
+            .collect()
+    }
+
+    /// The innermost axis: vector loop (unrolled by four when accumulating
+    /// in registers), a one-vector remainder loop, then the scalar tail.
+    fn inner(&self, b: &mut FunctionBuilder, n: usize, outer: &[Value]) -> Result<(), CodegenError> {
+        let w = usize::from(self.w);
+        let scalar_acc: Vec<Variable> = self.red.iter().map(|&s| self.acc_var(b, s, 1)).collect();
+        let mut start = 0;
+        if w > 1 {
+            let u = if self.red.is_empty() { 1 } else { 4 };
+            let accs: Vec<Vec<Variable>> =
+                (0..u).map(|_| self.red.iter().map(|&s| self.acc_var(b, s, self.w)).collect()).collect();
+            let main_end = n - n % (w * u);
+            if main_end > 0 {
+                let l = Loop::begin(b, 0, main_end as i64, (w * u) as i64);
+                for (j, acc) in accs.iter().enumerate() {
+                    let i = b.ins().iadd_imm_s(l.i, (j * w) as i64);
+                    self.element(b, i, self.w, outer, acc)?;
+                }
+                l.finish(b);
+            }
+            let rem_end = n - n % w;
+            if rem_end > main_end {
+                let l = Loop::begin(b, main_end as i64, rem_end as i64, w as i64);
+                self.element(b, l.i, self.w, outer, &accs[0])?;
+                l.finish(b);
+            }
+            self.fold_accs(b, &accs, &scalar_acc);
+            start = rem_end;
+        }
+        if n > start {
+            let l = Loop::begin(b, start as i64, n as i64, 1);
+            self.element(b, l.i, 1, outer, &scalar_acc)?;
+            l.finish(b);
+        }
+        for (r, &s) in self.red.iter().enumerate() {
+            let st = &self.k.stores[s];
+            let acc = b.use_var(scalar_acc[r]);
+            let zero = b.ins().iconst(types::I64, 0);
+            self.store(b, st, self.store_site[s], zero, outer, acc, 1)?;
+        }
+        Ok(())
+    }
+
+    /// A register accumulator for store `s`, holding the identity.
+    fn acc_var(&self, b: &mut FunctionBuilder, s: usize, w: u8) -> Variable {
+        let dt = self.bufs[self.k.stores[s].buf.index()].dtype;
+        let init = match (self.k.stores[s].mode, dt) {
+            (StoreMode::Max, DType::F32) => fconst(b, w, f32::NEG_INFINITY),
+            (StoreMode::Max, _) => iconst(b, w, i32::MIN),
+            (_, DType::F32) => fconst(b, w, 0.0),
+            _ => iconst(b, w, 0),
+        };
+        let v = b.declare_var(reg_ty(dt, w));
+        b.def_var(v, init);
+        v
+    }
+
+    /// Combines the vector accumulators, lane by lane, into the scalar ones.
+    fn fold_accs(&self, b: &mut FunctionBuilder, accs: &[Vec<Variable>], scalar: &[Variable]) {
+        for (r, &s) in self.red.iter().enumerate() {
+            let st = &self.k.stores[s];
+            let dt = self.bufs[st.buf.index()].dtype;
+            let mut v = b.use_var(accs[0][r]);
+            for a in &accs[1..] {
+                let x = b.use_var(a[r]);
+                v = combine(b, st.mode, dt, v, x);
+            }
+            let lane = |b: &mut FunctionBuilder, l: u8| b.ins().extractlane(v, l);
+            let (l0, l1, l2, l3) = (lane(b, 0), lane(b, 1), lane(b, 2), lane(b, 3));
+            let p = combine(b, st.mode, dt, l0, l1);
+            let q = combine(b, st.mode, dt, l2, l3);
+            let h = combine(b, st.mode, dt, p, q);
+            let acc = b.use_var(scalar[r]);
+            let acc = combine(b, st.mode, dt, acc, h);
+            b.def_var(scalar[r], acc);
+        }
+    }
+
+    /// One step of the inner loop at index `i` (`w` lanes): every node,
+    /// then every store (or register accumulation).
+    fn element(
+        &self,
+        b: &mut FunctionBuilder,
+        i: Value,
+        w: u8,
+        outer: &[Value],
+        accs: &[Variable],
+    ) -> Result<(), CodegenError> {
+        let mut vals: Vec<Value> = Vec::with_capacity(self.k.nodes.len());
+        for (j, n) in self.k.nodes.iter().enumerate() {
+            let v = self.node(b, n, self.node_site[j].map(|s| outer[s]), i, w, &vals)?;
+            vals.push(v);
+        }
+        for (s, st) in self.k.stores.iter().enumerate() {
+            let v = vals[st.value as usize];
+            if let Some(r) = self.red.iter().position(|&x| x == s) {
+                let dt = self.bufs[st.buf.index()].dtype;
+                let acc = b.use_var(accs[r]);
+                let acc = combine(b, st.mode, dt, acc, v);
+                b.def_var(accs[r], acc);
+            } else if let Some(sc) = &st.scatter {
+                self.scatter(b, st, outer[self.store_site[s]], i, vals[sc.index as usize], v)?;
+            } else {
+                self.store(b, st, self.store_site[s], i, outer, v, w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Address of element `outer + i * stride` of `buf`.
+    fn addr(
+        &self,
+        b: &mut FunctionBuilder,
+        buf: BufId,
+        outer: Value,
+        i: Value,
+        stride: i64,
+    ) -> Result<Value, CodegenError> {
+        let off = match stride {
+            0 => outer,
+            1 => b.ins().iadd(outer, i),
+            s => {
+                let t = b.ins().imul_imm_s(i, s);
+                b.ins().iadd(outer, t)
+            }
+        };
+        let base = *self.base.get(&buf).ok_or_else(|| CodegenError::Internal(format!("no base for {buf}")))?;
+        let size = elem_size(self.bufs[buf.index()].dtype);
+        let bytes = if size == 1 { off } else { b.ins().ishl_imm_s(off, size.trailing_zeros() as i64) };
+        Ok(b.ins().iadd(base, bytes))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        b: &mut FunctionBuilder,
+        st: &Store,
+        site: usize,
+        i: Value,
+        outer: &[Value],
+        v: Value,
+        w: u8,
+    ) -> Result<(), CodegenError> {
+        let a = self.addr(b, st.buf, outer[site], i, st.view.inner_stride())?;
+        let dt = self.bufs[st.buf.index()].dtype;
+        let v = match st.mode {
+            StoreMode::Assign => v,
+            mode => {
+                let old = load(b, dt, w, a);
+                combine(b, mode, dt, old, v)
+            }
+        };
+        store(b, dt, v, a);
+        Ok(())
+    }
+
+    /// `dst[outer + idx*stride] += v` if `0 <= idx < dim`, else nothing.
+    fn scatter(
+        &self,
+        b: &mut FunctionBuilder,
+        st: &Store,
+        outer: Value,
+        i: Value,
+        idx: Value,
+        v: Value,
+    ) -> Result<(), CodegenError> {
+        let Some(sc) = &st.scatter else { return Ok(()) };
+        let row = self.addr(b, st.buf, outer, i, st.view.inner_stride())?;
+        let idx = b.ins().sextend(types::I64, idx);
+        let ok = b.ins().icmp_imm_u(IntCC::UnsignedLessThan, idx, sc.dim as i64);
+        let (hit, done) = (b.create_block(), b.create_block());
+        b.ins().brif(ok, hit, &[], done, &[]);
+        b.switch_to_block(hit);
+        let size = elem_size(self.bufs[st.buf.index()].dtype) as i64;
+        let off = b.ins().imul_imm_s(idx, sc.stride * size);
+        let a = b.ins().iadd(row, off);
+        let dt = self.bufs[st.buf.index()].dtype;
+        let old = load(b, dt, 1, a);
+        let new = combine(b, st.mode, dt, old, v);
+        store(b, dt, new, a);
+        b.ins().jump(done, &[]);
+        b.switch_to_block(done);
+        Ok(())
+    }
+
+    fn node(
+        &self,
+        b: &mut FunctionBuilder,
+        n: &ENode,
+        outer: Option<Value>,
+        i: Value,
+        w: u8,
+        vals: &[Value],
+    ) -> Result<Value, CodegenError> {
+        let outer = || outer.ok_or_else(|| CodegenError::Internal("view without an offset".into()));
+        let dt_of = |x: u32| self.k.nodes[x as usize].dtype;
+        Ok(match &n.expr {
+            Expr::Load { buf, view } => {
+                let stride = view.inner_stride();
+                if w > 1 && stride == 0 {
+                    // One broadcast per use, so it folds into the load.
+                    let a = self.addr(b, *buf, outer()?, i, 0)?;
+                    let s = load(b, n.dtype, 1, a);
+                    b.ins().splat(reg_ty(n.dtype, w), s)
+                } else {
+                    let a = self.addr(b, *buf, outer()?, i, stride)?;
+                    load(b, n.dtype, w, a)
+                }
+            }
+            Expr::Const(v) => constant(b, n.dtype, w, *v),
+            Expr::Iota(view) => {
+                let off = offset_at(b, outer()?, i, view.inner_stride());
+                b.ins().ireduce(types::I32, off)
+            }
+            Expr::Random { key, salt, index } => {
+                let off = offset_at(b, outer()?, i, index.inner_stride());
+                let idx = b.ins().ireduce(types::I32, off);
+                random(b, vals[*key as usize], *salt, idx)
+            }
+            Expr::Unary(op, a) => self.unary(b, *op, n.dtype, vals[*a as usize])?,
+            Expr::Binary(op, x, y) => binary(b, self.calls, *op, dt_of(*x), vals[*x as usize], vals[*y as usize])?,
+            Expr::Select(c, x, y) => sel(b, vals[*c as usize], vals[*x as usize], vals[*y as usize]),
+            Expr::Cast(to, a) => cast(b, dt_of(*a), *to, vals[*a as usize])?,
+            Expr::Gather { buf, view, index, stride, dim } => {
+                if *dim == 0 {
+                    return Ok(constant(b, n.dtype, 1, 0.0));
+                }
+                let row = self.addr(b, *buf, outer()?, i, view.inner_stride())?;
+                let idx = b.ins().sextend(types::I64, vals[*index as usize]);
+                let ok = b.ins().icmp_imm_u(IntCC::UnsignedLessThan, idx, *dim as i64);
+                let zero = b.ins().iconst(types::I64, 0);
+                let safe = b.ins().select(ok, idx, zero);
+                let size = elem_size(n.dtype) as i64;
+                let off = b.ins().imul_imm_s(safe, stride * size);
+                let a = b.ins().iadd(row, off);
+                let v = load(b, n.dtype, 1, a);
+                let z = constant(b, n.dtype, 1, 0.0);
+                b.ins().select(ok, v, z)
+            }
+        })
+    }
+
+    fn unary(&self, b: &mut FunctionBuilder, op: UnaryOp, dt: DType, x: Value) -> Result<Value, CodegenError> {
+        use UnaryOp as U;
+        let w = if b.func.dfg.value_type(x).is_vector() { 4 } else { 1 };
+        Ok(match (dt, op) {
+            (DType::F32, U::Neg) => b.ins().fneg(x),
+            (DType::F32, U::Abs) => b.ins().fabs(x),
+            (DType::F32, U::Exp) => math::exp(b, x),
+            (DType::F32, U::Log) => math::log(b, x),
+            (DType::F32, U::Sqrt) => b.ins().sqrt(x),
+            (DType::F32, U::Rsqrt) => {
+                let s = b.ins().sqrt(x);
+                let one = fconst(b, w, 1.0);
+                b.ins().fdiv(one, s)
+            }
+            (DType::F32, U::Tanh) => math::tanh(b, x),
+            (DType::F32, U::Sigmoid) => math::sigmoid(b, x),
+            (DType::F32, U::Sin) => call1(b, self.calls.sinf, x),
+            (DType::F32, U::Cos) => call1(b, self.calls.cosf, x),
+            (DType::F32, U::Floor) => b.ins().floor(x),
+            (DType::F32, U::Recip) => {
+                let one = fconst(b, w, 1.0);
+                b.ins().fdiv(one, x)
+            }
+            (DType::F32, U::Sign) => {
+                let (zero, one, mone) = (fconst(b, w, 0.0), fconst(b, w, 1.0), fconst(b, w, -1.0));
+                let gt = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                let lt = b.ins().fcmp(FloatCC::LessThan, x, zero);
+                let keep = b.ins().fmul(x, zero); // NaN stays NaN, ±0 becomes 0
+                let r = sel(b, lt, mone, keep);
+                sel(b, gt, one, r)
+            }
+            (DType::I32, U::Neg) => b.ins().ineg(x),
+            (DType::I32, U::Abs) => b.ins().iabs(x),
+            (DType::I32, U::Sign) => {
+                let (zero, one, mone) = (iconst(b, w, 0), iconst(b, w, 1), iconst(b, w, -1));
+                let gt = b.ins().icmp(IntCC::SignedGreaterThan, x, zero);
+                let lt = b.ins().icmp(IntCC::SignedLessThan, x, zero);
+                let r = sel(b, lt, mone, zero);
+                sel(b, gt, one, r)
+            }
+            (DType::Bool, U::Not) if w == 1 => b.ins().bxor_imm_s(x, 1),
+            (DType::Bool, U::Not) => b.ins().bnot(x),
+            (dt, op) => return Err(CodegenError::Unsupported(format!("{op:?} on {dt}"))),
+        })
+    }
+}
+
+/// Whether the kernel's inner loop can run four lanes at a time.
+fn lanes(k: &LoopKernel, bufs: &[Buffer]) -> u8 {
+    let inner_ok = k.space.last().is_some_and(|&n| n >= 4);
+    let vec_dtype = |d: DType| matches!(d, DType::F32 | DType::I32);
+    let node_ok = |n: &ENode| {
+        let dt = |x: u32| k.nodes[x as usize].dtype;
+        n.dtype != DType::U8
+            && match &n.expr {
+                Expr::Load { view, .. } => {
+                    vec_dtype(n.dtype) && view.inner_stride().abs() <= 1 && view.inner_stride() >= 0
+                }
+                Expr::Const(_) | Expr::Select(..) => true,
+                Expr::Iota(_) | Expr::Random { .. } | Expr::Gather { .. } => false,
+                Expr::Unary(op, _) => !matches!(op, UnaryOp::Sin | UnaryOp::Cos),
+                Expr::Binary(op, a, _) => {
+                    let int_div = *op == BinaryOp::Div && dt(*a) != DType::F32;
+                    *op != BinaryOp::Pow && !int_div && !(dt(*a) == DType::Bool && is_compare(*op))
+                }
+                Expr::Cast(_, a) => dt(*a) != DType::U8,
+            }
+    };
+    let store_ok = |s: &Store| {
+        let stride = s.view.inner_stride();
+        s.scatter.is_none()
+            && vec_dtype(bufs[s.buf.index()].dtype)
+            && (stride == 1 || (stride == 0 && s.mode != StoreMode::Assign))
+    };
+    if inner_ok && k.nodes.iter().all(node_ok) && k.stores.iter().all(store_ok) { 4 } else { 1 }
+}
+
+fn is_compare(op: BinaryOp) -> bool {
+    use BinaryOp as B;
+    matches!(op, B::Lt | B::Le | B::Gt | B::Ge | B::Eq | B::Ne)
+}
+
+fn offset_at(b: &mut FunctionBuilder, outer: Value, i: Value, stride: i64) -> Value {
+    match stride {
+        0 => outer,
+        s => {
+            let t = b.ins().imul_imm_s(i, s);
+            b.ins().iadd(outer, t)
+        }
+    }
+}
+
+fn load(b: &mut FunctionBuilder, dt: DType, w: u8, a: Value) -> Value {
+    match dt {
+        DType::U8 => b.ins().uload8(types::I32, mf(), a, 0),
+        DType::Bool => b.ins().load(types::I8, mf(), a, 0),
+        DType::F32 | DType::I32 => b.ins().load(reg_ty(dt, w), mf(), a, 0),
+    }
+}
+
+fn store(b: &mut FunctionBuilder, dt: DType, v: Value, a: Value) {
+    match dt {
+        DType::U8 => b.ins().istore8(mf(), v, a, 0),
+        DType::Bool | DType::F32 | DType::I32 => b.ins().store(mf(), v, a, 0),
+    };
+}
+
+fn constant(b: &mut FunctionBuilder, dt: DType, w: u8, v: f64) -> Value {
+    match dt {
+        DType::F32 => fconst(b, w, v as f32),
+        DType::I32 | DType::U8 => iconst(b, w, v as i32),
+        DType::Bool if w == 1 => b.ins().iconst(types::I8, i64::from(v != 0.0)),
+        DType::Bool => iconst(b, w, if v != 0.0 { -1 } else { 0 }),
+    }
+}
+
+/// The accumulation of a store mode (`Assign` keeps the new value).
+fn combine(b: &mut FunctionBuilder, mode: StoreMode, dt: DType, acc: Value, v: Value) -> Value {
+    match (mode, dt) {
+        (StoreMode::Assign, _) => v,
+        (StoreMode::Add, DType::F32) => b.ins().fadd(acc, v),
+        (StoreMode::Add, _) => b.ins().iadd(acc, v),
+        (StoreMode::Max, DType::F32) => math::fmax(b, acc, v, true),
+        (StoreMode::Max, _) => b.ins().smax(acc, v),
+    }
+}
+
+fn call1(b: &mut FunctionBuilder, f: FuncRef, x: Value) -> Value {
+    let c = b.ins().call(f, &[x]);
+    b.inst_results(c)[0]
+}
+
+fn binary(
+    b: &mut FunctionBuilder,
+    calls: &Calls,
+    op: BinaryOp,
+    dt: DType,
+    x: Value,
+    y: Value,
+) -> Result<Value, CodegenError> {
+    use BinaryOp as B;
+    let float = dt == DType::F32;
+    let signed = dt != DType::Bool;
+    let icc = |s: IntCC, u: IntCC| if signed { s } else { u };
+    Ok(match op {
+        B::Add if float => b.ins().fadd(x, y),
+        B::Sub if float => b.ins().fsub(x, y),
+        B::Mul if float => b.ins().fmul(x, y),
+        B::Div if float => b.ins().fdiv(x, y),
+        B::Pow if float => {
+            let c = b.ins().call(calls.powf, &[x, y]);
+            b.inst_results(c)[0]
+        }
+        B::Max if float => math::fmax(b, x, y, true),
+        B::Min if float => math::fmax(b, x, y, false),
+        B::Add => b.ins().iadd(x, y),
+        B::Sub => b.ins().isub(x, y),
+        B::Mul => b.ins().imul(x, y),
+        B::Div => int_div(b, x, y),
+        B::Max => b.ins().smax(x, y),
+        B::Min => b.ins().smin(x, y),
+        B::Pow => return Err(CodegenError::Unsupported(format!("pow on {dt}"))),
+        B::Lt => math::compare(b, FloatCC::LessThan, icc(IntCC::SignedLessThan, IntCC::UnsignedLessThan), float, x, y),
+        B::Le => math::compare(
+            b,
+            FloatCC::LessThanOrEqual,
+            icc(IntCC::SignedLessThanOrEqual, IntCC::UnsignedLessThanOrEqual),
+            float,
+            x,
+            y,
+        ),
+        B::Gt => math::compare(
+            b,
+            FloatCC::GreaterThan,
+            icc(IntCC::SignedGreaterThan, IntCC::UnsignedGreaterThan),
+            float,
+            x,
+            y,
+        ),
+        B::Ge => math::compare(
+            b,
+            FloatCC::GreaterThanOrEqual,
+            icc(IntCC::SignedGreaterThanOrEqual, IntCC::UnsignedGreaterThanOrEqual),
+            float,
+            x,
+            y,
+        ),
+        B::Eq => math::compare(b, FloatCC::Equal, IntCC::Equal, float, x, y),
+        B::Ne => math::compare(b, FloatCC::NotEqual, IntCC::NotEqual, float, x, y),
+        B::And => b.ins().band(x, y),
+        B::Or => b.ins().bor(x, y),
+    })
+}
+
+/// Truncating i32 division with `x / 0 = 0` and `MIN / -1 = MIN` (wrapping),
+/// where the hardware would trap.
+fn int_div(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
+    let zero = b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+    let min = b.ins().icmp_imm_s(IntCC::Equal, x, i64::from(i32::MIN));
+    let mone = b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+    let ovf = b.ins().band(min, mone);
+    let bad = b.ins().bor(zero, ovf);
+    let one = b.ins().iconst(types::I32, 1);
+    let d = b.ins().select(bad, one, y);
+    let q = b.ins().sdiv(x, d);
+    let z = b.ins().iconst(types::I32, 0);
+    b.ins().select(zero, z, q)
+}
+
+/// Rust `as` semantics: saturate, truncate, NaN to 0; bool is `x != 0`.
+fn cast(b: &mut FunctionBuilder, from: DType, to: DType, x: Value) -> Result<Value, CodegenError> {
+    let w = if b.func.dfg.value_type(x).is_vector() { 4 } else { 1 };
+    let clamp_u8 = |b: &mut FunctionBuilder, v: Value| {
+        let (lo, hi) = (iconst(b, w, 0), iconst(b, w, 255));
+        let v = b.ins().smax(v, lo);
+        b.ins().smin(v, hi)
+    };
+    Ok(match (from, to) {
+        _ if from == to => x,
+        (DType::F32, DType::I32) => b.ins().fcvt_to_sint_sat(reg_ty(DType::I32, w), x),
+        (DType::F32, DType::U8) => {
+            let v = b.ins().fcvt_to_sint_sat(reg_ty(DType::I32, w), x);
+            clamp_u8(b, v)
+        }
+        (DType::F32, DType::Bool) => {
+            let z = fconst(b, w, 0.0);
+            b.ins().fcmp(FloatCC::NotEqual, x, z)
+        }
+        (DType::I32 | DType::U8, DType::F32) => b.ins().fcvt_from_sint(reg_ty(DType::F32, w), x),
+        (DType::I32, DType::U8) => clamp_u8(b, x),
+        (DType::U8, DType::I32) => x,
+        (DType::I32 | DType::U8, DType::Bool) => {
+            let z = iconst(b, w, 0);
+            b.ins().icmp(IntCC::NotEqual, x, z)
+        }
+        (DType::Bool, DType::F32) => {
+            let (one, zero) = (fconst(b, w, 1.0), fconst(b, w, 0.0));
+            sel(b, x, one, zero)
+        }
+        (DType::Bool, DType::I32 | DType::U8) => {
+            let (one, zero) = (iconst(b, w, 1), iconst(b, w, 0));
+            sel(b, x, one, zero)
+        }
+        (f, t) => return Err(CodegenError::Unsupported(format!("cast {f} to {t}"))),
+    })
+}
+
+/// The murmur3 finaliser on i32 lanes.
+fn mix32(b: &mut FunctionBuilder, h: Value) -> Value {
+    let t = b.ins().ushr_imm_s(h, 16);
+    let h = b.ins().bxor(h, t);
+    let h = b.ins().imul_imm_s(h, 0x85eb_ca6b_u32 as i32 as i64);
+    let t = b.ins().ushr_imm_s(h, 13);
+    let h = b.ins().bxor(h, t);
+    let h = b.ins().imul_imm_s(h, 0xc2b2_ae35_u32 as i32 as i64);
+    let t = b.ins().ushr_imm_s(h, 16);
+    b.ins().bxor(h, t)
+}
+
+/// `ir::random_uniform(key, salt, idx)`, bit for bit.
+fn random(b: &mut FunctionBuilder, key: Value, salt: u64, idx: Value) -> Value {
+    let k = b.ins().bxor_imm_s(key, 0x9e37_79b9_u32 as i32 as i64);
+    let s = mix32(b, k);
+    let s = b.ins().bxor_imm_s(s, salt as u32 as i32 as i64);
+    let s = mix32(b, s);
+    let s = b.ins().bxor_imm_s(s, (salt >> 32) as u32 as i32 as i64);
+    let s = mix32(b, s);
+    let h = b.ins().bxor(s, idx);
+    let h = mix32(b, h);
+    let h = b.ins().iadd(h, s);
+    let h = mix32(b, h);
+    let h = b.ins().ushr_imm_s(h, 8);
+    let f = b.ins().fcvt_from_sint(types::F32, h);
+    let scale = b.ins().f32const(1.0 / 16_777_216.0);
+    b.ins().fmul(f, scale)
+}
+
+/// A rotated counted loop with compile-time bounds (`start < end`):
+/// `jump body(start); body(i): ...; brif i+step < end, body(i+step), exit`.
+struct Loop {
+    body: cranelift_codegen::ir::Block,
+    exit: cranelift_codegen::ir::Block,
+    i: Value,
+    step: i64,
+    end: i64,
+}
+
+impl Loop {
+    fn begin(b: &mut FunctionBuilder, start: i64, end: i64, step: i64) -> Loop {
+        let body = b.create_block();
+        let exit = b.create_block();
+        let i = b.append_block_param(body, types::I64);
+        let s = b.ins().iconst(types::I64, start);
+        b.ins().jump(body, &[BlockArg::Value(s)]);
+        b.switch_to_block(body);
+        Loop { body, exit, i, step, end }
+    }
+
+    fn finish(self, b: &mut FunctionBuilder) {
+        let next = b.ins().iadd_imm_s(self.i, self.step);
+        let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, next, self.end);
+        b.ins().brif(more, self.body, &[BlockArg::Value(next)], self.exit, &[]);
+        b.switch_to_block(self.exit);
+    }
+}

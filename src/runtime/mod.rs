@@ -1,0 +1,283 @@
+//! The compiled training (or eval) step: JIT code plus every buffer it
+//! needs, allocated once.
+//!
+//! ```ignore
+//! let mut step = CompiledStep::compile_with(&graph, Options { in_place: true })?;
+//! step.input_mut::<f32>("l1.w")?.copy_from_slice(&init);  // once
+//! loop {
+//!     step.set_input::<u8>("image", batch)?;               // per step
+//!     step.run();
+//!     let loss = step.output::<f32>("loss")?[0];
+//! }   // "l1.w" now holds the updated weights: outputs named like inputs
+//!     // write back in place when compiled with `in_place`
+//! ```
+//!
+//! The step owns one host buffer per slot (input, output, or both), the
+//! arena for intermediates and the constant segment; `run` allocates
+//! nothing. Denormals are flushed while it runs. One thread: `gemm` runs
+//! with `Parallelism::None` and loops are not split yet (the place for it is
+//! the outermost loop of `codegen::loops`, and gemm's `Parallelism`).
+
+mod fpenv;
+pub mod rt;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::default_libcall_names;
+use ndarray::{ArrayD, IxDyn};
+
+use crate::codegen::{self, CodegenError};
+use crate::ir::interp::Value;
+use crate::ir::{DType, Graph};
+pub use crate::schedule::Options;
+use crate::schedule::{self, Schedule, ScheduleError, SlotRole};
+pub use fpenv::FlushDenormals;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuntimeError {
+    Schedule(ScheduleError),
+    Codegen(CodegenError),
+    /// No input (or output) of that name.
+    UnknownName {
+        name: String,
+        output: bool,
+    },
+    /// A buffer of the wrong dtype or length.
+    Mismatch {
+        name: String,
+        message: String,
+    },
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeError::Schedule(e) => e.fmt(f),
+            RuntimeError::Codegen(e) => e.fmt(f),
+            RuntimeError::UnknownName { name, output } => {
+                write!(f, "the step has no {} named `{name}`", if *output { "output" } else { "input" })
+            }
+            RuntimeError::Mismatch { name, message } => write!(f, "`{name}`: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+impl From<ScheduleError> for RuntimeError {
+    fn from(e: ScheduleError) -> Self {
+        RuntimeError::Schedule(e)
+    }
+}
+
+impl From<CodegenError> for RuntimeError {
+    fn from(e: CodegenError) -> Self {
+        RuntimeError::Codegen(e)
+    }
+}
+
+/// Element types of host buffers.
+pub trait HostElem: Copy + 'static {
+    const DTYPE: DType;
+}
+
+impl HostElem for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl HostElem for i32 {
+    const DTYPE: DType = DType::I32;
+}
+impl HostElem for u8 {
+    const DTYPE: DType = DType::U8;
+}
+impl HostElem for bool {
+    const DTYPE: DType = DType::Bool;
+}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+/// Zeroed, 64-byte aligned bytes.
+struct Bytes {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl Bytes {
+    fn zeroed(len: usize) -> Bytes {
+        Bytes { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        self.lines.as_mut_ptr().cast()
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `lines` holds at least `len` initialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len) }
+    }
+}
+
+/// Calling convention of the generated step: (arena, consts, slot addresses).
+type StepFn = unsafe extern "C" fn(*mut u8, *mut u8, *const *mut u8);
+
+pub struct CompiledStep {
+    schedule: Schedule,
+    entry: StepFn,
+    arena: Bytes,
+    consts: Bytes,
+    host: Vec<Bytes>,
+    ptrs: Vec<*mut u8>,
+    /// Owns the code `entry` points into; dropped last.
+    _module: JITModule,
+}
+
+impl CompiledStep {
+    /// Compiles `g` with every output in its own buffer.
+    pub fn compile(g: &Graph) -> Result<CompiledStep, RuntimeError> {
+        CompiledStep::compile_with(g, Options::default())
+    }
+
+    pub fn compile_with(g: &Graph, opts: Options) -> Result<CompiledStep, RuntimeError> {
+        let schedule = schedule::schedule(g, opts)?;
+        let mut jb = JITBuilder::with_isa(codegen::host_isa(false)?, default_libcall_names());
+        jb.symbol(codegen::RT_SGEMM, rt::nnc_rt_sgemm as *const u8);
+        jb.symbol(codegen::RT_POWF, rt::nnc_rt_powf as *const u8);
+        jb.symbol(codegen::RT_SINF, rt::nnc_rt_sinf as *const u8);
+        jb.symbol(codegen::RT_COSF, rt::nnc_rt_cosf as *const u8);
+        let mut module = JITModule::new(jb);
+        let id = codegen::define_step(&mut module, &schedule, "nnc_step")?;
+        module.finalize_definitions().map_err(|e| CodegenError::Cranelift(e.to_string()))?;
+        let code = module.get_finalized_function(id);
+        // SAFETY: `define_step` defined this function with `StepFn`'s signature.
+        let entry: StepFn = unsafe { std::mem::transmute::<*const u8, StepFn>(code) };
+        let mut consts = Bytes::zeroed(schedule.consts.len());
+        consts.bytes_mut().copy_from_slice(&schedule.consts);
+        let mut host: Vec<Bytes> = schedule
+            .slots
+            .iter()
+            .map(|s| Bytes::zeroed(s.shape.iter().product::<usize>() * schedule::elem_size(s.dtype)))
+            .collect();
+        let ptrs = host.iter_mut().map(Bytes::ptr).collect();
+        Ok(CompiledStep {
+            arena: Bytes::zeroed(schedule.arena_bytes),
+            schedule,
+            entry,
+            consts,
+            host,
+            ptrs,
+            _module: module,
+        })
+    }
+
+    /// The kernels and buffer plan (for `nnc ir --stage kernels`).
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Runs the step once on the current contents of the input buffers.
+    pub fn run(&mut self) {
+        let _ftz = FlushDenormals::new();
+        // SAFETY: every pointer covers the buffer the schedule sized it for,
+        // and `&mut self` rules out concurrent use.
+        unsafe { (self.entry)(self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr()) }
+    }
+
+    fn slot(&self, name: &str, output: bool) -> Result<usize, RuntimeError> {
+        let roles: &[SlotRole] = if output {
+            &[SlotRole::Output, SlotRole::InOut, SlotRole::Input]
+        } else {
+            &[SlotRole::Input, SlotRole::InOut]
+        };
+        roles
+            .iter()
+            .find_map(|r| self.schedule.slots.iter().position(|s| s.name == name && s.role == *r))
+            .ok_or_else(|| RuntimeError::UnknownName { name: name.to_string(), output })
+    }
+
+    fn typed<T: HostElem>(&mut self, i: usize) -> Result<&mut [T], RuntimeError> {
+        let s = &self.schedule.slots[i];
+        if s.dtype != T::DTYPE {
+            let message = format!("is {}, not {}", s.dtype, T::DTYPE);
+            return Err(RuntimeError::Mismatch { name: s.name.clone(), message });
+        }
+        let n = s.shape.iter().product();
+        // SAFETY: the buffer holds `n` elements of `T` (same dtype), is
+        // 64-byte aligned, and only ever holds valid `T`s (bools are 0/1).
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.host[i].ptr().cast::<T>(), n) })
+    }
+
+    /// The buffer of input `name`, to fill before `run`.
+    pub fn input_mut<T: HostElem>(&mut self, name: &str) -> Result<&mut [T], RuntimeError> {
+        let i = self.slot(name, false)?;
+        self.typed(i)
+    }
+
+    /// Copies `data` into input `name`.
+    pub fn set_input<T: HostElem>(&mut self, name: &str, data: &[T]) -> Result<(), RuntimeError> {
+        let dst = self.input_mut::<T>(name)?;
+        if dst.len() != data.len() {
+            let message = format!("expected {} elements, got {}", dst.len(), data.len());
+            return Err(RuntimeError::Mismatch { name: name.to_string(), message });
+        }
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// The buffer of output `name`, valid after `run`.
+    pub fn output<T: HostElem>(&mut self, name: &str) -> Result<&[T], RuntimeError> {
+        let i = self.slot(name, true)?;
+        Ok(self.typed(i)?)
+    }
+
+    /// The interpreter's calling convention: sets every input from
+    /// `inputs`, runs, and returns the outputs in graph order.
+    pub fn run_values(&mut self, g: &Graph, inputs: &HashMap<String, Value>) -> Result<Vec<Value>, RuntimeError> {
+        let names: Vec<String> =
+            self.schedule.slots.iter().filter(|s| s.role != SlotRole::Output).map(|s| s.name.clone()).collect();
+        for name in names {
+            let v = inputs
+                .get(&name)
+                .ok_or_else(|| RuntimeError::Mismatch { name: name.clone(), message: "no value supplied".into() })?;
+            self.set_value(&name, v)?;
+        }
+        self.run();
+        g.outputs().iter().map(|(name, _)| self.value(name)).collect()
+    }
+
+    fn set_value(&mut self, name: &str, v: &Value) -> Result<(), RuntimeError> {
+        let i = self.slot(name, false)?;
+        if v.shape() != self.schedule.slots[i].shape.as_slice() {
+            let message = format!("expected shape {:?}, got {:?}", self.schedule.slots[i].shape, v.shape());
+            return Err(RuntimeError::Mismatch { name: name.to_string(), message });
+        }
+        match v {
+            Value::F32(a) => copy(self.typed::<f32>(i)?, a),
+            Value::F64(a) => self.typed::<f32>(i)?.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s as f32),
+            Value::I32(a) => copy(self.typed::<i32>(i)?, a),
+            Value::U8(a) => copy(self.typed::<u8>(i)?, a),
+            Value::Bool(a) => copy(self.typed::<bool>(i)?, a),
+        }
+        Ok(())
+    }
+
+    /// Output `name` as an interpreter value.
+    pub fn value(&mut self, name: &str) -> Result<Value, RuntimeError> {
+        let i = self.slot(name, true)?;
+        let shape = IxDyn(&self.schedule.slots[i].shape.clone());
+        let bad = |e: ndarray::ShapeError| RuntimeError::Mismatch { name: name.to_string(), message: e.to_string() };
+        Ok(match self.schedule.slots[i].dtype {
+            DType::F32 => Value::F32(ArrayD::from_shape_vec(shape, self.typed::<f32>(i)?.to_vec()).map_err(bad)?),
+            DType::I32 => Value::I32(ArrayD::from_shape_vec(shape, self.typed::<i32>(i)?.to_vec()).map_err(bad)?),
+            DType::U8 => Value::U8(ArrayD::from_shape_vec(shape, self.typed::<u8>(i)?.to_vec()).map_err(bad)?),
+            DType::Bool => Value::Bool(ArrayD::from_shape_vec(shape, self.typed::<bool>(i)?.to_vec()).map_err(bad)?),
+        })
+    }
+}
+
+fn copy<T: Copy>(dst: &mut [T], src: &ArrayD<T>) {
+    dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = *s);
+}

@@ -1,0 +1,287 @@
+//! Scheduling: an optimized [`ir::Graph`](crate::ir::Graph) becomes a list of
+//! kernels over a static buffer plan.
+//!
+//! - Elementwise chains fuse into one loop; movement ops (reshape, permute,
+//!   broadcast, slice) become strided [`View`]s on the loads, not copies.
+//! - A reduction's elementwise producer is evaluated inside its loop; the
+//!   result is accumulated into the destination ([`StoreMode::Add`]/`Max`).
+//! - A contraction is a [`GemmKernel`] (a call into the `gemm` crate) over
+//!   operands whose views reduce to `[batch, rows, cols]` strides; other
+//!   operands are packed by a loop kernel first.
+//! - Gather is an expression node (fusable); scatter-add, pad and concat are
+//!   loop kernels with special destinations.
+//! - Every buffer is bound to a caller slot (graph inputs and outputs) or
+//!   placed in one arena by a liveness plan; nothing is allocated per step.
+//!
+//! Invariants the code generator relies on: kernels run in list order; every
+//! [`View`] of a kernel has the kernel's `space` as its shape; expression
+//! nodes refer only to earlier nodes of the same kernel; every read stays
+//! inside its buffer (views are derived from in-bounds movement ops, gather
+//! and scatter indices are range-checked by the generated code).
+
+mod fuse;
+mod plan;
+mod print;
+pub mod view;
+
+use std::fmt;
+
+use crate::ir::{BinaryOp, DType, Graph, NodeId, Shape, UnaryOp};
+pub use view::{Tf, View};
+
+/// Scheduling options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// An output named like an input (with the same type) shares that
+    /// input's slot: the caller's buffer is updated in place.
+    pub in_place: bool,
+}
+
+/// Why a graph could not be scheduled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScheduleError {
+    /// The graph breaks an IR invariant the scheduler relies on.
+    Invalid(String),
+    /// A size or index that does not fit the generated code's integers.
+    TooLarge(String),
+}
+
+impl fmt::Display for ScheduleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScheduleError::Invalid(m) => write!(f, "cannot schedule: {m}"),
+            ScheduleError::TooLarge(m) => write!(f, "too large to compile: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ScheduleError {}
+
+/// A buffer id: an index into [`Schedule::buffers`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct BufId(pub u32);
+
+impl BufId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for BufId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.0)
+    }
+}
+
+/// Where a buffer lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Place {
+    /// The caller's buffer in slot `i` of [`Schedule::slots`].
+    Slot(usize),
+    /// Byte offset into the arena (set by the plan).
+    Arena(usize),
+    /// Byte offset into the constant segment (literals, written once).
+    Const(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    pub dtype: DType,
+    pub shape: Shape,
+    pub place: Place,
+    /// The graph node whose value this buffer holds, if any.
+    pub node: Option<NodeId>,
+}
+
+impl Buffer {
+    pub fn bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * elem_size(self.dtype)
+    }
+}
+
+/// Bytes per element in memory (bool is one byte, 0 or 1).
+pub fn elem_size(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 | DType::I32 => 4,
+        DType::Bool | DType::U8 => 1,
+    }
+}
+
+/// What a caller slot is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SlotRole {
+    Input,
+    Output,
+    /// An input whose new value the step writes back (in-place mode).
+    InOut,
+}
+
+/// A caller-visible buffer, by graph input/output name.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub name: String,
+    pub role: SlotRole,
+    pub dtype: DType,
+    pub shape: Shape,
+}
+
+/// An index into a [`LoopKernel`]'s expression nodes.
+pub type ExprId = u32;
+
+/// One node of a fused expression, evaluated per element of the kernel space.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// `buf` at `view` (offset in elements).
+    Load {
+        buf: BufId,
+        view: View,
+    },
+    Const(f64),
+    /// The affine value of `view` at the index (iota).
+    Iota(View),
+    /// `random_uniform(key, salt, flat index)`, the flat index given by `index`.
+    Random {
+        key: ExprId,
+        salt: u64,
+        index: View,
+    },
+    Unary(UnaryOp, ExprId),
+    Binary(BinaryOp, ExprId, ExprId),
+    Select(ExprId, ExprId, ExprId),
+    Cast(DType, ExprId),
+    /// `buf[view + index * stride]` if `0 <= index < dim`, else 0.
+    Gather {
+        buf: BufId,
+        view: View,
+        index: ExprId,
+        stride: i64,
+        dim: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ENode {
+    pub expr: Expr,
+    pub dtype: DType,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StoreMode {
+    Assign,
+    /// `dst += value` (sum reductions, scatter-add).
+    Add,
+    /// `dst = max(dst, value)`, NaN-propagating.
+    Max,
+}
+
+/// A data-dependent destination: the element goes `index * stride` further,
+/// and is dropped unless `0 <= index < dim`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scatter {
+    pub index: ExprId,
+    pub stride: i64,
+    pub dim: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Store {
+    pub buf: BufId,
+    pub view: View,
+    pub value: ExprId,
+    pub mode: StoreMode,
+    pub scatter: Option<Scatter>,
+}
+
+/// A loop nest over `space`, row-major, evaluating `nodes` and doing
+/// `stores` for every index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopKernel {
+    pub space: Shape,
+    pub nodes: Vec<ENode>,
+    pub stores: Vec<Store>,
+}
+
+/// One strided matrix operand: element `(b, r, c)` at
+/// `offset + b*bs + r*rs + c*cs` of `buf`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatOperand {
+    pub buf: BufId,
+    pub offset: i64,
+    pub bs: i64,
+    pub rs: i64,
+    pub cs: i64,
+}
+
+/// `out[b] = lhs[b] (m x k) * rhs[b] (k x n)`, out contiguous `[batch, m, n]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmKernel {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub lhs: MatOperand,
+    pub rhs: MatOperand,
+    pub out: BufId,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelBody {
+    Loop(LoopKernel),
+    Gemm(GemmKernel),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// What the kernel computes, for dumps (`fused %18..%21`).
+    pub label: String,
+    pub body: KernelBody,
+}
+
+/// The whole step: kernels in order over planned buffers.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub slots: Vec<Slot>,
+    pub buffers: Vec<Buffer>,
+    pub kernels: Vec<Kernel>,
+    /// Arena size in bytes (64-byte aligned offsets).
+    pub arena_bytes: usize,
+    /// The constant segment's initial contents (literals).
+    pub consts: Vec<u8>,
+}
+
+/// Schedules `g` (which should already be optimized and verified).
+pub fn schedule(g: &Graph, opts: Options) -> Result<Schedule, ScheduleError> {
+    let mut s = fuse::run(g, opts)?;
+    plan::run(&mut s)?;
+    Ok(s)
+}
+
+impl LoopKernel {
+    /// Buffers this kernel reads.
+    pub fn reads(&self) -> impl Iterator<Item = BufId> + '_ {
+        self.nodes.iter().filter_map(|n| match &n.expr {
+            Expr::Load { buf, .. } | Expr::Gather { buf, .. } => Some(*buf),
+            _ => None,
+        })
+    }
+}
+
+impl Kernel {
+    /// Buffers read (accumulating stores also read their destination).
+    pub fn reads(&self) -> Vec<BufId> {
+        match &self.body {
+            KernelBody::Loop(l) => {
+                let acc = l.stores.iter().filter(|s| s.mode != StoreMode::Assign);
+                l.reads().chain(acc.map(|s| s.buf)).collect()
+            }
+            KernelBody::Gemm(g) => vec![g.lhs.buf, g.rhs.buf],
+        }
+    }
+
+    pub fn writes(&self) -> Vec<BufId> {
+        match &self.body {
+            KernelBody::Loop(l) => l.stores.iter().map(|s| s.buf).collect(),
+            KernelBody::Gemm(g) => vec![g.out],
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The text form of a schedule (`nnc ir --stage kernels`): slots, buffers
+//! with their places, then each kernel with its expression nodes and stores.
+
+use std::fmt::{self, Display, Formatter, Write};
+
+use super::{Expr, Kernel, KernelBody, MatOperand, Place, Schedule, SlotRole, StoreMode, View};
+use crate::ir::OpRule;
+
+struct V<'a>(&'a View);
+
+impl Display for V<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s: Vec<String> = self.0.strides.iter().map(|s| s.to_string()).collect();
+        write!(f, "<{}>", s.join(","))?;
+        if self.0.offset != 0 {
+            write!(f, "+{}", self.0.offset)?;
+        }
+        Ok(())
+    }
+}
+
+fn dims(d: &[usize]) -> String {
+    let s: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", s.join(","))
+}
+
+fn expr(e: &Expr) -> String {
+    match e {
+        Expr::Load { buf, view } => format!("load {buf}{}", V(view)),
+        Expr::Const(v) => format!("const {v:?}"),
+        Expr::Iota(v) => format!("iota {}", V(v)),
+        Expr::Random { key, salt, index } => format!("random e{key} salt={salt} {}", V(index)),
+        Expr::Unary(u, a) => format!("{} e{a}", u.name()),
+        Expr::Binary(b, x, y) => format!("{} e{x}, e{y}", b.name()),
+        Expr::Select(c, a, b) => format!("select e{c}, e{a}, e{b}"),
+        Expr::Cast(t, a) => format!("cast[{t}] e{a}"),
+        Expr::Gather { buf, view, index, stride, dim } => {
+            format!("gather {buf}{} + e{index}*{stride} (< {dim})", V(view))
+        }
+    }
+}
+
+fn mat(m: &MatOperand) -> String {
+    format!("{}+{}<{},{},{}>", m.buf, m.offset, m.bs, m.rs, m.cs)
+}
+
+impl Display for Kernel {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match &self.body {
+            KernelBody::Loop(l) => {
+                writeln!(f, "loop {}  ; {}", dims(&l.space), self.label)?;
+                for (i, n) in l.nodes.iter().enumerate() {
+                    writeln!(f, "    e{i} = {} : {}", expr(&n.expr), n.dtype)?;
+                }
+                for s in &l.stores {
+                    let op = match s.mode {
+                        StoreMode::Assign => "=",
+                        StoreMode::Add => "+=",
+                        StoreMode::Max => "max=",
+                    };
+                    let mut dst = format!("{}{}", s.buf, V(&s.view));
+                    if let Some(sc) = &s.scatter {
+                        let _ = write!(dst, " + e{}*{} (< {})", sc.index, sc.stride, sc.dim);
+                    }
+                    writeln!(f, "    {dst} {op} e{}", s.value)?;
+                }
+                Ok(())
+            }
+            KernelBody::Gemm(g) => writeln!(
+                f,
+                "gemm {}x[{}x{}]*[{}x{}]  ; {}\n    {} = {} * {}",
+                g.batch,
+                g.m,
+                g.k,
+                g.k,
+                g.n,
+                self.label,
+                g.out,
+                mat(&g.lhs),
+                mat(&g.rhs)
+            ),
+        }
+    }
+}
+
+impl Display for Schedule {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.slots.iter().enumerate() {
+            let role = match s.role {
+                SlotRole::Input => "input",
+                SlotRole::Output => "output",
+                SlotRole::InOut => "inout",
+            };
+            writeln!(f, "slot s{i} {role} {:?} : {}{}", s.name, s.dtype, dims(&s.shape))?;
+        }
+        for (i, b) in self.buffers.iter().enumerate() {
+            let place = match b.place {
+                Place::Slot(s) => format!("slot s{s}"),
+                Place::Arena(o) => format!("arena @{o}"),
+                Place::Const(o) => format!("const @{o}"),
+            };
+            let node = b.node.map(|n| format!(" ({n})")).unwrap_or_default();
+            writeln!(f, "buffer b{i} : {}{} {place}{node}", b.dtype, dims(&b.shape))?;
+        }
+        for (i, k) in self.kernels.iter().enumerate() {
+            write!(f, "k{i} {k}")?;
+        }
+        writeln!(f, "arena {} bytes, constants {} bytes", self.arena_bytes, self.consts.len())
+    }
+}

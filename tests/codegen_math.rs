@@ -1,0 +1,103 @@
+//! exp/log/tanh/sigmoid polynomials against f64 libm rounded to f32, over
+//! sweeps of the whole useful range plus the special values. Run inside a
+//! step, so FTZ/DAZ are on: a result below the smallest normal (1.18e-38)
+//! is allowed to be 0, and a denormal input counts as 0 (log gives -inf).
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, IxDyn};
+use nnc::ir::interp::Value;
+use nnc::ir::{DType, Graph, InputRole, Type, UnaryOp};
+use nnc::runtime::CompiledStep;
+
+fn run_unary(op: UnaryOp, xs: &[f32]) -> Vec<f32> {
+    let mut g = Graph::unfolded();
+    let x = g.input("x", InputRole::Data, Type::new(DType::F32, vec![xs.len()])).expect("input");
+    let y = g.unary(op, x).expect("unary");
+    g.set_output("y", y).expect("output");
+    let mut step = CompiledStep::compile(&g).expect("compile");
+    let ins = HashMap::from([(
+        "x".to_string(),
+        Value::F32(ArrayD::from_shape_vec(IxDyn(&[xs.len()]), xs.to_vec()).expect("shape")),
+    )]);
+    match step.run_values(&g, &ins).expect("run").remove(0) {
+        Value::F32(a) => a.iter().copied().collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Distance in units in the last place (the bit patterns' distance).
+fn ulps(a: f32, b: f32) -> u64 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i32;
+        if i < 0 { i64::from(i32::MIN) - i64::from(i) } else { i64::from(i) }
+    };
+    key(a).abs_diff(key(b))
+}
+
+fn sweep(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+    (0..n).map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32).collect()
+}
+
+const SPECIAL: [f32; 9] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-40, -1e-40, f32::MAX, f32::MIN];
+
+/// The worst ulp error over `xs`, checking specials and flushed results.
+fn worst(op: UnaryOp, xs: &[f32], reference: fn(f64) -> f64) -> u64 {
+    let got = run_unary(op, xs);
+    let mut worst = 0;
+    for (&x, &y) in xs.iter().zip(&got) {
+        let x_daz = if x.abs() < f32::MIN_POSITIVE { 0.0f32.copysign(x) } else { x };
+        let want = reference(f64::from(x_daz)) as f32;
+        if want.is_nan() {
+            assert!(y.is_nan(), "{op:?}({x:e}) = {y:e}, want NaN");
+            continue;
+        }
+        if want.is_infinite() || y.is_infinite() {
+            assert_eq!(y, want, "{op:?}({x:e})");
+            continue;
+        }
+        if want.abs() < f32::MIN_POSITIVE && y.abs() < f32::MIN_POSITIVE {
+            continue; // flushed to zero
+        }
+        let u = ulps(y, want);
+        assert!(u <= 64, "{op:?}({x:e}) = {y:e}, want {want:e}");
+        worst = worst.max(u);
+    }
+    eprintln!("{op:?}: worst {worst} ulp over {} points", xs.len());
+    worst
+}
+
+fn with_specials(mut xs: Vec<f32>) -> Vec<f32> {
+    xs.extend(SPECIAL);
+    xs
+}
+
+#[test]
+fn exp_within_2_ulp() {
+    let w = worst(UnaryOp::Exp, &with_specials(sweep(-110.0, 95.0, 400_003)), f64::exp);
+    assert!(w <= 2, "exp: {w} ulp");
+}
+
+#[test]
+fn log_within_2_ulp() {
+    // Every 97th bit pattern of the positive normal floats, then specials.
+    let xs: Vec<f32> = (0x0080_0000u32..0x7f80_0000).step_by(9973).map(f32::from_bits).collect();
+    let mut xs = with_specials(xs);
+    xs.extend([-1.0, 1.0, 2.0, 0.5]);
+    let w = worst(UnaryOp::Log, &xs, f64::ln);
+    assert!(w <= 2, "log: {w} ulp");
+}
+
+#[test]
+fn tanh_within_3_ulp() {
+    let mut xs = with_specials(sweep(-12.0, 12.0, 400_001));
+    xs.extend((1..60).map(|i| 2f32.powi(-i)));
+    let w = worst(UnaryOp::Tanh, &xs, f64::tanh);
+    assert!(w <= 3, "tanh: {w} ulp");
+}
+
+#[test]
+fn sigmoid_within_3_ulp() {
+    let w = worst(UnaryOp::Sigmoid, &with_specials(sweep(-87.0, 40.0, 400_001)), |x| 1.0 / (1.0 + (-x).exp()));
+    assert!(w <= 3, "sigmoid: {w} ulp");
+}
