@@ -15,17 +15,11 @@ use crate::ir::{DType, Graph, IrError, NodeId, Op, Type, VjpCtx};
 /// new nodes of `g`. A `wrt` node the loss does not depend on gets zeros.
 pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, IrError> {
     if g.ty(loss)? != Type::scalar(DType::F32) {
-        return Err(IrError::Grad(format!(
-            "the loss must be f32[], got {}",
-            g.ty(loss)?
-        )));
+        return Err(IrError::Grad(format!("the loss must be f32[], got {}", g.ty(loss)?)));
     }
     for &w in wrt {
         if !g.ty(w)?.dtype.is_float() {
-            return Err(IrError::Grad(format!(
-                "cannot differentiate with respect to {w} of type {}",
-                g.ty(w)?
-            )));
+            return Err(IrError::Grad(format!("cannot differentiate with respect to {w} of type {}", g.ty(w)?)));
         }
     }
     let live = on_path(g, loss, wrt);
@@ -42,12 +36,7 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, 
         if !wants.contains(&true) {
             continue;
         }
-        let cx = VjpCtx {
-            out: NodeId(i as u32),
-            inputs: &inputs,
-            cot,
-            wants: &wants,
-        };
+        let cx = VjpCtx { out: NodeId(i as u32), inputs: &inputs, cot, wants: &wants };
         let grads = op.rule().vjp(g, &cx)?;
         for ((x, d), want) in inputs.iter().zip(grads).zip(&wants) {
             if let (Some(d), true) = (d, want) {

@@ -4,9 +4,7 @@
 //! the end, so one run reports every error it found, not only the first.
 
 use crate::span::{SourceMap, Span};
-use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
-};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,29 +34,17 @@ pub struct Diag {
 
 impl Diag {
     pub fn error(message: impl Into<String>) -> Diag {
-        Diag {
-            severity: Severity::Error,
-            message: message.into(),
-            primary: None,
-            secondary: Vec::new(),
-            help: None,
-        }
+        Diag { severity: Severity::Error, message: message.into(), primary: None, secondary: Vec::new(), help: None }
     }
 
     /// Attach the primary span (typst's `.at(span)`).
     pub fn at(mut self, span: Span, text: impl Into<String>) -> Diag {
-        self.primary = Some(Label {
-            span,
-            text: text.into(),
-        });
+        self.primary = Some(Label { span, text: text.into() });
         self
     }
 
     pub fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
-        self.secondary.push(Label {
-            span,
-            text: text.into(),
-        });
+        self.secondary.push(Label { span, text: text.into() });
         self
     }
 
@@ -81,15 +67,14 @@ pub fn dedup(diags: Diags) -> Diags {
     let mut seen = std::collections::HashSet::new();
     diags
         .into_iter()
-        .filter(|d| seen.insert((d.message.clone(), d.primary.as_ref().map(|l| (l.span.file, l.span.start, l.span.end)))))
+        .filter(|d| {
+            seen.insert((d.message.clone(), d.primary.as_ref().map(|l| (l.span.file, l.span.start, l.span.end))))
+        })
         .collect()
 }
 
 /// "did you mean `relu`?" — the closest candidate by edit distance, if close enough.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
@@ -118,8 +103,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -170,9 +155,7 @@ impl Diagnostic for Report {
         })
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         self.source.as_ref().map(|s| s as &dyn SourceCode)
@@ -194,11 +177,7 @@ impl Diagnostic for Report {
 fn labeled(label: &Label, primary: bool) -> LabeledSpan {
     let text = (!label.text.is_empty()).then(|| label.text.clone());
     let span = (label.span.start as usize, label.span.len());
-    if primary {
-        LabeledSpan::new_primary_with_span(text, span)
-    } else {
-        LabeledSpan::new_with_span(text, span)
-    }
+    if primary { LabeledSpan::new_primary_with_span(text, span) } else { LabeledSpan::new_with_span(text, span) }
 }
 
 fn source_of(map: &SourceMap, span: Span) -> NamedSource<String> {
@@ -215,11 +194,7 @@ fn report(map: &SourceMap, diag: &Diag) -> Report {
         help: diag.help.clone(),
         related: Vec::new(),
     };
-    let home = diag
-        .primary
-        .as_ref()
-        .or(diag.secondary.first())
-        .map(|l| l.span.file);
+    let home = diag.primary.as_ref().or(diag.secondary.first()).map(|l| l.span.file);
     if let Some(p) = &diag.primary {
         r.labels.push(labeled(p, true));
     }
@@ -238,14 +213,7 @@ fn report(map: &SourceMap, diag: &Diag) -> Report {
         }
     }
     if let Some(file) = home {
-        r.source = Some(source_of(
-            map,
-            Span {
-                file,
-                start: 0,
-                end: 0,
-            },
-        ));
+        r.source = Some(source_of(map, Span { file, start: 0, end: 0 }));
     }
     r
 }
@@ -273,9 +241,5 @@ pub fn render(map: &SourceMap, diag: &Diag, style: Style) -> String {
 }
 
 pub fn render_all(map: &SourceMap, diags: &[Diag], style: Style) -> String {
-    diags
-        .iter()
-        .map(|d| render(map, d, style))
-        .collect::<Vec<_>>()
-        .join("\n")
+    diags.iter().map(|d| render(map, d, style)).collect::<Vec<_>>().join("\n")
 }

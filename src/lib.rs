@@ -8,8 +8,8 @@
 
 pub mod autodiff;
 pub mod check;
-pub mod codegen;
 pub mod cli;
+pub mod codegen;
 pub mod diag;
 pub mod ir;
 pub mod lower;
@@ -48,7 +48,8 @@ fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[Strin
         Err(d) => diags.push(d.clone()),
     }
     if !diags.iter().any(|d| d.is_error()) {
-        let overrides: Vec<(String, String)> = parsed.unwrap_or_default().into_iter().map(|o| (o.name, o.value)).collect();
+        let overrides: Vec<(String, String)> =
+            parsed.unwrap_or_default().into_iter().map(|o| (o.name, o.value)).collect();
         for name in experiment_names(&program) {
             let setup = lower::Setup { overrides: overrides.clone(), experiment: Some(name), eval_batch: None };
             if let Err(d) = lower::lower_experiment(&program, &setup) {

@@ -17,11 +17,7 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: FileId, start: usize, end: usize) -> Span {
-        Span {
-            file,
-            start: start as u32,
-            end: end as u32,
-        }
+        Span { file, start: start as u32, end: end as u32 }
     }
 
     /// The smallest span covering both (same file assumed; `self` wins otherwise).
@@ -29,11 +25,7 @@ impl Span {
         if self.file != other.file {
             return self;
         }
-        Span {
-            file: self.file,
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 
     pub fn len(self) -> usize {
@@ -64,11 +56,7 @@ pub struct SourceMap {
 impl SourceMap {
     pub fn add(&mut self, name: String, path: Option<&Path>, text: &str) -> FileId {
         let id = FileId(self.files.len() as u32);
-        self.files.push(SourceFile {
-            name,
-            path: path.map(Path::to_path_buf),
-            text: text.into(),
-        });
+        self.files.push(SourceFile { name, path: path.map(Path::to_path_buf), text: text.into() });
         id
     }
 
@@ -78,8 +66,7 @@ impl SourceMap {
 
     pub fn text(&self, span: Span) -> &str {
         let text = &self.get(span.file).text;
-        text.get(span.start as usize..span.end as usize)
-            .unwrap_or("")
+        text.get(span.start as usize..span.end as usize).unwrap_or("")
     }
 
     pub fn len(&self) -> usize {

@@ -22,11 +22,7 @@ fn same_seed_same_order_different_seed_different_order() {
     let c = shuffled(1000, 32, LastBatch::Keep, 43);
     assert_eq!(drain(&mut a.epoch(3)), drain(&mut b.epoch(3)));
     assert_ne!(a.epoch(3).order(), c.epoch(3).order());
-    assert_ne!(
-        a.epoch(3).order(),
-        a.epoch(4).order(),
-        "each epoch reshuffles"
-    );
+    assert_ne!(a.epoch(3).order(), a.epoch(4).order(), "each epoch reshuffles");
     let identity: Vec<usize> = (0..1000).collect();
     assert_ne!(a.epoch(0).order(), &identity[..]);
 }
@@ -46,10 +42,7 @@ fn order_is_pinned_across_platforms() {
 #[test]
 fn sequential_order_is_identity() {
     let plan = BatchPlan::new(7, 3, LastBatch::Keep, Order::Sequential).expect("plan");
-    assert_eq!(
-        drain(&mut plan.epoch(9)),
-        vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]
-    );
+    assert_eq!(drain(&mut plan.epoch(9)), vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
 }
 
 #[test]
@@ -66,10 +59,7 @@ fn drop_and_keep_last_batch_sizes() {
 
     // Exact multiples: both policies agree.
     let exact = shuffled(100, 10, LastBatch::Drop, 1);
-    assert_eq!(
-        exact.batches_per_epoch(),
-        shuffled(100, 10, LastBatch::Keep, 1).batches_per_epoch()
-    );
+    assert_eq!(exact.batches_per_epoch(), shuffled(100, 10, LastBatch::Keep, 1).batches_per_epoch());
 }
 
 #[test]
@@ -79,18 +69,10 @@ fn resume_mid_epoch_reproduces_the_rest() {
 
     // Run 12 batches, "checkpoint" the cursor through JSON, then resume.
     let mut first = plan.epoch(5);
-    let seen: Vec<Vec<usize>> = (0..12)
-        .filter_map(|_| first.next_batch().map(<[usize]>::to_vec))
-        .collect();
+    let seen: Vec<Vec<usize>> = (0..12).filter_map(|_| first.next_batch().map(<[usize]>::to_vec)).collect();
     let saved = serde_json::to_string(&first.cursor()).expect("save cursor");
     let cursor: Cursor = serde_json::from_str(&saved).expect("load cursor");
-    assert_eq!(
-        cursor,
-        Cursor {
-            epoch: 5,
-            batch: 12
-        }
-    );
+    assert_eq!(cursor, Cursor { epoch: 5, batch: 12 });
     let mut resumed = plan.resume(cursor).expect("resume");
     let rest = drain(&mut resumed);
     assert_eq!([seen, rest].concat(), full);
@@ -98,10 +80,7 @@ fn resume_mid_epoch_reproduces_the_rest() {
     // The plan itself round-trips too, so a checkpoint can store it whole.
     let plan_json = serde_json::to_string(&plan).expect("save plan");
     let plan2: BatchPlan = serde_json::from_str(&plan_json).expect("load plan");
-    assert_eq!(
-        drain(&mut plan2.resume(cursor).expect("resume")),
-        drain(&mut plan.resume(cursor).expect("r"))
-    );
+    assert_eq!(drain(&mut plan2.resume(cursor).expect("resume")), drain(&mut plan.resume(cursor).expect("r")));
 }
 
 proptest! {

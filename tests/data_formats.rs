@@ -3,14 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use nnc::runner::data::{
-    BatchPlan, ColumnData, DataError, LabelKind, LastBatch, Order, Samples, Vocab, read_csv,
-    read_text, read_text_with_vocab,
+    BatchPlan, ColumnData, DataError, LabelKind, LastBatch, Order, Samples, Vocab, read_csv, read_text,
+    read_text_with_vocab,
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/data")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(name)
 }
 
 fn shakespeare() -> PathBuf {
@@ -20,20 +18,8 @@ fn shakespeare() -> PathBuf {
 #[test]
 fn csv_string_labels_are_mapped_and_recorded() {
     let d = read_csv(&fixture("iris_small.csv"), "species", LabelKind::Auto).expect("valid csv");
-    assert_eq!(
-        d.feature_names,
-        ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    );
-    assert_eq!(
-        d.classes.as_deref(),
-        Some(
-            &[
-                "setosa".to_string(),
-                "versicolor".into(),
-                "virginica".into()
-            ][..]
-        )
-    );
+    assert_eq!(d.feature_names, ["sepal_length", "sepal_width", "petal_length", "petal_width"]);
+    assert_eq!(d.classes.as_deref(), Some(&["setosa".to_string(), "versicolor".into(), "virginica".into()][..]));
     let labels = d.dataset.field("labels").expect("labels");
     assert_eq!(labels.data(), &ColumnData::I32(vec![0, 1, 2, 0]));
     d.dataset.check_shape("features", &[4]).expect("4 features");
@@ -45,14 +31,8 @@ fn csv_bad_cell_names_file_line_and_column() {
     let err = read_csv(&fixture("bad_cell.csv"), "label", LabelKind::Auto).expect_err("bad cell");
     assert!(matches!(&err, DataError::Csv { line: 3, .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("bad_cell.csv:3") && msg.contains("column 2 (`pixel1`)"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("`oops`") && msg.contains("a finite number"),
-        "{msg}"
-    );
+    assert!(msg.contains("bad_cell.csv:3") && msg.contains("column 2 (`pixel1`)"), "{msg}");
+    assert!(msg.contains("`oops`") && msg.contains("a finite number"), "{msg}");
 }
 
 #[test]
@@ -61,10 +41,7 @@ fn csv_integer_label_out_of_range_names_record() {
     let err = d.dataset.check_classes("labels", 10).expect_err("12 >= 10");
     assert_eq!(err.record(), Some(2));
     let msg = err.to_string();
-    assert!(
-        msg.contains("int_labels.csv") && msg.contains("record 2") && msg.contains("12"),
-        "{msg}"
-    );
+    assert!(msg.contains("int_labels.csv") && msg.contains("record 2") && msg.contains("12"), "{msg}");
 }
 
 #[test]
@@ -81,19 +58,10 @@ fn shakespeare_vocab_and_windows() {
     assert_eq!(data.windows.len(), 1_137_041 - 64);
     assert!(data.vocab.chars().windows(2).all(|w| w[0] < w[1]));
     let text = std::fs::read_to_string(shakespeare()).expect("read");
-    assert_eq!(
-        data.vocab.decode(data.windows.ids()).as_deref(),
-        Some(text.as_str())
-    );
+    assert_eq!(data.vocab.decode(data.windows.ids()).as_deref(), Some(text.as_str()));
 
     // y is x shifted by one, for a random batch.
-    let plan = BatchPlan::new(
-        data.windows.len(),
-        8,
-        LastBatch::Drop,
-        Order::Shuffled { seed: 3 },
-    )
-    .expect("plan");
+    let plan = BatchPlan::new(data.windows.len(), 8, LastBatch::Drop, Order::Shuffled { seed: 3 }).expect("plan");
     let mut epoch = plan.epoch(0);
     let idx = epoch.next_batch().expect("batch").to_vec();
     let (mut x, mut y) = (vec![0i32; 8 * 64], vec![0i32; 8 * 64]);
@@ -104,9 +72,7 @@ fn shakespeare_vocab_and_windows() {
         assert_eq!(&xs[1..], &ys[..63]);
         assert_eq!(xs, &data.windows.ids()[i..i + 64]);
     }
-    data.windows
-        .check_classes(data.vocab.len())
-        .expect("ids in range");
+    data.windows.check_classes(data.vocab.len()).expect("ids in range");
     assert!(data.windows.check_classes(data.vocab.len() - 1).is_err());
 }
 
@@ -124,24 +90,15 @@ fn vocab_saved_and_reloaded_encodes_identically() {
 
     std::fs::write(&file, r#"{"chars": ["a", "a"]}"#).expect("write");
     let msg = Vocab::load(&file).expect_err("duplicate").to_string();
-    assert!(
-        msg.contains("vocab.json") && msg.contains("sorted and distinct"),
-        "{msg}"
-    );
+    assert!(msg.contains("vocab.json") && msg.contains("sorted and distinct"), "{msg}");
     // A corpus with a character the vocabulary lacks is refused, naming where.
     let small = Vocab::from_text("abc");
     let err = read_text_with_vocab(&fixture("tiny.txt"), &small, 8, 4).expect_err("unknown char");
-    assert!(
-        err.to_string().contains("tiny.txt") && err.to_string().contains("byte 0"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("tiny.txt") && err.to_string().contains("byte 0"), "{err}");
 }
 
 #[test]
 fn text_too_short_for_a_window() {
     let err = read_text(&fixture("tiny.txt"), 500, 1).expect_err("too short");
-    assert!(
-        err.to_string().contains("tiny.txt") && err.to_string().contains("too short"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("tiny.txt") && err.to_string().contains("too short"), "{err}");
 }

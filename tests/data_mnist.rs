@@ -4,8 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nnc::runner::data::{
-    BatchPlan, ColumnData, DataError, IdxData, LastBatch, Order, load_split, read_idx,
-    resolve_split,
+    BatchPlan, ColumnData, DataError, IdxData, LastBatch, Order, load_split, read_idx, resolve_split,
 };
 
 fn mnist_dir() -> PathBuf {
@@ -23,8 +22,7 @@ fn scratch(name: &str) -> PathBuf {
 fn inflate(file: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     let gz = std::fs::read(file).expect("read gz");
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
-        .expect("inflate");
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).expect("inflate");
     out
 }
 
@@ -36,24 +34,15 @@ fn train_split_counts_labels_and_pixels() {
     assert_eq!(images.shape(), &[28, 28]);
     let labels = ds.field("labels").expect("labels");
     assert_eq!(labels.shape(), &[] as &[usize]);
-    let ColumnData::U8(l) = labels.data() else {
-        panic!("labels are u8")
-    };
+    let ColumnData::U8(l) = labels.data() else { panic!("labels are u8") };
     assert_eq!(&l[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
-    let ColumnData::U8(px) = images.data() else {
-        panic!("images are u8")
-    };
+    let ColumnData::U8(px) = images.data() else { panic!("images are u8") };
     let first: u64 = px[..784].iter().map(|&p| u64::from(p)).sum();
     assert_eq!(first, 27_525, "pixel sum of image 0");
     let all: u64 = px.iter().map(|&p| u64::from(p)).sum();
     assert_eq!(all, 1_567_298_545);
-    let counts: Vec<usize> = (0..10u8)
-        .map(|c| l.iter().filter(|&&x| x == c).count())
-        .collect();
-    assert_eq!(
-        counts,
-        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-    );
+    let counts: Vec<usize> = (0..10u8).map(|c| l.iter().filter(|&&x| x == c).count()).collect();
+    assert_eq!(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
     ds.check_classes("labels", 10).expect("labels in 0..10");
     ds.check_shape("images", &[28, 28]).expect("28x28");
 }
@@ -62,44 +51,29 @@ fn train_split_counts_labels_and_pixels() {
 fn test_split_first_labels() {
     let ds = load_split(&mnist_dir(), "test").expect("load test");
     assert_eq!(ds.len(), 10_000);
-    let ColumnData::U8(l) = ds.field("labels").expect("labels").data() else {
-        panic!("labels are u8")
-    };
+    let ColumnData::U8(l) = ds.field("labels").expect("labels").data() else { panic!("labels are u8") };
     assert_eq!(&l[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
     // Nine classes is a model too small for MNIST: the error names a record holding a 9.
-    let err = ds
-        .check_classes("labels", 9)
-        .expect_err("9 is out of range");
+    let err = ds.check_classes("labels", 9).expect_err("9 is out of range");
     assert_eq!(err.record(), Some(7));
     let msg = err.to_string();
-    assert!(
-        msg.contains("t10k-labels-idx1-ubyte") && msg.contains("record 7"),
-        "{msg}"
-    );
+    assert!(msg.contains("t10k-labels-idx1-ubyte") && msg.contains("record 7"), "{msg}");
     assert!(msg.contains("class id 9") && msg.contains("0..9"), "{msg}");
 }
 
 #[test]
 fn gather_a_real_batch_as_f32() {
     let ds = load_split(&mnist_dir(), "test").expect("load test");
-    let plan =
-        BatchPlan::new(ds.len(), 32, LastBatch::Drop, Order::Shuffled { seed: 1 }).expect("plan");
+    let plan = BatchPlan::new(ds.len(), 32, LastBatch::Drop, Order::Shuffled { seed: 1 }).expect("plan");
     let mut epoch = plan.epoch(0);
     let mut x = vec![0f32; 32 * 784];
     let mut y = vec![0i32; 32];
     let idx = epoch.next_batch().expect("one batch").to_vec();
     ds.gather("images", &idx, &mut x).expect("gather x");
     ds.gather("labels", &idx, &mut y).expect("gather y");
-    let ColumnData::U8(px) = ds.field("images").expect("images").data() else {
-        panic!("u8")
-    };
+    let ColumnData::U8(px) = ds.field("images").expect("images").data() else { panic!("u8") };
     let k = idx[5];
-    assert!(
-        x[5 * 784..6 * 784]
-            .iter()
-            .zip(&px[k * 784..(k + 1) * 784])
-            .all(|(&a, &b)| a == f32::from(b))
-    );
+    assert!(x[5 * 784..6 * 784].iter().zip(&px[k * 784..(k + 1) * 784]).all(|(&a, &b)| a == f32::from(b)));
     assert!(y.iter().all(|&c| (0..10).contains(&c)));
 }
 
@@ -112,14 +86,8 @@ fn raw_and_gzip_give_identical_data() {
     }
     let from_raw = load_split(&dir, "test").expect("raw");
     let from_gz = load_split(&mnist_dir(), "test").expect("gz");
-    assert_eq!(
-        from_raw.field("images").expect("i").data(),
-        from_gz.field("images").expect("i").data()
-    );
-    assert_eq!(
-        from_raw.field("labels").expect("l").data(),
-        from_gz.field("labels").expect("l").data()
-    );
+    assert_eq!(from_raw.field("images").expect("i").data(), from_gz.field("images").expect("i").data());
+    assert_eq!(from_raw.field("labels").expect("l").data(), from_gz.field("labels").expect("l").data());
 }
 
 #[test]
@@ -142,22 +110,9 @@ fn truncated_raw_file_names_expected_and_found_bytes() {
     let file = dir.join("t10k-labels-idx1-ubyte");
     std::fs::write(&file, &raw[..raw.len() - 100]).expect("write");
     let err = read_idx(&file).expect_err("truncated");
-    assert!(
-        matches!(
-            err,
-            DataError::Length {
-                expected_bytes: 10_008,
-                found_bytes: 9_908,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, DataError::Length { expected_bytes: 10_008, found_bytes: 9_908, .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("t10k-labels-idx1-ubyte") && msg.contains("truncated"),
-        "{msg}"
-    );
+    assert!(msg.contains("t10k-labels-idx1-ubyte") && msg.contains("truncated"), "{msg}");
     assert!(msg.contains("10008") && msg.contains("9908"), "{msg}");
 }
 
@@ -196,10 +151,7 @@ fn wrong_magic_is_an_error() {
     let err = read_idx(&file).expect_err("bad magic");
     assert!(matches!(err, DataError::BadMagic { .. }));
     let msg = err.to_string();
-    assert!(
-        msg.contains("not-idx") && msg.contains("50 4b 03 04"),
-        "{msg}"
-    );
+    assert!(msg.contains("not-idx") && msg.contains("50 4b 03 04"), "{msg}");
 }
 
 #[test]
@@ -220,18 +172,10 @@ fn missing_split_lists_what_was_looked_for() {
     std::fs::write(dir.join("train-images-idx3-ubyte"), b"").expect("write");
     let err = resolve_split(&dir, "train").expect_err("labels missing");
     let msg = err.to_string();
-    assert!(
-        msg.contains("train-labels-idx1-ubyte") && msg.contains("train-labels-idx1-ubyte.gz"),
-        "{msg}"
-    );
+    assert!(msg.contains("train-labels-idx1-ubyte") && msg.contains("train-labels-idx1-ubyte.gz"), "{msg}");
     assert!(!msg.contains("train-images"), "images were found: {msg}");
-    let msg = resolve_split(&dir, "test")
-        .expect_err("nothing")
-        .to_string();
-    assert!(
-        msg.contains("t10k-images-idx3-ubyte.gz") && msg.contains("t10k-labels-idx1-ubyte"),
-        "{msg}"
-    );
+    let msg = resolve_split(&dir, "test").expect_err("nothing").to_string();
+    assert!(msg.contains("t10k-images-idx3-ubyte.gz") && msg.contains("t10k-labels-idx1-ubyte"), "{msg}");
     assert!(resolve_split(&dir, "validation").is_err());
 }
 
@@ -240,21 +184,12 @@ fn record_count_mismatch_names_both_files() {
     let dir = scratch("count");
     let images = IdxData::U8(vec![0; 3 * 4]);
     let labels = IdxData::U8(vec![1, 2]);
-    let enc = |dims: Vec<usize>, data| {
-        nnc::runner::data::idx::encode_idx(&nnc::runner::data::IdxArray { dims, data })
-    };
-    std::fs::write(
-        dir.join("train-images-idx3-ubyte"),
-        enc(vec![3, 2, 2], images),
-    )
-    .expect("w");
+    let enc = |dims: Vec<usize>, data| nnc::runner::data::idx::encode_idx(&nnc::runner::data::IdxArray { dims, data });
+    std::fs::write(dir.join("train-images-idx3-ubyte"), enc(vec![3, 2, 2], images)).expect("w");
     let mut f = std::fs::File::create(dir.join("train-labels-idx1-ubyte")).expect("create");
     f.write_all(&enc(vec![2], labels)).expect("w");
     let msg = load_split(&dir, "train").expect_err("3 vs 2").to_string();
-    assert!(
-        msg.contains("train-images") && msg.contains("train-labels"),
-        "{msg}"
-    );
+    assert!(msg.contains("train-images") && msg.contains("train-labels"), "{msg}");
     assert!(msg.contains('3') && msg.contains('2'), "{msg}");
 }
 

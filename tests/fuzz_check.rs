@@ -40,25 +40,161 @@ const CORPUS: &[(&str, &str)] = &[
 
 /// Tokens of the language (and a few near misses) to splice in.
 const TOKENS: &[&str] = &[
-    "(", ")", "[", "]", "{", "}", ",", ":", ";", ".", "...", "...S", "@", "|>", "-", "+", "*", "/",
-    "%", "^", "=", "==", "!=", "<", "<=", ">", ">=", "&&", "||", "!", "->", "f32[", "i32[", "u8[",
-    "bool[", "f32", "i32", "int", "float", "dims", "init", "let", "fn", "model", "optimizer",
-    "dataset", "experiment", "use", "state", "update", "if", "else", "true", "false", "sweep", "as",
-    "every", "classes", "epoch", "steps", "std", "std.nn", "B", "N", "S", "T", "x", "y", "w",
-    "model", "training", "hidden", "relu", "Linear", "reshape", "sum", "mean", "max", "argmax",
-    "concat", "stack", "permute", "transpose", "unsqueeze", "squeeze", "pad", "take", "one_hot",
-    "arange", "patches", "shape", "prod", "where", "zeros", "glorot", "0", "1", "-1", "2", "3",
-    "10", "784", "0.0", "1e-3", "1e", "9999999999999999999999", "-9223372036854775808",
-    "2147483648", "9223372036854775807", "* 9223372036854775807", "\"", "\"data/mnist\"", "//", "/*", "*/", "\n", " ", "\t", "é", "→", "😀",
-    "\u{0}", "\r", "x[..., -1]", "x[:, 0:5]", "[B, 784]", "f32[B, 28, 28]", "f32[...S, N]",
-    "f32[]", "fn (x: f32[B, N]) -> f32[B, N] { x }", "every 0 steps", "axis: 7", "keepdim: true",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    ";",
+    ".",
+    "...",
+    "...S",
+    "@",
+    "|>",
+    "-",
+    "+",
+    "*",
+    "/",
+    "%",
+    "^",
+    "=",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "&&",
+    "||",
+    "!",
+    "->",
+    "f32[",
+    "i32[",
+    "u8[",
+    "bool[",
+    "f32",
+    "i32",
+    "int",
+    "float",
+    "dims",
+    "init",
+    "let",
+    "fn",
+    "model",
+    "optimizer",
+    "dataset",
+    "experiment",
+    "use",
+    "state",
+    "update",
+    "if",
+    "else",
+    "true",
+    "false",
+    "sweep",
+    "as",
+    "every",
+    "classes",
+    "epoch",
+    "steps",
+    "std",
+    "std.nn",
+    "B",
+    "N",
+    "S",
+    "T",
+    "x",
+    "y",
+    "w",
+    "model",
+    "training",
+    "hidden",
+    "relu",
+    "Linear",
+    "reshape",
+    "sum",
+    "mean",
+    "max",
+    "argmax",
+    "concat",
+    "stack",
+    "permute",
+    "transpose",
+    "unsqueeze",
+    "squeeze",
+    "pad",
+    "take",
+    "one_hot",
+    "arange",
+    "patches",
+    "shape",
+    "prod",
+    "where",
+    "zeros",
+    "glorot",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "3",
+    "10",
+    "784",
+    "0.0",
+    "1e-3",
+    "1e",
+    "9999999999999999999999",
+    "-9223372036854775808",
+    "2147483648",
+    "9223372036854775807",
+    "* 9223372036854775807",
+    "\"",
+    "\"data/mnist\"",
+    "//",
+    "/*",
+    "*/",
+    "\n",
+    " ",
+    "\t",
+    "é",
+    "→",
+    "😀",
+    "\u{0}",
+    "\r",
+    "x[..., -1]",
+    "x[:, 0:5]",
+    "[B, 784]",
+    "f32[B, 28, 28]",
+    "f32[...S, N]",
+    "f32[]",
+    "fn (x: f32[B, N]) -> f32[B, N] { x }",
+    "every 0 steps",
+    "axis: 7",
+    "keepdim: true",
 ];
 
 /// `--set` values, mostly bad, applied to some cases.
 const OVERRIDES: &[&str] = &[
-    "hidden=0", "hidden=-1", "hidden=abc", "hidden=9223372036854775807", "d=0", "heads=0",
-    "heads=3", "context=0", "vocab=1", "lr=nan", "lr=1e400", "drop=2", "n_layers=0", "=1", "x",
-    "n_layers=-5", "d=1", "context=-1",
+    "hidden=0",
+    "hidden=-1",
+    "hidden=abc",
+    "hidden=9223372036854775807",
+    "d=0",
+    "heads=0",
+    "heads=3",
+    "context=0",
+    "vocab=1",
+    "lr=nan",
+    "lr=1e400",
+    "drop=2",
+    "n_layers=0",
+    "=1",
+    "x",
+    "n_layers=-5",
+    "d=1",
+    "context=-1",
 ];
 
 const CASE_LIMIT: Duration = Duration::from_secs(2);
@@ -67,33 +203,151 @@ const CASE_LIMIT: Duration = Duration::from_secs(2);
 /// shrinking an edit (towards 0) keeps it meaningful.
 #[derive(Clone, Debug)]
 enum Edit {
-    Delete { at: u32, len: u16 },
-    Duplicate { from: u32, len: u16, to: u32 },
-    Swap { a: u32, b: u32, len_a: u16, len_b: u16 },
-    InsertBytes { at: u32, bytes: Vec<u8> },
-    InsertToken { at: u32, token: u16 },
-    ReplaceWithToken { at: u32, len: u16, token: u16 },
+    Delete {
+        at: u32,
+        len: u16,
+    },
+    Duplicate {
+        from: u32,
+        len: u16,
+        to: u32,
+    },
+    Swap {
+        a: u32,
+        b: u32,
+        len_a: u16,
+        len_b: u16,
+    },
+    InsertBytes {
+        at: u32,
+        bytes: Vec<u8>,
+    },
+    InsertToken {
+        at: u32,
+        token: u16,
+    },
+    ReplaceWithToken {
+        at: u32,
+        len: u16,
+        token: u16,
+    },
     /// Token-level: act on whole lexical tokens rather than bytes.
-    DeleteTokens { at: u32, count: u8 },
-    DuplicateToken { at: u32, to: u32 },
-    SwapTokens { a: u32, b: u32 },
+    DeleteTokens {
+        at: u32,
+        count: u8,
+    },
+    DuplicateToken {
+        at: u32,
+        to: u32,
+    },
+    SwapTokens {
+        a: u32,
+        b: u32,
+    },
     /// Replace a name or number by another one (from the text itself when
     /// `with` is even, else from [`WORDS`]): mostly still parses, so it
     /// exercises the resolver and the checker rather than the parser.
-    ReplaceWord { at: u32, with: u32 },
+    ReplaceWord {
+        at: u32,
+        with: u32,
+    },
 }
 
 /// Names and numbers for [`Edit::ReplaceWord`].
 const WORDS: &[&str] = &[
-    "0", "1", "2", "3", "-1", "4", "7", "10", "28", "784", "0.0", "0.5", "1.0", "1e-9", "1e30",
-    "9223372036854775807", "B", "N", "S", "C", "T", "x", "y", "p", "g", "t", "w", "b", "d",
-    "heads", "hidden", "context", "vocab", "training", "true", "false", "f32", "i32", "bool",
-    "int", "float", "dims", "init", "model", "relu", "gelu", "softmax", "Linear", "Block",
-    "LayerNorm", "Embedding", "Conv2d", "max_pool", "dropout", "cross_entropy", "accuracy",
-    "adam", "sgd", "zeros", "glorot", "cosine", "reshape", "permute", "transpose", "unsqueeze",
-    "squeeze", "concat", "stack", "pad", "take", "one_hot", "arange", "patches", "shape", "prod",
-    "where", "sum", "mean", "argmax", "stop_gradient", "rand_like", "normal", "uniform",
-    "constant", "idx", "csv", "text", "train", "test", "rank", "step", "total", "epoch",
+    "0",
+    "1",
+    "2",
+    "3",
+    "-1",
+    "4",
+    "7",
+    "10",
+    "28",
+    "784",
+    "0.0",
+    "0.5",
+    "1.0",
+    "1e-9",
+    "1e30",
+    "9223372036854775807",
+    "B",
+    "N",
+    "S",
+    "C",
+    "T",
+    "x",
+    "y",
+    "p",
+    "g",
+    "t",
+    "w",
+    "b",
+    "d",
+    "heads",
+    "hidden",
+    "context",
+    "vocab",
+    "training",
+    "true",
+    "false",
+    "f32",
+    "i32",
+    "bool",
+    "int",
+    "float",
+    "dims",
+    "init",
+    "model",
+    "relu",
+    "gelu",
+    "softmax",
+    "Linear",
+    "Block",
+    "LayerNorm",
+    "Embedding",
+    "Conv2d",
+    "max_pool",
+    "dropout",
+    "cross_entropy",
+    "accuracy",
+    "adam",
+    "sgd",
+    "zeros",
+    "glorot",
+    "cosine",
+    "reshape",
+    "permute",
+    "transpose",
+    "unsqueeze",
+    "squeeze",
+    "concat",
+    "stack",
+    "pad",
+    "take",
+    "one_hot",
+    "arange",
+    "patches",
+    "shape",
+    "prod",
+    "where",
+    "sum",
+    "mean",
+    "argmax",
+    "stop_gradient",
+    "rand_like",
+    "normal",
+    "uniform",
+    "constant",
+    "idx",
+    "csv",
+    "text",
+    "train",
+    "test",
+    "rank",
+    "step",
+    "total",
+    "epoch",
 ];
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -242,10 +496,8 @@ fn apply(text: &mut Vec<u8>, e: &Edit) {
             text.splice(t..t, piece);
         }
         Edit::ReplaceWord { at: p, with } => {
-            let words: Vec<(usize, usize)> = tokens(text)
-                .into_iter()
-                .filter(|&(a, _)| text[a].is_ascii_alphanumeric() || text[a] == b'_')
-                .collect();
+            let words: Vec<(usize, usize)> =
+                tokens(text).into_iter().filter(|&(a, _)| text[a].is_ascii_alphanumeric() || text[a] == b'_').collect();
             if words.is_empty() {
                 return;
             }
@@ -313,8 +565,12 @@ fn install_hook() {
                 // index out of bounds) is located by its innermost caller in src/.
                 if loc.as_deref().is_some_and(|l| !l.starts_with("src/")) {
                     let bt = std::backtrace::Backtrace::force_capture().to_string();
-                    if let Some(caller) = bt.lines().map(str::trim).find(|l| l.starts_with("at ./src/") || l.starts_with("at src/")) {
-                        loc = loc.map(|l| format!("{l}, called from {}", caller.trim_start_matches("at ./").trim_start_matches("at ")));
+                    if let Some(caller) =
+                        bt.lines().map(str::trim).find(|l| l.starts_with("at ./src/") || l.starts_with("at src/"))
+                    {
+                        loc = loc.map(|l| {
+                            format!("{l}, called from {}", caller.trim_start_matches("at ./").trim_start_matches("at "))
+                        });
                     }
                 }
                 PANIC_AT.with(|p| *p.borrow_mut() = loc);
@@ -412,7 +668,11 @@ fn find_mutants_with_message() {
         let (name, text, overrides) = mutant(&c);
         let out = nnc::check_source(name, &text, &overrides);
         if out.diags.iter().any(|d| d.message.contains(&needle)) {
-            eprintln!("===== {name} {overrides:?} {:?}\n{}", c.edits, nnc::diag::render_all(&out.sources, &out.diags, nnc::diag::Style::Plain));
+            eprintln!(
+                "===== {name} {overrides:?} {:?}\n{}",
+                c.edits,
+                nnc::diag::render_all(&out.sources, &out.diags, nnc::diag::Style::Plain)
+            );
             shown += 1;
             if shown == 3 {
                 break;
@@ -446,12 +706,8 @@ fn unmutated_corpus_checks() {
 
 #[test]
 fn mutants_never_panic() {
-    let config = Config {
-        cases: cases_wanted(),
-        failure_persistence: None,
-        max_shrink_iters: 4096,
-        ..Config::default()
-    };
+    let config =
+        Config { cases: cases_wanted(), failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
     let mut runner = TestRunner::new(config);
     let start = Instant::now();
     // `NNC_FUZZ_KNOWN=a|b`: failures whose report contains `a` or `b` (a
@@ -506,4 +762,27 @@ fn regression_huge_batch() {
     let text = include_str!("../examples/mnist.nn").replace("batch: 32", "batch: 9223372036854775807");
     assert!(text.contains("9223372036854775807"));
     assert_no_panic("examples/mnist.nn", &text, &[]);
+}
+
+/// `let n_layers = 9223372036854775807` in examples/char_gpt.nn: lowering
+/// unrolls the stack `[Block(...); n_layers]` one block at a time and never
+/// finishes (`--set n_layers=100000` already takes over 4 GB and 20 s).
+/// Run as a child process, which the timeout kills, so a hang does not keep
+/// eating memory beside the other tests.
+#[test]
+fn regression_huge_stack_count() {
+    let out = assert_cmd::Command::cargo_bin("nnc")
+        .expect("the nnc binary")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["check", "examples/char_gpt.nn", "--set", "n_layers=9223372036854775807"])
+        .timeout(Duration::from_secs(5))
+        .output()
+        .expect("run nnc");
+    assert!(
+        out.status.code() == Some(1),
+        "expected a diagnostic and exit 1 within 5 s, got {:?} (killed by the timeout if None)\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,12 +1,9 @@
 //! The builder: hash-consing, insert-time folding, and shape errors as values.
 
-use nnc::ir::{
-    BinaryOp, DType, Graph, InputRole, IrError, Node, NodeId, Op, Type, UnaryOp, verify,
-};
+use nnc::ir::{BinaryOp, DType, Graph, InputRole, IrError, Node, NodeId, Op, Type, UnaryOp, verify};
 
 fn x(g: &mut Graph, shape: &[usize]) -> NodeId {
-    g.input("x", InputRole::Data, Type::f32(shape.to_vec()))
-        .unwrap()
+    g.input("x", InputRole::Data, Type::f32(shape.to_vec())).unwrap()
 }
 
 #[test]
@@ -66,9 +63,7 @@ fn identities_fold_but_unsafe_float_ones_do_not() {
     let m0 = g.mul(a, zero).unwrap();
     assert!(matches!(g.node(m0).op, Op::Binary(BinaryOp::Mul)));
     // ... but is for integers.
-    let i = g
-        .input("i", InputRole::Data, Type::new(DType::I32, [3]))
-        .unwrap();
+    let i = g.input("i", InputRole::Data, Type::new(DType::I32, [3])).unwrap();
     let izero = g.constant(0.0, Type::scalar(DType::I32));
     let im = g.mul(i, izero).unwrap();
     assert_eq!(g.splat(im), Some(0.0));
@@ -100,9 +95,7 @@ fn shape_errors_are_values() {
     let mut g = Graph::new();
     let a = x(&mut g, &[2, 3]);
     let b = g.input("b", InputRole::Data, Type::f32([4])).unwrap();
-    let i = g
-        .input("i", InputRole::Data, Type::new(DType::I32, [2, 3]))
-        .unwrap();
+    let i = g.input("i", InputRole::Data, Type::new(DType::I32, [2, 3])).unwrap();
     let errs = [
         g.add(a, b),
         g.binary(BinaryOp::Add, a, i),
@@ -129,10 +122,7 @@ fn shape_errors_are_values() {
         let err = e.expect_err(&format!("case {k} should fail"));
         assert!(!err.to_string().is_empty());
     }
-    assert_eq!(
-        g.add(a, b).unwrap_err().to_string(),
-        "broadcast: shapes [2,3] and [4] do not broadcast"
-    );
+    assert_eq!(g.add(a, b).unwrap_err().to_string(), "broadcast: shapes [2,3] and [4] do not broadcast");
 }
 
 #[test]
@@ -165,20 +155,12 @@ fn broadcasting_helpers() {
     assert_eq!(g.ty(s).unwrap().shape, vec![4, 5, 3]);
     let m = g.mean(s, &[0, 2], true).unwrap();
     assert_eq!(g.ty(m).unwrap().shape, vec![1, 5, 1]);
-    let w = g
-        .input("w", InputRole::Param, Type::f32([2, 3, 6]))
-        .unwrap();
-    let bm = g
-        .input("bm", InputRole::Data, Type::f32([7, 1, 5, 2]))
-        .unwrap();
+    let w = g.input("w", InputRole::Param, Type::f32([2, 3, 6])).unwrap();
+    let bm = g.input("bm", InputRole::Data, Type::f32([7, 1, 5, 2])).unwrap();
     let mm = g.matmul(bm, w).unwrap_err();
     assert!(mm.to_string().contains("matmul"), "{mm}");
-    let v = g
-        .input("v", InputRole::Data, Type::f32([4, 2, 5, 2]))
-        .unwrap();
-    let w2 = g
-        .input("w2", InputRole::Data, Type::f32([2, 2, 6]))
-        .unwrap();
+    let v = g.input("v", InputRole::Data, Type::f32([4, 2, 5, 2])).unwrap();
+    let w2 = g.input("w2", InputRole::Data, Type::f32([2, 2, 6])).unwrap();
     let p = g.matmul(v, w2).unwrap();
     assert_eq!(g.ty(p).unwrap().shape, vec![4, 2, 5, 6]);
 }

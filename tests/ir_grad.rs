@@ -63,23 +63,11 @@ fn binary_ops_with_broadcasting() {
             // b's shape is a's with some dims set to 1 and maybe leading dims
             // dropped, so the broadcast VJP (a sum) is exercised on either side.
             let a_shape = any_shape(&mut rng);
-            let mut b_shape: Vec<usize> = a_shape
-                .iter()
-                .map(|&d| if rng.below(2) == 0 { 1 } else { d })
-                .collect();
+            let mut b_shape: Vec<usize> = a_shape.iter().map(|&d| if rng.below(2) == 0 { 1 } else { d }).collect();
             b_shape.drain(..rng.below(b_shape.len() + 1));
-            let (a_shape, b_shape) = if seed % 2 == 0 {
-                (a_shape, b_shape)
-            } else {
-                (b_shape, a_shape)
-            };
-            let args = [
-                Arg::f32(&mut rng, "a", &a_shape, lo, hi),
-                Arg::f32(&mut rng, "b", &b_shape, lo, hi),
-            ];
-            grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-                g.broadcast_binary(op, x[0], x[1])
-            });
+            let (a_shape, b_shape) = if seed % 2 == 0 { (a_shape, b_shape) } else { (b_shape, a_shape) };
+            let args = [Arg::f32(&mut rng, "a", &a_shape, lo, hi), Arg::f32(&mut rng, "b", &b_shape, lo, hi)];
+            grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.broadcast_binary(op, x[0], x[1]));
         }
     }
 }
@@ -131,9 +119,7 @@ fn reductions() {
             let shape = rng.shape(rank, 4);
             let axes: Vec<usize> = (0..rank).filter(|_| rng.below(2) == 0).collect();
             let args = [Arg::f32(&mut rng, "x", &shape, -2.0, 2.0)];
-            grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-                g.reduce(op, x[0], &axes)
-            });
+            grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.reduce(op, x[0], &axes));
         }
     }
 }
@@ -146,42 +132,23 @@ fn movement_ops() {
         let args = [Arg::f32(&mut rng, "x", &shape, -2.0, 2.0)];
         let n: usize = shape.iter().product();
         grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.reshape(x[0], &[n]));
-        let perm = [
-            [0, 1, 2],
-            [2, 0, 1],
-            [1, 2, 0],
-            [2, 1, 0],
-            [0, 2, 1],
-            [1, 0, 2],
-        ][seed as usize];
+        let perm = [[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0], [0, 2, 1], [1, 0, 2]][seed as usize];
         grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.permute(x[0], &perm));
         let mut wide = vec![2];
         wide.extend(shape.iter().map(|&d| if d == 1 { 3 } else { d }));
-        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-            g.broadcast_to(x[0], &wide)
-        });
+        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.broadcast_to(x[0], &wide));
         let start: Vec<usize> = shape.iter().map(|&d| rng.below(d)).collect();
-        let end: Vec<usize> = shape
-            .iter()
-            .zip(&start)
-            .map(|(&d, &s)| s + 1 + rng.below(d - s))
-            .collect();
+        let end: Vec<usize> = shape.iter().zip(&start).map(|(&d, &s)| s + 1 + rng.below(d - s)).collect();
         let step: Vec<usize> = (0..3).map(|_| 1 + rng.below(3)).collect();
-        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-            g.slice(x[0], &start, &end, &step)
-        });
+        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.slice(x[0], &start, &end, &step));
         let lo: Vec<usize> = (0..3).map(|_| rng.below(3)).collect();
         let hi: Vec<usize> = (0..3).map(|_| rng.below(3)).collect();
-        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-            g.pad(x[0], &lo, &hi, 0.5)
-        });
+        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.pad(x[0], &lo, &hi, 0.5));
         let axis = rng.below(3);
         let mut other = shape.clone();
         other[axis] = 1 + rng.below(3);
         let two = [args[0].clone(), Arg::f32(&mut rng, "y", &other, -2.0, 2.0)];
-        grad_check(&two, &|g: &mut Graph, x: &[NodeId]| {
-            g.concat(&[x[0], x[1], x[0]], axis)
-        });
+        grad_check(&two, &|g: &mut Graph, x: &[NodeId]| g.concat(&[x[0], x[1], x[0]], axis));
     }
 }
 
@@ -192,74 +159,37 @@ fn contractions() {
         (
             &[3, 4],
             &[4, 2],
-            Contract {
-                lhs_batch: vec![],
-                rhs_batch: vec![],
-                lhs_contract: vec![1],
-                rhs_contract: vec![0],
-            },
+            Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![0] },
         ),
         // batched matmul
         (
             &[2, 3, 4],
             &[2, 4, 1],
-            Contract {
-                lhs_batch: vec![0],
-                rhs_batch: vec![0],
-                lhs_contract: vec![2],
-                rhs_contract: vec![1],
-            },
+            Contract { lhs_batch: vec![0], rhs_batch: vec![0], lhs_contract: vec![2], rhs_contract: vec![1] },
         ),
         // batch dims out of front, two contracted dims in swapped order
         (
             &[3, 2, 4, 2],
             &[3, 2, 5, 2],
-            Contract {
-                lhs_batch: vec![1],
-                rhs_batch: vec![1],
-                lhs_contract: vec![3, 0],
-                rhs_contract: vec![3, 0],
-            },
+            Contract { lhs_batch: vec![1], rhs_batch: vec![1], lhs_contract: vec![3, 0], rhs_contract: vec![3, 0] },
         ),
         // outer product
-        (
-            &[3],
-            &[2],
-            Contract {
-                lhs_batch: vec![],
-                rhs_batch: vec![],
-                lhs_contract: vec![],
-                rhs_contract: vec![],
-            },
-        ),
+        (&[3], &[2], Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![], rhs_contract: vec![] }),
     ];
     for (i, (ls, rs, dims)) in cases.into_iter().enumerate() {
         let mut rng = Rng(500 + i as u64);
-        let args = [
-            Arg::f32(&mut rng, "a", ls, -1.0, 1.0),
-            Arg::f32(&mut rng, "b", rs, -1.0, 1.0),
-        ];
-        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-            g.contract(x[0], x[1], dims.clone())
-        });
+        let args = [Arg::f32(&mut rng, "a", ls, -1.0, 1.0), Arg::f32(&mut rng, "b", rs, -1.0, 1.0)];
+        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.contract(x[0], x[1], dims.clone()));
     }
 }
 
 #[test]
 fn matmul_helper_shapes() {
-    let cases: [(&[usize], &[usize]); 5] = [
-        (&[3, 4], &[4, 2]),
-        (&[2, 3, 4], &[4, 2]),
-        (&[2, 1, 3, 4], &[3, 4, 2]),
-        (&[4], &[4, 2]),
-        (&[3, 4], &[4]),
-    ];
+    let cases: [(&[usize], &[usize]); 5] =
+        [(&[3, 4], &[4, 2]), (&[2, 3, 4], &[4, 2]), (&[2, 1, 3, 4], &[3, 4, 2]), (&[4], &[4, 2]), (&[3, 4], &[4])];
     for (i, (ls, rs)) in cases.into_iter().enumerate() {
         let mut rng = Rng(600 + i as u64);
-        let args = [
-            Arg::f32(&mut rng, "a", ls, -1.0, 1.0),
-            Arg::f32(&mut rng, "b", rs, -1.0, 1.0),
-        ];
+        let args = [Arg::f32(&mut rng, "a", ls, -1.0, 1.0), Arg::f32(&mut rng, "b", rs, -1.0, 1.0)];
         grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.matmul(x[0], x[1]));
     }
 }
@@ -273,22 +203,12 @@ fn gather_and_scatter_add() {
         let dim = shape[axis];
         // Indices include repeats and out-of-range values (-1 and dim).
         let idx: Vec<i32> = (0..5).map(|_| rng.below(dim + 2) as i32 - 1).collect();
-        let args = [
-            Arg::f32(&mut rng, "data", &shape, -2.0, 2.0),
-            Arg::i32("idx", &[5], idx.clone()),
-        ];
-        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-            g.gather(x[0], x[1], axis)
-        });
+        let args = [Arg::f32(&mut rng, "data", &shape, -2.0, 2.0), Arg::i32("idx", &[5], idx.clone())];
+        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.gather(x[0], x[1], axis));
         let mut upd_shape = shape.clone();
         upd_shape[axis] = 5;
-        let args = [
-            Arg::i32("idx", &[5], idx),
-            Arg::f32(&mut rng, "upd", &upd_shape, -2.0, 2.0),
-        ];
-        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-            g.scatter_add(x[0], x[1], axis, dim)
-        });
+        let args = [Arg::i32("idx", &[5], idx), Arg::f32(&mut rng, "upd", &upd_shape, -2.0, 2.0)];
+        grad_check(&args, &|g: &mut Graph, x: &[NodeId]| g.scatter_add(x[0], x[1], axis, dim));
     }
 }
 
@@ -317,13 +237,8 @@ fn cross_entropy(g: &mut Graph, logits: NodeId, labels: NodeId) -> Result<NodeId
 #[test]
 fn softmax_cross_entropy() {
     let mut rng = Rng(800);
-    let args = [
-        Arg::f32(&mut rng, "logits", &[4, 5], -3.0, 3.0),
-        Arg::i32("y", &[4], vec![0, 4, 2, 2]),
-    ];
-    grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
-        cross_entropy(g, x[0], x[1])
-    });
+    let args = [Arg::f32(&mut rng, "logits", &[4, 5], -3.0, 3.0), Arg::i32("y", &[4], vec![0, 4, 2, 2])];
+    grad_check(&args, &|g: &mut Graph, x: &[NodeId]| cross_entropy(g, x[0], x[1]));
 }
 
 #[test]
@@ -372,10 +287,7 @@ fn two_layer_mlp_loss() {
 #[test]
 fn embedding_lookup() {
     let mut rng = Rng(1100);
-    let args = [
-        Arg::f32(&mut rng, "table", &[5, 3], -1.0, 1.0),
-        Arg::i32("tokens", &[2, 3], vec![0, 4, 4, 1, 0, 2]),
-    ];
+    let args = [Arg::f32(&mut rng, "table", &[5, 3], -1.0, 1.0), Arg::i32("tokens", &[2, 3], vec![0, 4, 4, 1, 0, 2])];
     grad_check(&args, &|g: &mut Graph, x: &[NodeId]| {
         let e = g.gather(x[0], x[1], 0)?; // [2, 3, 3]
         g.tanh(e)
@@ -414,34 +326,22 @@ fn causal_attention() {
 fn stop_gradient_blocks() {
     // d/dx sum(x * stop_gradient(x)) = x, where finite differences would say 2x.
     let mut g = Graph::new();
-    let x = g
-        .input("x", nnc::ir::InputRole::Param, nnc::ir::Type::f32([3]))
-        .unwrap();
+    let x = g.input("x", nnc::ir::InputRole::Param, nnc::ir::Type::f32([3])).unwrap();
     let s = g.stop_gradient(x).unwrap();
     let p = g.mul(x, s).unwrap();
     let loss = g.sum_all(p).unwrap();
     let d = nnc::autodiff::grad(&mut g, loss, &[x]).unwrap()[0];
     g.set_output("d", d).unwrap();
-    let args = [Arg {
-        name: "x".into(),
-        ty: nnc::ir::Type::f32([3]),
-        data: vec![1.0, -2.0, 3.0],
-        diff: true,
-    }];
-    let out =
-        nnc::ir::interp::run(&g, &ir_util::feeds(&args), nnc::ir::interp::Precision::F64).unwrap();
+    let args = [Arg { name: "x".into(), ty: nnc::ir::Type::f32([3]), data: vec![1.0, -2.0, 3.0], diff: true }];
+    let out = nnc::ir::interp::run(&g, &ir_util::feeds(&args), nnc::ir::interp::Precision::F64).unwrap();
     assert_eq!(out[0].to_f64s(), vec![1.0, -2.0, 3.0]);
 }
 
 #[test]
 fn unused_parameter_gets_zeros() {
     let mut g = Graph::new();
-    let x = g
-        .input("x", nnc::ir::InputRole::Param, nnc::ir::Type::f32([3]))
-        .unwrap();
-    let unused = g
-        .input("u", nnc::ir::InputRole::Param, nnc::ir::Type::f32([2, 2]))
-        .unwrap();
+    let x = g.input("x", nnc::ir::InputRole::Param, nnc::ir::Type::f32([3])).unwrap();
+    let unused = g.input("u", nnc::ir::InputRole::Param, nnc::ir::Type::f32([2, 2])).unwrap();
     let loss = g.sum_all(x).unwrap();
     let grads = nnc::autodiff::grad(&mut g, loss, &[x, unused]).unwrap();
     assert_eq!(g.splat(grads[1]), Some(0.0));
@@ -452,23 +352,9 @@ fn unused_parameter_gets_zeros() {
 #[test]
 fn grad_rejects_non_scalar_loss_and_integer_wrt() {
     let mut g = Graph::new();
-    let x = g
-        .input("x", nnc::ir::InputRole::Param, nnc::ir::Type::f32([3]))
-        .unwrap();
-    let i = g
-        .input(
-            "i",
-            nnc::ir::InputRole::Data,
-            nnc::ir::Type::new(DType::I32, [3]),
-        )
-        .unwrap();
-    assert!(matches!(
-        nnc::autodiff::grad(&mut g, x, &[x]),
-        Err(IrError::Grad(_))
-    ));
+    let x = g.input("x", nnc::ir::InputRole::Param, nnc::ir::Type::f32([3])).unwrap();
+    let i = g.input("i", nnc::ir::InputRole::Data, nnc::ir::Type::new(DType::I32, [3])).unwrap();
+    assert!(matches!(nnc::autodiff::grad(&mut g, x, &[x]), Err(IrError::Grad(_))));
     let loss = g.sum_all(x).unwrap();
-    assert!(matches!(
-        nnc::autodiff::grad(&mut g, loss, &[i]),
-        Err(IrError::Grad(_))
-    ));
+    assert!(matches!(nnc::autodiff::grad(&mut g, loss, &[i]), Err(IrError::Grad(_))));
 }

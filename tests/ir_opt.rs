@@ -13,43 +13,22 @@ use nnc::opt::{cse, dce, fold, optimize, simplify};
 /// Bitwise equality at f32 precision, except that NaNs match each other and
 /// ±0 match (the documented freedom of `x + 0 → x`).
 fn same_results(a: &[Value], b: &[Value]) -> bool {
-    a.iter().zip(b).all(|(x, y)| {
-        x.to_f64s()
-            .iter()
-            .zip(y.to_f64s())
-            .all(|(p, q)| *p == q || (p.is_nan() && q.is_nan()))
-    })
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| x.to_f64s().iter().zip(y.to_f64s()).all(|(p, q)| *p == q || (p.is_nan() && q.is_nan())))
 }
 
 /// A random expression DAG over two inputs: every op kind with constants mixed
 /// in, so simplification and folding rules all get a chance to fire.
 fn random_graph(rng: &mut Rng, unfolded: bool) -> Graph {
-    let mut g = if unfolded {
-        Graph::unfolded()
-    } else {
-        Graph::new()
-    };
+    let mut g = if unfolded { Graph::unfolded() } else { Graph::new() };
     let mut pool: Vec<NodeId> = vec![
         g.input("a", InputRole::Data, Type::f32([3])).unwrap(),
         g.input("b", InputRole::Data, Type::f32([3])).unwrap(),
     ];
-    let unary = [
-        UnaryOp::Neg,
-        UnaryOp::Exp,
-        UnaryOp::Tanh,
-        UnaryOp::Abs,
-        UnaryOp::Sqrt,
-        UnaryOp::Recip,
-        UnaryOp::Floor,
-    ];
-    let binary = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Max,
-        BinaryOp::Min,
-    ];
+    let unary =
+        [UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Abs, UnaryOp::Sqrt, UnaryOp::Recip, UnaryOp::Floor];
+    let binary = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
     let consts = [0.0, 1.0, -1.0, 2.0, 0.5, 0.25, 3.0];
     for _ in 0..12 {
         let pick = |rng: &mut Rng, pool: &[NodeId]| pool[rng.below(pool.len())];
@@ -77,10 +56,7 @@ fn random_graph(rng: &mut Rng, unfolded: bool) -> Graph {
 
 #[test]
 fn optimize_preserves_random_graphs() {
-    let args = [
-        Arg::f32(&mut Rng(1), "a", &[3], -2.0, 2.0),
-        Arg::f32(&mut Rng(2), "b", &[3], -2.0, 2.0),
-    ];
+    let args = [Arg::f32(&mut Rng(1), "a", &[3], -2.0, 2.0), Arg::f32(&mut Rng(2), "b", &[3], -2.0, 2.0)];
     let inputs: HashMap<String, Value> = feeds(&args);
     for seed in 0..300 {
         let mut rng = Rng(seed);
@@ -89,10 +65,7 @@ fn optimize_preserves_random_graphs() {
         let opt = optimize(&g).unwrap();
         verify(&opt).unwrap();
         let after = run(&opt, &inputs, Precision::F32).unwrap();
-        assert!(
-            same_results(&before, &after),
-            "seed {seed}: {before:?} vs {after:?}\n{g}\n{opt}"
-        );
+        assert!(same_results(&before, &after), "seed {seed}: {before:?} vs {after:?}\n{g}\n{opt}");
         assert!(opt.len() <= g.len(), "seed {seed} grew the graph");
     }
 }
@@ -135,19 +108,12 @@ fn cse_merges_duplicates_from_unfolded_graphs() {
     let b = g.input("b", InputRole::Data, Type::f32([2])).unwrap();
     let s1 = g.add(a, b).unwrap();
     let s2 = g.add(b, a).unwrap();
-    assert_eq!(
-        s1, s2,
-        "commutative operands are ordered even without folding"
-    );
+    assert_eq!(s1, s2, "commutative operands are ordered even without folding");
     // The builder never makes duplicates; a raw graph can.
     let mut nodes = g.nodes().to_vec();
     nodes.push(nodes[s1.index()].clone());
     let dup = NodeId(nodes.len() as u32 - 1);
-    let mul = nnc::ir::Node {
-        op: Op::Binary(BinaryOp::Mul),
-        inputs: vec![s1, dup],
-        ty: Type::f32([2]),
-    };
+    let mul = nnc::ir::Node { op: Op::Binary(BinaryOp::Mul), inputs: vec![s1, dup], ty: Type::f32([2]) };
     nodes.push(mul);
     let raw = Graph::from_raw(nodes, vec![("m".into(), NodeId(dup.0 + 1))]);
     verify(&raw).unwrap();
@@ -181,8 +147,7 @@ fn fold_evaluates_literal_subgraphs() {
     let folded = fold::run(&g).unwrap();
     let out = dce::run(&folded).unwrap();
     assert_eq!(out.len(), 1, "{out}");
-    let want = (1f64.exp() as f32 as f64 + 2f64.exp() as f32 as f64 + 3f64.exp() as f32 as f64)
-        as f32 as f64;
+    let want = (1f64.exp() as f32 as f64 + 2f64.exp() as f32 as f64 + 3f64.exp() as f32 as f64) as f32 as f64;
     let got = out.splat(out.output("s").unwrap()).unwrap();
     assert!((got - want).abs() <= 1e-6 * want, "{got} vs {want}");
 }
@@ -200,9 +165,6 @@ fn simplify_removes_negations_and_divisions() {
     let out = dce::run(&simplify::run(&g).unwrap()).unwrap();
     let text = out.to_string();
     assert!(text.contains("= sub %0, %1"), "{text}");
-    assert!(
-        text.contains("= mul") && text.contains("const[0.25]"),
-        "{text}"
-    );
+    assert!(text.contains("= mul") && text.contains("const[0.25]"), "{text}");
     assert!(!text.contains("neg") && !text.contains("div"), "{text}");
 }

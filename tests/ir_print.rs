@@ -7,9 +7,7 @@ use nnc::ir::{DType, Graph, InputRole, NodeId, Type, dot};
 fn mlp() -> (Graph, NodeId) {
     let mut g = Graph::new();
     let x = g.input("x", InputRole::Data, Type::f32([4, 3])).unwrap();
-    let y = g
-        .input("y", InputRole::Data, Type::new(DType::I32, [4]))
-        .unwrap();
+    let y = g.input("y", InputRole::Data, Type::new(DType::I32, [4])).unwrap();
     let w1 = g.input("w1", InputRole::Param, Type::f32([3, 5])).unwrap();
     let b1 = g.input("b1", InputRole::Param, Type::f32([5])).unwrap();
     let w2 = g.input("w2", InputRole::Param, Type::f32([5, 2])).unwrap();
@@ -53,8 +51,5 @@ fn dot_output_is_well_formed() {
     let d = dot(&g);
     assert!(d.starts_with("digraph nnc {") && d.ends_with("}\n"));
     assert_eq!(d.matches("label=\"").count(), g.len() + g.outputs().len());
-    assert!(
-        d.contains("n0 [label=\"%0 = input[\\\"x\\\" data] : f32[4,3]\"];"),
-        "{d}"
-    );
+    assert!(d.contains("n0 [label=\"%0 = input[\\\"x\\\" data] : f32[4,3]\"];"), "{d}");
 }

@@ -9,10 +9,10 @@
 //! 1/255 scaling of pixels), which moves results by ~1e-8 relative; a
 //! wrong rule moves them by O(1).
 
+use ndarray::{ArrayD, IxDyn};
 use nnc::autodiff;
 use nnc::ir::interp::{self, Precision, Value};
 use nnc::ir::{Graph, NodeId, Op};
-use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -51,7 +51,12 @@ fn input_name(g: &Graph, id: NodeId) -> String {
 }
 
 /// Append gradients of `loss` w.r.t. the named inputs, evaluate in f64.
-fn loss_and_grads(mut g: Graph, loss: NodeId, names: &[String], vals: &HashMap<String, Value>) -> (f64, HashMap<String, ArrayD<f64>>) {
+fn loss_and_grads(
+    mut g: Graph,
+    loss: NodeId,
+    names: &[String],
+    vals: &HashMap<String, Value>,
+) -> (f64, HashMap<String, ArrayD<f64>>) {
     let ids: Vec<NodeId> = names.iter().map(|n| g.find_input(n).unwrap()).collect();
     let grads = autodiff::grad(&mut g, loss, &ids).unwrap();
     g.set_output("oracle/loss", loss).unwrap();
@@ -112,7 +117,8 @@ fn transformer_block_gradients_match_jax() {
     let (mut program, diags) = nnc::resolve::load_str("oracle.nn", "use std.nn.Block\n");
     assert!(diags.is_empty());
     let (b, t, d) = (2, 5, 16);
-    let traced = nnc::lower::trace(&mut program, "Block(16, 2)(x)", &[("x", nnc::ir::DType::F32, vec![b, t, d])]).unwrap();
+    let traced =
+        nnc::lower::trace(&mut program, "Block(16, 2)(x)", &[("x", nnc::ir::DType::F32, vec![b, t, d])]).unwrap();
     let mut g = traced.graph;
     let n = b * t * d;
     let mut vals: HashMap<String, Value> = HashMap::new();

@@ -12,11 +12,11 @@
 //! Inputs are drawn from N(0, 1), so landing within eps of a kink (relu,
 //! max, abs, a clamp) has probability ~1e-6 per element.
 
+use ndarray::{ArrayD, IxDyn};
 use nnc::autodiff;
 use nnc::ir::interp::{self, Precision, Value};
 use nnc::ir::{DType, Graph, InputRole, NodeId, Op, Type};
 use nnc::runner::data::{SplitMix64, mix64};
-use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
 const PRELUDE: &str = "
@@ -89,7 +89,8 @@ fn build(case: &Case) -> (Graph, Vec<String>, NodeId, Vec<NodeId>) {
     let (mut program, diags) = nnc::resolve::load_str("grad.nn", PRELUDE);
     assert!(diags.is_empty(), "prelude: {:?}", diags.iter().map(|d| &d.message).collect::<Vec<_>>());
     let inputs: Vec<(&str, DType, Vec<usize>)> = case.inputs.iter().map(|(n, d, s, _)| (*n, *d, s.clone())).collect();
-    let traced = nnc::lower::trace(&mut program, case.expr, &inputs).unwrap_or_else(|d| panic!("{}: {}", case.expr, d.message));
+    let traced =
+        nnc::lower::trace(&mut program, case.expr, &inputs).unwrap_or_else(|d| panic!("{}: {}", case.expr, d.message));
     let mut g = traced.graph;
     let out = g.output("out").unwrap();
     let out_ty = g.ty(out).unwrap();
@@ -160,7 +161,8 @@ fn check(case: &Case, seed: u64) {
         let Value::F64(x0) = vals[name].clone() else { unreachable!("f32 inputs are given as f64") };
         let n = x0.len();
         // Every element of small tensors; a fixed sample of large ones.
-        let picks: Vec<usize> = if n <= 48 { (0..n).collect() } else { (0..48).map(|i| (mix64(seed + i) % n as u64) as usize).collect() };
+        let picks: Vec<usize> =
+            if n <= 48 { (0..n).collect() } else { (0..48).map(|i| (mix64(seed + i) % n as u64) as usize).collect() };
         for k in picks {
             let mut plus = x0.clone();
             plus.as_slice_mut().unwrap()[k] += eps;

@@ -43,8 +43,7 @@ fn cases() -> Vec<Case> {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "nn"))
         .map(|path| {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             Case { name, sets: directives(&text), path }
         })
         .collect();
@@ -68,12 +67,7 @@ fn diff(expected: &str, actual: &str) -> String {
     let e: Vec<&str> = expected.lines().collect();
     let a: Vec<&str> = actual.lines().collect();
     let prefix = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
-    let suffix = e[prefix..]
-        .iter()
-        .rev()
-        .zip(a[prefix..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let suffix = e[prefix..].iter().rev().zip(a[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
     let mut out = String::new();
     let from = prefix.saturating_sub(2);
     for l in &e[from..prefix] {
@@ -158,11 +152,6 @@ fn ui() {
         }
     }
     if !failures.is_empty() {
-        panic!(
-            "{} of {} UI cases failed:\n\n{}",
-            failures.len(),
-            cases.len(),
-            failures.join("\n==========\n\n")
-        );
+        panic!("{} of {} UI cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n==========\n\n"));
     }
 }

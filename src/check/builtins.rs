@@ -109,7 +109,8 @@ impl Args {
 
 impl Checker<'_> {
     pub(super) fn builtin(&mut self, b: Builtin, args: Vec<ArgVal>, call: Span) -> Val {
-        let specs: Vec<ParamSpec> = b.params().iter().map(|(n, r)| ParamSpec { name: n, required: *r, span: None }).collect();
+        let specs: Vec<ParamSpec> =
+            b.params().iter().map(|(n, r)| ParamSpec { name: n, required: *r, span: None }).collect();
         let Some(slots) = self.bind_args(b.name(), &specs, args, call) else { return Val::Error };
         let a = Args { slots, call };
         if a.slots.iter().flatten().any(|s| s.val.is_error()) {
@@ -133,7 +134,9 @@ impl Checker<'_> {
             Take => self.take(&a),
             OneHot => self.one_hot(&a),
             Arange => match a.val(0) {
-                Val::Int(d) => Val::tensor(DType::I32, Shape::of(vec![d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")))])),
+                Val::Int(d) => {
+                    Val::tensor(DType::I32, Shape::of(vec![d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")))]))
+                }
                 v => self.error(expected("an int", &self.show(&v), a.span(0))),
             },
             RandLike | RandnLike | StopGradient => self.float_tensor(&a, 0).map_or(Val::Error, Val::Tensor),
@@ -245,7 +248,9 @@ impl Checker<'_> {
             Some((v, span)) => self.axis(&v, span, &t.shape, 0).into_iter().collect(),
         };
         if matches!(b, Builtin::Sum | Builtin::Mean) && t.dtype == DType::Bool {
-            let d = Diag::error(format!("`{}` of a bool tensor", b.name())).at(a.span(0), "bool").help("cast with `f32(x)` first");
+            let d = Diag::error(format!("`{}` of a bool tensor", b.name()))
+                .at(a.span(0), "bool")
+                .help("cast with `f32(x)` first");
             return self.error(d);
         }
         let mut dims = Vec::new();
@@ -262,16 +267,24 @@ impl Checker<'_> {
     fn where_(&mut self, a: &Args) -> Val {
         let cond = match a.val(0) {
             Val::Tensor(t) if t.dtype == DType::Bool => t,
-            v => return self.error(expected("a bool tensor", &self.show(&v), a.span(0)).help("build one with a comparison: `x > 0.0`")),
+            v => {
+                return self.error(
+                    expected("a bool tensor", &self.show(&v), a.span(0)).help("build one with a comparison: `x > 0.0`"),
+                );
+            }
         };
         let (x, y) = (a.val(1), a.val(2));
         let (Some(tx), Some(ty)) = (self.as_tensor(&x, &y, a.span(1)), self.as_tensor(&y, &x, a.span(2))) else {
             return Val::Error;
         };
         if tx.dtype != ty.dtype {
-            let d = Diag::error(format!("`where` branches have different dtypes: {} and {}", tx.dtype.name(), ty.dtype.name()))
-                .at(a.span(1), tx.dtype.name())
-                .label(a.span(2), ty.dtype.name());
+            let d = Diag::error(format!(
+                "`where` branches have different dtypes: {} and {}",
+                tx.dtype.name(),
+                ty.dtype.name()
+            ))
+            .at(a.span(1), tx.dtype.name())
+            .label(a.span(2), ty.dtype.name());
             return self.error(d);
         }
         let shape = tx.shape.broadcast(&ty.shape).and_then(|s| s.broadcast(&cond.shape));
@@ -291,7 +304,11 @@ impl Checker<'_> {
                         Val::Int(d) => out.push(d),
                         Val::Error => return None,
                         v => {
-                            self.diags.push(expected("a list of ints", &format!("a list holding {}", self.show(&v)), a.span(i)));
+                            self.diags.push(expected(
+                                "a list of ints",
+                                &format!("a list holding {}", self.show(&v)),
+                                a.span(i),
+                            ));
                             return None;
                         }
                     }
@@ -355,7 +372,9 @@ impl Checker<'_> {
     /// Dims with opaque quotients (`d/h`) can't be compared: the check
     /// happens when the model is instantiated with numbers.
     fn has_opaque(&self, a: &Dim, b: &Dim) -> bool {
-        a.syms().chain(b.syms()).any(|s| self.sym_names.get(s.0 as usize).is_some_and(|n| n.starts_with('(') || n == "?"))
+        a.syms()
+            .chain(b.syms())
+            .any(|s| self.sym_names.get(s.0 as usize).is_some_and(|n| n.starts_with('(') || n == "?"))
     }
 
     fn permute(&mut self, a: &Args) -> Val {
@@ -372,14 +391,18 @@ impl Checker<'_> {
                     dims.push(t.shape.dims[k].clone());
                 }
                 _ => {
-                    let d = Diag::error(format!("`{:?}` is not a permutation of the {n} axes", perm.iter().map(|p| p.unwrap_or(-99)).collect::<Vec<_>>()))
-                        .at(a.span(1), "bad permutation");
+                    let d = Diag::error(format!(
+                        "`{:?}` is not a permutation of the {n} axes",
+                        perm.iter().map(|p| p.unwrap_or(-99)).collect::<Vec<_>>()
+                    ))
+                    .at(a.span(1), "bad permutation");
                     return self.error(d);
                 }
             }
         }
         if dims.len() != n {
-            return self.error(Diag::error(format!("a permutation of rank {n} needs {n} axes")).at(a.span(1), "wrong length"));
+            return self
+                .error(Diag::error(format!("a permutation of rank {n} needs {n} axes")).at(a.span(1), "wrong length"));
         }
         Val::tensor(t.dtype, Shape::of(dims))
     }
@@ -388,7 +411,8 @@ impl Checker<'_> {
         let Some(t) = self.tensor(a, 0) else { return Val::Error };
         let get = |i: usize, default: i64| if a.has(i) { a.val(i) } else { Val::Int(Some(Dim::constant(default))) };
         let (va, vb) = (get(1, -2), get(2, -1));
-        let (Some(x), Some(y)) = (self.axis(&va, a.span(1), &t.shape, 0), self.axis(&vb, a.span(2), &t.shape, 0)) else {
+        let (Some(x), Some(y)) = (self.axis(&va, a.span(1), &t.shape, 0), self.axis(&vb, a.span(2), &t.shape, 0))
+        else {
             return Val::Error;
         };
         let mut dims = t.shape.dims.clone();
@@ -404,7 +428,8 @@ impl Checker<'_> {
         if b == Builtin::Unsqueeze {
             dims.insert(k, Dim::constant(1));
         } else if !dims[k].is_one() {
-            let d = Diag::error(format!("cannot squeeze axis of size {}", self.show_dim(&dims[k]))).at(a.span(1), "not 1");
+            let d =
+                Diag::error(format!("cannot squeeze axis of size {}", self.show_dim(&dims[k]))).at(a.span(1), "not 1");
             return self.error(d);
         } else {
             dims.remove(k);
@@ -421,7 +446,13 @@ impl Checker<'_> {
             match x {
                 Val::Tensor(t) => ts.push(t.clone()),
                 Val::Error => return Val::Error,
-                v => return self.error(expected("a list of tensors", &format!("a list holding {}", self.show(v)), a.span(0))),
+                v => {
+                    return self.error(expected(
+                        "a list of tensors",
+                        &format!("a list holding {}", self.show(v)),
+                        a.span(0),
+                    ));
+                }
             }
         }
         let Some(first) = ts.first().cloned() else {
@@ -435,7 +466,12 @@ impl Checker<'_> {
             let same_rest = t.shape.rest == first.shape.rest && t.shape.dims.len() == first.shape.dims.len();
             let mismatch = !same_rest
                 || t.dtype != first.dtype
-                || t.shape.dims.iter().zip(&first.shape.dims).enumerate().any(|(i, (x, y))| (extra == 1 || i != k) && x != y);
+                || t.shape
+                    .dims
+                    .iter()
+                    .zip(&first.shape.dims)
+                    .enumerate()
+                    .any(|(i, (x, y))| (extra == 1 || i != k) && x != y);
             if mismatch {
                 let d = Diag::error(format!(
                     "`{}` needs matching tensors, found {}{} and {}{}",
@@ -446,7 +482,11 @@ impl Checker<'_> {
                     self.show_shape(&t.shape)
                 ))
                 .at(a.span(0), "these tensors")
-                .help(if extra == 1 { "stacked tensors must have the same shape" } else { "all dims but the joined axis must be equal" });
+                .help(if extra == 1 {
+                    "stacked tensors must have the same shape"
+                } else {
+                    "all dims but the joined axis must be equal"
+                });
                 return self.error(d);
             }
             if extra == 0 {
@@ -524,7 +564,9 @@ impl Checker<'_> {
         let stride = if a.has(2) { dim_or(a.val(2), 1) } else { Some(Dim::constant(1)) };
         let pad = if a.has(3) { dim_or(a.val(3), 0) } else { Some(Dim::constant(0)) };
         let (Some(stride), Some(pad), [Some(kh), Some(kw)]) = (stride, pad, size.as_slice()) else {
-            return self.error(Diag::error("`patches` needs `size: [kh, kw]`, `stride` and `padding` as ints").at(a.call, "here"));
+            return self.error(
+                Diag::error("`patches` needs `size: [kh, kw]`, `stride` and `padding` as ints").at(a.call, "here"),
+            );
         };
         if stride.as_const().is_some_and(|s| s < 1) || pad.as_const().is_some_and(|p| p < 0) {
             return self.error(Diag::error("stride must be ≥ 1 and padding ≥ 0").at(a.call, "here"));
@@ -534,8 +576,12 @@ impl Checker<'_> {
         for (dim, k) in [(&d[1], kh), (&d[2], kw)] {
             let span_len = dim.add(&pad.mul(&Dim::constant(2))).sub(k);
             if span_len.as_const().is_some_and(|v| v < 0) {
-                let e = Diag::error(format!("a {}-wide window does not fit in a dim of {}", self.show_dim(k), self.show_dim(dim)))
-                    .at(a.span(1), "window too large");
+                let e = Diag::error(format!(
+                    "a {}-wide window does not fit in a dim of {}",
+                    self.show_dim(k),
+                    self.show_dim(dim)
+                ))
+                .at(a.span(1), "window too large");
                 return self.error(e);
             }
             // Windows that do not fit at the end are dropped: floor division.
@@ -568,7 +614,8 @@ impl Checker<'_> {
     fn init(&mut self, a: &Args) -> Val {
         for slot in a.slots.iter().flatten() {
             if !matches!(slot.val, Val::Int(_) | Val::Float) {
-                let d = expected("a number", &self.show(&slot.val), slot.span).help("initialiser parameters are compile-time numbers");
+                let d = expected("a number", &self.show(&slot.val), slot.span)
+                    .help("initialiser parameters are compile-time numbers");
                 return self.error(d);
             }
         }

@@ -62,7 +62,10 @@ impl Checker<'_> {
                         let mut d = Diag::error(format!("`{callee}` has no parameter `{}`", n.name))
                             .at(n.span, "unknown parameter");
                         let hint = did_you_mean(&n.name, params.iter().map(|p| p.name)).unwrap_or_else(|| {
-                            format!("its parameters are: {}", params.iter().map(|p| p.name).collect::<Vec<_>>().join(", "))
+                            format!(
+                                "its parameters are: {}",
+                                params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                            )
                         });
                         d = d.help(hint);
                         self.diags.push(d);

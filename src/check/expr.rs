@@ -165,11 +165,13 @@ impl Checker<'_> {
     fn const_binary(&mut self, op: BinOp, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> Val {
         use BinOp::*;
         match (op, &a, &b) {
-            (Add | Sub | Mul, Val::Int(x), Val::Int(y)) => Val::Int(x.as_ref().zip(y.as_ref()).map(|(x, y)| match op {
-                Add => x.add(y),
-                Sub => x.sub(y),
-                _ => x.mul(y),
-            })),
+            (Add | Sub | Mul, Val::Int(x), Val::Int(y)) => {
+                Val::Int(x.as_ref().zip(y.as_ref()).map(|(x, y)| match op {
+                    Add => x.add(y),
+                    Sub => x.sub(y),
+                    _ => x.mul(y),
+                }))
+            }
             // Sizes divide exactly (`d / heads`); constants that don't give a float.
             (Div, Val::Int(Some(x)), Val::Int(Some(y))) => match (x.as_const(), y.as_const()) {
                 (Some(p), Some(q)) if q != 0 && p % q != 0 => Val::Float,
@@ -188,10 +190,11 @@ impl Checker<'_> {
             }),
             (Eq | Ne, Val::Bool(_), Val::Bool(_)) => Val::Bool(None),
             _ => {
-                let d = Diag::error(format!("`{}` cannot combine {} and {}", op.symbol(), self.show(&a), self.show(&b)))
-                    .at(span, "invalid operands")
-                    .label(sa, format!("this is {}", self.show(&a)))
-                    .label(sb, format!("this is {}", self.show(&b)));
+                let d =
+                    Diag::error(format!("`{}` cannot combine {} and {}", op.symbol(), self.show(&a), self.show(&b)))
+                        .at(span, "invalid operands")
+                        .label(sa, format!("this is {}", self.show(&a)))
+                        .label(sb, format!("this is {}", self.show(&b)));
                 self.error(d)
             }
         }
@@ -239,14 +242,24 @@ impl Checker<'_> {
         }
     }
 
-    fn binary_dtype(&mut self, op: BinOp, a: DType, b: DType, (va, vb): (&(Val, Span), &(Val, Span)), span: Span) -> Option<DType> {
+    fn binary_dtype(
+        &mut self,
+        op: BinOp,
+        a: DType,
+        b: DType,
+        (va, vb): (&(Val, Span), &(Val, Span)),
+        span: Span,
+    ) -> Option<DType> {
         use BinOp::*;
         if a != b {
             let d = Diag::error(format!("dtype mismatch: `{}` on {} and {}", op.symbol(), a.name(), b.name()))
                 .at(span, "mixed dtypes")
                 .label(va.1, format!("this is {}", self.show(&va.0)))
                 .label(vb.1, format!("this is {}", self.show(&vb.0)))
-                .help(format!("convert one side explicitly, e.g. `{}(...)`", if a == DType::F32 { a.name() } else { b.name() }));
+                .help(format!(
+                    "convert one side explicitly, e.g. `{}(...)`",
+                    if a == DType::F32 { a.name() } else { b.name() }
+                ));
             self.diags.push(d);
             return None;
         }
@@ -303,9 +316,12 @@ impl Checker<'_> {
         };
         for (t, s, min) in [(ta, sa, 1), (tb, sb, 2)] {
             if t.dtype != DType::F32 || t.shape.dims.len() < min {
-                let d = Diag::error(format!("`@` needs f32 operands with a matrix on the right, found {}", self.show(&Val::Tensor(t.clone()))))
-                    .at(s, "this operand")
-                    .help("use `unsqueeze` to make a vector a matrix, or `*` and `sum` for a dot product");
+                let d = Diag::error(format!(
+                    "`@` needs f32 operands with a matrix on the right, found {}",
+                    self.show(&Val::Tensor(t.clone()))
+                ))
+                .at(s, "this operand")
+                .help("use `unsqueeze` to make a vector a matrix, or `*` and `sum` for a dot product");
                 return self.error(d);
             }
         }
@@ -375,7 +391,9 @@ impl Checker<'_> {
             Val::Tensor(t) if name.name == "shape" => Val::Dims(t.shape.rest.is_none().then(|| t.shape.dims.clone())),
             Val::Record(entries) => match entries.iter().find(|(k, _)| *k == name.name) {
                 Some((_, v)) => v.clone(),
-                None => self.error(Diag::error(format!("no `{}` in this record", name.name)).at(name.span, "unknown key")),
+                None => {
+                    self.error(Diag::error(format!("no `{}` in this record", name.name)).at(name.span, "unknown key"))
+                }
             },
             other => {
                 let d = Diag::error(format!("{} has no field `{}`", self.show(other), name.name))
@@ -405,7 +423,14 @@ impl Checker<'_> {
     }
 
     /// Returns `None` when `base.name` is not a method call (a field or module member).
-    fn method_call(&mut self, recv: Val, recv_span: Span, name: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<Val> {
+    fn method_call(
+        &mut self,
+        recv: Val,
+        recv_span: Span,
+        name: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> Option<Val> {
         match &recv {
             Val::Module(_) | Val::Dataset(_) | Val::Record(_) => None,
             Val::Model(inst) => {

@@ -25,7 +25,8 @@ impl Checker<'_> {
             (Some(dims), Some(i)) => match normalize(i, dims.len()) {
                 Some(k) => Val::Int(Some(dims[k].clone())),
                 None => self.error(
-                    Diag::error(format!("index {i} is out of range for dims of rank {}", dims.len())).at(e.span, "out of range"),
+                    Diag::error(format!("index {i} is out of range for dims of rank {}", dims.len()))
+                        .at(e.span, "out of range"),
                 ),
             },
             _ => Val::Int(None),
@@ -90,7 +91,8 @@ impl Checker<'_> {
                 if let (Some(i), Some(n)) = (i.as_const(), dim.as_const())
                     && normalize(i, n as usize).is_none()
                 {
-                    let d = Diag::error(format!("index {i} is out of range for a dim of size {n}")).at(e.span, "out of range");
+                    let d = Diag::error(format!("index {i} is out of range for a dim of size {n}"))
+                        .at(e.span, "out of range");
                     self.diags.push(d);
                 }
             }
@@ -138,7 +140,9 @@ impl Checker<'_> {
         if let (Some(l), Some(n)) = (len.as_const(), dim.as_const())
             && (l <= 0 || lo.as_const().is_some_and(|x| x < 0) || hi.as_const().is_some_and(|x| x > n))
         {
-            self.diags.push(Diag::error(format!("this slice is empty or out of range for a dim of size {n}")).at(span, "bad slice"));
+            self.diags.push(
+                Diag::error(format!("this slice is empty or out of range for a dim of size {n}")).at(span, "bad slice"),
+            );
             return Dim::constant(0);
         }
         if step_n == 1 {

@@ -11,11 +11,22 @@ use crate::diag::{Diag, did_you_mean};
 use crate::span::Span;
 use crate::syntax::ast::{self, DType, FieldKind, TypeKind};
 
-
 /// The settings an experiment understands.
 const SETTINGS: &[&str] = &[
-    "model", "data", "loss", "optimizer", "schedule", "epochs", "seed", "metrics", "eval", "checkpoint",
-    "early_stop", "freeze", "init_from", "keep_step",
+    "model",
+    "data",
+    "loss",
+    "optimizer",
+    "schedule",
+    "epochs",
+    "seed",
+    "metrics",
+    "eval",
+    "checkpoint",
+    "early_stop",
+    "freeze",
+    "init_from",
+    "keep_step",
 ];
 
 impl Checker<'_> {
@@ -74,9 +85,14 @@ impl Checker<'_> {
             _ => false,
         };
         if !ok {
-            let d = Diag::error(format!("`{}` is declared {} but its value is {}", c.name.name, self.program.sources.text(t.span), self.show(&v)))
-                .at(c.name.span, "mismatched constant")
-                .label(t.span, "declared type");
+            let d = Diag::error(format!(
+                "`{}` is declared {} but its value is {}",
+                c.name.name,
+                self.program.sources.text(t.span),
+                self.show(&v)
+            ))
+            .at(c.name.span, "mismatched constant")
+            .label(t.span, "declared type");
             return self.error(d);
         }
         v
@@ -86,9 +102,10 @@ impl Checker<'_> {
         match v {
             Val::Int(_) | Val::Float | Val::Bool(_) | Val::Str(_) | Val::Error => v,
             other => {
-                let d = Diag::error(format!("a constant must be a number, bool or string, found {}", self.show(&other)))
-                    .at(c.name.span, "not a constant")
-                    .help("top-level `let`s are hyperparameters; put tensor code in functions or models");
+                let d =
+                    Diag::error(format!("a constant must be a number, bool or string, found {}", self.show(&other)))
+                        .at(c.name.span, "not a constant")
+                        .help("top-level `let`s are hyperparameters; put tensor code in functions or models");
                 self.error(d)
             }
         }
@@ -99,9 +116,13 @@ impl Checker<'_> {
         let Some((first, _)) = vals.first().cloned() else { return Val::Error };
         for (v, s) in &vals[1..] {
             if !same_type(&first, v) && !matches!((&first, v), (Val::Float, Val::Int(_)) | (Val::Int(_), Val::Float)) {
-                let d = Diag::error(format!("a sweep's values must share a type: {} and {}", self.show(&first), self.show(v)))
-                    .at(*s, "different type")
-                    .label(span, "in this sweep");
+                let d = Diag::error(format!(
+                    "a sweep's values must share a type: {} and {}",
+                    self.show(&first),
+                    self.show(v)
+                ))
+                .at(*s, "different type")
+                .label(span, "in this sweep");
                 return self.error(d);
             }
         }
@@ -125,14 +146,18 @@ impl Checker<'_> {
             _ => None,
         };
         parsed.unwrap_or_else(|| {
-            let d = Diag::error(format!("bad `--set {}={raw}`: `{}` is {}", c.name.name, c.name.name, self.show(current)))
-                .at(c.name.span, format!("`{}` is defined here", c.name.name))
-                .help(format!("give {}", match current {
-                    Val::Int(_) => "an integer, e.g. `--set hidden=256`",
-                    Val::Float => "a number, e.g. `--set lr=3e-4`",
-                    Val::Bool(_) => "`true` or `false`",
-                    _ => "a value of the constant's type",
-                }));
+            let d =
+                Diag::error(format!("bad `--set {}={raw}`: `{}` is {}", c.name.name, c.name.name, self.show(current)))
+                    .at(c.name.span, format!("`{}` is defined here", c.name.name))
+                    .help(format!(
+                        "give {}",
+                        match current {
+                            Val::Int(_) => "an integer, e.g. `--set hidden=256`",
+                            Val::Float => "a number, e.g. `--set lr=3e-4`",
+                            Val::Bool(_) => "`true` or `false`",
+                            _ => "a value of the constant's type",
+                        }
+                    ));
             self.error(d)
         })
     }
@@ -152,7 +177,8 @@ impl Checker<'_> {
                 if let Some(t) = &p.ty
                     && let Err(why) = self.match_type(t, &v, def.span)
                 {
-                    self.diags.push(Diag::error(format!("default of `{}`: {why}", p.name.name)).at(def.span, "bad default"));
+                    self.diags
+                        .push(Diag::error(format!("default of `{}`: {why}", p.name.name)).at(def.span, "bad default"));
                 }
                 return v;
             }
@@ -182,7 +208,8 @@ impl Checker<'_> {
         if let (Some(t), Some(def)) = (&p.ty, &p.default) {
             let dv = self.expr(def);
             if let Err(why) = self.match_type(t, &dv, def.span) {
-                self.diags.push(Diag::error(format!("default of `{}`: {why}", p.name.name)).at(def.span, "bad default"));
+                self.diags
+                    .push(Diag::error(format!("default of `{}`: {why}", p.name.name)).at(def.span, "bad default"));
             }
         }
         v
@@ -246,9 +273,10 @@ impl Checker<'_> {
         }
         for (i, field) in m.fields.iter().enumerate() {
             if let Some(first) = m.fields[..i].iter().find(|f| f.name.name == field.name.name) {
-                let d = Diag::error(format!("field `{}` is declared twice in model `{}`", field.name.name, m.name.name))
-                    .at(field.name.span, "again")
-                    .label(first.name.span, "first here");
+                let d =
+                    Diag::error(format!("field `{}` is declared twice in model `{}`", field.name.name, m.name.name))
+                        .at(field.name.span, "again")
+                        .label(first.name.span, "first here");
                 self.diags.push(d);
             }
             let v = self.field_value(field);
@@ -268,7 +296,12 @@ impl Checker<'_> {
                 self.diags.push(d);
                 continue;
             };
-            if let Some(first) = names.iter().copied().find(|x| x.name == n.name).or(m.fields.iter().map(|f| &f.name).find(|x| x.name == n.name)) {
+            if let Some(first) = names.iter().copied().find(|x| x.name == n.name).or(m
+                .fields
+                .iter()
+                .map(|f| &f.name)
+                .find(|x| x.name == n.name))
+            {
                 let d = Diag::error(format!("`{}` is defined twice in model `{}`", n.name, m.name.name))
                     .at(n.span, "again")
                     .label(first.span, "first here");
@@ -343,8 +376,9 @@ impl Checker<'_> {
             other => other,
         };
         if !matches!(got, Val::Init | Val::Error) {
-            let d = expected("an initialiser", &self.show(&got), init.span)
-                .help("use `zeros`, `glorot`, `he` (std.init) or `normal(mean, std)`, `uniform(lo, hi)`, `constant(v)`");
+            let d = expected("an initialiser", &self.show(&got), init.span).help(
+                "use `zeros`, `glorot`, `he` (std.init) or `normal(mean, std)`, `uniform(lo, hi)`, `constant(v)`",
+            );
             self.diags.push(d);
         }
     }
@@ -364,9 +398,10 @@ impl Checker<'_> {
         let param_ty = Val::tensor(DType::F32, Shape { rest: Some(rest), dims: Vec::new() });
         let names: Vec<&str> = o.update.params.iter().map(|p| p.name.name.as_str()).collect();
         if names.len() != 3 {
-            let d = Diag::error(format!("`update` takes (parameter, gradient, step), found {} parameters", names.len()))
-                .at(o.update.span, "wrong parameters")
-                .help("write `update(p, g, t) { ... }`");
+            let d =
+                Diag::error(format!("`update` takes (parameter, gradient, step), found {} parameters", names.len()))
+                    .at(o.update.span, "wrong parameters")
+                    .help("write `update(p, g, t) { ... }`");
             self.diags.push(d);
         }
         for s in &o.states {
@@ -387,8 +422,12 @@ impl Checker<'_> {
         let out = self.block(&o.update.body);
         self.frame().states = None;
         if !out.is_error() && !same_type(&out, &param_ty) {
-            let d = Diag::error(format!("`update` must return the new parameter ({}), found {}", self.show(&param_ty), self.show(&out)))
-                .at(o.update.body.tail.span, "the new parameter");
+            let d = Diag::error(format!(
+                "`update` must return the new parameter ({}), found {}",
+                self.show(&param_ty),
+                self.show(&out)
+            ))
+            .at(o.update.body.tail.span, "the new parameter");
             self.diags.push(d);
         }
         self.pop_scope();
@@ -396,8 +435,11 @@ impl Checker<'_> {
 
     pub(super) fn configure_optimizer(&mut self, item: ItemRef, args: Vec<ArgVal>, call: Span) -> Val {
         let ast::Item::Optimizer(o) = self.item(item) else { return Val::Error };
-        let specs: Vec<ParamSpec> =
-            o.params.iter().map(|p| ParamSpec { name: &p.name.name, required: p.default.is_none(), span: Some(p.name.span) }).collect();
+        let specs: Vec<ParamSpec> = o
+            .params
+            .iter()
+            .map(|p| ParamSpec { name: &p.name.name, required: p.default.is_none(), span: Some(p.name.span) })
+            .collect();
         let Some(slots) = self.bind_args(&o.name.name, &specs, args, call) else { return Val::Error };
         for (p, slot) in o.params.iter().zip(slots) {
             if let (Some(a), Some(t)) = (slot, &p.ty)
@@ -420,7 +462,11 @@ impl Checker<'_> {
         self.push_frame(item.module);
         let source = self.expr(&d.source);
         if !matches!(source, Val::Source(_) | Val::Error) {
-            let e = expected("a data source: `idx(dir)`, `csv(path, label: ...)` or `text(path, context: n)`", &self.show(&source), d.source.span);
+            let e = expected(
+                "a data source: `idx(dir)`, `csv(path, label: ...)` or `text(path, context: n)`",
+                &self.show(&source),
+                d.source.span,
+            );
             self.diags.push(e);
         }
         let mut out = Vec::new();
@@ -466,8 +512,12 @@ impl Checker<'_> {
         if SPLITS.contains(&name.name.as_str()) {
             return Val::Split(item, name.name.clone());
         }
-        let mut d = Diag::error(format!("dataset `{}` has no split `{}`", self.item_name(item), name.name)).at(name.span, "unknown split");
-        d = d.help(did_you_mean(&name.name, SPLITS.iter().copied()).unwrap_or_else(|| "the splits are `train` and `test`".into()));
+        let mut d = Diag::error(format!("dataset `{}` has no split `{}`", self.item_name(item), name.name))
+            .at(name.span, "unknown split");
+        d = d.help(
+            did_you_mean(&name.name, SPLITS.iter().copied())
+                .unwrap_or_else(|| "the splits are `train` and `test`".into()),
+        );
         self.error(d)
     }
 
@@ -483,7 +533,10 @@ impl Checker<'_> {
         for (spec, slot) in specs.iter().zip(slots) {
             let Some(a) = slot else { continue };
             let ok = match spec.name {
-                "batch" => matches!(&a.val, Val::Int(Some(d)) if d.as_const().is_some_and(|b| b >= 1)) || matches!(a.val, Val::Int(None)),
+                "batch" => {
+                    matches!(&a.val, Val::Int(Some(d)) if d.as_const().is_some_and(|b| b >= 1))
+                        || matches!(a.val, Val::Int(None))
+                }
                 "shuffle" => matches!(a.val, Val::Bool(_)),
                 _ => matches!(&a.val, Val::Str(s) if s == "drop" || s == "keep"),
             };
@@ -514,7 +567,9 @@ impl Checker<'_> {
             if !SETTINGS.contains(&s.key.name.as_str()) {
                 let hint = did_you_mean(&s.key.name, SETTINGS.iter().copied())
                     .unwrap_or_else(|| format!("the settings are: {}", SETTINGS.join(", ")));
-                let d = Diag::error(format!("unknown experiment setting `{}`", s.key.name)).at(s.key.span, "unknown").help(hint);
+                let d = Diag::error(format!("unknown experiment setting `{}`", s.key.name))
+                    .at(s.key.span, "unknown")
+                    .help(hint);
                 self.diags.push(d);
                 continue;
             }
@@ -668,7 +723,11 @@ impl Checker<'_> {
         let f = self.expr(callee);
         let Val::Fn(item) = f else {
             if !f.is_error() {
-                self.diags.push(expected("a schedule function like `cosine(warmup: 100)`", &self.show(&f), callee.span));
+                self.diags.push(expected(
+                    "a schedule function like `cosine(warmup: 100)`",
+                    &self.show(&f),
+                    callee.span,
+                ));
             }
             return;
         };
@@ -688,7 +747,10 @@ impl Checker<'_> {
         argv.extend(self.args(args));
         let out = self.call_fn(item, decl, &Vec::new(), argv, e.span);
         if !is_f32_scalar(&out) && !out.is_error() {
-            self.diags.push(Diag::error(format!("a schedule must return an f32 scalar, found {}", self.show(&out))).at(e.span, "here"));
+            self.diags.push(
+                Diag::error(format!("a schedule must return an f32 scalar, found {}", self.show(&out)))
+                    .at(e.span, "here"),
+            );
         }
     }
 
@@ -723,7 +785,9 @@ impl Checker<'_> {
             if !other.is_some_and(|(_, w, _)| same_type(v, w)) {
                 let d = Diag::error(format!("the eval split has no field `{name}` of type {}", self.show(v)))
                     .at(span, "evaluated here")
-                    .help("loss and metrics are computed on the eval split too: its fields must match the training data");
+                    .help(
+                        "loss and metrics are computed on the eval split too: its fields must match the training data",
+                    );
                 self.diags.push(d);
                 return;
             }
@@ -736,7 +800,8 @@ impl Checker<'_> {
         const UNITS: &[&str] = &["epoch", "epochs", "step", "steps"];
         if !UNITS.contains(&ev.unit.name.as_str()) {
             let d = Diag::error(format!("unknown unit `{}`", ev.unit.name)).at(ev.unit.span, "unknown").help(
-                did_you_mean(&ev.unit.name, UNITS.iter().copied()).unwrap_or_else(|| "write `every epoch` or `every 500 steps`".into()),
+                did_you_mean(&ev.unit.name, UNITS.iter().copied())
+                    .unwrap_or_else(|| "write `every epoch` or `every 500 steps`".into()),
             );
             self.diags.push(d);
         }
@@ -749,14 +814,17 @@ impl Checker<'_> {
         match s.key.name.as_str() {
             "checkpoint" => {
                 if s.every.is_none() {
-                    let d = Diag::error("`checkpoint` needs a period").at(s.key.span, "when?").help("write `checkpoint = every epoch`");
+                    let d = Diag::error("`checkpoint` needs a period")
+                        .at(s.key.span, "when?")
+                        .help("write `checkpoint = every epoch`");
                     self.diags.push(d);
                 }
                 self.check_every(s);
             }
             "early_stop" => {
                 let (v, span) = self.value(s);
-                let ok = matches!(&v, Val::Record(r) if r.iter().any(|(k, v)| k == "metric" && matches!(v, Val::Str(_))));
+                let ok =
+                    matches!(&v, Val::Record(r) if r.iter().any(|(k, v)| k == "metric" && matches!(v, Val::Str(_))));
                 if !ok && !v.is_error() {
                     self.diags.push(expected("`{ metric: \"accuracy\", patience: 3 }`", &self.show(&v), span));
                 }
@@ -786,4 +854,3 @@ impl Checker<'_> {
 fn is_f32_scalar(v: &Val) -> bool {
     matches!(v, Val::Tensor(t) if t.dtype == DType::F32 && t.shape.is_scalar())
 }
-

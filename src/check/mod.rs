@@ -42,7 +42,9 @@ pub fn parse_overrides(raw: &[String]) -> Result<Vec<Override>, Diag> {
             Some((n, v)) if !n.trim().is_empty() => {
                 Ok(Override { name: n.trim().to_string(), value: v.trim().to_string() })
             }
-            _ => Err(Diag::error(format!("bad `--set {s}`: expected NAME=VALUE")).help("for example `--set hidden=256`")),
+            _ => {
+                Err(Diag::error(format!("bad `--set {s}`: expected NAME=VALUE")).help("for example `--set hidden=256`"))
+            }
         })
         .collect()
 }
@@ -315,10 +317,10 @@ impl<'p> Checker<'p> {
                     ast::Item::Const(c) => Some(c.name.name.as_str()),
                     _ => None,
                 });
-                let hint = did_you_mean(&name, consts).unwrap_or_else(|| {
-                    "`--set` overrides a top-level `let` of the file being run".into()
-                });
-                self.diags.push(Diag::error(format!("`--set {name}=...`: no constant `{name}` in this file")).help(hint));
+                let hint = did_you_mean(&name, consts)
+                    .unwrap_or_else(|| "`--set` overrides a top-level `let` of the file being run".into());
+                self.diags
+                    .push(Diag::error(format!("`--set {name}=...`: no constant `{name}` in this file")).help(hint));
             }
         }
     }
@@ -338,9 +340,10 @@ impl Checker<'_> {
                 reported.extend(path.iter().map(|(i, _)| *i));
                 let names: Vec<String> = path.iter().map(|(i, _)| format!("`{}`", self.item_name(*i))).collect();
                 let (_, span) = path[path.len() - 1];
-                let d = Diag::error(format!("recursive definition: {} → `{}`", names.join(" → "), self.item_name(start)))
-                    .at(span, "uses itself through this")
-                    .help("functions and models are inlined into the training step, so they cannot recurse");
+                let d =
+                    Diag::error(format!("recursive definition: {} → `{}`", names.join(" → "), self.item_name(start)))
+                        .at(span, "uses itself through this")
+                        .help("functions and models are inlined into the training step, so they cannot recurse");
                 self.diags.push(d);
             }
         }

@@ -118,8 +118,8 @@ impl Checker<'_> {
             }
             Some((Val::Error, _)) => Ok(Dim::sym(self.fresh_sym(&id.name))),
             Some((v, def)) => {
-                let mut d = Diag::error(format!("`{}` is {}, not a dim", id.name, v.kind()))
-                    .at(id.span, "used as a dim here");
+                let mut d =
+                    Diag::error(format!("`{}` is {}, not a dim", id.name, v.kind())).at(id.span, "used as a dim here");
                 if let Some(def) = def {
                     d = d.label(def, "defined here");
                 }
@@ -171,13 +171,16 @@ impl Checker<'_> {
     }
 
     fn match_shape(&mut self, decl: &[ShapeItem], actual: &Shape, at: Span) -> Result<(), String> {
-        let fixed: Vec<&DimExpr> = decl.iter().filter_map(|i| if let ShapeItem::Dim(d) = i { Some(d) } else { None }).collect();
+        let fixed: Vec<&DimExpr> =
+            decl.iter().filter_map(|i| if let ShapeItem::Dim(d) = i { Some(d) } else { None }).collect();
         let rest = decl.iter().find_map(|i| if let ShapeItem::Rest(n, s) = i { Some((n, *s)) } else { None });
         let n = actual.dims.len();
         match rest {
             None if actual.rest.is_some() => return Err("expected a fixed rank, found a `...` shape".into()),
             None if n != fixed.len() => return Err(format!("expected rank {}, found rank {n}", fixed.len())),
-            Some(_) if n < fixed.len() => return Err(format!("expected rank at least {}, found rank {n}", fixed.len())),
+            Some(_) if n < fixed.len() => {
+                return Err(format!("expected rank at least {}, found rank {n}", fixed.len()));
+            }
             _ => {}
         }
         let offset = n - fixed.len();
@@ -209,7 +212,12 @@ impl Checker<'_> {
         for (d, a) in fixed.iter().zip(&actual.dims[offset..]) {
             let want = self.eval_dim(d, Unbound::Reject).map_err(|e| e.message)?;
             if &want != a {
-                return Err(format!("expected {} for `{}`, found {}", self.show_dim(&want), dim_src(d, self), self.show_dim(a)));
+                return Err(format!(
+                    "expected {} for `{}`, found {}",
+                    self.show_dim(&want),
+                    dim_src(d, self),
+                    self.show_dim(a)
+                ));
             }
         }
         Ok(())

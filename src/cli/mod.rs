@@ -10,11 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "nnc",
-    version,
-    about = "Compile, check and train declarative .nn experiment files"
-)]
+#[command(name = "nnc", version, about = "Compile, check and train declarative .nn experiment files")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,11 +61,7 @@ pub fn main() -> ExitCode {
 }
 
 pub(crate) fn style() -> Style {
-    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-        Style::Color
-    } else {
-        Style::Plain
-    }
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() { Style::Color } else { Style::Plain }
 }
 
 fn check(files: &[PathBuf], set: &[String]) -> ExitCode {
@@ -81,9 +73,5 @@ fn check(files: &[PathBuf], set: &[String]) -> ExitCode {
         }
         failed |= out.diags.iter().any(|d| d.is_error());
     }
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

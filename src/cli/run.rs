@@ -16,7 +16,7 @@ pub struct RunArgs {
     #[arg(long)]
     experiment: Option<String>,
     /// Which executor runs the compiled steps.
-    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     backend: Backend,
     /// Train on the first N training samples only (quick runs, tests).
     #[arg(long, value_name = "N")]
@@ -46,7 +46,10 @@ pub fn run(a: RunArgs) -> ExitCode {
     match runner::run(&opts) {
         Ok(s) => {
             let fmt = |m: &[(String, f64)]| m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ");
-            println!("{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms)", s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms);
+            println!(
+                "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms)",
+                s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms
+            );
             println!("  train: {}", fmt(&s.train));
             if !s.eval.is_empty() {
                 println!("  eval:  {}", fmt(&s.eval));

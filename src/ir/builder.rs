@@ -21,11 +21,7 @@ use super::types::{DType, NodeId, Scalar, Shape, ShapeDisplay, Type};
 pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Shape, IrError> {
     let n = a.len().max(b.len());
     let dim = |s: &[usize], i: usize| {
-        if i < n - s.len() {
-            1
-        } else {
-            s[i - (n - s.len())]
-        }
+        if i < n - s.len() { 1 } else { s[i - (n - s.len())] }
     };
     (0..n)
         .map(|i| match (dim(a, i), dim(b, i)) {
@@ -33,11 +29,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Shape, IrError> {
             (1, y) => Ok(y),
             _ => Err(IrError::ty(
                 "broadcast",
-                format!(
-                    "shapes {} and {} do not broadcast",
-                    ShapeDisplay(a),
-                    ShapeDisplay(b)
-                ),
+                format!("shapes {} and {} do not broadcast", ShapeDisplay(a), ShapeDisplay(b)),
             )),
         })
         .collect()
@@ -64,14 +56,7 @@ macro_rules! binary_helpers {
 impl Graph {
     /// Declares a named input (the same declaration twice is one node).
     pub fn input(&mut self, name: &str, role: InputRole, ty: Type) -> Result<NodeId, IrError> {
-        self.insert(
-            Op::Input(Input {
-                name: name.to_string(),
-                role,
-                ty,
-            }),
-            &[],
-        )
+        self.insert(Op::Input(Input { name: name.to_string(), role, ty }), &[])
     }
 
     /// An f32 scalar constant.
@@ -105,12 +90,7 @@ impl Graph {
     }
 
     /// A binary op after broadcasting both operands to their common shape.
-    pub fn broadcast_binary(
-        &mut self,
-        op: BinaryOp,
-        a: NodeId,
-        b: NodeId,
-    ) -> Result<NodeId, IrError> {
+    pub fn broadcast_binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId, IrError> {
         let shape = broadcast_shapes(&self.ty(a)?.shape, &self.ty(b)?.shape)?;
         let a = self.broadcast_to(a, &shape)?;
         let b = self.broadcast_to(b, &shape)?;
@@ -190,13 +170,7 @@ impl Graph {
     }
 
     /// Reduces `axes`, keeping them as size-1 dims when `keepdims`.
-    fn reduce_keep(
-        &mut self,
-        op: ReduceOp,
-        x: NodeId,
-        axes: &[usize],
-        keepdims: bool,
-    ) -> Result<NodeId, IrError> {
+    fn reduce_keep(&mut self, op: ReduceOp, x: NodeId, axes: &[usize], keepdims: bool) -> Result<NodeId, IrError> {
         let r = self.reduce(op, x, axes)?;
         if !keepdims {
             return Ok(r);
@@ -210,21 +184,11 @@ impl Graph {
         self.reshape(r, &shape)
     }
 
-    pub fn sum_axes(
-        &mut self,
-        x: NodeId,
-        axes: &[usize],
-        keepdims: bool,
-    ) -> Result<NodeId, IrError> {
+    pub fn sum_axes(&mut self, x: NodeId, axes: &[usize], keepdims: bool) -> Result<NodeId, IrError> {
         self.reduce_keep(ReduceOp::Sum, x, axes, keepdims)
     }
 
-    pub fn max_axes(
-        &mut self,
-        x: NodeId,
-        axes: &[usize],
-        keepdims: bool,
-    ) -> Result<NodeId, IrError> {
+    pub fn max_axes(&mut self, x: NodeId, axes: &[usize], keepdims: bool) -> Result<NodeId, IrError> {
         self.reduce_keep(ReduceOp::Max, x, axes, keepdims)
     }
 
@@ -240,32 +204,19 @@ impl Graph {
     }
 
     pub fn reshape(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId, IrError> {
-        self.insert(
-            Op::Reshape(Reshape {
-                shape: shape.to_vec(),
-            }),
-            &[x],
-        )
+        self.insert(Op::Reshape(Reshape { shape: shape.to_vec() }), &[x])
     }
 
     /// `out.shape[i] = x.shape[perm[i]]`.
     pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId, IrError> {
-        self.insert(
-            Op::Permute(Permute {
-                perm: perm.to_vec(),
-            }),
-            &[x],
-        )
+        self.insert(Op::Permute(Permute { perm: perm.to_vec() }), &[x])
     }
 
     /// Swaps the last two axes.
     pub fn transpose(&mut self, x: NodeId) -> Result<NodeId, IrError> {
         let n = self.ty(x)?.rank();
         if n < 2 {
-            return Err(IrError::ty(
-                "transpose",
-                format!("needs rank >= 2, got {}", self.ty(x)?),
-            ));
+            return Err(IrError::ty("transpose", format!("needs rank >= 2, got {}", self.ty(x)?)));
         }
         let mut perm: Vec<usize> = (0..n).collect();
         perm.swap(n - 2, n - 1);
@@ -277,61 +228,27 @@ impl Graph {
         if self.ty(x)?.shape == shape {
             return Ok(x);
         }
-        self.insert(
-            Op::Broadcast(Broadcast {
-                shape: shape.to_vec(),
-            }),
-            &[x],
-        )
+        self.insert(Op::Broadcast(Broadcast { shape: shape.to_vec() }), &[x])
     }
 
-    pub fn slice(
-        &mut self,
-        x: NodeId,
-        start: &[usize],
-        end: &[usize],
-        step: &[usize],
-    ) -> Result<NodeId, IrError> {
-        let op = Slice {
-            start: start.to_vec(),
-            end: end.to_vec(),
-            step: step.to_vec(),
-        };
+    pub fn slice(&mut self, x: NodeId, start: &[usize], end: &[usize], step: &[usize]) -> Result<NodeId, IrError> {
+        let op = Slice { start: start.to_vec(), end: end.to_vec(), step: step.to_vec() };
         self.insert(Op::Slice(op), &[x])
     }
 
     /// `x[.., start..end, ..]` along one axis, step 1.
-    pub fn slice_axis(
-        &mut self,
-        x: NodeId,
-        axis: usize,
-        start: usize,
-        end: usize,
-    ) -> Result<NodeId, IrError> {
+    pub fn slice_axis(&mut self, x: NodeId, axis: usize, start: usize, end: usize) -> Result<NodeId, IrError> {
         let shape = self.ty(x)?.shape;
         if axis >= shape.len() {
-            return Err(IrError::ty(
-                "slice",
-                format!("axis {axis} out of range for {}", self.ty(x)?),
-            ));
+            return Err(IrError::ty("slice", format!("axis {axis} out of range for {}", self.ty(x)?)));
         }
         let (mut s, mut e) = (vec![0; shape.len()], shape.clone());
         (s[axis], e[axis]) = (start, end);
         self.slice(x, &s, &e, &vec![1; shape.len()])
     }
 
-    pub fn pad(
-        &mut self,
-        x: NodeId,
-        lo: &[usize],
-        hi: &[usize],
-        value: f64,
-    ) -> Result<NodeId, IrError> {
-        let op = Pad {
-            lo: lo.to_vec(),
-            hi: hi.to_vec(),
-            value: Scalar(value),
-        };
+    pub fn pad(&mut self, x: NodeId, lo: &[usize], hi: &[usize], value: f64) -> Result<NodeId, IrError> {
+        let op = Pad { lo: lo.to_vec(), hi: hi.to_vec(), value: Scalar(value) };
         self.insert(Op::Pad(op), &[x])
     }
 
@@ -349,22 +266,15 @@ impl Graph {
         let (ta, tb) = (self.ty(a)?, self.ty(b)?);
         let (ra, rb) = (ta.rank(), tb.rank());
         let err = || IrError::ty("matmul", format!("cannot multiply {ta} by {tb}"));
-        let simple = |lc, rc| Contract {
-            lhs_batch: vec![],
-            rhs_batch: vec![],
-            lhs_contract: vec![lc],
-            rhs_contract: vec![rc],
-        };
+        let simple =
+            |lc, rc| Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![lc], rhs_contract: vec![rc] };
         match (ra, rb) {
             (0, _) | (_, 0) => Err(err()),
             // A vector or an unbatched matrix on the right: no batch dims needed.
             (_, 1) => self.contract(a, b, simple(ra - 1, 0)),
-            (1, _) | (_, 2) => self
-                .contract(a, b, simple(ra - 1, rb - 2))
-                .map_err(|_| err()),
+            (1, _) | (_, 2) => self.contract(a, b, simple(ra - 1, rb - 2)).map_err(|_| err()),
             _ => {
-                let batch = broadcast_shapes(&ta.shape[..ra - 2], &tb.shape[..rb - 2])
-                    .map_err(|_| err())?;
+                let batch = broadcast_shapes(&ta.shape[..ra - 2], &tb.shape[..rb - 2]).map_err(|_| err())?;
                 let nb = batch.len();
                 let a = self.broadcast_to(a, &[&batch[..], &ta.shape[ra - 2..]].concat())?;
                 let b = self.broadcast_to(b, &[&batch[..], &tb.shape[rb - 2..]].concat())?;
@@ -380,12 +290,7 @@ impl Graph {
     }
 
     /// `np.take(data, indices, axis)`; out-of-range indices give 0.
-    pub fn gather(
-        &mut self,
-        data: NodeId,
-        indices: NodeId,
-        axis: usize,
-    ) -> Result<NodeId, IrError> {
+    pub fn gather(&mut self, data: NodeId, indices: NodeId, axis: usize) -> Result<NodeId, IrError> {
         self.insert(Op::Gather(Gather { axis }), &[data, indices])
     }
 
@@ -397,31 +302,16 @@ impl Graph {
         axis: usize,
         dim: usize,
     ) -> Result<NodeId, IrError> {
-        self.insert(
-            Op::ScatterAdd(ScatterAdd { axis, dim }),
-            &[indices, updates],
-        )
+        self.insert(Op::ScatterAdd(ScatterAdd { axis, dim }), &[indices, updates])
     }
 
     /// i32 indices along `axis` of `shape`.
     pub fn iota(&mut self, shape: &[usize], axis: usize) -> Result<NodeId, IrError> {
-        self.insert(
-            Op::Iota(Iota {
-                axis,
-                shape: shape.to_vec(),
-            }),
-            &[],
-        )
+        self.insert(Op::Iota(Iota { axis, shape: shape.to_vec() }), &[])
     }
 
     /// Uniform [0, 1) f32 noise from an i32 scalar `key`; `salt` tells call sites apart.
     pub fn random(&mut self, key: NodeId, salt: u64, shape: &[usize]) -> Result<NodeId, IrError> {
-        self.insert(
-            Op::Random(Random {
-                salt,
-                shape: shape.to_vec(),
-            }),
-            &[key],
-        )
+        self.insert(Op::Random(Random { salt, shape: shape.to_vec() }), &[key])
     }
 }

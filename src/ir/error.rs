@@ -14,10 +14,7 @@ pub enum IrError {
     /// A node id that is not (yet) in the graph.
     UnknownNode(NodeId),
     /// The graph breaks one of its invariants (found by the verifier).
-    Invalid {
-        node: Option<NodeId>,
-        message: String,
-    },
+    Invalid { node: Option<NodeId>, message: String },
     /// A graph input was missing or had the wrong type when interpreting.
     Input { name: String, message: String },
     /// A differentiation request that makes no sense (non-scalar loss, …).
@@ -26,17 +23,11 @@ pub enum IrError {
 
 impl IrError {
     pub(crate) fn ty(op: &'static str, message: impl Into<String>) -> IrError {
-        IrError::Type {
-            op,
-            message: message.into(),
-        }
+        IrError::Type { op, message: message.into() }
     }
 
     pub(crate) fn invalid(node: Option<NodeId>, message: impl Into<String>) -> IrError {
-        IrError::Invalid {
-            node,
-            message: message.into(),
-        }
+        IrError::Invalid { node, message: message.into() }
     }
 }
 
@@ -45,14 +36,8 @@ impl fmt::Display for IrError {
         match self {
             IrError::Type { op, message } => write!(f, "{op}: {message}"),
             IrError::UnknownNode(id) => write!(f, "node {id} is not in the graph"),
-            IrError::Invalid {
-                node: Some(id),
-                message,
-            } => write!(f, "invalid graph at {id}: {message}"),
-            IrError::Invalid {
-                node: None,
-                message,
-            } => write!(f, "invalid graph: {message}"),
+            IrError::Invalid { node: Some(id), message } => write!(f, "invalid graph at {id}: {message}"),
+            IrError::Invalid { node: None, message } => write!(f, "invalid graph: {message}"),
             IrError::Input { name, message } => write!(f, "input `{name}`: {message}"),
             IrError::Grad(message) => write!(f, "autodiff: {message}"),
         }

@@ -45,26 +45,15 @@ impl Graph {
     /// An empty graph whose builder only checks types and hash-conses; for
     /// testing the interpreter on ops the folder would otherwise remove.
     pub fn unfolded() -> Graph {
-        Graph {
-            no_fold: true,
-            ..Graph::default()
-        }
+        Graph { no_fold: true, ..Graph::default() }
     }
 
     /// A graph from raw parts, with no checks at all (for tests of the
     /// verifier and for deserialisation). Run [`super::verify`] on it.
     pub fn from_raw(nodes: Vec<Node>, outputs: Vec<(String, NodeId)>) -> Graph {
-        let inputs = (0..nodes.len())
-            .filter(|&i| matches!(nodes[i].op, Op::Input(_)))
-            .map(|i| NodeId(i as u32))
-            .collect();
-        Graph {
-            nodes,
-            inputs,
-            outputs,
-            no_fold: true,
-            ..Graph::default()
-        }
+        let inputs =
+            (0..nodes.len()).filter(|&i| matches!(nodes[i].op, Op::Input(_))).map(|i| NodeId(i as u32)).collect();
+        Graph { nodes, inputs, outputs, no_fold: true, ..Graph::default() }
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -113,10 +102,7 @@ impl Graph {
     }
 
     pub fn output(&self, name: &str) -> Option<NodeId> {
-        self.outputs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|&(_, id)| id)
+        self.outputs.iter().find(|(n, _)| n == name).map(|&(_, id)| id)
     }
 
     /// Names `id` as an output (replacing an earlier output of that name).
@@ -132,11 +118,7 @@ impl Graph {
 
     /// The value of a splat constant node, if `id` is one.
     pub fn splat(&self, id: NodeId) -> Option<f64> {
-        if let Op::Const(c) = &self.nodes.get(id.index())?.op {
-            Some(c.value.0)
-        } else {
-            None
-        }
+        if let Op::Const(c) = &self.nodes.get(id.index())?.op { Some(c.value.0) } else { None }
     }
 
     /// Adds `op` applied to `inputs`: checks ids and types, applies local
@@ -163,13 +145,7 @@ impl Graph {
             && let Some(&prev) = self.input_names.get(&inp.name)
             && self.nodes[prev.index()].op != op
         {
-            return Err(IrError::ty(
-                "input",
-                format!(
-                    "`{}` declared twice with different types or roles",
-                    inp.name
-                ),
-            ));
+            return Err(IrError::ty("input", format!("`{}` declared twice with different types or roles", inp.name)));
         }
         Ok(self.intern(op, inputs, ty))
     }
@@ -201,9 +177,7 @@ impl Graph {
     /// each op's own `simplify` rule gets a look.
     fn fold(&self, op: &Op, inputs: &[NodeId], ty: &Type) -> Result<Option<Rewrite>, IrError> {
         let consts: Option<Vec<f64>> = inputs.iter().map(|&i| self.splat(i)).collect();
-        if let (LoweringClass::Elementwise, Some(vals), false) =
-            (op.class(), consts, inputs.is_empty())
-        {
+        if let (LoweringClass::Elementwise, Some(vals), false) = (op.class(), consts, inputs.is_empty()) {
             let scalars: Vec<Tensor> = inputs
                 .iter()
                 .zip(vals)
@@ -218,10 +192,7 @@ impl Graph {
 
     /// A splat constant of type `ty` (its value rounded to the dtype).
     pub fn constant(&mut self, value: f64, ty: Type) -> NodeId {
-        let op = Op::Const(Const {
-            value: Scalar(ty.dtype.round(value)),
-            ty: ty.clone(),
-        });
+        let op = Op::Const(Const { value: Scalar(ty.dtype.round(value)), ty: ty.clone() });
         self.intern(op, Vec::new(), ty)
     }
 
@@ -243,10 +214,7 @@ fn canonical(op: Op, inputs: &[NodeId]) -> (Op, Vec<NodeId>) {
         inputs.swap(0, 1);
     }
     let op = match op {
-        Op::Const(c) => Op::Const(Const {
-            value: Scalar(c.ty.dtype.round(c.value.0)),
-            ty: c.ty,
-        }),
+        Op::Const(c) => Op::Const(Const { value: Scalar(c.ty.dtype.round(c.value.0)), ty: c.ty }),
         other => other,
     };
     (op, inputs)

@@ -95,20 +95,11 @@ fn round(t: Tensor, prec: Precision) -> Tensor {
 
 /// Evaluates `g` and returns its outputs, in order. `inputs` maps input names
 /// to values; a missing or mistyped input is an error.
-pub fn run(
-    g: &Graph,
-    inputs: &HashMap<String, Value>,
-    prec: Precision,
-) -> Result<Vec<Value>, IrError> {
+pub fn run(g: &Graph, inputs: &HashMap<String, Value>, prec: Precision) -> Result<Vec<Value>, IrError> {
     let vals = eval_tensors(g, inputs, prec, &needed(g))?;
     g.outputs()
         .iter()
-        .map(|(_, id)| {
-            vals[id.index()]
-                .clone()
-                .map(|t| Value::from_tensor(t, prec))
-                .ok_or(IrError::UnknownNode(*id))
-        })
+        .map(|(_, id)| vals[id.index()].clone().map(|t| Value::from_tensor(t, prec)).ok_or(IrError::UnknownNode(*id)))
         .collect()
 }
 
@@ -133,17 +124,9 @@ fn needed(g: &Graph) -> Vec<bool> {
 
 /// Evaluates `g` and returns every node's value, indexed by node id (for
 /// debugging and tests).
-pub fn run_all(
-    g: &Graph,
-    inputs: &HashMap<String, Value>,
-    prec: Precision,
-) -> Result<Vec<Value>, IrError> {
+pub fn run_all(g: &Graph, inputs: &HashMap<String, Value>, prec: Precision) -> Result<Vec<Value>, IrError> {
     let vals = eval_tensors(g, inputs, prec, &vec![true; g.len()])?;
-    Ok(vals
-        .into_iter()
-        .flatten()
-        .map(|t| Value::from_tensor(t, prec))
-        .collect())
+    Ok(vals.into_iter().flatten().map(|t| Value::from_tensor(t, prec)).collect())
 }
 
 /// The core loop: every wanted node in id order (inputs always come first).
@@ -162,32 +145,18 @@ fn eval_tensors(
         }
         let t = match &n.op {
             Op::Input(inp) => {
-                let err = |message: String| IrError::Input {
-                    name: inp.name.clone(),
-                    message,
-                };
-                let v = inputs
-                    .get(&inp.name)
-                    .ok_or_else(|| err("no value supplied".into()))?;
+                let err = |message: String| IrError::Input { name: inp.name.clone(), message };
+                let v = inputs.get(&inp.name).ok_or_else(|| err("no value supplied".into()))?;
                 v.to_tensor(&n.ty, prec).map_err(err)?
             }
             op => {
-                let ins = n
-                    .inputs
-                    .iter()
-                    .map(|x| vals[x.index()].as_ref().ok_or(IrError::UnknownNode(*x)));
+                let ins = n.inputs.iter().map(|x| vals[x.index()].as_ref().ok_or(IrError::UnknownNode(*x)));
                 let ins: Vec<&Tensor> = ins.collect::<Result<_, _>>()?;
                 round(op.rule().eval(&n.ty, &ins)?, prec)
             }
         };
         if t.shape() != n.ty.shape.as_slice() || t.dtype() != n.ty.dtype {
-            let msg = format!(
-                "{} evaluated to {}{:?}, expected {}",
-                n.op.name(),
-                t.dtype(),
-                t.shape(),
-                n.ty
-            );
+            let msg = format!("{} evaluated to {}{:?}, expected {}", n.op.name(), t.dtype(), t.shape(), n.ty);
             return Err(IrError::invalid(Some(id), msg));
         }
         vals.push(Some(t));

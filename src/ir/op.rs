@@ -144,14 +144,7 @@ pub trait OpRule {
 
 /// Checks the number of inputs.
 pub(crate) fn arity(op: &'static str, ins: &[&Type], n: usize) -> Result<(), IrError> {
-    if ins.len() == n {
-        Ok(())
-    } else {
-        Err(IrError::ty(
-            op,
-            format!("expects {n} input(s), got {}", ins.len()),
-        ))
-    }
+    if ins.len() == n { Ok(()) } else { Err(IrError::ty(op, format!("expects {n} input(s), got {}", ins.len()))) }
 }
 
 /// The VJP of an op with no differentiable inputs.

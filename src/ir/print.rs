@@ -51,11 +51,7 @@ pub fn dot(g: &Graph) -> String {
     }
     for (i, (name, id)) in g.outputs().iter().enumerate() {
         let name = name.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(
-            s,
-            "  out{i} [shape=ellipse, label=\"{name}\"];\n  n{} -> out{i};",
-            id.0
-        );
+        let _ = writeln!(s, "  out{i} [shape=ellipse, label=\"{name}\"];\n  n{} -> out{i};", id.0);
     }
     s.push_str("}\n");
     s

@@ -98,20 +98,14 @@ impl Tensor {
     pub fn float(&self, op: &'static str) -> Result<&ArrayD<f64>, IrError> {
         match self {
             Tensor::Float(a) => Ok(a),
-            other => Err(IrError::ty(
-                op,
-                format!("expected f32 values, got {}", other.dtype()),
-            )),
+            other => Err(IrError::ty(op, format!("expected f32 values, got {}", other.dtype()))),
         }
     }
 
     pub fn int(&self, op: &'static str) -> Result<&ArrayD<i32>, IrError> {
         match self {
             Tensor::Int(a) => Ok(a),
-            other => Err(IrError::ty(
-                op,
-                format!("expected i32 values, got {}", other.dtype()),
-            )),
+            other => Err(IrError::ty(op, format!("expected i32 values, got {}", other.dtype()))),
         }
     }
 }
@@ -151,21 +145,13 @@ macro_rules! elem_impl {
 // because rounding to f32 is the interpreter's business (it depends on precision).
 elem_impl!(f64, Float, |v: f64| v, |v: f64| v);
 elem_impl!(i32, Int, |v: f64| v as i32, f64::from);
-elem_impl!(bool, Bool, |v: f64| v != 0.0, |v: bool| f64::from(
-    u8::from(v)
-));
+elem_impl!(bool, Bool, |v: f64| v != 0.0, |v: bool| f64::from(u8::from(v)));
 elem_impl!(u8, Byte, |v: f64| v as u8, f64::from);
 
 /// Gets every input as an array of the same element type as the first, or errors.
-pub fn same_elems<'a, T: Elem>(
-    op: &'static str,
-    ins: &[&'a Tensor],
-) -> Result<Vec<&'a ArrayD<T>>, IrError> {
+pub fn same_elems<'a, T: Elem>(op: &'static str, ins: &[&'a Tensor]) -> Result<Vec<&'a ArrayD<T>>, IrError> {
     ins.iter()
-        .map(|t| {
-            T::unwrap(t)
-                .ok_or_else(|| IrError::ty(op, format!("mixed input dtypes ({})", t.dtype())))
-        })
+        .map(|t| T::unwrap(t).ok_or_else(|| IrError::ty(op, format!("mixed input dtypes ({})", t.dtype()))))
         .collect()
 }
 

@@ -74,17 +74,11 @@ pub struct Type {
 
 impl Type {
     pub fn new(dtype: DType, shape: impl Into<Shape>) -> Type {
-        Type {
-            dtype,
-            shape: shape.into(),
-        }
+        Type { dtype, shape: shape.into() }
     }
 
     pub fn scalar(dtype: DType) -> Type {
-        Type {
-            dtype,
-            shape: Vec::new(),
-        }
+        Type { dtype, shape: Vec::new() }
     }
 
     pub fn f32(shape: impl Into<Shape>) -> Type {
@@ -101,17 +95,11 @@ impl Type {
     }
 
     pub fn with_dtype(&self, dtype: DType) -> Type {
-        Type {
-            dtype,
-            shape: self.shape.clone(),
-        }
+        Type { dtype, shape: self.shape.clone() }
     }
 
     pub fn with_shape(&self, shape: impl Into<Shape>) -> Type {
-        Type {
-            dtype: self.dtype,
-            shape: shape.into(),
-        }
+        Type { dtype: self.dtype, shape: shape.into() }
     }
 }
 

@@ -70,10 +70,7 @@ impl Lowerer<'_> {
     fn builtin_args(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
         use Builtin::*;
         let span = a.call;
-        let node = |l: &mut Self, r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span)).map(|v| {
-            let _ = l;
-            v
-        });
+        let node = |_: &mut Self, r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span));
         match b {
             Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign => self.unary_builtin(b, a),
             Max | Min if a.get(1).is_some() => {
@@ -119,7 +116,11 @@ impl Lowerer<'_> {
                 let mut shape = self.shape(x);
                 let extra = usize::from(b == Unsqueeze);
                 let k = normalize(a.int_or(1, 0)?, shape.len() + extra).ok_or_else(|| bad_axis(a.span(1)))?;
-                if b == Unsqueeze { shape.insert(k, 1) } else { shape.remove(k); }
+                if b == Unsqueeze {
+                    shape.insert(k, 1)
+                } else {
+                    shape.remove(k);
+                }
                 let r = self.g.reshape(x, &shape);
                 node(self, r)
             }
@@ -156,7 +157,11 @@ impl Lowerer<'_> {
             }
             F32 | I32 | Bool => match a.get(0) {
                 Some(Val::Node(n)) => {
-                    let to = match b { F32 => DType::F32, I32 => DType::I32, _ => DType::Bool };
+                    let to = match b {
+                        F32 => DType::F32,
+                        I32 => DType::I32,
+                        _ => DType::Bool,
+                    };
                     let r = self.g.cast(*n, to);
                     node(self, r)
                 }
@@ -178,7 +183,11 @@ impl Lowerer<'_> {
             Constant => Ok(Val::Init(Init::Constant(a.float(0, 0.0)?))),
             Training => Ok(Val::Bool(self.training)),
             Idx | Csv | Text => {
-                let named = b.params().iter().zip(&a.slots).filter_map(|((n, _), s)| s.as_ref().map(|(v, _)| (n.to_string(), v.clone())));
+                let named = b
+                    .params()
+                    .iter()
+                    .zip(&a.slots)
+                    .filter_map(|((n, _), s)| s.as_ref().map(|(v, _)| (n.to_string(), v.clone())));
                 Ok(Val::Source(b, named.collect()))
             }
         }
@@ -287,10 +296,17 @@ impl Lowerer<'_> {
     fn reshape_dims(&mut self, x: NodeId, a: &Args) -> LResult<Vec<usize>> {
         let total: usize = self.shape(x).iter().product();
         let raw: Vec<i64> = match a.get(1) {
-            Some(Val::List(xs)) => xs
-                .iter()
-                .map(|v| if let Val::Int(i) = v { Ok(*i) } else { Err(Diag::error("expected ints").at(a.span(1), "here")) })
-                .collect::<LResult<_>>()?,
+            Some(Val::List(xs)) => {
+                xs.iter()
+                    .map(|v| {
+                        if let Val::Int(i) = v {
+                            Ok(*i)
+                        } else {
+                            Err(Diag::error("expected ints").at(a.span(1), "here"))
+                        }
+                    })
+                    .collect::<LResult<_>>()?
+            }
             Some(Val::Dims(d)) => d.iter().map(|v| *v as i64).collect(),
             _ => return Err(Diag::error("expected a list of dims").at(a.span(1), "here")),
         };
@@ -309,7 +325,9 @@ impl Lowerer<'_> {
     }
 
     fn concat(&mut self, stack: bool, a: &Args) -> LResult<Val> {
-        let Some(Val::List(xs)) = a.get(0) else { return Err(Diag::error("expected a list of tensors").at(a.span(0), "here")) };
+        let Some(Val::List(xs)) = a.get(0) else {
+            return Err(Diag::error("expected a list of tensors").at(a.span(0), "here"));
+        };
         let mut nodes = Vec::new();
         for x in xs {
             nodes.push(self.node(x, None, a.span(0))?);
@@ -330,7 +348,9 @@ impl Lowerer<'_> {
     fn pad(&mut self, a: &Args) -> LResult<Val> {
         let x = self.x(a, 0)?;
         let rank = self.shape(x).len();
-        let Some(Val::List(rows)) = a.get(1) else { return Err(Diag::error("expected [lo, hi] pairs").at(a.span(1), "here")) };
+        let Some(Val::List(rows)) = a.get(1) else {
+            return Err(Diag::error("expected [lo, hi] pairs").at(a.span(1), "here"));
+        };
         let (mut lo, mut hi) = (vec![0; rank], vec![0; rank]);
         let start = rank.checked_sub(rows.len()).ok_or_else(|| Diag::error("too many pairs").at(a.span(1), "here"))?;
         for (i, r) in rows.iter().enumerate() {
@@ -349,7 +369,9 @@ impl Lowerer<'_> {
     fn random(&mut self, normal: bool, a: &Args) -> LResult<Val> {
         let x = self.x(a, 0)?;
         let shape = self.shape(x);
-        let key = self.rng_key.ok_or_else(|| Diag::error("random numbers are only available in a training step").at(a.call, "here"))?;
+        let key = self
+            .rng_key
+            .ok_or_else(|| Diag::error("random numbers are only available in a training step").at(a.call, "here"))?;
         let span = a.call;
         let salt = self.next_salt();
         let u = self.g.random(key, salt, &shape).map_err(at(span))?;
@@ -379,7 +401,9 @@ impl Lowerer<'_> {
             _ => vec![],
         };
         let (stride, pad) = (a.int_or(2, 1)?, a.int_or(3, 0)?);
-        let [kh, kw] = size.as_slice() else { return Err(Diag::error("`size` must be [kh, kw]").at(a.span(1), "here")) };
+        let [kh, kw] = size.as_slice() else {
+            return Err(Diag::error("`size` must be [kh, kw]").at(a.span(1), "here"));
+        };
         if *kh < 1 || *kw < 1 || stride < 1 || pad < 0 {
             return Err(Diag::error("window, stride and padding must be positive").at(span, "here"));
         }
@@ -408,4 +432,3 @@ impl Lowerer<'_> {
 fn bad_axis(span: Span) -> Diag {
     Diag::error("axis out of range").at(span, "here")
 }
-

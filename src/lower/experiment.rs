@@ -143,11 +143,14 @@ fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::E
         .collect();
     match &setup.experiment {
         Some(n) => exps.iter().find(|e| e.name.name == *n).copied().ok_or_else(|| {
-            Diag::error(format!("no experiment `{n}` in this file"))
-                .help(format!("experiments: {}", exps.iter().map(|e| e.name.name.as_str()).collect::<Vec<_>>().join(", ")))
+            Diag::error(format!("no experiment `{n}` in this file")).help(format!(
+                "experiments: {}",
+                exps.iter().map(|e| e.name.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
         }),
         None => exps.first().copied().ok_or_else(|| {
-            Diag::error("this file has no experiment").help("add `experiment name { model = ..., data = ..., loss = ..., optimizer = ... }`")
+            Diag::error("this file has no experiment")
+                .help("add `experiment name { model = ..., data = ..., loss = ..., optimizer = ... }`")
         }),
     }
 }
@@ -171,7 +174,12 @@ fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
 }
 
 /// What a data split setting asks for: source, fields and batching.
-fn split_plan(program: &Program, overrides: &HashMap<String, Val>, s: Option<&ast::Setting>, default_batch: Option<usize>) -> Result<SplitPlan, Diag> {
+fn split_plan(
+    program: &Program,
+    overrides: &HashMap<String, Val>,
+    s: Option<&ast::Setting>,
+    default_batch: Option<usize>,
+) -> Result<SplitPlan, Diag> {
     let s = s.ok_or_else(|| Diag::error("the experiment has no `data`"))?;
     let e = s.value.as_ref().ok_or_else(|| Diag::error("`data` needs a value").at(s.key.span, "here"))?;
     let mut l = Lowerer::new(program, overrides.clone(), false);
@@ -216,7 +224,11 @@ fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
     };
     Ok(match b.name() {
         "idx" => SourceSpec::Idx { dir: string("dir")? },
-        "csv" => SourceSpec::Csv { path: string("path")?, label: string("label")?, test_fraction: float("test_fraction", 0.0) },
+        "csv" => SourceSpec::Csv {
+            path: string("path")?,
+            label: string("label")?,
+            test_fraction: float("test_fraction", 0.0),
+        },
         _ => SourceSpec::Text {
             path: string("path")?,
             context: uint("context", 64),
@@ -235,6 +247,9 @@ struct StepInfo {
 }
 
 type Settings<'a> = HashMap<&'a str, &'a ast::Setting>;
+
+/// Named compile-time arguments, in declaration order.
+type Args = Vec<(String, Val)>;
 
 impl Lowerer<'_> {
     fn raw_fields(&mut self, d: &ast::DatasetDecl) -> LResult<Vec<DataField>> {
@@ -260,7 +275,8 @@ impl Lowerer<'_> {
     /// Bind `B`, `model` and the batch's fields (raw as inputs, derived computed).
     fn batch_scope(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
         self.bind("B", Val::Int(batch as i64));
-        let (model, span) = self.setting(settings, "model")?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;
+        let (model, span) =
+            self.setting(settings, "model")?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;
         let model = match model {
             Val::ModelClass(item) => self.instantiate(item, Vec::new(), span, None)?,
             Val::Model(m) => Val::Model(m),
@@ -281,7 +297,11 @@ impl Lowerer<'_> {
         let Some(data) = settings.get("data").and_then(|s| s.value.as_ref()) else { return Ok(()) };
         let Val::Split(item, _, _) = self.expr(data)? else { return Ok(()) };
         let ast::Item::Dataset(d) = self.item(item) else { return Ok(()) };
-        let env: Vec<(String, Val)> = d.fields.iter().filter_map(|f| Some((f.name.name.clone(), self.lookup(&f.name.name, f.name.span).ok()?))).collect();
+        let env: Vec<(String, Val)> = d
+            .fields
+            .iter()
+            .filter_map(|f| Some((f.name.name.clone(), self.lookup(&f.name.name, f.name.span).ok()?)))
+            .collect();
         let derived = self.in_frame(item.module, &env, |l| {
             let mut out = Vec::new();
             for (name, e) in &d.derived {
@@ -314,7 +334,8 @@ impl Lowerer<'_> {
 
     /// Loss and metrics in the batch scope; returns (loss, [(name, node)]).
     fn objectives(&mut self, settings: &Settings) -> LResult<(NodeId, Vec<(String, NodeId)>)> {
-        let (loss, span) = self.setting(settings, "loss")?.ok_or_else(|| Diag::error("the experiment has no `loss`"))?;
+        let (loss, span) =
+            self.setting(settings, "loss")?.ok_or_else(|| Diag::error("the experiment has no `loss`"))?;
         let loss = self.scalar_node(loss, span)?;
         let mut metrics = Vec::new();
         if let Some(e) = settings.get("metrics").and_then(|s| s.value.as_ref())
@@ -345,7 +366,8 @@ impl Lowerer<'_> {
         let step = self.g.input("step", InputRole::Scalar, scalar.clone()).map_err(at(span))?;
         let total = self.g.input("total_steps", InputRole::Scalar, scalar.clone()).map_err(at(span))?;
         let lr_in = self.g.input("lr", InputRole::Scalar, scalar).map_err(at(span))?;
-        let key = self.g.input("rng", InputRole::RngKey, Type::new(DType::I32, Vec::<usize>::new())).map_err(at(span))?;
+        let key =
+            self.g.input("rng", InputRole::RngKey, Type::new(DType::I32, Vec::<usize>::new())).map_err(at(span))?;
         self.rng_key = Some(key);
         self.batch_scope(settings, &data.fields, data.batch)?;
         let (loss, metrics) = self.objectives(settings)?;
@@ -356,8 +378,10 @@ impl Lowerer<'_> {
         let frozen = self.frozen(settings)?;
         let decls = std::mem::take(&mut self.params);
         let trainable: Vec<&super::ParamDecl> = decls.iter().filter(|p| !frozen.contains(&p.name)).collect();
-        let nodes: Vec<NodeId> =
-            trainable.iter().map(|p| self.g.find_input(&p.name).ok_or_else(|| Diag::error("parameter vanished"))).collect::<LResult<_>>()?;
+        let nodes: Vec<NodeId> = trainable
+            .iter()
+            .map(|p| self.g.find_input(&p.name).ok_or_else(|| Diag::error("parameter vanished")))
+            .collect::<LResult<_>>()?;
         let grads = autodiff::grad(&mut self.g, loss, &nodes).map_err(at(span))?;
         let lr_eff = self.schedule(settings, step, total, lr_in)?;
         let (opt_item, opt_args, opt_span) = self.optimizer(settings)?;
@@ -372,16 +396,27 @@ impl Lowerer<'_> {
         });
         let params = decls
             .iter()
-            .map(|p| ParamInfo { name: p.name.clone(), shape: p.shape.clone(), init: p.init.clone(), frozen: frozen.contains(&p.name) })
+            .map(|p| ParamInfo {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                init: p.init.clone(),
+                frozen: frozen.contains(&p.name),
+            })
             .collect();
         Ok(StepInfo { params, states, metrics: metrics.into_iter().map(|(k, _)| k).collect(), lr })
     }
 
     fn frozen(&mut self, settings: &Settings) -> LResult<Vec<String>> {
         let Some((Val::List(xs), _)) = self.setting(settings, "freeze")? else { return Ok(Vec::new()) };
-        let names: Vec<String> = xs.into_iter().filter_map(|x| if let Val::Str(s) = x { Some(s) } else { None }).collect();
+        let names: Vec<String> =
+            xs.into_iter().filter_map(|x| if let Val::Str(s) = x { Some(s) } else { None }).collect();
         // A name freezes that parameter and, as a prefix, everything under it.
-        Ok(self.params.iter().map(|p| p.name.clone()).filter(|p| names.iter().any(|n| p == n || p.starts_with(&format!("{n}.")))).collect())
+        Ok(self
+            .params
+            .iter()
+            .map(|p| p.name.clone())
+            .filter(|p| names.iter().any(|n| p == n || p.starts_with(&format!("{n}."))))
+            .collect())
     }
 
     /// `lr * schedule(step, total, ...)`, or the plain `lr` input.
@@ -391,17 +426,25 @@ impl Lowerer<'_> {
             ast::ExprKind::Call { callee, args } => (callee.as_ref(), self.args(args)?),
             _ => (e, Vec::new()),
         };
-        let Val::Fn(item) = self.expr(callee)? else { return Err(Diag::error("expected a schedule function").at(e.span, "here")) };
-        let ast::Item::Fn(f) = self.item(item) else { return Err(Diag::error("expected a function").at(e.span, "here")) };
-        let mut argv = vec![Arg { name: None, val: Val::Node(step), span: e.span }, Arg { name: None, val: Val::Node(total), span: e.span }];
+        let Val::Fn(item) = self.expr(callee)? else {
+            return Err(Diag::error("expected a schedule function").at(e.span, "here"));
+        };
+        let ast::Item::Fn(f) = self.item(item) else {
+            return Err(Diag::error("expected a function").at(e.span, "here"));
+        };
+        let mut argv = vec![
+            Arg { name: None, val: Val::Node(step), span: e.span },
+            Arg { name: None, val: Val::Node(total), span: e.span },
+        ];
         argv.extend(args);
         let m = self.call_fn(item, f, &[], argv, e.span)?;
         let m = self.scalar_node(m, e.span)?;
         self.g.broadcast_binary(crate::ir::BinaryOp::Mul, lr, m).map_err(at(e.span))
     }
 
-    fn optimizer(&mut self, settings: &Settings) -> LResult<(ItemRef, Vec<(String, Val)>, Span)> {
-        let (v, span) = self.setting(settings, "optimizer")?.ok_or_else(|| Diag::error("the experiment has no `optimizer`"))?;
+    fn optimizer(&mut self, settings: &Settings) -> LResult<(ItemRef, Args, Span)> {
+        let (v, span) =
+            self.setting(settings, "optimizer")?.ok_or_else(|| Diag::error("the experiment has no `optimizer`"))?;
         match v {
             Val::Optimizer(item, args) => Ok((item, args, span)),
             Val::OptimizerClass(item) => match self.apply(Val::OptimizerClass(item), Vec::new(), span)? {
@@ -423,8 +466,13 @@ impl Lowerer<'_> {
         lr: NodeId,
         span: Span,
     ) -> LResult<Vec<StateInfo>> {
-        let ast::Item::Optimizer(o) = self.item(item) else { return Err(Diag::error("expected an optimizer").at(span, "here")) };
-        let mut env: Vec<(String, Val)> = args.iter().map(|(k, v)| if k == "lr" { (k.clone(), Val::Node(lr)) } else { (k.clone(), v.clone()) }).collect();
+        let ast::Item::Optimizer(o) = self.item(item) else {
+            return Err(Diag::error("expected an optimizer").at(span, "here"));
+        };
+        let mut env: Vec<(String, Val)> = args
+            .iter()
+            .map(|(k, v)| if k == "lr" { (k.clone(), Val::Node(lr)) } else { (k.clone(), v.clone()) })
+            .collect();
         let ty = Type::new(p.dtype, p.shape.clone());
         let mut states = Vec::new();
         for s in &o.states {
@@ -443,7 +491,8 @@ impl Lowerer<'_> {
         }
         let (new_p, new_states) = self.in_frame(item.module, &env, |l| {
             let out = l.block_inner(&o.update.body)?;
-            let new_states: Vec<Val> = o.states.iter().map(|s| l.lookup(&s.name.name, s.name.span)).collect::<LResult<_>>()?;
+            let new_states: Vec<Val> =
+                o.states.iter().map(|s| l.lookup(&s.name.name, s.name.span)).collect::<LResult<_>>()?;
             Ok::<_, Diag>((out, new_states))
         })?;
         let new_p = self.node(&new_p, Some(DType::F32), o.update.span)?;

@@ -178,7 +178,9 @@ impl<'p> Lowerer<'p> {
 
     pub(crate) fn args(&mut self, args: &[ast::Arg]) -> LResult<Vec<Arg>> {
         args.iter()
-            .map(|a| Ok(Arg { name: a.name.as_ref().map(|n| n.name.clone()), val: self.expr(&a.value)?, span: a.value.span }))
+            .map(|a| {
+                Ok(Arg { name: a.name.as_ref().map(|n| n.name.clone()), val: self.expr(&a.value)?, span: a.value.span })
+            })
             .collect()
     }
 
@@ -199,7 +201,9 @@ impl<'p> Lowerer<'p> {
                 }
                 Ok(x.pop().map(|a| a.val).unwrap_or(Val::Int(0)))
             }
-            Val::OptimizerClass(item) => Ok(Val::Optimizer(item, self.named(item_params(self.item(item)), args, span)?)),
+            Val::OptimizerClass(item) => {
+                Ok(Val::Optimizer(item, self.named(item_params(self.item(item)), args, span)?))
+            }
             Val::Split(item, name, _) => {
                 let params = [("batch", None), ("shuffle", None), ("last", None)];
                 let bound = self.bind_plain(&params, args, span)?;
@@ -210,7 +214,12 @@ impl<'p> Lowerer<'p> {
     }
 
     /// Bind arguments to `(name, default)` pairs by position and name.
-    pub(crate) fn bind_plain(&mut self, params: &[(&str, Option<Val>)], args: Vec<Arg>, span: Span) -> LResult<Vec<(String, Val)>> {
+    pub(crate) fn bind_plain(
+        &mut self,
+        params: &[(&str, Option<Val>)],
+        args: Vec<Arg>,
+        span: Span,
+    ) -> LResult<Vec<(String, Val)>> {
         let mut slots: Vec<Option<Val>> = params.iter().map(|(_, d)| d.clone()).collect();
         let mut next = 0;
         for a in args {
@@ -263,7 +272,14 @@ impl<'p> Lowerer<'p> {
         Ok(out)
     }
 
-    pub(crate) fn call_fn(&mut self, item: ItemRef, f: &ast::FnDecl, env: &[(String, Val)], args: Vec<Arg>, span: Span) -> LResult<Val> {
+    pub(crate) fn call_fn(
+        &mut self,
+        item: ItemRef,
+        f: &ast::FnDecl,
+        env: &[(String, Val)],
+        args: Vec<Arg>,
+        span: Span,
+    ) -> LResult<Val> {
         if self.depth > 200 {
             return Err(Diag::error("calls nest too deeply (recursion?)").at(span, "here"));
         }
@@ -278,7 +294,13 @@ impl<'p> Lowerer<'p> {
             }
             l.block(&f.body)
         })
-        .map_err(|d| if span.file == d.primary.as_ref().map_or(span.file, |p| p.span.file) { d } else { d.label(span, "in this call") })
+        .map_err(|d| {
+            if span.file == d.primary.as_ref().map_or(span.file, |p| p.span.file) {
+                d
+            } else {
+                d.label(span, "in this call")
+            }
+        })
     }
 
     /// A signature's dim variables (`B`, `N`) as ints, read off the
@@ -301,7 +323,13 @@ impl<'p> Lowerer<'p> {
     // ---- models -------------------------------------------------------------
 
     /// A model instance with its parameters created as graph inputs under `path`.
-    pub(crate) fn instantiate(&mut self, item: ItemRef, args: Vec<Arg>, span: Span, path: Option<&str>) -> LResult<Val> {
+    pub(crate) fn instantiate(
+        &mut self,
+        item: ItemRef,
+        args: Vec<Arg>,
+        span: Span,
+        path: Option<&str>,
+    ) -> LResult<Val> {
         let ast::Item::Model(m) = self.item(item) else { return Err(not_callable(span)) };
         let bound = self.in_frame(item.module, &[], |l| l.named(&m.params, args, span))?;
         let path = path.unwrap_or("").to_string();
@@ -357,7 +385,8 @@ impl<'p> Lowerer<'p> {
             Some(e) => self.init_value(e, &shape)?,
             None => return Err(Diag::error(format!("parameter `{name}` needs an initialiser")).at(ty.span, "here")),
         };
-        let node = self.g.input(name, crate::ir::InputRole::Param, Type::new(dtype, shape.clone())).map_err(at(ty.span))?;
+        let node =
+            self.g.input(name, crate::ir::InputRole::Param, Type::new(dtype, shape.clone())).map_err(at(ty.span))?;
         self.params.push(ParamDecl { name: name.to_string(), dtype, shape, init });
         Ok(Val::Node(node))
     }
@@ -386,7 +415,9 @@ impl<'p> Lowerer<'p> {
         for item in shape {
             match item {
                 ast::ShapeItem::Dim(d) => dims.push(self.dim(d)?),
-                ast::ShapeItem::Rest(_, s) => return Err(Diag::error("`...` cannot be made concrete here").at(*s, "here")),
+                ast::ShapeItem::Rest(_, s) => {
+                    return Err(Diag::error("`...` cannot be made concrete here").at(*s, "here"));
+                }
             }
         }
         Ok((ir_dtype(*dtype), dims))
@@ -445,7 +476,8 @@ impl<'p> Lowerer<'p> {
             Val::Dims(d) => match items {
                 [IndexItem::Expr(e)] => {
                     let i = self.int(e)?;
-                    let k = normalize(i, d.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
+                    let k =
+                        normalize(i, d.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
                     Ok(Val::Int(d[k] as i64))
                 }
                 _ => Err(Diag::error("dims take one index").at(span, "here")),
@@ -453,7 +485,8 @@ impl<'p> Lowerer<'p> {
             Val::List(xs) => match items {
                 [IndexItem::Expr(e)] => {
                     let i = self.int(e)?;
-                    let k = normalize(i, xs.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
+                    let k =
+                        normalize(i, xs.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
                     Ok(xs[k].clone())
                 }
                 _ => Err(Diag::error("lists take one index").at(span, "here")),
@@ -461,7 +494,8 @@ impl<'p> Lowerer<'p> {
             Val::Stack(ms) => match items {
                 [IndexItem::Expr(e)] => {
                     let i = self.int(e)?;
-                    let k = normalize(i, ms.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
+                    let k =
+                        normalize(i, ms.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
                     Ok(Val::Model(ms[k].clone()))
                 }
                 _ => Err(Diag::error("a stack takes one index").at(span, "here")),
@@ -497,16 +531,27 @@ impl<'p> Lowerer<'p> {
                 }
                 IndexItem::Expr(e) => {
                     let i = self.int(e)?;
-                    let k = normalize(i, shape[axis]).ok_or_else(|| Diag::error(format!("index {i} out of range for size {}", shape[axis])).at(e.span, "here"))?;
+                    let k = normalize(i, shape[axis]).ok_or_else(|| {
+                        Diag::error(format!("index {i} out of range for size {}", shape[axis])).at(e.span, "here")
+                    })?;
                     (start[axis], end[axis]) = (k, k + 1);
                     axis += 1;
                 }
                 IndexItem::Slice { start: s, end: e, step: st, span } => {
                     let n = shape[axis] as i64;
                     let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
-                    let lo = match s { Some(x) => clamp(self.int(x)?), None => 0 };
-                    let hi = match e { Some(x) => clamp(self.int(x)?), None => n as usize };
-                    let k = match st { Some(x) => self.int(x)?, None => 1 };
+                    let lo = match s {
+                        Some(x) => clamp(self.int(x)?),
+                        None => 0,
+                    };
+                    let hi = match e {
+                        Some(x) => clamp(self.int(x)?),
+                        None => n as usize,
+                    };
+                    let k = match st {
+                        Some(x) => self.int(x)?,
+                        None => 1,
+                    };
                     if k < 1 || hi <= lo {
                         return Err(Diag::error("empty slice or bad step").at(*span, "here"));
                     }
@@ -622,4 +667,3 @@ fn ir_binop(op: BinOp) -> BinaryOp {
         BinOp::Pow => BinaryOp::Pow,
     }
 }
-

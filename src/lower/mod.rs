@@ -20,7 +20,9 @@ use crate::syntax::ast;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-pub use experiment::{DataField, DataPlan, Lowered, ParamInfo, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment};
+pub use experiment::{
+    DataField, DataPlan, Lowered, ParamInfo, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment,
+};
 
 /// An initialiser: the distribution a parameter or state starts from.
 #[derive(Clone, Debug, PartialEq)]
@@ -237,7 +239,9 @@ pub fn trace(program: &mut Program, expr: &str, inputs: &[(&str, ir::DType, Vec<
     let e = crate::syntax::parse_expr(file, expr)?;
     let span = e.span;
     let mut l = Lowerer::new(program, HashMap::new(), true);
-    let key = l.g.input("rng", ir::InputRole::RngKey, ir::Type::new(ir::DType::I32, Vec::<usize>::new())).map_err(at(span))?;
+    let key =
+        l.g.input("rng", ir::InputRole::RngKey, ir::Type::new(ir::DType::I32, Vec::<usize>::new()))
+            .map_err(at(span))?;
     l.rng_key = Some(key);
     for (name, dtype, shape) in inputs {
         let n = l.g.input(name, ir::InputRole::Data, ir::Type::new(*dtype, shape.clone())).map_err(at(span))?;
@@ -249,7 +253,12 @@ pub fn trace(program: &mut Program, expr: &str, inputs: &[(&str, ir::DType, Vec<
     let params = l
         .params
         .iter()
-        .map(|p| experiment::ParamInfo { name: p.name.clone(), shape: p.shape.clone(), init: p.init.clone(), frozen: false })
+        .map(|p| experiment::ParamInfo {
+            name: p.name.clone(),
+            shape: p.shape.clone(),
+            init: p.init.clone(),
+            frozen: false,
+        })
         .collect();
     Ok(Traced { graph: l.g, params })
 }

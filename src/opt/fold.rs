@@ -18,9 +18,7 @@ fn fold_node(out: &mut Graph, node: &Node, ins: &[NodeId]) -> Result<NodeId, IrE
     let values: Option<Vec<Tensor>> = if node.op.class() == LoweringClass::Source {
         None
     } else {
-        ins.iter()
-            .map(|&i| constant_value(out, i))
-            .collect::<Result<Option<Vec<_>>, _>>()?
+        ins.iter().map(|&i| constant_value(out, i)).collect::<Result<Option<Vec<_>>, _>>()?
     };
     let Some(values) = values else {
         return out.insert(node.op.clone(), ins);
@@ -28,9 +26,7 @@ fn fold_node(out: &mut Graph, node: &Node, ins: &[NodeId]) -> Result<NodeId, IrE
     let refs: Vec<&Tensor> = values.iter().collect();
     let result = node.op.rule().eval(&node.ty, &refs)?.to_f64s();
     let rounded: Vec<f64> = result.iter().map(|&v| node.ty.dtype.round(v)).collect();
-    let uniform = rounded
-        .first()
-        .filter(|&&v| rounded.iter().all(|&w| w.to_bits() == v.to_bits()));
+    let uniform = rounded.first().filter(|&&v| rounded.iter().all(|&w| w.to_bits() == v.to_bits()));
     match uniform {
         Some(&v) => Ok(out.constant(v, node.ty.clone())),
         None if rounded.len() <= MAX_LITERAL => out.literal(&rounded, node.ty.clone()),
@@ -44,18 +40,8 @@ fn constant_value(g: &Graph, id: NodeId) -> Result<Option<Tensor>, IrError> {
     match &n.op {
         Op::Const(_) | Op::Literal(_) => n.op.rule().eval(&n.ty, &[]).map(Some),
         Op::Input(_) | Op::Iota(_) | Op::Random(_) => Ok(None),
-        Op::Unary(_)
-        | Op::Binary(_)
-        | Op::Select
-        | Op::Cast(_)
-        | Op::StopGradient
-        | Op::Reduce(_) => Ok(None),
-        Op::Reshape(_)
-        | Op::Permute(_)
-        | Op::Broadcast(_)
-        | Op::Slice(_)
-        | Op::Pad(_)
-        | Op::Concat(_) => Ok(None),
+        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient | Op::Reduce(_) => Ok(None),
+        Op::Reshape(_) | Op::Permute(_) | Op::Broadcast(_) | Op::Slice(_) | Op::Pad(_) | Op::Concat(_) => Ok(None),
         Op::Contract(_) | Op::Gather(_) | Op::ScatterAdd(_) => Ok(None),
     }
 }

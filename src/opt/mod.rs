@@ -15,12 +15,8 @@ use crate::ir::{Graph, IrError, Node, NodeId};
 pub type Pass = fn(&Graph) -> Result<Graph, IrError>;
 
 /// The pipeline, in order.
-pub const PASSES: [(&str, Pass); 4] = [
-    ("simplify", simplify::run),
-    ("fold", fold::run),
-    ("cse", cse::run),
-    ("dce", dce::run),
-];
+pub const PASSES: [(&str, Pass); 4] =
+    [("simplify", simplify::run), ("fold", fold::run), ("cse", cse::run), ("dce", dce::run)];
 
 /// Round limit: each round can only shrink or rewrite the graph, so a fixed
 /// point comes quickly; the cap guards against a rule pair that oscillates.
@@ -34,10 +30,8 @@ pub fn optimize(g: &Graph) -> Result<Graph, IrError> {
         for (name, pass) in PASSES {
             g = pass(&g)?;
             if cfg!(debug_assertions) {
-                crate::ir::verify(&g).map_err(|e| IrError::Invalid {
-                    node: None,
-                    message: format!("after {name}: {e}"),
-                })?;
+                crate::ir::verify(&g)
+                    .map_err(|e| IrError::Invalid { node: None, message: format!("after {name}: {e}") })?;
             }
         }
         if g.nodes() == before.nodes() && g.outputs() == before.outputs() {
@@ -69,9 +63,7 @@ pub fn rebuild(
             .inputs
             .iter()
             .map(|x| {
-                new_id[x.index()].ok_or_else(|| {
-                    IrError::invalid(Some(id), format!("kept, but its input {x} was not"))
-                })
+                new_id[x.index()].ok_or_else(|| IrError::invalid(Some(id), format!("kept, but its input {x} was not")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         new_id[id.index()] = Some(map(&mut out, node, &ins)?);

@@ -69,12 +69,8 @@ struct Loader {
 
 /// Load `root` and its imports. The root is always module 0.
 pub fn load(root: &Path) -> (Program, Diags) {
-    let mut loader = Loader {
-        program: Program::default(),
-        diags: Vec::new(),
-        by_origin: HashMap::new(),
-        stack: Vec::new(),
-    };
+    let mut loader =
+        Loader { program: Program::default(), diags: Vec::new(), by_origin: HashMap::new(), stack: Vec::new() };
     match std::fs::read_to_string(root) {
         Ok(text) => {
             let origin = Origin::File(normalize(root));
@@ -90,16 +86,9 @@ pub fn load(root: &Path) -> (Program, Diags) {
 
 /// Load a source string as the root module (tests, fuzzing, `std` files).
 pub fn load_str(name: &str, text: &str) -> (Program, Diags) {
-    let mut loader = Loader {
-        program: Program::default(),
-        diags: Vec::new(),
-        by_origin: HashMap::new(),
-        stack: Vec::new(),
-    };
-    let origin = match STD_MODULES
-        .iter()
-        .find(|(n, _)| format!("std/{n}.nn") == name)
-    {
+    let mut loader =
+        Loader { program: Program::default(), diags: Vec::new(), by_origin: HashMap::new(), stack: Vec::new() };
+    let origin = match STD_MODULES.iter().find(|(n, _)| format!("std/{n}.nn") == name) {
         Some((n, _)) => Origin::Std(n),
         None => Origin::File(PathBuf::from(name)),
     };
@@ -112,13 +101,7 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 impl Loader {
-    fn load_text(
-        &mut self,
-        origin: Origin,
-        shown: String,
-        path: Option<&Path>,
-        text: &str,
-    ) -> ModuleId {
+    fn load_text(&mut self, origin: Origin, shown: String, path: Option<&Path>, text: &str) -> ModuleId {
         let file = self.program.sources.add(shown.clone(), path, text);
         let name = match &origin {
             Origin::Std(n) => format!("std.{n}"),
@@ -133,12 +116,7 @@ impl Loader {
         };
         let id = ModuleId(self.program.modules.len() as u32);
         self.by_origin.insert(origin.clone(), id);
-        self.program.modules.push(ModuleInfo {
-            name,
-            file,
-            ast,
-            scope: HashMap::new(),
-        });
+        self.program.modules.push(ModuleInfo { name, file, ast, scope: HashMap::new() });
         self.stack.push(origin);
         self.define_items(id);
         self.import_all(id, path);
@@ -166,18 +144,9 @@ impl Loader {
             .ast
             .items
             .iter()
-            .filter_map(|i| {
-                if let ast::Item::Use(u) = i {
-                    Some(u.clone())
-                } else {
-                    None
-                }
-            })
+            .filter_map(|i| if let ast::Item::Use(u) = i { Some(u.clone()) } else { None })
             .collect();
-        let dir = path
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         for u in &uses {
             self.import(id, &dir, u);
         }
@@ -213,21 +182,12 @@ impl Loader {
 
     /// The module a `use` names, and for `use a.b.c` without braces whether
     /// `c` is an item of `a.b` rather than a module.
-    fn resolve_use(
-        &mut self,
-        dir: &Path,
-        u: &ast::Use,
-    ) -> Result<(ModuleId, Option<ast::Ident>), Diag> {
+    fn resolve_use(&mut self, dir: &Path, u: &ast::Use) -> Result<(ModuleId, Option<ast::Ident>), Diag> {
         match &u.module {
-            ast::ModuleRef::File(rel, span) => {
-                Ok((self.load_file(&dir.join(rel), rel, *span)?, None))
-            }
+            ast::ModuleRef::File(rel, span) => Ok((self.load_file(&dir.join(rel), rel, *span)?, None)),
             ast::ModuleRef::Dotted(path) => {
                 if u.names.is_none() && path.len() >= 2 && !self.is_module_path(dir, path) {
-                    let (last, prefix) = path
-                        .split_last()
-                        .map(|(l, p)| (l.clone(), p))
-                        .ok_or_else(|| empty_use(u))?;
+                    let (last, prefix) = path.split_last().map(|(l, p)| (l.clone(), p)).ok_or_else(|| empty_use(u))?;
                     return Ok((self.load_dotted(dir, prefix, u.span)?, Some(last)));
                 }
                 Ok((self.load_dotted(dir, path, u.span)?, None))
@@ -243,32 +203,19 @@ impl Loader {
         }
     }
 
-    fn load_dotted(
-        &mut self,
-        dir: &Path,
-        path: &[ast::Ident],
-        span: Span,
-    ) -> Result<ModuleId, Diag> {
+    fn load_dotted(&mut self, dir: &Path, path: &[ast::Ident], span: Span) -> Result<ModuleId, Diag> {
         let names: Vec<&str> = path.iter().map(|i| i.name.as_str()).collect();
-        let span = path
-            .first()
-            .map(|f| f.span.to(path.last().map_or(f.span, |l| l.span)))
-            .unwrap_or(span);
+        let span = path.first().map(|f| f.span.to(path.last().map_or(f.span, |l| l.span))).unwrap_or(span);
         if let Some((&"std", rest)) = names.split_first() {
             let wanted = rest.join(".");
             let Some((name, text)) = STD_MODULES.iter().find(|(n, _)| *n == wanted) else {
-                let d = Diag::error(format!("no module `std.{wanted}` in the standard library"))
-                    .at(span, "not in std");
+                let d = Diag::error(format!("no module `std.{wanted}` in the standard library")).at(span, "not in std");
                 let hint = closest(&wanted, STD_MODULES.iter().map(|(n, _)| *n))
                     .map(|c| format!("did you mean `std.{c}`?"))
                     .unwrap_or_else(|| {
                         format!(
                             "std has: {}",
-                            STD_MODULES
-                                .iter()
-                                .map(|(n, _)| format!("std.{n}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            STD_MODULES.iter().map(|(n, _)| format!("std.{n}")).collect::<Vec<_>>().join(", ")
                         )
                     });
                 return Err(d.help(hint));
@@ -279,12 +226,7 @@ impl Loader {
         self.load_file(&dir.join(&rel), &rel, span)
     }
 
-    fn load_std(
-        &mut self,
-        name: &'static str,
-        text: &'static str,
-        span: Span,
-    ) -> Result<ModuleId, Diag> {
+    fn load_std(&mut self, name: &'static str, text: &'static str, span: Span) -> Result<ModuleId, Diag> {
         let origin = Origin::Std(name);
         self.enter(&origin, &format!("std.{name}"), span)?;
         if let Some(id) = self.by_origin.get(&origin) {
@@ -312,11 +254,7 @@ impl Loader {
         let Some(pos) = self.stack.iter().position(|o| o == origin) else {
             return Ok(());
         };
-        let chain: Vec<String> = self.stack[pos..]
-            .iter()
-            .map(origin_name)
-            .chain([origin_name(origin)])
-            .collect();
+        let chain: Vec<String> = self.stack[pos..].iter().map(origin_name).chain([origin_name(origin)]).collect();
         Err(Diag::error(format!("import cycle: {}", chain.join(" → ")))
             .at(span, format!("`{shown}` is still being loaded"))
             .help("move what both modules need into a third module that neither imports"))
@@ -329,15 +267,9 @@ impl Loader {
         {
             return Some(*def);
         }
-        let own = m
-            .scope
-            .iter()
-            .filter(|(_, (d, _))| matches!(d, Def::Item(o, _) if *o == module));
-        let mut d = Diag::error(format!(
-            "`{}` is not defined in module `{}`",
-            name.name, m.name
-        ))
-        .at(name.span, "not found in that module");
+        let own = m.scope.iter().filter(|(_, (d, _))| matches!(d, Def::Item(o, _) if *o == module));
+        let mut d = Diag::error(format!("`{}` is not defined in module `{}`", name.name, m.name))
+            .at(name.span, "not found in that module");
         if let Some(h) = did_you_mean(&name.name, own.map(|(n, _)| n.as_str())) {
             d = d.help(h);
         }
@@ -359,10 +291,7 @@ impl Loader {
 fn origin_name(o: &Origin) -> String {
     match o {
         Origin::Std(n) => format!("std.{n}"),
-        Origin::File(p) => p
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        Origin::File(p) => p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
     }
 }
 

@@ -37,12 +37,18 @@ impl SplitData {
         self.samples.len()
     }
 
-    /// Copy the samples at positions `batch` (into `self.samples`) of one field.
-    pub fn gather<T: Element>(&self, column: &str, batch: &[usize], out: &mut Vec<T>, per_sample: usize) -> Result<(), DataError> {
-        let idx: Vec<usize> = batch.iter().map(|&i| self.samples[i]).collect();
-        out.clear();
-        out.resize(idx.len() * per_sample, T::default());
-        self.store.gather(column, &idx, out)
+    /// Copy the samples at positions `batch` (into `self.samples`) of one
+    /// column into `out`, which holds exactly that many samples.
+    pub fn gather<T: Element>(
+        &self,
+        column: &str,
+        batch: &[usize],
+        idx: &mut Vec<usize>,
+        out: &mut [T],
+    ) -> Result<(), DataError> {
+        idx.clear();
+        idx.extend(batch.iter().map(|&i| self.samples[i]));
+        self.store.gather(column, idx, out)
     }
 }
 
@@ -77,8 +83,10 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
     if let Some(l) = limit {
         samples.truncate(l);
     }
-    let columns: Vec<(DataField, String)> = plan.fields.iter().cloned().zip(columns.into_iter().map(String::from)).collect();
-    let split = SplitData { store, samples, columns, last: if plan.keep_last { LastBatch::Keep } else { LastBatch::Drop } };
+    let columns: Vec<(DataField, String)> =
+        plan.fields.iter().cloned().zip(columns.into_iter().map(String::from)).collect();
+    let split =
+        SplitData { store, samples, columns, last: if plan.keep_last { LastBatch::Keep } else { LastBatch::Drop } };
     validate(&split)?;
     Ok(split)
 }

@@ -5,6 +5,7 @@
 //! live in one map keyed by name; each step's outputs replace them by name.
 
 pub mod data;
+mod engine;
 mod load;
 mod train;
 
@@ -18,6 +19,8 @@ use std::fmt;
 /// Which executor runs the compiled steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
+    /// Native code generated with Cranelift: the whole step fused into kernels.
+    Jit,
     /// The reference interpreter: slow, obviously correct.
     Interp,
 }
@@ -29,7 +32,10 @@ pub enum RunError {
     Data(data::DataError),
     Ir(IrError),
     /// The loss became NaN or infinite.
-    Diverged { step: u64, loss: f64 },
+    Diverged {
+        step: u64,
+        loss: f64,
+    },
     Other(String),
 }
 

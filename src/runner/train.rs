@@ -1,13 +1,11 @@
 //! The step loop: initialise, train for the schedule, evaluate.
 
 use super::data::{BatchPlan, Order, SplitMix64, mix64};
+use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
 use super::{Backend, RunError};
-use crate::ir::interp::{self, Precision, Value};
-use crate::ir::{DType, Graph};
-use crate::lower::{DataField, Init, Lowered};
-use ndarray::{ArrayD, IxDyn};
-use std::collections::HashMap;
+use crate::ir::DType;
+use crate::lower::{Init, Lowered};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -39,60 +37,63 @@ pub struct RunSummary {
     pub wall_s: f64,
 }
 
-/// Parameters and optimizer states by name: what a checkpoint holds.
-type State = HashMap<String, Value>;
-
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     let start = Instant::now();
     let setup = crate::lower::Setup { experiment: opts.experiment.clone(), ..Default::default() };
-    let compiled = crate::compile(&opts.file, &opts.sets, setup)
-        .map_err(|out| RunError::Compile(out.sources, out.diags))?;
+    let compiled =
+        crate::compile(&opts.file, &opts.sets, setup).map_err(|out| RunError::Compile(out.sources, out.diags))?;
     let lowered = compiled.lowered;
+    let mut train = Engine::new(&lowered.train, opts.backend)?;
+    let mut eval = Engine::new(&lowered.eval, opts.backend)?;
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let train_data = load::load(&lowered.data.train, opts.train_samples)?;
     let eval_data = match &lowered.data.eval {
         Some(p) => Some(load::load(p, opts.eval_samples)?),
         None => None,
     };
-    let mut state = init_state(&lowered);
+    init_state(&lowered, &mut train)?;
     let epochs = opts.epochs.unwrap_or(lowered.epochs);
     let mut summary = RunSummary { experiment: lowered.name.clone(), compile_ms, ..Default::default() };
-    let plan = BatchPlan::new(
-        train_data.len(),
-        lowered.data.train.batch,
-        train_data.last,
-        if lowered.data.train.shuffle { Order::Shuffled { seed: lowered.seed } } else { Order::Sequential },
-    )?;
-    let total = (plan.batches_per_epoch() * epochs) as f64;
+    let order = if lowered.data.train.shuffle { Order::Shuffled { seed: lowered.seed } } else { Order::Sequential };
+    let plan = BatchPlan::new(train_data.len(), lowered.data.train.batch, train_data.last, order)?;
+    let total = (plan.batches_per_epoch() * epochs) as f32;
+    let names = Engine::metric_names(&lowered.train);
     let train_start = Instant::now();
     let mut samples = 0usize;
+    let mut scratch = Vec::new();
     for epoch in 0..epochs {
         let mut meter = Meter::default();
         let mut batches = plan.epoch(epoch as u64);
         while let Some(batch) = batches.next_batch() {
             summary.steps += 1;
-            let inputs = batch_inputs(&train_data, batch)?;
-            let scalars = step_scalars(summary.steps, total, lowered.lr, lowered.seed);
-            let out = step(&lowered.train, &mut state, inputs, scalars)?;
-            meter.add(&out, batch.len());
+            feed(&mut train, &train_data, batch, &mut scratch)?;
+            set_step_scalars(&mut train, summary.steps, total, &lowered)?;
+            train.run()?;
+            let values =
+                names.iter().map(|n| Ok((short(n), train.scalar(n)?))).collect::<Result<Vec<_>, RunError>>()?;
+            meter.add(&values, batch.len());
             samples += batch.len();
-            let loss = meter.last_loss;
-            if !loss.is_finite() {
-                return Err(RunError::Diverged { step: summary.steps, loss });
+            if !meter.last_loss.is_finite() {
+                return Err(RunError::Diverged { step: summary.steps, loss: meter.last_loss });
             }
         }
         summary.train = meter.means();
         summary.eval = match &eval_data {
-            Some(d) => evaluate(opts, &lowered, &state, d)?,
+            Some(d) => evaluate(opts, &lowered, &mut train, &mut eval, d)?,
             None => Vec::new(),
         };
         if !opts.quiet {
-            println!("{}", epoch_line(epoch + 1, epochs, &summary, samples as f64 / train_start.elapsed().as_secs_f64()));
+            let rate = samples as f64 / train_start.elapsed().as_secs_f64();
+            println!("{}", epoch_line(epoch + 1, epochs, &summary, rate));
         }
     }
     summary.samples_per_sec = samples as f64 / train_start.elapsed().as_secs_f64().max(1e-9);
     summary.wall_s = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+fn short(name: &str) -> String {
+    name.trim_start_matches("metric/").to_string()
 }
 
 fn epoch_line(epoch: usize, epochs: usize, s: &RunSummary, rate: f64) -> String {
@@ -106,100 +107,93 @@ fn epoch_line(epoch: usize, epochs: usize, s: &RunSummary, rate: f64) -> String 
 }
 
 /// `step` (1-based), `total_steps`, `lr`, and a per-step RNG key.
-fn step_scalars(step: u64, total: f64, lr: f64, seed: u64) -> [(&'static str, Value); 4] {
-    let scalar = |v: f32| Value::F32(ArrayD::from_elem(IxDyn(&[]), v));
-    let key = (mix64(seed ^ mix64(step)) >> 33) as i32;
-    [
-        ("step", scalar(step as f32)),
-        ("total_steps", scalar(total as f32)),
-        ("lr", scalar(lr as f32)),
-        ("rng", Value::I32(ArrayD::from_elem(IxDyn(&[]), key))),
-    ]
+fn set_step_scalars(e: &mut Engine, step: u64, total: f32, l: &Lowered) -> Result<(), RunError> {
+    e.set_scalar_f32("step", step as f32)?;
+    e.set_scalar_f32("total_steps", total)?;
+    e.set_scalar_f32("lr", l.lr as f32)?;
+    e.set_scalar_i32("rng", (mix64(l.seed ^ mix64(step)) >> 33) as i32)
 }
 
-/// Run one training step and swap the new parameters and states in.
-fn step(g: &Graph, state: &mut State, inputs: Vec<(String, Value)>, scalars: [(&str, Value); 4]) -> Result<Vec<(String, f64)>, RunError> {
-    let names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).chain(scalars.iter().map(|(n, _)| n.to_string())).collect();
-    state.extend(inputs);
-    state.extend(scalars.into_iter().map(|(n, v)| (n.to_string(), v)));
-    let result = interp::run(g, state, Precision::F32);
-    for n in &names {
-        state.remove(n);
-    }
-    let outs = result?;
-    let mut scalars_out = Vec::new();
-    for ((name, _), v) in g.outputs().iter().zip(outs) {
-        if name == "loss" || name.starts_with("metric/") {
-            scalars_out.push((name.trim_start_matches("metric/").to_string(), scalar_of(&v)));
-        } else {
-            state.insert(name.clone(), v);
+/// Gather one batch of every declared field straight into the step's inputs.
+fn feed(e: &mut Engine, data: &SplitData, batch: &[usize], scratch: &mut Vec<usize>) -> Result<(), RunError> {
+    for (field, column) in &data.columns {
+        check_dtype(field.dtype)?;
+        match field.dtype {
+            DType::F32 => fill_field::<f32>(e, data, &field.name, column, batch, scratch)?,
+            DType::I32 => fill_field::<i32>(e, data, &field.name, column, batch, scratch)?,
+            _ => fill_field::<u8>(e, data, &field.name, column, batch, scratch)?,
         }
     }
-    Ok(scalars_out)
+    Ok(())
 }
 
-fn scalar_of(v: &Value) -> f64 {
-    match v {
-        Value::F32(a) => a.iter().next().map_or(f64::NAN, |x| f64::from(*x)),
-        Value::F64(a) => a.iter().next().copied().unwrap_or(f64::NAN),
-        _ => f64::NAN,
+fn fill_field<T: Elem>(
+    e: &mut Engine,
+    data: &SplitData,
+    name: &str,
+    column: &str,
+    batch: &[usize],
+    scratch: &mut Vec<usize>,
+) -> Result<(), RunError> {
+    if !e.has_input(name) {
+        return Ok(());
     }
+    e.fill::<T>(name, |buf| Ok(data.gather(column, batch, scratch, buf)?))
 }
 
-/// One batch of every declared field, in the field's declared dtype.
-fn batch_inputs(data: &SplitData, batch: &[usize]) -> Result<Vec<(String, Value)>, RunError> {
-    data.columns.iter().map(|(field, column)| Ok((field.name.clone(), gather_field(data, field, column, batch)?))).collect()
-}
-
-fn gather_field(data: &SplitData, field: &DataField, column: &str, batch: &[usize]) -> Result<Value, RunError> {
-    let per: usize = field.shape.iter().product();
-    let shape = IxDyn(&[vec![batch.len()], field.shape.clone()].concat());
-    let bad = |e: ndarray::ShapeError| RunError::Other(format!("batch of `{}`: {e}", field.name));
-    Ok(match field.dtype {
-        DType::F32 => {
-            let mut v: Vec<f32> = Vec::new();
-            data.gather(column, batch, &mut v, per)?;
-            Value::F32(ArrayD::from_shape_vec(shape, v).map_err(bad)?)
-        }
-        DType::I32 => {
-            let mut v: Vec<i32> = Vec::new();
-            data.gather(column, batch, &mut v, per)?;
-            Value::I32(ArrayD::from_shape_vec(shape, v).map_err(bad)?)
-        }
-        DType::U8 => {
-            let mut v: Vec<u8> = Vec::new();
-            data.gather(column, batch, &mut v, per)?;
-            Value::U8(ArrayD::from_shape_vec(shape, v).map_err(bad)?)
-        }
-        DType::Bool => return Err(RunError::Other(format!("field `{}`: bool data fields are not supported", field.name))),
-    })
-}
-
-/// Evaluate on a whole split: full batches with the eval graph, the rest
-/// with a graph lowered for the remainder's size.
-fn evaluate(opts: &RunOptions, lowered: &Lowered, state: &State, data: &SplitData) -> Result<Vec<(String, f64)>, RunError> {
-    let batch = lowered.data.eval.as_ref().map_or(lowered.data.train.batch, |e| e.batch);
+/// Evaluate on a whole split: full batches with the eval step, the rest
+/// with a step lowered for the remainder's size.
+fn evaluate(
+    opts: &RunOptions,
+    l: &Lowered,
+    train: &mut Engine,
+    eval: &mut Engine,
+    data: &SplitData,
+) -> Result<Vec<(String, f64)>, RunError> {
+    let batch = l.data.eval.as_ref().map_or(l.data.train.batch, |e| e.batch);
+    copy_params(l, train, eval)?;
     let mut meter = Meter::default();
     let order: Vec<usize> = (0..data.len()).collect();
-    let mut rest_graph: Option<Graph> = None;
+    let mut rest: Option<(Engine, Vec<String>)> = None;
+    let names = Engine::metric_names(&l.eval);
+    let mut scratch = Vec::new();
     for chunk in order.chunks(batch) {
-        let g = if chunk.len() == batch {
-            &lowered.eval
+        let (engine, names) = if chunk.len() == batch {
+            (&mut *eval, &names)
         } else {
-            rest_graph.get_or_insert(eval_graph_for(opts, chunk.len())?)
+            if rest.is_none() {
+                let g = eval_graph_for(opts, chunk.len())?;
+                let mut e = Engine::new(&g, opts.backend)?;
+                copy_params(l, train, &mut e)?;
+                rest = Some((e, Engine::metric_names(&g)));
+            }
+            let Some((e, n)) = rest.as_mut() else { unreachable!("set just above") };
+            (e, &*n)
         };
-        let mut inputs: State = state.iter().filter(|(k, _)| g.find_input(k).is_some()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        inputs.extend(batch_inputs(data, chunk)?);
-        let outs = interp::run(g, &inputs, Precision::F32)?;
-        let named: Vec<(String, f64)> =
-            g.outputs().iter().zip(outs).map(|((n, _), v)| (n.trim_start_matches("metric/").to_string(), scalar_of(&v))).collect();
-        meter.add(&named, chunk.len());
+        feed(engine, data, chunk, &mut scratch)?;
+        engine.run()?;
+        let values = names.iter().map(|n| Ok((short(n), engine.scalar(n)?))).collect::<Result<Vec<_>, RunError>>()?;
+        meter.add(&values, chunk.len());
     }
     Ok(meter.means())
 }
 
-fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<Graph, RunError> {
-    let setup = crate::lower::Setup { experiment: opts.experiment.clone(), eval_batch: Some(batch), ..Default::default() };
+fn copy_params(l: &Lowered, from: &mut Engine, to: &mut Engine) -> Result<(), RunError> {
+    for p in &l.params {
+        if to.has_input(&p.name) {
+            let v = from.read_f32(&p.name)?;
+            to.fill::<f32>(&p.name, |b| {
+                b.copy_from_slice(&v);
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, RunError> {
+    let setup =
+        crate::lower::Setup { experiment: opts.experiment.clone(), eval_batch: Some(batch), ..Default::default() };
     let c = crate::compile(&opts.file, &opts.sets, setup).map_err(|o| RunError::Compile(o.sources, o.diags))?;
     Ok(c.lowered.eval)
 }
@@ -234,18 +228,19 @@ impl Meter {
 /// Draw every parameter and state from its initialiser. Each tensor has its
 /// own stream, derived from the seed and its name, so adding a layer does
 /// not change how the others start.
-fn init_state(l: &Lowered) -> State {
-    let mut state = State::new();
-    let tensors = l.params.iter().map(|p| (&p.name, &p.shape, &p.init)).chain(l.states.iter().map(|s| (&s.name, &s.shape, &s.init)));
-    for (name, shape, init) in tensors {
-        let mut rng = SplitMix64::new(l.seed ^ mix64(fnv1a(name)));
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| draw(init, &mut rng)).collect();
-        if let Ok(a) = ArrayD::from_shape_vec(IxDyn(shape), values) {
-            state.insert(name.clone(), Value::F32(a));
+fn init_state(l: &Lowered, e: &mut Engine) -> Result<(), RunError> {
+    let params = l.params.iter().map(|p| (&p.name, &p.init));
+    for (name, init) in params.chain(l.states.iter().map(|s| (&s.name, &s.init))) {
+        if !e.has_input(name) {
+            continue;
         }
+        let mut rng = SplitMix64::new(l.seed ^ mix64(fnv1a(name)));
+        e.fill::<f32>(name, |b| {
+            b.iter_mut().for_each(|x| *x = draw(init, &mut rng));
+            Ok(())
+        })?;
     }
-    state
+    Ok(())
 }
 
 fn draw(init: &Init, rng: &mut SplitMix64) -> f32 {

@@ -189,7 +189,10 @@ pub enum Stmt {
         value: Expr,
     },
     /// `m = b1 * m + ...`: a new value for an optimizer state.
-    Assign { name: Ident, value: Expr },
+    Assign {
+        name: Ident,
+        value: Expr,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -366,11 +369,6 @@ pub struct Arg {
 #[derive(Clone, Debug)]
 pub enum IndexItem {
     Ellipsis(Span),
-    Slice {
-        start: Option<Expr>,
-        end: Option<Expr>,
-        step: Option<Expr>,
-        span: Span,
-    },
+    Slice { start: Option<Expr>, end: Option<Expr>, step: Option<Expr>, span: Span },
     Expr(Expr),
 }

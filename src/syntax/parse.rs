@@ -60,10 +60,7 @@ impl Cx {
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
-        Ident {
-            name: p.as_str().to_string(),
-            span: self.span(&p),
-        }
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
     }
 
     fn item(&self, p: Pair<Rule>) -> Item {
@@ -94,22 +91,12 @@ impl Cx {
             g.into_inner()
                 .map(|n| {
                     let mut it = n.into_inner().map(|i| self.ident(i));
-                    let name = it.next().unwrap_or_else(|| Ident {
-                        name: String::new(),
-                        span,
-                    });
-                    UseName {
-                        name,
-                        alias: it.next(),
-                    }
+                    let name = it.next().unwrap_or_else(|| Ident { name: String::new(), span });
+                    UseName { name, alias: it.next() }
                 })
                 .collect()
         });
-        Use {
-            module,
-            names,
-            span,
-        }
+        Use { module, names, span }
     }
 
     fn const_decl(&self, p: Pair<Rule>) -> Const {
@@ -123,10 +110,7 @@ impl Cx {
                 Rule::ty => ty = Some(self.ty(c)),
                 Rule::sweep => {
                     let s = self.span(&c);
-                    value = Some(ConstValue::Sweep(
-                        c.into_inner().map(|e| self.expr(e)).collect(),
-                        s,
-                    ));
+                    value = Some(ConstValue::Sweep(c.into_inner().map(|e| self.expr(e)).collect(), s));
                 }
                 _ => value = Some(ConstValue::Expr(self.expr(c))),
             }
@@ -140,51 +124,31 @@ impl Cx {
     }
 
     fn missing(&self, span: Span) -> Ident {
-        Ident {
-            name: String::new(),
-            span,
-        }
+        Ident { name: String::new(), span }
     }
 
     fn missing_expr(&self, span: Span) -> Expr {
-        Expr {
-            kind: ExprKind::Int(0),
-            span,
-        }
+        Expr { kind: ExprKind::Int(0), span }
     }
 
     fn ty(&self, p: Pair<Rule>) -> Type {
         let span = self.span(&p);
         let Some(inner) = p.into_inner().next() else {
-            return Type {
-                kind: TypeKind::Float,
-                span,
-            };
+            return Type { kind: TypeKind::Float, span };
         };
         let kind = match inner.as_rule() {
             Rule::tensor_ty => {
                 let mut it = inner.into_inner();
-                let dtype = it
-                    .next()
-                    .and_then(|d| DType::from_name(d.as_str()))
-                    .unwrap_or(DType::F32);
-                let shape = it
-                    .next()
-                    .map(|s| s.into_inner().map(|i| self.shape_item(i)).collect());
-                TypeKind::Tensor {
-                    dtype,
-                    shape: shape.unwrap_or_default(),
-                }
+                let dtype = it.next().and_then(|d| DType::from_name(d.as_str())).unwrap_or(DType::F32);
+                let shape = it.next().map(|s| s.into_inner().map(|i| self.shape_item(i)).collect());
+                TypeKind::Tensor { dtype, shape: shape.unwrap_or_default() }
             }
             _ => match inner.as_str() {
                 "int" => TypeKind::Int,
                 "float" => TypeKind::Float,
                 "dims" => TypeKind::Dims,
                 "init" => TypeKind::Init,
-                other => TypeKind::Tensor {
-                    dtype: DType::from_name(other).unwrap_or(DType::F32),
-                    shape: vec![],
-                },
+                other => TypeKind::Tensor { dtype: DType::from_name(other).unwrap_or(DType::F32), shape: vec![] },
             },
         };
         Type { kind, span }
@@ -222,9 +186,7 @@ impl Cx {
     fn dim_term(&self, p: Pair<Rule>) -> DimExpr {
         let span = self.span(&p);
         match p.into_inner().next() {
-            Some(c) if c.as_rule() == Rule::int => {
-                DimExpr::Int(c.as_str().parse().unwrap_or(i64::MAX), span)
-            }
+            Some(c) if c.as_rule() == Rule::int => DimExpr::Int(c.as_str().parse().unwrap_or(i64::MAX), span),
             Some(c) if c.as_rule() == Rule::ident => DimExpr::Name(self.ident(c)),
             Some(c) => self.dim_expr(c),
             None => DimExpr::Int(0, span),
@@ -244,24 +206,14 @@ impl Cx {
                         _ => default = Some(self.expr(c)),
                     }
                 }
-                Param {
-                    name: name.unwrap_or_else(|| self.missing(Span::new(self.file, 0, 0))),
-                    ty,
-                    default,
-                }
+                Param { name: name.unwrap_or_else(|| self.missing(Span::new(self.file, 0, 0))), ty, default }
             })
             .collect()
     }
 
     fn fn_decl(&self, p: Pair<Rule>) -> FnDecl {
         let span = self.span(&p);
-        let mut f = FnDecl {
-            name: None,
-            params: vec![],
-            ret: None,
-            body: self.empty_block(span),
-            span,
-        };
+        let mut f = FnDecl { name: None, params: vec![], ret: None, body: self.empty_block(span), span };
         for c in p.into_inner() {
             match c.as_rule() {
                 Rule::ident => f.name = Some(self.ident(c)),
@@ -274,11 +226,7 @@ impl Cx {
     }
 
     fn empty_block(&self, span: Span) -> Block {
-        Block {
-            stmts: vec![],
-            tail: Box::new(self.missing_expr(span)),
-            span,
-        }
+        Block { stmts: vec![], tail: Box::new(self.missing_expr(span)), span }
     }
 
     fn block(&self, p: Pair<Rule>) -> Block {
@@ -306,24 +254,14 @@ impl Cx {
                 }
                 Rule::assign_stmt => {
                     let mut it = c.into_inner();
-                    let name = it
-                        .next()
-                        .map(|i| self.ident(i))
-                        .unwrap_or_else(|| self.missing(span));
-                    let value = it
-                        .next()
-                        .map(|e| self.expr(e))
-                        .unwrap_or_else(|| self.missing_expr(span));
+                    let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+                    let value = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
                     stmts.push(Stmt::Assign { name, value });
                 }
                 _ => tail = Some(self.expr(c)),
             }
         }
-        Block {
-            stmts,
-            tail: Box::new(tail.unwrap_or_else(|| self.missing_expr(span))),
-            span,
-        }
+        Block { stmts, tail: Box::new(tail.unwrap_or_else(|| self.missing_expr(span))), span }
     }
 
     fn model_decl(&self, p: Pair<Rule>) -> ModelDecl {
@@ -356,22 +294,13 @@ impl Cx {
     fn field(&self, p: Pair<Rule>) -> Field {
         let span = self.span(&p);
         let mut it = p.into_inner();
-        let name = it
-            .next()
-            .map(|i| self.ident(i))
-            .unwrap_or_else(|| self.missing(span));
+        let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
         let kind = match it.next() {
             Some(k) if k.as_rule() == Rule::param_field => {
                 let mut kt = k.into_inner();
                 let ty = kt.next().map(|t| self.tensor_ty(t));
                 let init = kt.next().map(|e| self.expr(e));
-                FieldKind::Param {
-                    ty: ty.unwrap_or(Type {
-                        kind: TypeKind::Float,
-                        span,
-                    }),
-                    init,
-                }
+                FieldKind::Param { ty: ty.unwrap_or(Type { kind: TypeKind::Float, span }), init }
             }
             Some(k) if k.as_rule() == Rule::repeat_field => {
                 let mut kt = k.into_inner().map(|e| self.expr(e));
@@ -379,12 +308,9 @@ impl Cx {
                 let count = kt.next().unwrap_or_else(|| self.missing_expr(span));
                 FieldKind::Repeat { model, count }
             }
-            Some(k) => FieldKind::Sub(
-                k.into_inner()
-                    .next()
-                    .map(|e| self.expr(e))
-                    .unwrap_or_else(|| self.missing_expr(span)),
-            ),
+            Some(k) => {
+                FieldKind::Sub(k.into_inner().next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span)))
+            }
             None => FieldKind::Sub(self.missing_expr(span)),
         };
         Field { name, kind }
@@ -393,20 +319,9 @@ impl Cx {
     fn tensor_ty(&self, p: Pair<Rule>) -> Type {
         let span = self.span(&p);
         let mut it = p.into_inner();
-        let dtype = it
-            .next()
-            .and_then(|d| DType::from_name(d.as_str()))
-            .unwrap_or(DType::F32);
-        let shape = it
-            .next()
-            .map(|s| s.into_inner().map(|i| self.shape_item(i)).collect());
-        Type {
-            kind: TypeKind::Tensor {
-                dtype,
-                shape: shape.unwrap_or_default(),
-            },
-            span,
-        }
+        let dtype = it.next().and_then(|d| DType::from_name(d.as_str())).unwrap_or(DType::F32);
+        let shape = it.next().map(|s| s.into_inner().map(|i| self.shape_item(i)).collect());
+        Type { kind: TypeKind::Tensor { dtype, shape: shape.unwrap_or_default() }, span }
     }
 
     fn optimizer_decl(&self, p: Pair<Rule>) -> OptimizerDecl {
@@ -415,13 +330,7 @@ impl Cx {
             name: self.missing(span),
             params: vec![],
             states: vec![],
-            update: FnDecl {
-                name: None,
-                params: vec![],
-                ret: None,
-                body: self.empty_block(span),
-                span,
-            },
+            update: FnDecl { name: None, params: vec![], ret: None, body: self.empty_block(span), span },
             span,
         };
         for c in p.into_inner() {
@@ -430,14 +339,8 @@ impl Cx {
                 Rule::params => o.params = self.params(c),
                 Rule::state_decl => {
                     let mut it = c.into_inner();
-                    let name = it
-                        .next()
-                        .map(|i| self.ident(i))
-                        .unwrap_or_else(|| self.missing(span));
-                    o.states.push(StateDecl {
-                        name,
-                        init: it.next().map(|e| self.expr(e)),
-                    });
+                    let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+                    o.states.push(StateDecl { name, init: it.next().map(|e| self.expr(e)) });
                 }
                 _ => o.update = self.fn_decl(c),
             }
@@ -459,30 +362,14 @@ impl Cx {
                 Rule::ident => d.name = self.ident(c),
                 Rule::data_field => {
                     let mut it = c.into_inner();
-                    let name = it
-                        .next()
-                        .map(|i| self.ident(i))
-                        .unwrap_or_else(|| self.missing(span));
-                    let ty = it.next().map(|t| self.ty(t)).unwrap_or(Type {
-                        kind: TypeKind::Float,
-                        span,
-                    });
-                    d.fields.push(DataField {
-                        name,
-                        ty,
-                        classes: it.next().map(|e| self.expr(e)),
-                    });
+                    let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+                    let ty = it.next().map(|t| self.ty(t)).unwrap_or(Type { kind: TypeKind::Float, span });
+                    d.fields.push(DataField { name, ty, classes: it.next().map(|e| self.expr(e)) });
                 }
                 Rule::derived => {
                     let mut it = c.into_inner();
-                    let name = it
-                        .next()
-                        .map(|i| self.ident(i))
-                        .unwrap_or_else(|| self.missing(span));
-                    let e = it
-                        .next()
-                        .map(|e| self.expr(e))
-                        .unwrap_or_else(|| self.missing_expr(span));
+                    let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+                    let e = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
                     d.derived.push((name, e));
                 }
                 _ => d.source = self.expr(c),
@@ -493,11 +380,7 @@ impl Cx {
 
     fn experiment_decl(&self, p: Pair<Rule>) -> ExperimentDecl {
         let span = self.span(&p);
-        let mut e = ExperimentDecl {
-            name: self.missing(span),
-            settings: vec![],
-            span,
-        };
+        let mut e = ExperimentDecl { name: self.missing(span), settings: vec![], span };
         for c in p.into_inner() {
             match c.as_rule() {
                 Rule::ident => e.name = self.ident(c),
@@ -510,10 +393,7 @@ impl Cx {
     fn setting(&self, p: Pair<Rule>) -> Setting {
         let span = self.span(&p);
         let mut it = p.into_inner();
-        let key = it
-            .next()
-            .map(|i| self.ident(i))
-            .unwrap_or_else(|| self.missing(span));
+        let key = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
         let mut value = None;
         let mut every = None;
         for c in it {
@@ -531,9 +411,7 @@ impl Cx {
             let mut unit = self.missing(span);
             for c in ev.into_inner() {
                 match c.as_rule() {
-                    Rule::int => {
-                        count = Some((c.as_str().parse().unwrap_or(i64::MAX), self.span(&c)))
-                    }
+                    Rule::int => count = Some((c.as_str().parse().unwrap_or(i64::MAX), self.span(&c))),
                     _ => unit = self.ident(c),
                 }
             }
@@ -548,15 +426,8 @@ impl Cx {
             .map_primary(|pe| self.postfix_expr(pe))
             .map_prefix(|op, e| {
                 let span = self.span(&op).to(e.span);
-                let op = if op.as_rule() == Rule::neg {
-                    UnOp::Neg
-                } else {
-                    UnOp::Not
-                };
-                Expr {
-                    kind: ExprKind::Unary(op, Box::new(e)),
-                    span,
-                }
+                let op = if op.as_rule() == Rule::neg { UnOp::Neg } else { UnOp::Not };
+                Expr { kind: ExprKind::Unary(op, Box::new(e)), span }
             })
             .map_infix(|l, op, r| self.infix(l, op, r))
             .parse(p.into_inner())
@@ -582,10 +453,7 @@ impl Cx {
             Rule::matmul => BinOp::MatMul,
             _ => BinOp::Pow,
         };
-        Expr {
-            kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
-            span,
-        }
+        Expr { kind: ExprKind::Binary(op, Box::new(l), Box::new(r)), span }
     }
 
     fn postfix_expr(&self, p: Pair<Rule>) -> Expr {
@@ -597,20 +465,10 @@ impl Cx {
         for post in it {
             let span = e.span.to(self.span(&post));
             let kind = match post.as_rule() {
-                Rule::call_args => ExprKind::Call {
-                    callee: Box::new(e),
-                    args: self.args(post),
-                },
+                Rule::call_args => ExprKind::Call { callee: Box::new(e), args: self.args(post) },
                 Rule::method => {
-                    let name = post
-                        .into_inner()
-                        .next()
-                        .map(|i| self.ident(i))
-                        .unwrap_or_else(|| self.missing(span));
-                    ExprKind::Field {
-                        base: Box::new(e),
-                        name,
-                    }
+                    let name = post.into_inner().next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+                    ExprKind::Field { base: Box::new(e), name }
                 }
                 _ => ExprKind::Index {
                     base: Box::new(e),
@@ -633,14 +491,8 @@ impl Cx {
                         _ => value = Some(self.expr(c)),
                     }
                 }
-                let span = name
-                    .as_ref()
-                    .map(|n: &Ident| n.span)
-                    .unwrap_or(Span::new(self.file, 0, 0));
-                Arg {
-                    name,
-                    value: value.unwrap_or_else(|| self.missing_expr(span)),
-                }
+                let span = name.as_ref().map(|n: &Ident| n.span).unwrap_or(Span::new(self.file, 0, 0));
+                Arg { name, value: value.unwrap_or_else(|| self.missing_expr(span)) }
             })
             .collect()
     }
@@ -671,12 +523,7 @@ impl Cx {
             parts[slot] = Some(self.expr(c));
         }
         let [start, end, step] = parts;
-        IndexItem::Slice {
-            start,
-            end,
-            step,
-            span,
-        }
+        IndexItem::Slice { start, end, step, span }
     }
 
     fn primary(&self, p: Pair<Rule>) -> Expr {
@@ -694,25 +541,15 @@ impl Cx {
             }
             Rule::ident => ExprKind::Name(p.as_str().to_string()),
             Rule::paren => {
-                return p
-                    .into_inner()
-                    .next()
-                    .map(|e| self.expr(e))
-                    .unwrap_or_else(|| self.missing_expr(span));
+                return p.into_inner().next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
             }
             Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
             Rule::record => ExprKind::Record(
                 p.into_inner()
                     .map(|entry| {
                         let mut it = entry.into_inner();
-                        let k = it
-                            .next()
-                            .map(|i| self.ident(i))
-                            .unwrap_or_else(|| self.missing(span));
-                        let v = it
-                            .next()
-                            .map(|e| self.expr(e))
-                            .unwrap_or_else(|| self.missing_expr(span));
+                        let k = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+                        let v = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
                         (k, v)
                     })
                     .collect(),
@@ -727,33 +564,17 @@ impl Cx {
     fn if_expr(&self, p: Pair<Rule>) -> Expr {
         let span = self.span(&p);
         let mut it = p.into_inner();
-        let cond = it
-            .next()
-            .map(|e| self.expr(e))
-            .unwrap_or_else(|| self.missing_expr(span));
-        let then = it
-            .next()
-            .map(|b| self.block(b))
-            .unwrap_or_else(|| self.empty_block(span));
+        let cond = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
+        let then = it.next().map(|b| self.block(b)).unwrap_or_else(|| self.empty_block(span));
         let els = match it.next() {
             Some(e) if e.as_rule() == Rule::if_expr => self.if_expr(e),
             Some(b) => {
                 let bs = self.span(&b);
-                Expr {
-                    kind: ExprKind::Block(self.block(b)),
-                    span: bs,
-                }
+                Expr { kind: ExprKind::Block(self.block(b)), span: bs }
             }
             None => self.missing_expr(span),
         };
-        Expr {
-            kind: ExprKind::If {
-                cond: Box::new(cond),
-                then,
-                els: Box::new(els),
-            },
-            span,
-        }
+        Expr { kind: ExprKind::If { cond: Box::new(cond), then, els: Box::new(els) }, span }
     }
 }
 
@@ -780,9 +601,7 @@ fn fold_dims(terms: Vec<DimExpr>, ops: Vec<DimOp>) -> DimExpr {
         }
     }
     let mut sums = sums.into_iter();
-    let mut acc = sums
-        .next()
-        .unwrap_or(DimExpr::Int(0, Span::new(crate::span::FileId(0), 0, 0)));
+    let mut acc = sums.next().unwrap_or(DimExpr::Int(0, Span::new(crate::span::FileId(0), 0, 0)));
     for (op, t) in sum_ops.into_iter().zip(sums) {
         let span = acc.span().to(t.span());
         acc = DimExpr::Bin(Box::new(acc), op, Box::new(t), span);
@@ -793,19 +612,13 @@ fn fold_dims(terms: Vec<DimExpr>, ops: Vec<DimOp>) -> DimExpr {
 /// `x |> f` is `f(x)`; `x |> f(a)` is `f(x, a)`.
 fn pipe(x: Expr, f: Expr) -> Expr {
     let span = x.span.to(f.span);
-    let arg = Arg {
-        name: None,
-        value: x,
-    };
+    let arg = Arg { name: None, value: x };
     let kind = match f.kind {
         ExprKind::Call { callee, mut args } => {
             args.insert(0, arg);
             ExprKind::Call { callee, args }
         }
-        _ => ExprKind::Call {
-            callee: Box::new(f),
-            args: vec![arg],
-        },
+        _ => ExprKind::Call { callee: Box::new(f), args: vec![arg] },
     };
     Expr { kind, span }
 }
@@ -819,11 +632,7 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diag {
         InputLocation::Span((s, e)) => (s, e),
     };
     let found = describe_found(text, start);
-    let end = if end > start {
-        end
-    } else {
-        next_token_end(text, start)
-    };
+    let end = if end > start { end } else { next_token_end(text, start) };
     let (message, label) = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             if std::env::var_os("NNC_DEBUG_PEST").is_some() {
@@ -833,11 +642,7 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diag {
             words.sort_unstable();
             words.dedup();
             let expected = join_or(&words);
-            let label = if expected.len() <= 40 {
-                format!("expected {expected}")
-            } else {
-                "unexpected here".into()
-            };
+            let label = if expected.len() <= 40 { format!("expected {expected}") } else { "unexpected here".into() };
             (format!("expected {expected}, found {found}"), label)
         }
         ErrorVariant::CustomError { message } => (message.clone(), String::new()),
@@ -853,8 +658,7 @@ fn next_token_end(text: &str, start: usize) -> usize {
     let rest = &text[start.min(text.len())..];
     let len = rest.chars().next().map(|c| {
         if c.is_alphanumeric() || c == '_' {
-            rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len())
+            rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len())
         } else {
             c.len_utf8()
         }
@@ -877,11 +681,7 @@ fn describe_found(text: &str, at: usize) -> String {
 
 fn hint(text: &str, at: usize) -> Option<String> {
     let before = text.get(..at).unwrap_or("").trim_end();
-    if before.ends_with(',')
-        && text
-            .get(at..)
-            .is_some_and(|r| r.trim_start().starts_with([')', ']', '}']))
-    {
+    if before.ends_with(',') && text.get(at..).is_some_and(|r| r.trim_start().starts_with([')', ']', '}'])) {
         return None;
     }
     let word_end = next_token_end(text, at);
@@ -917,9 +717,7 @@ fn rule_name(rule: Rule) -> &'static str {
         | Rule::model_decl
         | Rule::optimizer_decl
         | Rule::dataset_decl
-        | Rule::experiment_decl => {
-            "an item (`use`, `let`, `fn`, `model`, `optimizer`, `dataset`, `experiment`)"
-        }
+        | Rule::experiment_decl => "an item (`use`, `let`, `fn`, `model`, `optimizer`, `dataset`, `experiment`)",
         Rule::ident | Rule::dotted | Rule::use_name => "a name",
         Rule::keyword => "a keyword",
         Rule::float | Rule::int => "a number",

@@ -51,22 +51,12 @@ impl Arg {
     pub fn f32(rng: &mut Rng, name: &str, shape: &[usize], lo: f64, hi: f64) -> Arg {
         let ty = Type::f32(shape.to_vec());
         let data = rng.data(ty.numel(), lo, hi);
-        Arg {
-            name: name.into(),
-            ty,
-            data,
-            diff: true,
-        }
+        Arg { name: name.into(), ty, data, diff: true }
     }
     /// A non-differentiable i32 input.
     pub fn i32(name: &str, shape: &[usize], data: Vec<i32>) -> Arg {
         let ty = Type::new(DType::I32, shape.to_vec());
-        Arg {
-            name: name.into(),
-            ty,
-            data: data.into_iter().map(f64::from).collect(),
-            diff: false,
-        }
+        Arg { name: name.into(), ty, data: data.into_iter().map(f64::from).collect(), diff: false }
     }
     pub fn fixed(mut self) -> Arg {
         self.diff = false;
@@ -87,20 +77,14 @@ pub fn value(ty: &Type, data: &[f64]) -> Value {
 }
 
 pub fn feeds(args: &[Arg]) -> HashMap<String, Value> {
-    args.iter()
-        .map(|a| (a.name.clone(), value(&a.ty, &a.data)))
-        .collect()
+    args.iter().map(|a| (a.name.clone(), value(&a.ty, &a.data))).collect()
 }
 
 /// Declares `args` as inputs of `g`.
 pub fn declare(g: &mut Graph, args: &[Arg]) -> Vec<NodeId> {
     args.iter()
         .map(|a| {
-            let role = if a.diff {
-                InputRole::Param
-            } else {
-                InputRole::Data
-            };
+            let role = if a.diff { InputRole::Param } else { InputRole::Data };
             g.input(&a.name, role, a.ty.clone()).expect("input")
         })
         .collect()
@@ -111,20 +95,14 @@ pub type Build<'a> = &'a dyn Fn(&mut Graph, &[NodeId]) -> Result<NodeId, IrError
 /// Builds `build` and reduces its output to a scalar with fixed, distinct
 /// weights (so every output element's gradient matters and errors in one
 /// element cannot cancel another's).
-pub fn scalar_loss(
-    g: &mut Graph,
-    args: &[Arg],
-    build: Build,
-) -> Result<(Vec<NodeId>, NodeId), IrError> {
+pub fn scalar_loss(g: &mut Graph, args: &[Arg], build: Build) -> Result<(Vec<NodeId>, NodeId), IrError> {
     let ids = declare(g, args);
     let out = build(g, &ids)?;
     let ty = g.ty(out)?;
     let loss = if ty.rank() == 0 {
         out
     } else {
-        let weights: Vec<f64> = (0..ty.numel())
-            .map(|i| 0.5 + ((i * 7919) % 13) as f64 / 13.0)
-            .collect();
+        let weights: Vec<f64> = (0..ty.numel()).map(|i| 0.5 + ((i * 7919) % 13) as f64 / 13.0).collect();
         let w = g.literal(&weights, ty.clone())?;
         let wo = g.mul(out, w)?;
         g.sum_all(wo)?
@@ -155,12 +133,7 @@ pub const TOL: f64 = 1e-6;
 pub fn grad_check(args: &[Arg], build: Build) {
     let mut g = Graph::new();
     let (ids, loss) = scalar_loss(&mut g, args, build).expect("builds");
-    let wrt: Vec<NodeId> = ids
-        .iter()
-        .zip(args)
-        .filter(|(_, a)| a.diff)
-        .map(|(&i, _)| i)
-        .collect();
+    let wrt: Vec<NodeId> = ids.iter().zip(args).filter(|(_, a)| a.diff).map(|(&i, _)| i).collect();
     let grads = grad(&mut g, loss, &wrt).expect("differentiates");
     g.set_output("loss", loss).expect("output");
     for (k, &d) in grads.iter().enumerate() {
@@ -169,11 +142,7 @@ pub fn grad_check(args: &[Arg], build: Build) {
     verify(&g).expect("verifies");
     let analytic = interp::run(&g, &feeds(args), Precision::F64).expect("runs");
     check_optimized(&g, args, &analytic);
-    let diff_args = args
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.diff)
-        .map(|(i, _)| i);
+    let diff_args = args.iter().enumerate().filter(|(_, a)| a.diff).map(|(i, _)| i);
     for (k, ai) in diff_args.enumerate() {
         let got = analytic[k + 1].to_f64s();
         for (j, &auto) in got.iter().enumerate() {
@@ -203,10 +172,7 @@ pub fn check_optimized(g: &Graph, args: &[Arg], expected: &[Value]) {
     for (e, o) in expected.iter().zip(&got) {
         for (a, b) in e.to_f64s().iter().zip(o.to_f64s()) {
             let same = (a - b).abs() <= 1e-5 * 1f64.max(a.abs()) || (a.is_nan() && b.is_nan());
-            assert!(
-                same,
-                "optimize changed a result: {a} vs {b}\nbefore:\n{g}\nafter:\n{opt}"
-            );
+            assert!(same, "optimize changed a result: {a} vs {b}\nbefore:\n{g}\nafter:\n{opt}");
         }
     }
 }

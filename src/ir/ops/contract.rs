@@ -20,9 +20,7 @@ pub struct Contract {
 
 /// Dims of a rank-`rank` operand that are neither batch nor contracted, ascending.
 pub fn free_dims(rank: usize, batch: &[usize], contract: &[usize]) -> Vec<usize> {
-    (0..rank)
-        .filter(|d| !batch.contains(d) && !contract.contains(d))
-        .collect()
+    (0..rank).filter(|d| !batch.contains(d) && !contract.contains(d)).collect()
 }
 
 fn check_dims(rank: usize, batch: &[usize], contract: &[usize]) -> bool {
@@ -50,18 +48,11 @@ impl OpRule for Contract {
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
         arity("contract", ins, 2)?;
         let (l, r) = (ins[0], ins[1]);
-        let err = |m: &str| {
-            Err(IrError::ty(
-                "contract",
-                format!("{m} ({l} and {r}, {})", self.attrs()),
-            ))
-        };
+        let err = |m: &str| Err(IrError::ty("contract", format!("{m} ({l} and {r}, {})", self.attrs())));
         if l.dtype != DType::F32 || r.dtype != DType::F32 {
             return err("operands must be f32");
         }
-        if self.lhs_batch.len() != self.rhs_batch.len()
-            || self.lhs_contract.len() != self.rhs_contract.len()
-        {
+        if self.lhs_batch.len() != self.rhs_batch.len() || self.lhs_contract.len() != self.rhs_contract.len() {
             return err("batch and contracting dim lists must pair up");
         }
         if !check_dims(l.rank(), &self.lhs_batch, &self.lhs_contract)
@@ -69,22 +60,13 @@ impl OpRule for Contract {
         {
             return err("dims must be distinct and in range");
         }
-        let pairs = self
-            .lhs_batch
-            .iter()
-            .zip(&self.rhs_batch)
-            .chain(self.lhs_contract.iter().zip(&self.rhs_contract));
+        let pairs = self.lhs_batch.iter().zip(&self.rhs_batch).chain(self.lhs_contract.iter().zip(&self.rhs_contract));
         if pairs.clone().any(|(&a, &b)| l.shape[a] != r.shape[b]) {
             return err("paired dims differ in size");
         }
         let lf = free_dims(l.rank(), &self.lhs_batch, &self.lhs_contract);
         let rf = free_dims(r.rank(), &self.rhs_batch, &self.rhs_contract);
-        let shape = self
-            .lhs_batch
-            .iter()
-            .chain(&lf)
-            .map(|&d| l.shape[d])
-            .chain(rf.iter().map(|&d| r.shape[d]));
+        let shape = self.lhs_batch.iter().chain(&lf).map(|&d| l.shape[d]).chain(rf.iter().map(|&d| r.shape[d]));
         Ok(Type::f32(shape.collect::<Vec<_>>()))
     }
     fn eval(&self, ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
@@ -93,14 +75,8 @@ impl OpRule for Contract {
         let (l, r) = (ins[0].float("contract")?, ins[1].float("contract")?);
         let lf = free_dims(l.ndim(), &self.lhs_batch, &self.lhs_contract);
         let rf = free_dims(r.ndim(), &self.rhs_batch, &self.rhs_contract);
-        let size =
-            |a: &ArrayD<f64>, dims: &[usize]| dims.iter().map(|&d| a.shape()[d]).product::<usize>();
-        let (b, m, k, n) = (
-            size(l, &self.lhs_batch),
-            size(l, &lf),
-            size(l, &self.lhs_contract),
-            size(r, &rf),
-        );
+        let size = |a: &ArrayD<f64>, dims: &[usize]| dims.iter().map(|&d| a.shape()[d]).product::<usize>();
+        let (b, m, k, n) = (size(l, &self.lhs_batch), size(l, &lf), size(l, &self.lhs_contract), size(r, &rf));
         let lp: Vec<usize> = [&self.lhs_batch[..], &lf, &self.lhs_contract].concat();
         let rp: Vec<usize> = [&self.rhs_batch[..], &self.rhs_contract, &rf].concat();
         let to3 = |a: &ArrayD<f64>, p: &[usize], dims: (usize, usize, usize)| {
@@ -110,8 +86,7 @@ impl OpRule for Contract {
         let (l3, r3) = (to3(l, &lp, (b, m, k))?, to3(r, &rp, (b, k, n))?);
         let mut out = Array3::<f64>::zeros((b, m, n));
         for i in 0..b {
-            out.index_axis_mut(Axis(0), i)
-                .assign(&l3.index_axis(Axis(0), i).dot(&r3.index_axis(Axis(0), i)));
+            out.index_axis_mut(Axis(0), i).assign(&l3.index_axis(Axis(0), i).dot(&r3.index_axis(Axis(0), i)));
         }
         Ok(Tensor::Float(reshaped(&out.into_dyn(), &ty.shape)?))
     }
@@ -121,33 +96,14 @@ impl OpRule for Contract {
         let nb = self.lhs_batch.len();
         let lf = free_dims(lr, &self.lhs_batch, &self.lhs_contract).len();
         let rf = free_dims(rr, &self.rhs_batch, &self.rhs_contract).len();
-        let lhs = Side {
-            rank: lr,
-            batch: &self.lhs_batch,
-            contract: &self.lhs_contract,
-        };
-        let rhs = Side {
-            rank: rr,
-            batch: &self.rhs_batch,
-            contract: &self.rhs_contract,
-        };
+        let lhs = Side { rank: lr, batch: &self.lhs_batch, contract: &self.lhs_contract };
+        let rhs = Side { rank: rr, batch: &self.rhs_batch, contract: &self.rhs_contract };
         let gl = if cx.wants[0] {
-            Some(operand_grad(
-                g,
-                ct,
-                r,
-                &lhs,
-                &rhs,
-                (nb + lf..nb + lf + rf).collect(),
-            )?)
+            Some(operand_grad(g, ct, r, &lhs, &rhs, (nb + lf..nb + lf + rf).collect())?)
         } else {
             None
         };
-        let gr = if cx.wants[1] {
-            Some(operand_grad(g, ct, l, &rhs, &lhs, (nb..nb + lf).collect())?)
-        } else {
-            None
-        };
+        let gr = if cx.wants[1] { Some(operand_grad(g, ct, l, &rhs, &lhs, (nb..nb + lf).collect())?) } else { None };
         Ok(vec![gl, gr])
     }
 }

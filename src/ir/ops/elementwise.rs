@@ -45,11 +45,7 @@ struct UnaryFns {
 }
 
 const fn float_only(f: fn(f64) -> f64) -> UnaryFns {
-    UnaryFns {
-        float: Some(f),
-        int: None,
-        boolean: None,
-    }
+    UnaryFns { float: Some(f), int: None, boolean: None }
 }
 
 fn sign(x: f64) -> f64 {
@@ -66,21 +62,9 @@ impl UnaryOp {
     fn fns(self) -> UnaryFns {
         use UnaryOp as U;
         match self {
-            U::Neg => UnaryFns {
-                float: Some(|x| -x),
-                int: Some(i32::wrapping_neg),
-                boolean: None,
-            },
-            U::Abs => UnaryFns {
-                float: Some(f64::abs),
-                int: Some(i32::wrapping_abs),
-                boolean: None,
-            },
-            U::Sign => UnaryFns {
-                float: Some(sign),
-                int: Some(i32::signum),
-                boolean: None,
-            },
+            U::Neg => UnaryFns { float: Some(|x| -x), int: Some(i32::wrapping_neg), boolean: None },
+            U::Abs => UnaryFns { float: Some(f64::abs), int: Some(i32::wrapping_abs), boolean: None },
+            U::Sign => UnaryFns { float: Some(sign), int: Some(i32::signum), boolean: None },
             U::Exp => float_only(f64::exp),
             U::Log => float_only(f64::ln),
             U::Sqrt => float_only(f64::sqrt),
@@ -91,22 +75,12 @@ impl UnaryOp {
             U::Cos => float_only(f64::cos),
             U::Floor => float_only(f64::floor),
             U::Recip => float_only(|x| 1.0 / x),
-            U::Not => UnaryFns {
-                float: None,
-                int: None,
-                boolean: Some(|b| !b),
-            },
+            U::Not => UnaryFns { float: None, int: None, boolean: Some(|b| !b) },
         }
     }
 
     /// The cotangent of the input given `x`, the output `y` and its cotangent.
-    fn cotangent(
-        self,
-        g: &mut Graph,
-        x: NodeId,
-        y: NodeId,
-        ct: NodeId,
-    ) -> Result<Option<NodeId>, IrError> {
+    fn cotangent(self, g: &mut Graph, x: NodeId, y: NodeId, ct: NodeId) -> Result<Option<NodeId>, IrError> {
         use UnaryOp as U;
         let d = match self {
             U::Neg => g.neg(ct)?,
@@ -191,10 +165,7 @@ impl OpRule for UnaryOp {
             DType::U8 => false,
         };
         if !ok {
-            return Err(IrError::ty(
-                self.name(),
-                format!("not defined on {}", ins[0]),
-            ));
+            return Err(IrError::ty(self.name(), format!("not defined on {}", ins[0])));
         }
         Ok(ins[0].clone())
     }
@@ -241,10 +212,7 @@ pub enum BinaryOp {
 /// The scalar functions of a binary op.
 enum BinaryFns {
     /// Same dtype in and out: f32 (always) and i32 (when `int` is set).
-    Arith {
-        float: fn(f64, f64) -> f64,
-        int: Option<fn(i32, i32) -> i32>,
-    },
+    Arith { float: fn(f64, f64) -> f64, int: Option<fn(i32, i32) -> i32> },
     /// Any dtype in (compared as exact f64), bool out.
     Compare(fn(f64, f64) -> bool),
     /// Bool in, bool out.
@@ -252,19 +220,11 @@ enum BinaryFns {
 }
 
 pub(crate) fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
 }
 
 fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
 
 fn int_div(a: i32, b: i32) -> i32 {
@@ -276,34 +236,13 @@ impl BinaryOp {
         use BinaryFns::{Arith, Compare, Logic};
         use BinaryOp as B;
         match self {
-            B::Add => Arith {
-                float: |a, b| a + b,
-                int: Some(i32::wrapping_add),
-            },
-            B::Sub => Arith {
-                float: |a, b| a - b,
-                int: Some(i32::wrapping_sub),
-            },
-            B::Mul => Arith {
-                float: |a, b| a * b,
-                int: Some(i32::wrapping_mul),
-            },
-            B::Div => Arith {
-                float: |a, b| a / b,
-                int: Some(int_div),
-            },
-            B::Pow => Arith {
-                float: f64::powf,
-                int: None,
-            },
-            B::Max => Arith {
-                float: nan_max,
-                int: Some(i32::max),
-            },
-            B::Min => Arith {
-                float: nan_min,
-                int: Some(i32::min),
-            },
+            B::Add => Arith { float: |a, b| a + b, int: Some(i32::wrapping_add) },
+            B::Sub => Arith { float: |a, b| a - b, int: Some(i32::wrapping_sub) },
+            B::Mul => Arith { float: |a, b| a * b, int: Some(i32::wrapping_mul) },
+            B::Div => Arith { float: |a, b| a / b, int: Some(int_div) },
+            B::Pow => Arith { float: f64::powf, int: None },
+            B::Max => Arith { float: nan_max, int: Some(i32::max) },
+            B::Min => Arith { float: nan_min, int: Some(i32::min) },
             B::Lt => Compare(|a, b| a < b),
             B::Le => Compare(|a, b| a <= b),
             B::Gt => Compare(|a, b| a > b),
@@ -358,19 +297,12 @@ impl BinaryOp {
 }
 
 /// `f()` if `want`, else `None`.
-fn when(
-    want: bool,
-    f: impl FnOnce() -> Result<NodeId, IrError>,
-) -> Result<Option<NodeId>, IrError> {
+fn when(want: bool, f: impl FnOnce() -> Result<NodeId, IrError>) -> Result<Option<NodeId>, IrError> {
     want.then(f).transpose()
 }
 
 /// (ct where a `cmp` b, ct elsewhere): the VJP of max/min.
-fn split_by(
-    g: &mut Graph,
-    cmp: BinaryOp,
-    cx: &VjpCtx,
-) -> Result<(Option<NodeId>, Option<NodeId>), IrError> {
+fn split_by(g: &mut Graph, cmp: BinaryOp, cx: &VjpCtx) -> Result<(Option<NodeId>, Option<NodeId>), IrError> {
     let mask = g.binary(cmp, cx.inputs[0], cx.inputs[1])?;
     let zero = g.zeros_like(cx.cot)?;
     let ga = when(cx.wants[0], || g.select(mask, cx.cot, zero))?;
@@ -406,8 +338,7 @@ impl OpRule for BinaryOp {
         arity(self.name(), ins, 2)?;
         let (a, b) = (ins[0], ins[1]);
         if a != b {
-            let msg =
-                format!("operands must have the same type (broadcast explicitly), got {a} and {b}");
+            let msg = format!("operands must have the same type (broadcast explicitly), got {a} and {b}");
             return Err(IrError::ty(self.name(), msg));
         }
         let ok = match (self.fns(), a.dtype) {
@@ -431,9 +362,7 @@ impl OpRule for BinaryOp {
             Zip::from(x).and(y).map_collect(|&p, &q| f(p, q))
         };
         Ok(match (self.fns(), ins[0], ins[1]) {
-            (BinaryFns::Arith { float, .. }, Tensor::Float(x), Tensor::Float(y)) => {
-                Tensor::Float(zip(x, y, float))
-            }
+            (BinaryFns::Arith { float, .. }, Tensor::Float(x), Tensor::Float(y)) => Tensor::Float(zip(x, y, float)),
             (BinaryFns::Arith { int: Some(f), .. }, Tensor::Int(x), Tensor::Int(y)) => {
                 Tensor::Int(Zip::from(x).and(y).map_collect(|&p, &q| f(p, q)))
             }

@@ -20,23 +20,11 @@ pub struct Gather {
 
 /// The index in `data` of output element `ix` (whose `axis..axis+k` part
 /// indexes `indices`), or `None` when the index is out of range.
-fn source_index(
-    ix: &[usize],
-    axis: usize,
-    indices: &ArrayD<i32>,
-    dim: usize,
-) -> Option<Vec<usize>> {
+fn source_index(ix: &[usize], axis: usize, indices: &ArrayD<i32>, dim: usize) -> Option<Vec<usize>> {
     let k = indices.ndim();
     let i = indices[&ix[axis..axis + k]];
     let i = usize::try_from(i).ok().filter(|&i| i < dim)?;
-    Some(
-        ix[..axis]
-            .iter()
-            .chain(std::iter::once(&i))
-            .chain(&ix[axis + k..])
-            .copied()
-            .collect(),
-    )
+    Some(ix[..axis].iter().chain(std::iter::once(&i)).chain(&ix[axis + k..]).copied().collect())
 }
 
 impl OpRule for Gather {
@@ -53,18 +41,10 @@ impl OpRule for Gather {
         arity("gather", ins, 2)?;
         let (data, idx) = (ins[0], ins[1]);
         if self.axis >= data.rank() || idx.dtype != DType::I32 {
-            let msg = format!(
-                "expects data with an axis {} and i32 indices, got {data} and {idx}",
-                self.axis
-            );
+            let msg = format!("expects data with an axis {} and i32 indices, got {data} and {idx}", self.axis);
             return Err(IrError::ty("gather", msg));
         }
-        let shape: Vec<usize> = [
-            &data.shape[..self.axis],
-            &idx.shape,
-            &data.shape[self.axis + 1..],
-        ]
-        .concat();
+        let shape: Vec<usize> = [&data.shape[..self.axis], &idx.shape, &data.shape[self.axis + 1..]].concat();
         Ok(data.with_shape(shape))
     }
     fn eval(&self, ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
@@ -83,13 +63,7 @@ impl OpRule for Gather {
             return Ok(vec![None, None]);
         }
         let dim = g.ty(cx.inputs[0])?.shape[self.axis];
-        let grad = g.insert(
-            Op::ScatterAdd(ScatterAdd {
-                axis: self.axis,
-                dim,
-            }),
-            &[cx.inputs[1], cx.cot],
-        )?;
+        let grad = g.insert(Op::ScatterAdd(ScatterAdd { axis: self.axis, dim }), &[cx.inputs[1], cx.cot])?;
         Ok(vec![Some(grad), None])
     }
 }
@@ -121,18 +95,10 @@ impl OpRule for ScatterAdd {
             && upd.rank() >= self.axis + k
             && upd.shape[self.axis..self.axis + k] == idx.shape[..];
         if !ok {
-            let msg = format!(
-                "indices {idx} do not fit f32 updates {upd} at axis {}",
-                self.axis
-            );
+            let msg = format!("indices {idx} do not fit f32 updates {upd} at axis {}", self.axis);
             return Err(IrError::ty("scatter_add", msg));
         }
-        let shape: Vec<usize> = [
-            &upd.shape[..self.axis],
-            &[self.dim],
-            &upd.shape[self.axis + k..],
-        ]
-        .concat();
+        let shape: Vec<usize> = [&upd.shape[..self.axis], &[self.dim], &upd.shape[self.axis + k..]].concat();
         Ok(upd.with_shape(shape))
     }
     fn eval(&self, ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {

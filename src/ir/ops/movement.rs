@@ -11,10 +11,7 @@ use crate::ir::types::{NodeId, Scalar, Shape, ShapeDisplay, Type};
 
 /// `3,4` (the brackets come from the printer).
 fn dims(d: &[usize]) -> String {
-    d.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// Same elements, row-major, new shape of the same size.
@@ -37,10 +34,7 @@ impl OpRule for Reshape {
         arity("reshape", ins, 1)?;
         let out = ins[0].with_shape(self.shape.clone());
         if out.numel() != ins[0].numel() {
-            return Err(IrError::ty(
-                "reshape",
-                format!("cannot reshape {} to {}", ins[0], ShapeDisplay(&self.shape)),
-            ));
+            return Err(IrError::ty("reshape", format!("cannot reshape {} to {}", ins[0], ShapeDisplay(&self.shape))));
         }
         Ok(out)
     }
@@ -83,25 +77,12 @@ impl OpRule for Permute {
         arity("permute", ins, 1)?;
         let n = ins[0].rank();
         let mut seen = vec![false; n];
-        let valid = self.perm.len() == n
-            && self
-                .perm
-                .iter()
-                .all(|&p| p < n && !std::mem::replace(&mut seen[p], true));
+        let valid = self.perm.len() == n && self.perm.iter().all(|&p| p < n && !std::mem::replace(&mut seen[p], true));
         if !valid {
-            let msg = format!(
-                "{} is not a permutation of the axes of {}",
-                ShapeDisplay(&self.perm),
-                ins[0]
-            );
+            let msg = format!("{} is not a permutation of the axes of {}", ShapeDisplay(&self.perm), ins[0]);
             return Err(IrError::ty("permute", msg));
         }
-        Ok(ins[0].with_shape(
-            self.perm
-                .iter()
-                .map(|&p| ins[0].shape[p])
-                .collect::<Vec<_>>(),
-        ))
+        Ok(ins[0].with_shape(self.perm.iter().map(|&p| ins[0].shape[p]).collect::<Vec<_>>()))
     }
     fn eval(&self, _ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
         with_elem!(ins[0], a => Ok(Elem::wrap(a.view().permuted_axes(IxDyn(&self.perm)).as_standard_layout().into_owned())))
@@ -121,10 +102,7 @@ impl OpRule for Permute {
         if let Op::Permute(p1) = &inner.op {
             // out[i] = mid[p2[i]] = in[p1[p2[i]]]
             let perm = self.perm.iter().map(|&p| p1.perm[p]).collect();
-            return Some(Rewrite::Op(
-                Op::Permute(Permute { perm }),
-                inner.inputs.clone(),
-            ));
+            return Some(Rewrite::Op(Op::Permute(Permute { perm }), inner.inputs.clone()));
         }
         g.splat(ins[0]).map(Rewrite::Const)
     }
@@ -142,9 +120,7 @@ impl Broadcast {
     /// in the VJP).
     fn expanded_axes(&self, input: &[usize]) -> Vec<usize> {
         let off = self.shape.len() - input.len();
-        (0..self.shape.len())
-            .filter(|&j| j < off || (input[j - off] == 1 && self.shape[j] != 1))
-            .collect()
+        (0..self.shape.len()).filter(|&j| j < off || (input[j - off] == 1 && self.shape[j] != 1)).collect()
     }
 }
 
@@ -161,19 +137,12 @@ impl OpRule for Broadcast {
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
         arity("broadcast", ins, 1)?;
         let x = &ins[0].shape;
-        let ok = x.len() <= self.shape.len()
-            && x.iter()
-                .rev()
-                .zip(self.shape.iter().rev())
-                .all(|(&a, &b)| a == 1 || a == b);
+        let ok =
+            x.len() <= self.shape.len() && x.iter().rev().zip(self.shape.iter().rev()).all(|(&a, &b)| a == 1 || a == b);
         if !ok {
             return Err(IrError::ty(
                 "broadcast",
-                format!(
-                    "cannot broadcast {} to {}",
-                    ins[0],
-                    ShapeDisplay(&self.shape)
-                ),
+                format!("cannot broadcast {} to {}", ins[0], ShapeDisplay(&self.shape)),
             ));
         }
         Ok(ins[0].with_shape(self.shape.clone()))
@@ -197,10 +166,7 @@ impl OpRule for Broadcast {
         }
         if let Op::Broadcast(_) = inner.op {
             // Broadcasts compose: a dim that is 1 or equal stays so.
-            return Some(Rewrite::Op(
-                Op::Broadcast(self.clone()),
-                inner.inputs.clone(),
-            ));
+            return Some(Rewrite::Op(Op::Broadcast(self.clone()), inner.inputs.clone()));
         }
         g.splat(ins[0]).map(Rewrite::Const)
     }
@@ -222,9 +188,8 @@ impl OpRule for Slice {
         LoweringClass::Movement
     }
     fn attrs(&self) -> String {
-        let axes: Vec<String> = (0..self.start.len())
-            .map(|i| format!("{}:{}:{}", self.start[i], self.end[i], self.step[i]))
-            .collect();
+        let axes: Vec<String> =
+            (0..self.start.len()).map(|i| format!("{}:{}:{}", self.start[i], self.end[i], self.step[i])).collect();
         axes.join(", ")
     }
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
@@ -232,30 +197,17 @@ impl OpRule for Slice {
         let x = ins[0];
         let n = x.rank();
         let lens_ok = self.start.len() == n && self.end.len() == n && self.step.len() == n;
-        let ok = lens_ok
-            && (0..n).all(|i| {
-                self.start[i] <= self.end[i] && self.end[i] <= x.shape[i] && self.step[i] >= 1
-            });
+        let ok =
+            lens_ok && (0..n).all(|i| self.start[i] <= self.end[i] && self.end[i] <= x.shape[i] && self.step[i] >= 1);
         if !ok {
-            return Err(IrError::ty(
-                "slice",
-                format!("[{}] is not a valid slice of {x}", self.attrs()),
-            ));
+            return Err(IrError::ty("slice", format!("[{}] is not a valid slice of {x}", self.attrs())));
         }
-        Ok(x.with_shape(
-            (0..n)
-                .map(|i| (self.end[i] - self.start[i]).div_ceil(self.step[i]))
-                .collect::<Vec<_>>(),
-        ))
+        Ok(x.with_shape((0..n).map(|i| (self.end[i] - self.start[i]).div_ceil(self.step[i])).collect::<Vec<_>>()))
     }
     fn eval(&self, _ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
         let range = |ax: ndarray::AxisDescription| {
             let i = ax.axis.index();
-            NdSlice::new(
-                self.start[i] as isize,
-                Some(self.end[i] as isize),
-                self.step[i] as isize,
-            )
+            NdSlice::new(self.start[i] as isize, Some(self.end[i] as isize), self.step[i] as isize)
         };
         with_elem!(ins[0], a => Ok(Elem::wrap(a.slice_each_axis(range).to_owned())))
     }
@@ -327,27 +279,15 @@ impl OpRule for Pad {
         LoweringClass::Movement
     }
     fn attrs(&self) -> String {
-        format!(
-            "lo={} hi={} value={}",
-            ShapeDisplay(&self.lo),
-            ShapeDisplay(&self.hi),
-            self.value
-        )
+        format!("lo={} hi={} value={}", ShapeDisplay(&self.lo), ShapeDisplay(&self.hi), self.value)
     }
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
         arity("pad", ins, 1)?;
         let x = ins[0];
         if self.lo.len() != x.rank() || self.hi.len() != x.rank() {
-            return Err(IrError::ty(
-                "pad",
-                format!("[{}] does not match the rank of {x}", self.attrs()),
-            ));
+            return Err(IrError::ty("pad", format!("[{}] does not match the rank of {x}", self.attrs())));
         }
-        Ok(x.with_shape(
-            (0..x.rank())
-                .map(|i| self.lo[i] + x.shape[i] + self.hi[i])
-                .collect::<Vec<_>>(),
-        ))
+        Ok(x.with_shape((0..x.rank()).map(|i| self.lo[i] + x.shape[i] + self.hi[i]).collect::<Vec<_>>()))
     }
     fn eval(&self, ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
         with_dtype!(ty.dtype, T => {
@@ -393,9 +333,7 @@ impl OpRule for Concat {
         format!("axis={}", self.axis)
     }
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
-        let first = ins
-            .first()
-            .ok_or_else(|| IrError::ty("concat", "needs at least one input"))?;
+        let first = ins.first().ok_or_else(|| IrError::ty("concat", "needs at least one input"))?;
         let same_elsewhere = |t: &Type| {
             t.dtype == first.dtype
                 && t.rank() == first.rank()
@@ -403,10 +341,7 @@ impl OpRule for Concat {
         };
         if self.axis >= first.rank() || !ins.iter().all(|t| same_elsewhere(t)) {
             let tys: Vec<String> = ins.iter().map(|t| t.to_string()).collect();
-            return Err(IrError::ty(
-                "concat",
-                format!("cannot join {} along axis {}", tys.join(", "), self.axis),
-            ));
+            return Err(IrError::ty("concat", format!("cannot join {} along axis {}", tys.join(", "), self.axis)));
         }
         let mut shape = first.shape.clone();
         shape[self.axis] = ins.iter().map(|t| t.shape[self.axis]).sum();
@@ -424,11 +359,7 @@ impl OpRule for Concat {
         let mut grads = Vec::with_capacity(cx.inputs.len());
         for (&x, &want) in cx.inputs.iter().zip(cx.wants) {
             let len = g.ty(x)?.shape[self.axis];
-            grads.push(if want {
-                Some(g.slice_axis(cx.cot, self.axis, offset, offset + len)?)
-            } else {
-                None
-            });
+            grads.push(if want { Some(g.slice_axis(cx.cot, self.axis, offset, offset + len)?) } else { None });
             offset += len;
         }
         Ok(grads)

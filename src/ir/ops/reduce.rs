@@ -63,39 +63,28 @@ impl OpRule for Reduce {
         }
         let increasing = self.axes.windows(2).all(|w| w[0] < w[1]);
         if !increasing || self.axes.last().is_some_and(|&a| a >= x.rank()) {
-            let msg = format!(
-                "axes {} must be increasing and within {x}",
-                ShapeDisplay(&self.axes)
-            );
+            let msg = format!("axes {} must be increasing and within {x}", ShapeDisplay(&self.axes));
             return Err(IrError::ty(self.name(), msg));
         }
-        let shape = (0..x.rank())
-            .filter(|a| !self.axes.contains(a))
-            .map(|a| x.shape[a])
-            .collect::<Vec<_>>();
+        let shape = (0..x.rank()).filter(|a| !self.axes.contains(a)).map(|a| x.shape[a]).collect::<Vec<_>>();
         Ok(x.with_shape(shape))
     }
     fn eval(&self, _ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
         // Reduce the highest axis first so the lower indices stay valid.
         let axes = self.axes.iter().rev().map(|&a| Axis(a));
         Ok(match (self.op, ins[0]) {
-            (ReduceOp::Sum, Tensor::Float(a)) => {
-                Tensor::Float(axes.fold(a.clone(), |a, ax| a.sum_axis(ax)))
+            (ReduceOp::Sum, Tensor::Float(a)) => Tensor::Float(axes.fold(a.clone(), |a, ax| a.sum_axis(ax))),
+            (ReduceOp::Max, Tensor::Float(a)) => {
+                Tensor::Float(axes.fold(a.clone(), |a, ax| a.fold_axis(ax, f64::NEG_INFINITY, |&m, &x| nan_max(m, x))))
             }
-            (ReduceOp::Max, Tensor::Float(a)) => Tensor::Float(axes.fold(a.clone(), |a, ax| {
-                a.fold_axis(ax, f64::NEG_INFINITY, |&m, &x| nan_max(m, x))
-            })),
-            (ReduceOp::Sum, Tensor::Int(a)) => Tensor::Int(axes.fold(a.clone(), |a, ax| {
-                a.fold_axis(ax, 0, |&s, &x| s.wrapping_add(x))
-            })),
-            (ReduceOp::Max, Tensor::Int(a)) => Tensor::Int(axes.fold(a.clone(), |a, ax| {
-                a.fold_axis(ax, i32::MIN, |&m, &x| m.max(x))
-            })),
+            (ReduceOp::Sum, Tensor::Int(a)) => {
+                Tensor::Int(axes.fold(a.clone(), |a, ax| a.fold_axis(ax, 0, |&s, &x| s.wrapping_add(x))))
+            }
+            (ReduceOp::Max, Tensor::Int(a)) => {
+                Tensor::Int(axes.fold(a.clone(), |a, ax| a.fold_axis(ax, i32::MIN, |&m, &x| m.max(x))))
+            }
             (_, t @ (Tensor::Bool(_) | Tensor::Byte(_))) => {
-                return Err(IrError::ty(
-                    self.name(),
-                    format!("not defined on {}", t.dtype()),
-                ));
+                return Err(IrError::ty(self.name(), format!("not defined on {}", t.dtype())));
             }
         })
     }

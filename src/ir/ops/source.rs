@@ -59,10 +59,7 @@ impl OpRule for Input {
         Ok(self.ty.clone())
     }
     fn eval(&self, _ty: &Type, _ins: &[&Tensor]) -> Result<Tensor, IrError> {
-        Err(IrError::Input {
-            name: self.name.clone(),
-            message: "no value supplied".into(),
-        })
+        Err(IrError::Input { name: self.name.clone(), message: "no value supplied".into() })
     }
     fn vjp(&self, _g: &mut Graph, cx: &VjpCtx) -> Result<Vec<Option<NodeId>>, IrError> {
         Ok(no_grad(cx))
@@ -115,12 +112,7 @@ impl OpRule for Literal {
     fn attrs(&self) -> String {
         // Long literals are abbreviated: the printed IR must stay readable.
         const SHOWN: usize = 8;
-        let mut s: Vec<String> = self
-            .values
-            .iter()
-            .take(SHOWN)
-            .map(|v| v.to_string())
-            .collect();
+        let mut s: Vec<String> = self.values.iter().take(SHOWN).map(|v| v.to_string()).collect();
         if self.values.len() > SHOWN {
             s.push(format!("... ({} values)", self.values.len()));
         }
@@ -144,10 +136,7 @@ impl OpRule for Literal {
     fn simplify(&self, _g: &Graph, _ins: &[NodeId], _ty: &Type) -> Option<Rewrite> {
         // A literal of identical values is a splat.
         let first = *self.values.first()?;
-        self.values
-            .iter()
-            .all(|&v| v == first)
-            .then_some(Rewrite::Const(first.0))
+        self.values.iter().all(|&v| v == first).then_some(Rewrite::Const(first.0))
     }
 }
 
@@ -171,11 +160,7 @@ impl OpRule for Iota {
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
         arity("iota", ins, 0)?;
         if self.axis >= self.shape.len() {
-            let msg = format!(
-                "axis {} out of range for shape {}",
-                self.axis,
-                ShapeDisplay(&self.shape)
-            );
+            let msg = format!("axis {} out of range for shape {}", self.axis, ShapeDisplay(&self.shape));
             return Err(IrError::ty("iota", msg));
         }
         if self.shape[self.axis] > i32::MAX as usize {
@@ -184,10 +169,7 @@ impl OpRule for Iota {
         Ok(Type::new(DType::I32, self.shape.clone()))
     }
     fn eval(&self, _ty: &Type, _ins: &[&Tensor]) -> Result<Tensor, IrError> {
-        Ok(Tensor::Int(ArrayD::from_shape_fn(
-            IxDyn(&self.shape),
-            |ix| ix[self.axis] as i32,
-        )))
+        Ok(Tensor::Int(ArrayD::from_shape_fn(IxDyn(&self.shape), |ix| ix[self.axis] as i32)))
     }
     fn vjp(&self, _g: &mut Graph, cx: &VjpCtx) -> Result<Vec<Option<NodeId>>, IrError> {
         Ok(no_grad(cx))
@@ -215,25 +197,17 @@ impl OpRule for Random {
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
         arity("random", ins, 1)?;
         if *ins[0] != Type::scalar(DType::I32) {
-            return Err(IrError::ty(
-                "random",
-                format!("key must be i32[], got {}", ins[0]),
-            ));
+            return Err(IrError::ty("random", format!("key must be i32[], got {}", ins[0])));
         }
         let ty = Type::f32(self.shape.clone());
         if ty.numel() > u32::MAX as usize {
-            return Err(IrError::ty(
-                "random",
-                "more than 2^32 elements: flat indices must fit in u32",
-            ));
+            return Err(IrError::ty("random", "more than 2^32 elements: flat indices must fit in u32"));
         }
         Ok(ty)
     }
     fn eval(&self, ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
         let key = ins[0].int("random")?.iter().next().copied().unwrap_or(0);
-        let values: Vec<f64> = (0..ty.numel() as u32)
-            .map(|i| f64::from(random_uniform(key, self.salt, i)))
-            .collect();
+        let values: Vec<f64> = (0..ty.numel() as u32).map(|i| f64::from(random_uniform(key, self.salt, i))).collect();
         Tensor::from_f64s(ty, &values)
     }
     fn vjp(&self, _g: &mut Graph, cx: &VjpCtx) -> Result<Vec<Option<NodeId>>, IrError> {

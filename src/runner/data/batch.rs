@@ -47,24 +47,11 @@ pub struct BatchPlan {
 impl BatchPlan {
     /// Refuses plans whose epochs would be empty, which would otherwise make a
     /// training loop spin without ever taking a step.
-    pub fn new(
-        n: usize,
-        batch_size: usize,
-        last: LastBatch,
-        order: Order,
-    ) -> Result<BatchPlan, DataError> {
+    pub fn new(n: usize, batch_size: usize, last: LastBatch, order: Order) -> Result<BatchPlan, DataError> {
         if batch_size == 0 {
-            return Err(DataError::Batch {
-                expected: "a batch size of at least 1".into(),
-                found: "0".into(),
-            });
+            return Err(DataError::Batch { expected: "a batch size of at least 1".into(), found: "0".into() });
         }
-        let plan = BatchPlan {
-            n,
-            batch_size,
-            last,
-            order,
-        };
+        let plan = BatchPlan { n, batch_size, last, order };
         if plan.batches_per_epoch() == 0 {
             return Err(DataError::Batch {
                 expected: format!("at least {batch_size} samples for one batch ({last:?} policy)"),
@@ -111,13 +98,7 @@ impl BatchPlan {
     pub fn epoch(&self, epoch: u64) -> EpochBatches {
         let mut order = Vec::with_capacity(self.n);
         self.order_into(epoch, &mut order);
-        EpochBatches {
-            order,
-            batch_size: self.batch_size,
-            n_batches: self.batches_per_epoch(),
-            epoch,
-            next: 0,
-        }
+        EpochBatches { order, batch_size: self.batch_size, n_batches: self.batches_per_epoch(), epoch, next: 0 }
     }
 
     /// The batches of `cursor.epoch`, from `cursor.batch` on: identical to
@@ -168,10 +149,7 @@ impl EpochBatches {
 
     /// Position of the next batch; store this to resume later.
     pub fn cursor(&self) -> Cursor {
-        Cursor {
-            epoch: self.epoch,
-            batch: self.next,
-        }
+        Cursor { epoch: self.epoch, batch: self.next }
     }
 
     /// Batches not yet taken.

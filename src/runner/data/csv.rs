@@ -51,39 +51,21 @@ pub fn read_csv(file: &Path, label_column: &str, kind: LabelKind) -> Result<CsvD
 }
 
 /// Parse CSV text already in memory; `file` is used only in errors.
-pub fn parse_csv(
-    text: &str,
-    file: &Path,
-    label_column: &str,
-    kind: LabelKind,
-) -> Result<CsvData, DataError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty());
+pub fn parse_csv(text: &str, file: &Path, label_column: &str, kind: LabelKind) -> Result<CsvData, DataError> {
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
     let Some((header_line, header)) = lines.next() else {
         return Err(csv_err(file, 1, None, "a header row", "an empty file"));
     };
     let names = split_record(header, file, header_line)?;
     let label_idx = header_index(&names, label_column, file, header_line)?;
-    let ctx = Ctx {
-        file,
-        names: &names,
-    };
+    let ctx = Ctx { file, names: &names };
     let mut features = Vec::new();
     let mut raw_labels: Vec<(usize, String)> = Vec::new();
     for (line, record) in lines {
         let cells = split_record(record, file, line)?;
         if cells.len() != names.len() {
             let expected = format!("{} fields (as in the header)", names.len());
-            return Err(csv_err(
-                file,
-                line,
-                None,
-                &expected,
-                &format!("{}", cells.len()),
-            ));
+            return Err(csv_err(file, line, None, &expected, &format!("{}", cells.len())));
         }
         for (col, cell) in cells.iter().enumerate() {
             if col == label_idx {
@@ -95,72 +77,29 @@ pub fn parse_csv(
     }
     let (labels, classes) = ctx.labels(raw_labels, label_idx, kind)?;
     let n = labels.len();
-    let feature_names: Vec<String> = names
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != label_idx)
-        .map(|(_, s)| s.clone())
-        .collect();
+    let feature_names: Vec<String> =
+        names.iter().enumerate().filter(|&(i, _)| i != label_idx).map(|(_, s)| s.clone()).collect();
     let dataset = Dataset::new(vec![
-        Field::new(
-            "features",
-            file,
-            n,
-            vec![feature_names.len()],
-            ColumnData::F32(features),
-        )?,
+        Field::new("features", file, n, vec![feature_names.len()], ColumnData::F32(features))?,
         Field::new("labels", file, n, vec![], ColumnData::I32(labels))?,
     ])?;
-    Ok(CsvData {
-        dataset,
-        feature_names,
-        classes,
-    })
+    Ok(CsvData { dataset, feature_names, classes })
 }
 
-fn csv_err(
-    file: &Path,
-    line: usize,
-    column: Option<String>,
-    expected: &str,
-    found: &str,
-) -> DataError {
-    DataError::Csv {
-        file: file.to_path_buf(),
-        line,
-        column,
-        expected: expected.to_string(),
-        found: found.to_string(),
-    }
+fn csv_err(file: &Path, line: usize, column: Option<String>, expected: &str, found: &str) -> DataError {
+    DataError::Csv { file: file.to_path_buf(), line, column, expected: expected.to_string(), found: found.to_string() }
 }
 
-fn header_index(
-    names: &[String],
-    label: &str,
-    file: &Path,
-    line: usize,
-) -> Result<usize, DataError> {
+fn header_index(names: &[String], label: &str, file: &Path, line: usize) -> Result<usize, DataError> {
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             let col = Some(format!("{} (`{n}`)", i + 1));
-            return Err(csv_err(
-                file,
-                line,
-                col,
-                "distinct column names",
-                "a duplicate",
-            ));
+            return Err(csv_err(file, line, col, "distinct column names", "a duplicate"));
         }
     }
     names.iter().position(|n| n == label).ok_or_else(|| {
         let expected = format!("a label column named `{label}`");
-        csv_err(
-            file,
-            line,
-            None,
-            &expected,
-            &format!("columns {}", names.join(", ")),
-        )
+        csv_err(file, line, None, &expected, &format!("columns {}", names.join(", ")))
     })
 }
 
@@ -181,13 +120,7 @@ impl Ctx<'_> {
         let t = cell.trim();
         match t.parse::<f32>() {
             Ok(x) if x.is_finite() => Ok(x),
-            _ => Err(csv_err(
-                self.file,
-                line,
-                self.column(col),
-                "a finite number",
-                &format!("`{t}`"),
-            )),
+            _ => Err(csv_err(self.file, line, self.column(col), "a finite number", &format!("`{t}`"))),
         }
     }
 
@@ -208,31 +141,16 @@ impl Ctx<'_> {
     fn int_labels(&self, raw: &[(usize, String)], col: usize) -> Result<Vec<i32>, DataError> {
         raw.iter()
             .map(|(line, s)| {
-                s.parse::<i32>().map_err(|_| {
-                    csv_err(
-                        self.file,
-                        *line,
-                        self.column(col),
-                        "an integer class id",
-                        &format!("`{s}`"),
-                    )
-                })
+                s.parse::<i32>()
+                    .map_err(|_| csv_err(self.file, *line, self.column(col), "an integer class id", &format!("`{s}`")))
             })
             .collect()
     }
 }
 
 fn string_labels(raw: Vec<(usize, String)>) -> (Vec<i32>, Option<Vec<String>>) {
-    let classes: Vec<String> = raw
-        .iter()
-        .map(|(_, s)| s.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let ids = raw
-        .iter()
-        .map(|(_, s)| classes.binary_search(s).map_or(-1, |i| i as i32))
-        .collect();
+    let classes: Vec<String> = raw.iter().map(|(_, s)| s.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let ids = raw.iter().map(|(_, s)| classes.binary_search(s).map_or(-1, |i| i as i32)).collect();
     (ids, Some(classes))
 }
 
@@ -260,13 +178,7 @@ fn split_record(line: &str, file: &Path, line_no: usize) -> Result<Vec<String>, 
     }
     if quoted {
         let col = Some(format!("{}", fields.len() + 1));
-        return Err(csv_err(
-            file,
-            line_no,
-            col,
-            "a closing quote",
-            "the end of the line",
-        ));
+        return Err(csv_err(file, line_no, col, "a closing quote", "the end of the line"));
     }
     fields.push(cur);
     Ok(fields)
@@ -289,10 +201,7 @@ mod tests {
         assert_eq!(ds.len(), 2);
         let f = ds.field("features").expect("features");
         assert_eq!(f.data(), &ColumnData::F32(vec![1.0, 3.0, 4.5, -0.6]));
-        assert_eq!(
-            ds.field("labels").expect("labels").data(),
-            &ColumnData::I32(vec![2, 0])
-        );
+        assert_eq!(ds.field("labels").expect("labels").data(), &ColumnData::I32(vec![2, 0]));
     }
 
     #[test]
@@ -307,10 +216,7 @@ mod tests {
     fn bad_cell_names_line_and_column() {
         let err = parse("a,label,b\n1,0,2\n3,1,x7\n", LabelKind::Auto).expect_err("bad");
         let msg = err.to_string();
-        assert!(
-            msg.contains("t.csv:3") && msg.contains("column 3 (`b`)") && msg.contains("`x7`"),
-            "{msg}"
-        );
+        assert!(msg.contains("t.csv:3") && msg.contains("column 3 (`b`)") && msg.contains("`x7`"), "{msg}");
         assert_eq!(err.record(), Some(3));
     }
 

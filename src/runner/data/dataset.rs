@@ -113,9 +113,7 @@ impl Element for i32 {
         matches!(from, DType::U8 | DType::I32)
     }
     fn from_u8(src: &[u8], dst: &mut [i32]) {
-        dst.iter_mut()
-            .zip(src)
-            .for_each(|(d, &s)| *d = i32::from(s));
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = i32::from(s));
     }
     fn from_i32(src: &[i32], dst: &mut [i32]) {
         dst.copy_from_slice(src);
@@ -135,9 +133,7 @@ impl Element for f32 {
         true
     }
     fn from_u8(src: &[u8], dst: &mut [f32]) {
-        dst.iter_mut()
-            .zip(src)
-            .for_each(|(d, &s)| *d = f32::from(s));
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f32::from(s));
     }
     // Exact for |x| <= 2^24, which covers any class id or token id.
     fn from_i32(src: &[i32], dst: &mut [f32]) {
@@ -182,16 +178,10 @@ impl Field {
     ) -> Result<Field, DataError> {
         let name = name.into();
         let source = source.into();
-        let want = shape
-            .iter()
-            .try_fold(n, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| DataError::Invalid {
-                source_name: source.display().to_string(),
-                reason: format!(
-                    "field `{name}`: {n} samples of {} overflow",
-                    shape_str(&shape)
-                ),
-            })?;
+        let want = shape.iter().try_fold(n, |acc, &d| acc.checked_mul(d)).ok_or_else(|| DataError::Invalid {
+            source_name: source.display().to_string(),
+            reason: format!("field `{name}`: {n} samples of {} overflow", shape_str(&shape)),
+        })?;
         if data.len() != want {
             return Err(DataError::Invalid {
                 source_name: source.display().to_string(),
@@ -202,13 +192,7 @@ impl Field {
                 ),
             });
         }
-        Ok(Field {
-            name,
-            source,
-            shape,
-            n,
-            data,
-        })
+        Ok(Field { name, source, shape, n, data })
     }
 
     pub fn name(&self) -> &str {
@@ -257,11 +241,7 @@ impl Field {
         let k = self.sample_len();
         if Some(out.len()) != indices.len().checked_mul(k) {
             return Err(DataError::Batch {
-                expected: format!(
-                    "a buffer of {} x {k} elements for field `{}`",
-                    indices.len(),
-                    self.name
-                ),
+                expected: format!("a buffer of {} x {k} elements for field `{}`", indices.len(), self.name),
                 found: format!("{} elements", out.len()),
             });
         }
@@ -373,13 +353,10 @@ impl Dataset {
     }
 
     pub fn field(&self, name: &str) -> Result<&Field, DataError> {
-        self.fields
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| DataError::NoSuchField {
-                field: name.to_string(),
-                available: self.fields.iter().map(|f| f.name.clone()).collect(),
-            })
+        self.fields.iter().find(|f| f.name == name).ok_or_else(|| DataError::NoSuchField {
+            field: name.to_string(),
+            available: self.fields.iter().map(|f| f.name.clone()).collect(),
+        })
     }
 
     /// See [`Field::check_classes`].
@@ -393,12 +370,7 @@ impl Dataset {
     }
 
     /// See [`Field::gather`].
-    pub fn gather<T: Element>(
-        &self,
-        field: &str,
-        indices: &[usize],
-        out: &mut [T],
-    ) -> Result<(), DataError> {
+    pub fn gather<T: Element>(&self, field: &str, indices: &[usize], out: &mut [T]) -> Result<(), DataError> {
         self.field(field)?.gather(indices, out)
     }
 }
@@ -418,45 +390,23 @@ mod tests {
         let err = f.check_classes(10).expect_err("10 is out of range");
         assert_eq!(err.record(), Some(3));
         let msg = err.to_string();
-        assert!(
-            msg.contains("record 3") && msg.contains("10") && msg.contains("0..10"),
-            "{msg}"
-        );
+        assert!(msg.contains("record 3") && msg.contains("10") && msg.contains("0..10"), "{msg}");
         assert!(labels(vec![-1]).check_classes(10).is_err());
         assert!(labels(vec![0, 9]).check_classes(10).is_ok());
     }
 
     #[test]
     fn class_check_on_sequences_reports_element() {
-        let f = Field::new(
-            "y",
-            "mem",
-            2,
-            vec![3],
-            ColumnData::I32(vec![0, 1, 2, 3, 7, 5]),
-        )
-        .expect("valid");
+        let f = Field::new("y", "mem", 2, vec![3], ColumnData::I32(vec![0, 1, 2, 3, 7, 5])).expect("valid");
         let err = f.check_classes(6).expect_err("7 out of range");
-        assert!(matches!(
-            err,
-            DataError::ClassOutOfRange {
-                record: 1,
-                element: 1,
-                value: 7,
-                ..
-            }
-        ));
+        assert!(matches!(err, DataError::ClassOutOfRange { record: 1, element: 1, value: 7, .. }));
     }
 
     #[test]
     fn shape_check_names_both_shapes() {
-        let f =
-            Field::new("x", "a.idx", 1, vec![28, 28], ColumnData::U8(vec![0; 784])).expect("valid");
+        let f = Field::new("x", "a.idx", 1, vec![28, 28], ColumnData::U8(vec![0; 784])).expect("valid");
         let msg = f.check_shape(&[784]).expect_err("mismatch").to_string();
-        assert!(
-            msg.contains("[784]") && msg.contains("[28, 28]") && msg.contains("a.idx"),
-            "{msg}"
-        );
+        assert!(msg.contains("[784]") && msg.contains("[28, 28]") && msg.contains("a.idx"), "{msg}");
     }
 
     #[test]
@@ -466,8 +416,7 @@ mod tests {
 
     #[test]
     fn gather_converts_and_checks() {
-        let f = Field::new("x", "m", 3, vec![2], ColumnData::U8(vec![1, 2, 3, 4, 5, 6]))
-            .expect("valid");
+        let f = Field::new("x", "m", 3, vec![2], ColumnData::U8(vec![1, 2, 3, 4, 5, 6])).expect("valid");
         let mut out = [0f32; 4];
         f.gather(&[2, 0], &mut out).expect("gather");
         assert_eq!(out, [5.0, 6.0, 1.0, 2.0]);
@@ -476,10 +425,7 @@ mod tests {
         assert!(f.gather(&[3, 0], &mut out).is_err());
         let g = Field::new("z", "m", 1, vec![], ColumnData::F32(vec![1.5])).expect("valid");
         let mut ints = [0i32; 1];
-        assert!(matches!(
-            g.gather(&[0], &mut ints),
-            Err(DataError::DTypeMismatch { .. })
-        ));
+        assert!(matches!(g.gather(&[0], &mut ints), Err(DataError::DTypeMismatch { .. })));
     }
 
     #[test]

@@ -14,87 +14,31 @@ use super::dataset::DType;
 #[non_exhaustive]
 pub enum DataError {
     /// The file could not be opened, read or inflated.
-    Io {
-        file: PathBuf,
-        what: &'static str,
-        source: std::io::Error,
-    },
+    Io { file: PathBuf, what: &'static str, source: std::io::Error },
     /// The first bytes are not what the format requires.
-    BadMagic {
-        file: PathBuf,
-        expected: String,
-        found: String,
-    },
+    BadMagic { file: PathBuf, expected: String, found: String },
     /// A header field is impossible (zero dimensions, overflowing sizes, ...).
-    BadHeader {
-        file: PathBuf,
-        expected: String,
-        found: String,
-    },
+    BadHeader { file: PathBuf, expected: String, found: String },
     /// The payload is shorter (truncated) or longer than the header promises.
-    Length {
-        file: PathBuf,
-        expected_bytes: u64,
-        found_bytes: u64,
-    },
+    Length { file: PathBuf, expected_bytes: u64, found_bytes: u64 },
     /// A split's files are not in the directory.
-    MissingSplit {
-        dir: PathBuf,
-        split: String,
-        looked_for: Vec<PathBuf>,
-    },
+    MissingSplit { dir: PathBuf, split: String, looked_for: Vec<PathBuf> },
     /// Two files of one split disagree on how many records they hold.
-    CountMismatch {
-        file: PathBuf,
-        other: PathBuf,
-        count: usize,
-        other_count: usize,
-    },
+    CountMismatch { file: PathBuf, other: PathBuf, count: usize, other_count: usize },
     /// A CSV cell, row or header is malformed. `line` is 1-based.
-    Csv {
-        file: PathBuf,
-        line: usize,
-        column: Option<String>,
-        expected: String,
-        found: String,
-    },
+    Csv { file: PathBuf, line: usize, column: Option<String>, expected: String, found: String },
     /// Text that is not valid UTF-8, or a character outside a vocabulary.
-    Text {
-        file: PathBuf,
-        byte_offset: usize,
-        expected: String,
-        found: String,
-    },
+    Text { file: PathBuf, byte_offset: usize, expected: String, found: String },
     /// A saved vocabulary is malformed.
     Vocab { file: PathBuf, reason: String },
     /// A class id outside `0..n_classes`. `record` is the sample index.
-    ClassOutOfRange {
-        file: PathBuf,
-        field: String,
-        record: usize,
-        element: usize,
-        value: i64,
-        n_classes: usize,
-    },
+    ClassOutOfRange { file: PathBuf, field: String, record: usize, element: usize, value: i64, n_classes: usize },
     /// A field's per-sample shape differs from the one the model expects.
-    ShapeMismatch {
-        file: PathBuf,
-        field: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { file: PathBuf, field: String, expected: Vec<usize>, found: Vec<usize> },
     /// A field holds a dtype the operation cannot use.
-    DTypeMismatch {
-        file: PathBuf,
-        field: String,
-        expected: String,
-        found: DType,
-    },
+    DTypeMismatch { file: PathBuf, field: String, expected: String, found: DType },
     /// A field name that the dataset does not have.
-    NoSuchField {
-        field: String,
-        available: Vec<String>,
-    },
+    NoSuchField { field: String, available: Vec<String> },
     /// A dataset or field was assembled inconsistently (caller error).
     Invalid { source_name: String, reason: String },
     /// A batch index or buffer that does not fit the dataset (caller error).
@@ -132,11 +76,7 @@ impl DataError {
     }
 
     pub(crate) fn io(file: &Path, what: &'static str, source: std::io::Error) -> Self {
-        DataError::Io {
-            file: file.to_path_buf(),
-            what,
-            source,
-        }
+        DataError::Io { file: file.to_path_buf(), what, source }
     }
 
     fn code_str(&self) -> &'static str {
@@ -174,139 +114,57 @@ impl fmt::Display for DataError {
             Io { file, what, source } => {
                 write!(f, "{}: cannot {what}: {source}", file.display())
             }
-            BadMagic {
-                file,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{}: bad magic number: expected {expected}, found {found}",
-                file.display()
-            ),
-            BadHeader {
-                file,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{}: bad header: expected {expected}, found {found}",
-                file.display()
-            ),
-            Length {
-                file,
-                expected_bytes,
-                found_bytes,
-            } => {
-                let how = if found_bytes < expected_bytes {
-                    "truncated"
-                } else {
-                    "trailing bytes"
-                };
-                write!(
-                    f,
-                    "{}: {how}: expected {expected_bytes} bytes, found {found_bytes}",
-                    file.display()
-                )
+            BadMagic { file, expected, found } => {
+                write!(f, "{}: bad magic number: expected {expected}, found {found}", file.display())
             }
-            MissingSplit {
-                dir,
-                split,
-                looked_for,
-            } => {
-                let names: Vec<String> =
-                    looked_for.iter().map(|p| p.display().to_string()).collect();
-                write!(
-                    f,
-                    "{}: no files for split `{split}`; looked for: {}",
-                    dir.display(),
-                    names.join(", ")
-                )
+            BadHeader { file, expected, found } => {
+                write!(f, "{}: bad header: expected {expected}, found {found}", file.display())
             }
-            CountMismatch {
-                file,
-                other,
-                count,
-                other_count,
-            } => write!(
-                f,
-                "{}: {count} records, but {} has {other_count}",
-                file.display(),
-                other.display()
-            ),
-            Csv {
-                file,
-                line,
-                column,
-                expected,
-                found,
-            } => {
+            Length { file, expected_bytes, found_bytes } => {
+                let how = if found_bytes < expected_bytes { "truncated" } else { "trailing bytes" };
+                write!(f, "{}: {how}: expected {expected_bytes} bytes, found {found_bytes}", file.display())
+            }
+            MissingSplit { dir, split, looked_for } => {
+                let names: Vec<String> = looked_for.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "{}: no files for split `{split}`; looked for: {}", dir.display(), names.join(", "))
+            }
+            CountMismatch { file, other, count, other_count } => {
+                write!(f, "{}: {count} records, but {} has {other_count}", file.display(), other.display())
+            }
+            Csv { file, line, column, expected, found } => {
                 write!(f, "{}:{line}", file.display())?;
                 if let Some(c) = column {
                     write!(f, ", column {c}")?;
                 }
                 write!(f, ": expected {expected}, found {found}")
             }
-            Text {
-                file,
-                byte_offset,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{}: at byte {byte_offset}: expected {expected}, found {found}",
-                file.display()
-            ),
+            Text { file, byte_offset, expected, found } => {
+                write!(f, "{}: at byte {byte_offset}: expected {expected}, found {found}", file.display())
+            }
             Vocab { file, reason } => {
                 write!(f, "{}: invalid vocabulary: {reason}", file.display())
             }
-            ClassOutOfRange {
-                file,
-                field,
-                record,
-                element,
-                value,
-                n_classes,
-            } => {
+            ClassOutOfRange { file, field, record, element, value, n_classes } => {
                 write!(f, "{}: field `{field}`, record {record}", file.display())?;
                 if *element > 0 {
                     write!(f, " (element {element})")?;
                 }
-                write!(
-                    f,
-                    ": class id {value} out of range: expected 0..{n_classes}"
-                )
+                write!(f, ": class id {value} out of range: expected 0..{n_classes}")
             }
-            ShapeMismatch {
-                file,
-                field,
-                expected,
-                found,
-            } => write!(
+            ShapeMismatch { file, field, expected, found } => write!(
                 f,
                 "{}: field `{field}`: expected per-sample shape {}, found {}",
                 file.display(),
                 shape_str(expected),
                 shape_str(found)
             ),
-            DTypeMismatch {
-                file,
-                field,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{}: field `{field}`: expected dtype {expected}, found {found}",
-                file.display()
-            ),
-            NoSuchField { field, available } => write!(
-                f,
-                "no field `{field}`; the dataset has: {}",
-                available.join(", ")
-            ),
-            Invalid {
-                source_name,
-                reason,
-            } => write!(f, "{source_name}: {reason}"),
+            DTypeMismatch { file, field, expected, found } => {
+                write!(f, "{}: field `{field}`: expected dtype {expected}, found {found}", file.display())
+            }
+            NoSuchField { field, available } => {
+                write!(f, "no field `{field}`; the dataset has: {}", available.join(", "))
+            }
+            Invalid { source_name, reason } => write!(f, "{source_name}: {reason}"),
             Batch { expected, found } => {
                 write!(f, "bad batch request: expected {expected}, found {found}")
             }
@@ -335,9 +193,7 @@ impl miette::Diagnostic for DataError {
                 "MNIST-family files are `train-*` for the train split and `t10k-*` for test, \
                  raw or gzip-compressed"
             }
-            DataError::ClassOutOfRange { .. } => {
-                "the number of classes must match the model's output size"
-            }
+            DataError::ClassOutOfRange { .. } => "the number of classes must match the model's output size",
             _ => return None,
         };
         Some(Box::new(help))

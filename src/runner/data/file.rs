@@ -27,9 +27,7 @@ pub(crate) fn read_maybe_gzip(file: &Path) -> Result<Vec<u8>, DataError> {
         return Ok(raw);
     }
     let mut bytes = Vec::with_capacity(inflated_size_hint(&raw));
-    gunzip(&raw)
-        .read_to_end(&mut bytes)
-        .map_err(|e| DataError::io(file, "inflate gzip data", e))?;
+    gunzip(&raw).read_to_end(&mut bytes).map_err(|e| DataError::io(file, "inflate gzip data", e))?;
     Ok(bytes)
 }
 
@@ -45,9 +43,7 @@ fn inflated_size_hint(raw: &[u8]) -> usize {
 /// deflate's maximum ratio so a corrupt header cannot make us reserve gigabytes.
 pub(crate) fn capped_hint(compressed: &[u8], want: u64) -> usize {
     let cap = compressed.len().saturating_mul(1032) as u64;
-    usize::try_from(want.min(cap))
-        .unwrap_or(usize::MAX)
-        .saturating_add(1)
+    usize::try_from(want.min(cap)).unwrap_or(usize::MAX).saturating_add(1)
 }
 
 /// Read until `buf` is full or the stream ends. Returns how many bytes were

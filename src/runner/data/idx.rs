@@ -97,11 +97,7 @@ impl IdxArray {
 /// Read an IDX file, gzip or raw (detected by content).
 pub fn read_idx(file: &Path) -> Result<IdxArray, DataError> {
     let raw = std::fs::read(file).map_err(|e| DataError::io(file, "read file", e))?;
-    if is_gzip(&raw) {
-        read_gzip_idx(&raw, file)
-    } else {
-        parse_idx(raw, file)
-    }
+    if is_gzip(&raw) { read_gzip_idx(&raw, file) } else { parse_idx(raw, file) }
 }
 
 /// Decode IDX bytes already in memory; `file` is used only in errors.
@@ -118,10 +114,7 @@ pub fn parse_idx(mut bytes: Vec<u8>, file: &Path) -> Result<IdxArray, DataError>
     check_length(&h, bytes.len() - header_len, file)?;
     // Shifting the payload down reuses the buffer: no second 47 MB allocation.
     bytes.drain(..header_len);
-    Ok(IdxArray {
-        data: decode(bytes, ty),
-        dims: h.dims,
-    })
+    Ok(IdxArray { data: decode(bytes, ty), dims: h.dims })
 }
 
 /// Inflate the header first, then the payload straight into a buffer of the
@@ -147,8 +140,7 @@ fn read_gzip_idx(compressed: &[u8], file: &Path) -> Result<IdxArray, DataError> 
         return Err(DataError::io(file, "inflate gzip data", e));
     }
     check_length(&h, payload.len(), file)?;
-    let extra = std::io::copy(&mut r, &mut std::io::sink())
-        .map_err(|e| DataError::io(file, "inflate gzip data", e))?;
+    let extra = std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| DataError::io(file, "inflate gzip data", e))?;
     if extra > 0 {
         let found = h.expected_len().saturating_add(extra);
         return Err(DataError::Length {
@@ -157,19 +149,11 @@ fn read_gzip_idx(compressed: &[u8], file: &Path) -> Result<IdxArray, DataError> 
             found_bytes: found,
         });
     }
-    Ok(IdxArray {
-        data: decode(payload, ty),
-        dims: h.dims,
-    })
+    Ok(IdxArray { data: decode(payload, ty), dims: h.dims })
 }
 
 /// Fill `buf` from the stream, which is at byte `offset` of the inflated file.
-fn read_part(
-    r: &mut impl Read,
-    buf: &mut [u8],
-    offset: usize,
-    file: &Path,
-) -> Result<(), DataError> {
+fn read_part(r: &mut impl Read, buf: &mut [u8], offset: usize, file: &Path) -> Result<(), DataError> {
     match read_up_to(r, buf) {
         (n, _) if n == buf.len() => Ok(()),
         (n, Some(e)) if n == 0 && offset == 0 => Err(DataError::io(file, "inflate gzip data", e)),
@@ -190,11 +174,7 @@ impl Header {
 }
 
 fn length(file: &Path, expected: u64, found: usize) -> DataError {
-    DataError::Length {
-        file: file.to_path_buf(),
-        expected_bytes: expected,
-        found_bytes: found as u64,
-    }
+    DataError::Length { file: file.to_path_buf(), expected_bytes: expected, found_bytes: found as u64 }
 }
 
 fn check_length(h: &Header, payload: usize, file: &Path) -> Result<(), DataError> {
@@ -221,34 +201,18 @@ fn parse_magic([z0, z1, code, rank]: [u8; 4], file: &Path) -> Result<(IdxType, u
 }
 
 fn parse_dims(ty: IdxType, dim_bytes: &[u8], file: &Path) -> Result<Header, DataError> {
-    let dims: Vec<usize> = dim_bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        dim_bytes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let payload_len = dims
         .iter()
         .try_fold(ty.size() as u64, |acc, &d| acc.checked_mul(d as u64))
         .filter(|&len| usize::try_from(len).is_ok())
-        .ok_or_else(|| {
-            bad_header(
-                file,
-                "dimensions whose product fits in memory",
-                shape_str(&dims),
-            )
-        })?;
-    Ok(Header {
-        header_len: 4 + dim_bytes.len(),
-        dims,
-        payload_len,
-    })
+        .ok_or_else(|| bad_header(file, "dimensions whose product fits in memory", shape_str(&dims)))?;
+    Ok(Header { header_len: 4 + dim_bytes.len(), dims, payload_len })
 }
 
 fn bad_header(file: &Path, expected: &str, found: String) -> DataError {
-    DataError::BadHeader {
-        file: file.to_path_buf(),
-        expected: expected.to_string(),
-        found,
-    }
+    DataError::BadHeader { file: file.to_path_buf(), expected: expected.to_string(), found }
 }
 
 /// Elements from a payload whose length was checked against the header.
@@ -265,11 +229,7 @@ fn decode(payload: Vec<u8>, ty: IdxType) -> IdxData {
 
 /// Big-endian elements of width N (the length was checked to be a multiple).
 fn be<T, const N: usize>(payload: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
-    payload
-        .chunks_exact(N)
-        .filter_map(|c| c.try_into().ok())
-        .map(from)
-        .collect()
+    payload.chunks_exact(N).filter_map(|c| c.try_into().ok()).map(from).collect()
 }
 
 /// The two files of an MNIST-family split.
@@ -310,11 +270,7 @@ pub fn resolve_split(dir: &Path, split: &str) -> Result<SplitFiles, DataError> {
             if l.is_none() {
                 looked_for.extend(labels);
             }
-            Err(DataError::MissingSplit {
-                dir: dir.to_path_buf(),
-                split: split.to_string(),
-                looked_for,
-            })
+            Err(DataError::MissingSplit { dir: dir.to_path_buf(), split: split.to_string(), looked_for })
         }
     }
 }
@@ -342,11 +298,7 @@ pub fn load_pair(files: &SplitFiles) -> Result<Dataset, DataError> {
     });
     let (images, labels) = (images?, labels?);
     if labels.dims.len() != 1 {
-        return Err(bad_header(
-            &files.labels,
-            "1 dimension for labels",
-            shape_str(&labels.dims),
-        ));
+        return Err(bad_header(&files.labels, "1 dimension for labels", shape_str(&labels.dims)));
     }
     let (ni, nl) = (images.dims[0], labels.dims[0]);
     if ni != nl {
@@ -357,10 +309,7 @@ pub fn load_pair(files: &SplitFiles) -> Result<Dataset, DataError> {
             other_count: nl,
         });
     }
-    Dataset::new(vec![
-        images.into_field("images", &files.images)?,
-        labels.into_field("labels", &files.labels)?,
-    ])
+    Dataset::new(vec![images.into_field("images", &files.images)?, labels.into_field("labels", &files.labels)?])
 }
 
 /// Encode an array as IDX bytes (tests, fixtures, and exporting predictions).
@@ -380,18 +329,10 @@ pub fn encode_idx(array: &IdxArray) -> Vec<u8> {
     match &array.data {
         IdxData::U8(v) => out.extend_from_slice(v),
         IdxData::I8(v) => out.extend(v.iter().map(|&x| x as u8)),
-        IdxData::I16(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
-        IdxData::I32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
-        IdxData::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
-        IdxData::F64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+        IdxData::I16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+        IdxData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+        IdxData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
+        IdxData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_be_bytes())),
     }
     out
 }
@@ -415,10 +356,7 @@ mod tests {
             IdxData::F64(vec![-1.5, 0.0, 1.0e-300, 3.25, f64::MAX, 2.0]),
         ];
         for data in cases {
-            let a = IdxArray {
-                dims: vec![2, 3],
-                data,
-            };
+            let a = IdxArray { dims: vec![2, 3], data };
             let back = parse_idx(encode_idx(&a), p()).expect("round trip");
             assert_eq!(back, a);
         }
@@ -426,10 +364,7 @@ mod tests {
 
     #[test]
     fn i16_widens_in_field() {
-        let a = IdxArray {
-            dims: vec![2],
-            data: IdxData::I16(vec![-5, 300]),
-        };
+        let a = IdxArray { dims: vec![2], data: IdxData::I16(vec![-5, 300]) };
         let f = a.into_field("y", p()).expect("field");
         assert_eq!(f.data(), &ColumnData::I32(vec![-5, 300]));
     }
@@ -443,10 +378,7 @@ mod tests {
 
     #[test]
     fn gzip_matches_raw_and_every_truncation_is_an_error() {
-        let a = IdxArray {
-            dims: vec![3, 5],
-            data: IdxData::I32((0..15).collect()),
-        };
+        let a = IdxArray { dims: vec![3, 5], data: IdxData::I32((0..15).collect()) };
         let raw = encode_idx(&a);
         let gz = gzip(&raw);
         assert_eq!(read_gzip_idx(&gz, p()).expect("gzip"), a);
@@ -472,11 +404,7 @@ mod tests {
 
     #[test]
     fn gzip_header_errors() {
-        let msg = |b: &[u8]| {
-            read_gzip_idx(&gzip(b), p())
-                .expect_err("must fail")
-                .to_string()
-        };
+        let msg = |b: &[u8]| read_gzip_idx(&gzip(b), p()).expect_err("must fail").to_string();
         assert!(msg(&[7, 0, 8, 1]).contains("bad magic"));
         assert!(msg(&[0, 0, 8, 2, 0, 0]).contains("expected 12 bytes, found 6"));
         assert!(msg(&[0, 0, 8, 1, 0, 0, 0, 2, 1]).contains("expected 10 bytes, found 9"));
@@ -511,13 +439,8 @@ mod tests {
         assert!(msg(vec![0, 0]).contains("expected 4 bytes, found 2"));
         assert!(msg(vec![0, 0, 8, 2, 0, 0, 0, 1]).contains("expected 12 bytes, found 8"));
         let long = msg(vec![0, 0, 8, 1, 0, 0, 0, 1, 5, 6]);
-        assert!(
-            long.contains("trailing") && long.contains("expected 9 bytes, found 10"),
-            "{long}"
-        );
-        let huge = vec![
-            0, 0, 0x0E, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-        ];
+        assert!(long.contains("trailing") && long.contains("expected 9 bytes, found 10"), "{long}");
+        let huge = vec![0, 0, 0x0E, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255];
         assert!(msg(huge).contains("bad header"));
     }
 }

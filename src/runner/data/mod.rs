@@ -39,12 +39,7 @@ pub trait Samples {
     /// Per-sample shape of `field`.
     fn sample_shape(&self, field: &str) -> Result<Vec<usize>, DataError>;
     /// Copy samples `indices` of `field` into `out` (see [`Field::gather`]).
-    fn gather<T: Element>(
-        &self,
-        field: &str,
-        indices: &[usize],
-        out: &mut [T],
-    ) -> Result<(), DataError>;
+    fn gather<T: Element>(&self, field: &str, indices: &[usize], out: &mut [T]) -> Result<(), DataError>;
 }
 
 impl Samples for Dataset {
@@ -54,12 +49,7 @@ impl Samples for Dataset {
     fn sample_shape(&self, field: &str) -> Result<Vec<usize>, DataError> {
         Ok(self.field(field)?.shape().to_vec())
     }
-    fn gather<T: Element>(
-        &self,
-        field: &str,
-        indices: &[usize],
-        out: &mut [T],
-    ) -> Result<(), DataError> {
+    fn gather<T: Element>(&self, field: &str, indices: &[usize], out: &mut [T]) -> Result<(), DataError> {
         Dataset::gather(self, field, indices, out)
     }
 }
@@ -71,18 +61,10 @@ impl Samples for TextWindows {
     fn sample_shape(&self, field: &str) -> Result<Vec<usize>, DataError> {
         match field {
             "x" | "y" => Ok(vec![self.context()]),
-            _ => Err(DataError::NoSuchField {
-                field: field.to_string(),
-                available: vec!["x".into(), "y".into()],
-            }),
+            _ => Err(DataError::NoSuchField { field: field.to_string(), available: vec!["x".into(), "y".into()] }),
         }
     }
-    fn gather<T: Element>(
-        &self,
-        field: &str,
-        indices: &[usize],
-        out: &mut [T],
-    ) -> Result<(), DataError> {
+    fn gather<T: Element>(&self, field: &str, indices: &[usize], out: &mut [T]) -> Result<(), DataError> {
         TextWindows::gather(self, field, indices, out)
     }
 }

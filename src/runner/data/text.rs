@@ -57,10 +57,7 @@ impl Vocab {
     /// ascending (so ids are canonical and a saved file cannot be ambiguous).
     pub fn from_chars(chars: Vec<char>) -> Result<Vocab, String> {
         if let Some(w) = chars.windows(2).find(|w| w[0] >= w[1]) {
-            return Err(format!(
-                "characters must be sorted and distinct, found {:?} before {:?}",
-                w[0], w[1]
-            ));
+            return Err(format!("characters must be sorted and distinct, found {:?} before {:?}", w[0], w[1]));
         }
         if chars.len() > i32::MAX as usize {
             return Err("too many characters for i32 ids".into());
@@ -84,9 +81,7 @@ impl Vocab {
     }
 
     pub fn char(&self, id: i32) -> Option<char> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| self.chars.get(i).copied())
+        usize::try_from(id).ok().and_then(|i| self.chars.get(i).copied())
     }
 
     /// Encode `text`; a character outside the vocabulary is an error naming
@@ -116,10 +111,7 @@ impl Vocab {
 
     /// Parse a saved vocabulary; `file` is used only in errors.
     pub fn from_json(json: &str, file: &Path) -> Result<Vocab, DataError> {
-        serde_json::from_str(json).map_err(|e| DataError::Vocab {
-            file: file.to_path_buf(),
-            reason: e.to_string(),
-        })
+        serde_json::from_str(json).map_err(|e| DataError::Vocab { file: file.to_path_buf(), reason: e.to_string() })
     }
 
     pub fn save(&self, file: &Path) -> Result<(), DataError> {
@@ -127,8 +119,7 @@ impl Vocab {
     }
 
     pub fn load(file: &Path) -> Result<Vocab, DataError> {
-        let json =
-            std::fs::read_to_string(file).map_err(|e| DataError::io(file, "read vocabulary", e))?;
+        let json = std::fs::read_to_string(file).map_err(|e| DataError::io(file, "read vocabulary", e))?;
         Vocab::from_json(&json, file)
     }
 }
@@ -183,16 +174,8 @@ pub struct TextWindows {
 }
 
 impl TextWindows {
-    pub fn new(
-        file: &Path,
-        ids: Vec<i32>,
-        context: usize,
-        stride: usize,
-    ) -> Result<TextWindows, DataError> {
-        let invalid = |reason: String| DataError::Invalid {
-            source_name: file.display().to_string(),
-            reason,
-        };
+    pub fn new(file: &Path, ids: Vec<i32>, context: usize, stride: usize) -> Result<TextWindows, DataError> {
+        let invalid = |reason: String| DataError::Invalid { source_name: file.display().to_string(), reason };
         if context == 0 || stride == 0 {
             return Err(invalid(format!(
                 "context and stride must be at least 1, found context {context}, stride {stride}"
@@ -214,13 +197,7 @@ impl TextWindows {
         }
         // Windows start at 0, stride, ... as long as start + context < len.
         let n = (span - 1) / stride + 1;
-        Ok(TextWindows {
-            file: file.to_path_buf(),
-            ids,
-            context,
-            stride,
-            n,
-        })
+        Ok(TextWindows { file: file.to_path_buf(), ids, context, stride, n })
     }
 
     /// Number of windows (samples).
@@ -246,12 +223,7 @@ impl TextWindows {
 
     /// Copy windows `indices` of field `x` or `y` into `out`, which must hold
     /// `indices.len() * context` elements. Does not allocate.
-    pub fn gather<T: Element>(
-        &self,
-        field: &str,
-        indices: &[usize],
-        out: &mut [T],
-    ) -> Result<(), DataError> {
+    pub fn gather<T: Element>(&self, field: &str, indices: &[usize], out: &mut [T]) -> Result<(), DataError> {
         let shift = match field {
             "x" => 0,
             "y" => 1,
@@ -283,9 +255,7 @@ impl TextWindows {
     pub fn check_classes(&self, n_classes: usize) -> Result<(), DataError> {
         let limit = i64::try_from(n_classes).unwrap_or(i64::MAX);
         let last = (self.n - 1) * self.stride + self.context;
-        let bad = self.ids[..=last]
-            .iter()
-            .position(|&v| v < 0 || i64::from(v) >= limit);
+        let bad = self.ids[..=last].iter().position(|&v| v < 0 || i64::from(v) >= limit);
         let Some(p) = bad else { return Ok(()) };
         // The first window covering position p: smallest i with i*stride + context >= p.
         let record = p.saturating_sub(self.context).div_ceil(self.stride);
@@ -300,27 +270,15 @@ impl TextWindows {
     }
 }
 
-fn check_batch(
-    indices: &[usize],
-    out_len: usize,
-    k: usize,
-    n: usize,
-    field: &str,
-) -> Result<(), DataError> {
+fn check_batch(indices: &[usize], out_len: usize, k: usize, n: usize, field: &str) -> Result<(), DataError> {
     if Some(out_len) != indices.len().checked_mul(k) {
         return Err(DataError::Batch {
-            expected: format!(
-                "a buffer of {} x {k} elements for field `{field}`",
-                indices.len()
-            ),
+            expected: format!("a buffer of {} x {k} elements for field `{field}`", indices.len()),
             found: format!("{out_len} elements"),
         });
     }
     if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-        return Err(DataError::Batch {
-            expected: format!("window indices below {n}"),
-            found: format!("index {bad}"),
-        });
+        return Err(DataError::Batch { expected: format!("window indices below {n}"), found: format!("index {bad}") });
     }
     Ok(())
 }
@@ -351,14 +309,9 @@ mod tests {
     #[test]
     fn unknown_char_names_offset() {
         let v = Vocab::from_text("abc");
-        let err = v
-            .encode("abxc", Path::new("val.txt"))
-            .expect_err("x unknown");
+        let err = v.encode("abxc", Path::new("val.txt")).expect_err("x unknown");
         let msg = err.to_string();
-        assert!(
-            msg.contains("val.txt") && msg.contains("byte 2") && msg.contains("'x'"),
-            "{msg}"
-        );
+        assert!(msg.contains("val.txt") && msg.contains("byte 2") && msg.contains("'x'"), "{msg}");
     }
 
     #[test]
@@ -392,18 +345,7 @@ mod tests {
         let (_, w) = windows("abcabcz", 2, 2);
         // ids: a0 b1 c2 a0 b1 c2 z3; z at position 6 is first covered by window 2 (start 4).
         let err = w.check_classes(3).expect_err("z is id 3");
-        assert!(
-            matches!(
-                err,
-                DataError::ClassOutOfRange {
-                    record: 2,
-                    element: 2,
-                    value: 3,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, DataError::ClassOutOfRange { record: 2, element: 2, value: 3, .. }), "{err}");
         assert!(w.check_classes(4).is_ok());
     }
 }

@@ -1,0 +1,182 @@
+//! One compiled step and its buffers, whichever backend runs it.
+//!
+//! Parameters and optimizer states live in the engine's input buffers and
+//! are updated in place by each step (an output named like an input is that
+//! input's next value). The loop fills the batch's fields straight into
+//! the input buffers, runs, and reads the scalars back: no allocation per
+//! step on the native backend.
+
+use super::{Backend, RunError};
+use crate::ir::interp::{self, Precision, Value};
+use crate::ir::{DType, Graph, Op};
+use crate::runtime::{CompiledStep, Options};
+use ndarray::{ArrayD, IxDyn};
+use std::collections::HashMap;
+
+pub enum Engine {
+    Interp { graph: Graph, values: HashMap<String, Value>, outputs: HashMap<String, Value> },
+    Native(Box<CompiledStep>),
+}
+
+/// The element types a buffer can hold, as both sides spell them.
+pub trait Elem: crate::runtime::HostElem + super::data::Element {
+    fn wrap(a: ArrayD<Self>) -> Value;
+    fn unwrap(v: &Value) -> Option<&ArrayD<Self>>;
+}
+
+impl Elem for f32 {
+    fn wrap(a: ArrayD<f32>) -> Value {
+        Value::F32(a)
+    }
+    fn unwrap(v: &Value) -> Option<&ArrayD<f32>> {
+        if let Value::F32(a) = v { Some(a) } else { None }
+    }
+}
+
+impl Elem for i32 {
+    fn wrap(a: ArrayD<i32>) -> Value {
+        Value::I32(a)
+    }
+    fn unwrap(v: &Value) -> Option<&ArrayD<i32>> {
+        if let Value::I32(a) = v { Some(a) } else { None }
+    }
+}
+
+impl Elem for u8 {
+    fn wrap(a: ArrayD<u8>) -> Value {
+        Value::U8(a)
+    }
+    fn unwrap(v: &Value) -> Option<&ArrayD<u8>> {
+        if let Value::U8(a) = v { Some(a) } else { None }
+    }
+}
+
+fn runtime(e: crate::runtime::RuntimeError) -> RunError {
+    RunError::Other(format!("native step: {e}"))
+}
+
+impl Engine {
+    pub fn new(graph: &Graph, backend: Backend) -> Result<Engine, RunError> {
+        Ok(match backend {
+            Backend::Interp => Engine::Interp { graph: graph.clone(), values: HashMap::new(), outputs: HashMap::new() },
+            Backend::Jit => {
+                let step = CompiledStep::compile_with(graph, Options { in_place: true }).map_err(runtime)?;
+                Engine::Native(Box::new(step))
+            }
+        })
+    }
+
+    /// The shape of input `name` as the graph declares it.
+    fn input_shape(graph: &Graph, name: &str) -> Option<Vec<usize>> {
+        graph.inputs().iter().find_map(|&id| match &graph.node(id).op {
+            Op::Input(i) if i.name == name => Some(i.ty.shape.clone()),
+            _ => None,
+        })
+    }
+
+    /// Fill input `name` through `f`, which gets a buffer of exactly its size.
+    pub fn fill<T: Elem>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut [T]) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        match self {
+            Engine::Native(step) => f(step.input_mut::<T>(name).map_err(runtime)?),
+            Engine::Interp { graph, values, .. } => {
+                let Some(shape) = Engine::input_shape(graph, name) else { return Ok(()) };
+                let mut buf = vec![T::default(); shape.iter().product()];
+                f(&mut buf)?;
+                let a = ArrayD::from_shape_vec(IxDyn(&shape), buf).map_err(|e| RunError::Other(e.to_string()))?;
+                values.insert(name.to_string(), T::wrap(a));
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the step reads input `name` (unused inputs may be absent).
+    pub fn has_input(&self, name: &str) -> bool {
+        match self {
+            Engine::Native(step) => step.schedule().slots.iter().any(|s| s.name == name),
+            Engine::Interp { graph, .. } => graph.find_input(name).is_some(),
+        }
+    }
+
+    pub fn set_scalar_f32(&mut self, name: &str, v: f32) -> Result<(), RunError> {
+        if !self.has_input(name) {
+            return Ok(());
+        }
+        self.fill::<f32>(name, |b| {
+            b.fill(v);
+            Ok(())
+        })
+    }
+
+    pub fn set_scalar_i32(&mut self, name: &str, v: i32) -> Result<(), RunError> {
+        if !self.has_input(name) {
+            return Ok(());
+        }
+        self.fill::<i32>(name, |b| {
+            b.fill(v);
+            Ok(())
+        })
+    }
+
+    pub fn run(&mut self) -> Result<(), RunError> {
+        match self {
+            Engine::Native(step) => {
+                step.run();
+                Ok(())
+            }
+            Engine::Interp { graph, values, outputs } => {
+                let outs = interp::run(graph, values, Precision::F32)?;
+                for ((name, _), v) in graph.outputs().iter().zip(outs) {
+                    // Outputs named like inputs are the inputs' next values.
+                    if values.contains_key(name) {
+                        values.insert(name.clone(), v);
+                    } else {
+                        outputs.insert(name.clone(), v);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A scalar output (loss, a metric) after `run`.
+    pub fn scalar(&mut self, name: &str) -> Result<f64, RunError> {
+        match self {
+            Engine::Native(step) => {
+                let v = step.output::<f32>(name).map_err(runtime)?;
+                Ok(v.first().map_or(f64::NAN, |x| f64::from(*x)))
+            }
+            Engine::Interp { outputs, .. } => match outputs.get(name) {
+                Some(Value::F32(a)) => Ok(a.iter().next().map_or(f64::NAN, |x| f64::from(*x))),
+                _ => Err(RunError::Other(format!("no scalar output `{name}`"))),
+            },
+        }
+    }
+
+    /// The current contents of an f32 input (a parameter or a state).
+    pub fn read_f32(&mut self, name: &str) -> Result<Vec<f32>, RunError> {
+        match self {
+            Engine::Native(step) => Ok(step.input_mut::<f32>(name).map_err(runtime)?.to_vec()),
+            Engine::Interp { values, .. } => match values.get(name).and_then(f32::unwrap) {
+                Some(a) => Ok(a.iter().copied().collect()),
+                None => Err(RunError::Other(format!("no tensor `{name}`"))),
+            },
+        }
+    }
+
+    /// Output names of the step (the interpreter's graph order).
+    pub fn metric_names(graph: &Graph) -> Vec<String> {
+        graph.outputs().iter().map(|(n, _)| n.clone()).filter(|n| n == "loss" || n.starts_with("metric/")).collect()
+    }
+}
+
+/// The dtype a field is fed as.
+pub fn check_dtype(d: DType) -> Result<(), RunError> {
+    match d {
+        DType::F32 | DType::I32 | DType::U8 => Ok(()),
+        DType::Bool => Err(RunError::Other("bool data fields are not supported".into())),
+    }
+}
