@@ -47,7 +47,7 @@ fn mnist_step_time() {
         .unwrap_or_else(|_| panic!("compile"));
     let g = nnc::opt::optimize(&c.lowered.train).expect("optimize");
     let t0 = Instant::now();
-    let mut step = CompiledStep::compile_with(&g, Options { in_place: true }).expect("compile");
+    let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads: 1 }).expect("compile");
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     let ins = zeros_for(&g);
     step.run_values(&g, &ins).expect("run");

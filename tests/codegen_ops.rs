@@ -227,9 +227,12 @@ fn long_sums_use_several_accumulators() {
     check(&g, 1e-6 * 1001.0, 1e-5);
 }
 
+/// Builds one case's output from its input.
+type Case = Box<dyn Fn(&mut Graph, NodeId) -> NodeId>;
+
 #[test]
 fn movement_ops_as_views() {
-    let cases: Vec<Box<dyn Fn(&mut Graph, NodeId) -> NodeId>> = vec![
+    let cases: Vec<Case> = vec![
         Box::new(|g, a| g.reshape(a, &[6, 5, 3]).expect("reshape")),
         Box::new(|g, a| g.permute(a, &[2, 0, 1]).expect("permute")),
         Box::new(|g, a| {

@@ -287,10 +287,22 @@ impl Checker<'_> {
             .label(a.span(2), ty.dtype.name());
             return self.error(d);
         }
+        // Blame the two operands that clash: the condition and a branch, or
+        // the two branches.
+        let sc = a.span(0);
+        let (cx, cy) = (cond.shape.broadcast(&tx.shape), cond.shape.broadcast(&ty.shape));
         let shape = tx.shape.broadcast(&ty.shape).and_then(|s| s.broadcast(&cond.shape));
-        match shape {
-            Ok(s) => Val::tensor(tx.dtype, s),
-            Err(e) => self.broadcast_error("where", e, (&tx, a.span(1)), (&ty, a.span(2)), a.call),
+        match (shape, cx, cy) {
+            (Ok(s), ..) => Val::tensor(tx.dtype, s),
+            (Err(_), Err(_), _) => match tx.shape.broadcast(&cond.shape) {
+                Err(e) => self.broadcast_error("where", e, (&tx, a.span(1)), (&cond, sc), a.call),
+                Ok(_) => Val::Error,
+            },
+            (Err(_), _, Err(_)) => match ty.shape.broadcast(&cond.shape) {
+                Err(e) => self.broadcast_error("where", e, (&ty, a.span(2)), (&cond, sc), a.call),
+                Ok(_) => Val::Error,
+            },
+            (Err(e), ..) => self.broadcast_error("where", e, (&tx, a.span(1)), (&ty, a.span(2)), a.call),
         }
     }
 

@@ -153,7 +153,29 @@ impl Checker<'_> {
         }
     }
 
+    /// The span of the operator between two operands (`+` in `x + h`), or
+    /// of the callee's name for a call (`where`), so the primary label does
+    /// not cover the operands' labels (miette draws those wrongly).
+    pub(super) fn op_span(&self, sym: &str, sa: Span, sb: Span, whole: Span) -> Span {
+        let sources = &self.program.sources;
+        if sa.file == sb.file && sa.end <= sb.start {
+            let between = sources.text(Span { file: sa.file, start: sa.end, end: sb.start });
+            if let Some(i) = between.find(sym) {
+                let start = sa.end + i as u32;
+                return Span { file: sa.file, start, end: start + sym.len() as u32 };
+            }
+        }
+        let text = sources.text(whole);
+        match text.find('(') {
+            Some(i) if i > 0 && text[..i].chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') => {
+                Span { file: whole.file, start: whole.start, end: whole.start + i as u32 }
+            }
+            _ => whole,
+        }
+    }
+
     pub(super) fn binary(&mut self, op: BinOp, a: (Val, Span), b: (Val, Span), span: Span) -> Val {
+        let span = self.op_span(op.symbol(), a.1, b.1, span);
         match (&a.0, &b.0) {
             (Val::Error, _) | (_, Val::Error) => Val::Error,
             (Val::Tensor(_), _) | (_, Val::Tensor(_)) => self.tensor_binary(op, a, b, span),
@@ -164,6 +186,28 @@ impl Checker<'_> {
     /// Compile-time arithmetic: ints stay symbolic so sizes can be computed.
     fn const_binary(&mut self, op: BinOp, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> Val {
         use BinOp::*;
+        if let (Val::Int(Some(x)), Val::Int(Some(y))) = (&a, &b)
+            && let (Some(p), Some(q)) = (x.as_const(), y.as_const())
+        {
+            let sym = op.symbol();
+            let result = match op {
+                Add => Some(p.checked_add(q)),
+                Sub => Some(p.checked_sub(q)),
+                Mul => Some(p.checked_mul(q)),
+                Div | Rem if q == 0 => {
+                    return self.error(Diag::error(format!("division by zero: `{p} {sym} 0`")).at(sb, "this is 0"));
+                }
+                Pow if q >= 0 => Some(u32::try_from(q).ok().and_then(|e| p.checked_pow(e))),
+                _ => None,
+            };
+            if result == Some(None) {
+                return self.error(
+                    Diag::error(format!("integer overflow: `{p} {sym} {q}` does not fit in 64 bits"))
+                        .at(span, "overflows")
+                        .help(format!("ints are 64-bit: at most {}", i64::MAX)),
+                );
+            }
+        }
         match (op, &a, &b) {
             (Add | Sub | Mul, Val::Int(x), Val::Int(y)) => {
                 Val::Int(x.as_ref().zip(y.as_ref()).map(|(x, y)| match op {
@@ -299,7 +343,7 @@ impl Checker<'_> {
             BroadcastError::Rests => format!("shapes {sha} and {shb} do not broadcast: their `...` dims may differ"),
         };
         let d = Diag::error(msg)
-            .at(span, format!("in this `{what}`"))
+            .at(self.op_span(what, sa, sb, span), format!("in this `{what}`"))
             .label(sa, format!("this is {}{sha}", a.dtype.name()))
             .label(sb, format!("this is {}{shb}", b.dtype.name()))
             .help("dims must be equal or 1 (aligned from the right); reshape or unsqueeze one side");
@@ -321,7 +365,11 @@ impl Checker<'_> {
                     self.show(&Val::Tensor(t.clone()))
                 ))
                 .at(s, "this operand")
-                .help("use `unsqueeze` to make a vector a matrix, or `*` and `sum` for a dot product");
+                .help(if t.dtype == DType::F32 {
+                    "use `unsqueeze` to make a vector a matrix, or `*` and `sum` for a dot product"
+                } else {
+                    "cast it with `f32(...)` first"
+                });
                 return self.error(d);
             }
         }

@@ -573,6 +573,17 @@ impl Checker<'_> {
                 self.diags.push(d);
                 continue;
             }
+            if let Some(ev) = &s.every
+                && !matches!(s.key.name.as_str(), "eval" | "checkpoint")
+            {
+                let d = Diag::error(format!("`{}` takes no `every`", s.key.name))
+                    .at(ev.unit.span, "not a periodic setting")
+                    .help("only `eval` and `checkpoint` take a period: `eval = data.test(batch: 100) every epoch`");
+                self.diags.push(d);
+            }
+            if s.key.name == "early_stop" {
+                self.check_early_stop_metric(e, s);
+            }
             seen.push(s);
         }
         let get = |k: &str| seen.iter().find(|s| s.key.name == k).copied();
@@ -793,6 +804,30 @@ impl Checker<'_> {
             }
         }
         self.check_every(s);
+    }
+
+    /// `early_stop = { metric: "acuracy" }`: the metric must be `loss` or
+    /// one of the experiment's `metrics`.
+    fn check_early_stop_metric(&mut self, e: &ast::ExperimentDecl, s: &ast::Setting) {
+        let Some(ast::Expr { kind: ast::ExprKind::Record(entries), .. }) = &s.value else { return };
+        let Some((_, m)) = entries.iter().find(|(k, _)| k.name == "metric") else { return };
+        let ast::ExprKind::Str(name) = &m.kind else { return };
+        let mut names = vec!["loss"];
+        for x in &e.settings {
+            if x.key.name == "metrics"
+                && let Some(ast::Expr { kind: ast::ExprKind::Record(ms), .. }) = &x.value
+            {
+                names.extend(ms.iter().map(|(k, _)| k.name.as_str()));
+            }
+        }
+        if !names.contains(&name.as_str()) {
+            let help = did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("the metrics are: {}", names.join(", ")));
+            let d = Diag::error(format!("`early_stop` watches an unknown metric `{name}`"))
+                .at(m.span, "not `loss` or a metric of this experiment")
+                .help(help);
+            self.diags.push(d);
+        }
     }
 
     fn check_every(&mut self, s: &ast::Setting) {

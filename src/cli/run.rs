@@ -27,6 +27,13 @@ pub struct RunArgs {
     /// Override the number of epochs.
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
+    /// Where to write the run (config, metrics.jsonl, summary, checkpoints);
+    /// default `runs/<experiment>-<timestamp>`.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue a run from a checkpoint written by `nnc run`.
+    #[arg(long, value_name = "CKPT")]
+    resume: Option<PathBuf>,
     /// Print only the final summary.
     #[arg(long, short)]
     quiet: bool,
@@ -41,26 +48,91 @@ pub fn run(a: RunArgs) -> ExitCode {
         train_samples: a.train_samples,
         eval_samples: a.eval_samples,
         epochs: a.epochs,
+        out: a.out,
+        resume: a.resume,
         quiet: a.quiet,
     };
-    match runner::run(&opts) {
-        Ok(s) => {
-            let fmt = |m: &[(String, f64)]| m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ");
-            println!(
-                "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms)",
-                s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms
-            );
-            println!("  train: {}", fmt(&s.train));
-            if !s.eval.is_empty() {
-                println!("  eval:  {}", fmt(&s.eval));
+    let grid = runner::sweep::points(&opts.file, &opts.sets);
+    if grid.is_empty() {
+        return match runner::run(&opts) {
+            Ok(s) => {
+                print_summary(&s);
+                ExitCode::SUCCESS
             }
-            ExitCode::SUCCESS
+            Err(e) => fail(e),
+        };
+    }
+    sweep(&opts, &grid)
+}
+
+/// Train every point of the grid, then compare them in one table.
+fn sweep(opts: &RunOptions, grid: &[runner::sweep::Point]) -> ExitCode {
+    let base = opts.out.clone();
+    let mut rows = Vec::new();
+    for (i, point) in grid.iter().enumerate() {
+        let label = runner::sweep::label(point);
+        println!("[{}/{}] {label}", i + 1, grid.len());
+        let mut o = opts.clone();
+        o.sets.extend(point.iter().map(|(k, v)| format!("{k}={v}")));
+        o.out = base.as_ref().map(|b| b.join(label.replace(['/', ' '], "_")));
+        match runner::run(&o) {
+            Ok(s) => {
+                print_summary(&s);
+                rows.push((label, s));
+            }
+            Err(e) => return fail(e),
         }
-        Err(RunError::Compile(sources, diags)) => {
+    }
+    println!("\n{}", table(&rows));
+    ExitCode::SUCCESS
+}
+
+fn table(rows: &[(String, runner::RunSummary)]) -> String {
+    let metrics: Vec<String> =
+        rows.first().map(|(_, s)| s.eval.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let mut out = format!(
+        "| point | train loss | {} | samples/s |\n",
+        metrics.iter().map(|m| format!("eval {m}")).collect::<Vec<_>>().join(" | ")
+    );
+    out.push_str(&format!("|{}\n", " --- |".repeat(metrics.len() + 3)));
+    for (label, s) in rows {
+        let loss = s.train.iter().find(|(k, _)| k == "loss").map_or(f64::NAN, |(_, v)| *v);
+        let evals: Vec<String> = metrics
+            .iter()
+            .map(|m| s.eval.iter().find(|(k, _)| k == m).map_or("-".into(), |(_, v)| format!("{v:.4}")))
+            .collect();
+        out.push_str(&format!("| {label} | {loss:.4} | {} | {:.0} |\n", evals.join(" | "), s.samples_per_sec));
+    }
+    out
+}
+
+fn print_summary(s: &runner::RunSummary) {
+    let fmt = |m: &[(String, f64)]| m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ");
+    println!(
+        "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms)",
+        s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms
+    );
+    println!("  train: {}", fmt(&s.train));
+    if !s.eval.is_empty() {
+        println!("  eval:  {}", fmt(&s.eval));
+    }
+    if let Some(why) = &s.stopped_early {
+        println!("  stopped early: {why}");
+    }
+    println!("  run directory: {}", s.run_dir.display());
+}
+
+fn fail(e: RunError) -> ExitCode {
+    match e {
+        RunError::Compile(sources, diags) => {
             eprint!("{}", diag::render_all(&sources, &diags, super::style()));
             ExitCode::from(1)
         }
-        Err(e) => {
+        e @ RunError::Interrupted(_) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
+        e => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{BlockArg, FuncRef, InstBuilder, MemFlagsData, Value, types};
+use cranelift_codegen::ir::{BlockArg, ConstantData, FuncRef, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
 use super::CodegenError;
@@ -43,6 +43,8 @@ pub(super) struct Gen<'a> {
     store_site: Vec<usize>,
     /// Stores accumulated in registers over the inner loop.
     red: Vec<usize>,
+    /// Per store: a reduction finished in registers (stored, not added).
+    reg_init: Vec<bool>,
 }
 
 fn view_of(e: &Expr) -> Option<&View> {
@@ -68,38 +70,89 @@ impl<'a> Gen<'a> {
             sites.push(&s.view);
             store_site.push(sites.len() - 1);
         }
-        let red = (0..k.stores.len())
+        let red: Vec<usize> = (0..k.stores.len())
             .filter(|&i| {
                 let s = &k.stores[i];
                 !k.space.is_empty() && s.mode != StoreMode::Assign && s.scatter.is_none() && s.view.inner_stride() == 0
             })
             .collect();
-        let w = lanes(k, bufs);
-        Gen { k, bufs, base, calls, w, sites, node_site, store_site, red }
+        // A reduction over exactly the innermost dim finishes each element
+        // in registers: no fill, no read of the destination.
+        let reg_init = (0..k.stores.len())
+            .map(|i| {
+                let s = &k.stores[i];
+                let outer_kept = k.space.iter().zip(&s.view.strides).rev().skip(1).all(|(&n, &st)| n == 1 || st != 0);
+                s.init && red.contains(&i) && outer_kept
+            })
+            .collect();
+        let w = if k.vectorizable(bufs) { 4 } else { 1 };
+        Gen { k, bufs, base, calls, w, sites, node_site, store_site, red, reg_init }
     }
 
-    pub fn emit(&self, b: &mut FunctionBuilder) -> Result<(), CodegenError> {
+    /// Emits the loop nest; `range` restricts the outermost dim to
+    /// `[start, end)` (a thread's share), else it runs whole.
+    pub fn emit(&self, b: &mut FunctionBuilder, range: Option<(Value, Value)>) -> Result<(), CodegenError> {
         if self.k.space.contains(&0) {
             return Ok(());
         }
+        self.fill_inits(b, range)?;
         if self.k.space.is_empty() {
             let outer = self.outer_offsets(b, &[]);
-            return self.inner(b, 1, &outer);
+            let (lo, hi) = (Bound::known(b, 0), Bound::known(b, 1));
+            return self.inner(b, lo, hi, &outer);
         }
-        self.nest(b, 0, &mut Vec::new())
+        self.nest(b, 0, &mut Vec::new(), range)
     }
 
-    fn nest(&self, b: &mut FunctionBuilder, d: usize, idx: &mut Vec<Value>) -> Result<(), CodegenError> {
-        let n = self.k.space[d];
+    fn nest(
+        &self,
+        b: &mut FunctionBuilder,
+        d: usize,
+        idx: &mut Vec<Value>,
+        range: Option<(Value, Value)>,
+    ) -> Result<(), CodegenError> {
+        let (lo, hi) = match range {
+            Some((s, e)) if d == 0 => (Bound::dynamic(s), Bound::dynamic(e)),
+            _ => (Bound::known(b, 0), Bound::known(b, self.k.space[d] as i64)),
+        };
         if d + 1 == self.k.space.len() {
             let outer = self.outer_offsets(b, idx);
-            return self.inner(b, n, &outer);
+            return self.inner(b, lo, hi, &outer);
         }
-        let l = Loop::begin(b, 0, n as i64, 1);
+        let Some(l) = Loop::begin(b, lo, hi, 1) else { return Ok(()) };
         idx.push(l.i);
-        self.nest(b, d + 1, idx)?;
+        self.nest(b, d + 1, idx, None)?;
         idx.pop();
         l.finish(b);
+        Ok(())
+    }
+
+    /// Sets the destinations of reductions that do not finish in registers
+    /// to the identity (only the part this range writes).
+    fn fill_inits(&self, b: &mut FunctionBuilder, range: Option<(Value, Value)>) -> Result<(), CodegenError> {
+        for (s, st) in self.k.stores.iter().enumerate() {
+            if !st.init || self.reg_init[s] {
+                continue;
+            }
+            let dt = self.bufs[st.buf.index()].dtype;
+            let space: Vec<usize> =
+                self.k.space.iter().zip(&st.view.strides).map(|(&n, &s)| if s == 0 { 1 } else { n }).collect();
+            let view = View { shape: space.clone(), ..st.view.clone() };
+            let fill = LoopKernel {
+                nodes: vec![ENode { expr: Expr::Const(identity(st.mode, dt)), dtype: dt }],
+                stores: vec![Store {
+                    view,
+                    value: 0,
+                    mode: StoreMode::Assign,
+                    scatter: None,
+                    init: false,
+                    buf: st.buf,
+                }],
+                space,
+            };
+            let keep = fill.space.first() == self.k.space.first();
+            Gen::new(&fill, self.bufs, self.base, self.calls).emit(b, range.filter(|_| keep))?;
+        }
         Ok(())
     }
 
@@ -120,36 +173,34 @@ impl<'a> Gen<'a> {
             .collect()
     }
 
-    /// The innermost axis: vector loop (unrolled by four when accumulating
-    /// in registers), a one-vector remainder loop, then the scalar tail.
-    fn inner(&self, b: &mut FunctionBuilder, n: usize, outer: &[Value]) -> Result<(), CodegenError> {
-        let w = usize::from(self.w);
+    /// The innermost axis over `[lo, hi)`: vector loop (unrolled by four
+    /// when accumulating in registers), a one-vector remainder loop, then
+    /// the scalar tail.
+    fn inner(&self, b: &mut FunctionBuilder, lo: Bound, hi: Bound, outer: &[Value]) -> Result<(), CodegenError> {
+        let w = i64::from(self.w);
         let scalar_acc: Vec<Variable> = self.red.iter().map(|&s| self.acc_var(b, s, 1)).collect();
-        let mut start = 0;
+        let mut tail = lo;
         if w > 1 {
             let u = if self.red.is_empty() { 1 } else { 4 };
             let accs: Vec<Vec<Variable>> =
                 (0..u).map(|_| self.red.iter().map(|&s| self.acc_var(b, s, self.w)).collect()).collect();
-            let main_end = n - n % (w * u);
-            if main_end > 0 {
-                let l = Loop::begin(b, 0, main_end as i64, (w * u) as i64);
+            let main_end = hi.floor_from(b, lo, w * u);
+            if let Some(l) = Loop::begin(b, lo, main_end, w * u) {
                 for (j, acc) in accs.iter().enumerate() {
-                    let i = b.ins().iadd_imm_s(l.i, (j * w) as i64);
+                    let i = b.ins().iadd_imm_s(l.i, j as i64 * w);
                     self.element(b, i, self.w, outer, acc)?;
                 }
                 l.finish(b);
             }
-            let rem_end = n - n % w;
-            if rem_end > main_end {
-                let l = Loop::begin(b, main_end as i64, rem_end as i64, w as i64);
+            let rem_end = hi.floor_from(b, lo, w);
+            if let Some(l) = Loop::begin(b, main_end, rem_end, w) {
                 self.element(b, l.i, self.w, outer, &accs[0])?;
                 l.finish(b);
             }
             self.fold_accs(b, &accs, &scalar_acc);
-            start = rem_end;
+            tail = rem_end;
         }
-        if n > start {
-            let l = Loop::begin(b, start as i64, n as i64, 1);
+        if let Some(l) = Loop::begin(b, tail, hi, 1) {
             self.element(b, l.i, 1, outer, &scalar_acc)?;
             l.finish(b);
         }
@@ -157,7 +208,16 @@ impl<'a> Gen<'a> {
             let st = &self.k.stores[s];
             let acc = b.use_var(scalar_acc[r]);
             let zero = b.ins().iconst(types::I64, 0);
-            self.store(b, st, self.store_site[s], zero, outer, acc, 1)?;
+            if self.reg_init[s] {
+                // identity ⊕ acc, as a fill and an accumulation would give (-0.0 sums to 0.0).
+                let dt = self.bufs[st.buf.index()].dtype;
+                let id = constant(b, dt, 1, identity(st.mode, dt));
+                let v = combine(b, st.mode, dt, id, acc);
+                let a = self.addr(b, st.buf, outer[self.store_site[s]], zero, 0)?;
+                store(b, dt, v, a);
+            } else {
+                self.store(b, st, self.store_site[s], zero, outer, acc, 1)?;
+            }
         }
         Ok(())
     }
@@ -165,12 +225,7 @@ impl<'a> Gen<'a> {
     /// A register accumulator for store `s`, holding the identity.
     fn acc_var(&self, b: &mut FunctionBuilder, s: usize, w: u8) -> Variable {
         let dt = self.bufs[self.k.stores[s].buf.index()].dtype;
-        let init = match (self.k.stores[s].mode, dt) {
-            (StoreMode::Max, DType::F32) => fconst(b, w, f32::NEG_INFINITY),
-            (StoreMode::Max, _) => iconst(b, w, i32::MIN),
-            (_, DType::F32) => fconst(b, w, 0.0),
-            _ => iconst(b, w, 0),
-        };
+        let init = constant(b, dt, w, identity(self.k.stores[s].mode, dt));
         let v = b.declare_var(reg_ty(dt, w));
         b.def_var(v, init);
         v
@@ -330,8 +385,19 @@ impl<'a> Gen<'a> {
             }
             Expr::Const(v) => constant(b, n.dtype, w, *v),
             Expr::Iota(view) => {
-                let off = offset_at(b, outer()?, i, view.inner_stride());
-                b.ins().ireduce(types::I32, off)
+                let stride = view.inner_stride();
+                let off = offset_at(b, outer()?, i, stride);
+                let x = b.ins().ireduce(types::I32, off);
+                if w == 1 {
+                    x
+                } else {
+                    // Lane l is l * stride further.
+                    let bytes: Vec<u8> = (0..4).flat_map(|l| ((l * stride) as i32).to_le_bytes()).collect();
+                    let c = b.func.dfg.constants.insert(ConstantData::from(bytes));
+                    let lanes = b.ins().vconst(types::I32X4, c);
+                    let base = b.ins().splat(types::I32X4, x);
+                    b.ins().iadd(base, lanes)
+                }
             }
             Expr::Random { key, salt, index } => {
                 let off = offset_at(b, outer()?, i, index.inner_stride());
@@ -408,39 +474,13 @@ impl<'a> Gen<'a> {
     }
 }
 
-/// Whether the kernel's inner loop can run four lanes at a time.
-fn lanes(k: &LoopKernel, bufs: &[Buffer]) -> u8 {
-    let inner_ok = k.space.last().is_some_and(|&n| n >= 4);
-    let vec_dtype = |d: DType| matches!(d, DType::F32 | DType::I32);
-    let node_ok = |n: &ENode| {
-        let dt = |x: u32| k.nodes[x as usize].dtype;
-        n.dtype != DType::U8
-            && match &n.expr {
-                Expr::Load { view, .. } => {
-                    vec_dtype(n.dtype) && view.inner_stride().abs() <= 1 && view.inner_stride() >= 0
-                }
-                Expr::Const(_) | Expr::Select(..) => true,
-                Expr::Iota(_) | Expr::Random { .. } | Expr::Gather { .. } => false,
-                Expr::Unary(op, _) => !matches!(op, UnaryOp::Sin | UnaryOp::Cos),
-                Expr::Binary(op, a, _) => {
-                    let int_div = *op == BinaryOp::Div && dt(*a) != DType::F32;
-                    *op != BinaryOp::Pow && !int_div && !(dt(*a) == DType::Bool && is_compare(*op))
-                }
-                Expr::Cast(_, a) => dt(*a) != DType::U8,
-            }
-    };
-    let store_ok = |s: &Store| {
-        let stride = s.view.inner_stride();
-        s.scatter.is_none()
-            && vec_dtype(bufs[s.buf.index()].dtype)
-            && (stride == 1 || (stride == 0 && s.mode != StoreMode::Assign))
-    };
-    if inner_ok && k.nodes.iter().all(node_ok) && k.stores.iter().all(store_ok) { 4 } else { 1 }
-}
-
-fn is_compare(op: BinaryOp) -> bool {
-    use BinaryOp as B;
-    matches!(op, B::Lt | B::Le | B::Gt | B::Ge | B::Eq | B::Ne)
+/// The identity of an accumulating store mode.
+fn identity(mode: StoreMode, dt: DType) -> f64 {
+    match (mode, dt) {
+        (StoreMode::Max, DType::I32) => f64::from(i32::MIN),
+        (StoreMode::Max, _) => f64::NEG_INFINITY,
+        (StoreMode::Add | StoreMode::Assign, _) => 0.0,
+    }
 }
 
 fn offset_at(b: &mut FunctionBuilder, outer: Value, i: Value, stride: i64) -> Value {
@@ -455,6 +495,14 @@ fn offset_at(b: &mut FunctionBuilder, outer: Value, i: Value, stride: i64) -> Va
 
 fn load(b: &mut FunctionBuilder, dt: DType, w: u8, a: Value) -> Value {
     match dt {
+        DType::U8 if w > 1 => {
+            // Four bytes, zero-extended to i32 lanes (reads only those four).
+            let word = b.ins().load(types::I32, mf(), a, 0);
+            let v = b.ins().scalar_to_vector(types::I32X4, word);
+            let bytes = b.ins().bitcast(types::I8X16, math::le(), v);
+            let half = b.ins().uwiden_low(bytes);
+            b.ins().uwiden_low(half)
+        }
         DType::U8 => b.ins().uload8(types::I32, mf(), a, 0),
         DType::Bool => b.ins().load(types::I8, mf(), a, 0),
         DType::F32 | DType::I32 => b.ins().load(reg_ty(dt, w), mf(), a, 0),
@@ -638,30 +686,71 @@ fn random(b: &mut FunctionBuilder, key: Value, salt: u64, idx: Value) -> Value {
     b.ins().fmul(f, scale)
 }
 
-/// A rotated counted loop with compile-time bounds (`start < end`):
-/// `jump body(start); body(i): ...; brif i+step < end, body(i+step), exit`.
+/// A loop bound: a value, and the constant it is when known.
+#[derive(Clone, Copy)]
+struct Bound {
+    v: Value,
+    c: Option<i64>,
+}
+
+impl Bound {
+    fn known(b: &mut FunctionBuilder, c: i64) -> Bound {
+        Bound { v: b.ins().iconst(types::I64, c), c: Some(c) }
+    }
+
+    fn dynamic(v: Value) -> Bound {
+        Bound { v, c: None }
+    }
+
+    /// `lo` plus `self - lo` rounded down to a multiple of `step` (a power of two).
+    fn floor_from(self, b: &mut FunctionBuilder, lo: Bound, step: i64) -> Bound {
+        match (lo.c, self.c) {
+            (Some(l), Some(h)) => Bound::known(b, l + (h - l).max(0) / step * step),
+            _ => {
+                let len = b.ins().isub(self.v, lo.v);
+                let whole = b.ins().band_imm_s(len, !(step - 1));
+                Bound::dynamic(b.ins().iadd(lo.v, whole))
+            }
+        }
+    }
+}
+
+/// A rotated counted loop: `guard; body(i): ...; brif i+step < end,
+/// body(i+step), exit`. The guard is omitted when the bounds are known.
 struct Loop {
     body: cranelift_codegen::ir::Block,
     exit: cranelift_codegen::ir::Block,
     i: Value,
     step: i64,
-    end: i64,
+    end: Bound,
 }
 
 impl Loop {
-    fn begin(b: &mut FunctionBuilder, start: i64, end: i64, step: i64) -> Loop {
+    /// None when the loop is known to be empty.
+    fn begin(b: &mut FunctionBuilder, start: Bound, end: Bound, step: i64) -> Option<Loop> {
+        let known = start.c.zip(end.c).map(|(s, e)| s < e);
+        if known == Some(false) {
+            return None;
+        }
         let body = b.create_block();
         let exit = b.create_block();
         let i = b.append_block_param(body, types::I64);
-        let s = b.ins().iconst(types::I64, start);
-        b.ins().jump(body, &[BlockArg::Value(s)]);
+        if known == Some(true) {
+            b.ins().jump(body, &[BlockArg::Value(start.v)]);
+        } else {
+            let go = b.ins().icmp(IntCC::SignedLessThan, start.v, end.v);
+            b.ins().brif(go, body, &[BlockArg::Value(start.v)], exit, &[]);
+        }
         b.switch_to_block(body);
-        Loop { body, exit, i, step, end }
+        Some(Loop { body, exit, i, step, end })
     }
 
     fn finish(self, b: &mut FunctionBuilder) {
         let next = b.ins().iadd_imm_s(self.i, self.step);
-        let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, next, self.end);
+        let more = match self.end.c {
+            Some(e) => b.ins().icmp_imm_s(IntCC::SignedLessThan, next, e),
+            None => b.ins().icmp(IntCC::SignedLessThan, next, self.end.v),
+        };
         b.ins().brif(more, self.body, &[BlockArg::Value(next)], self.exit, &[]);
         b.switch_to_block(self.exit);
     }

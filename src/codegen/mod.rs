@@ -1,8 +1,11 @@
 //! Code generation: a [`Schedule`] becomes native code with Cranelift.
 //!
-//! Every kernel is a function `fn(arena, consts, slots)`; the step is one
-//! exported function with the same signature that calls the kernels in
-//! order (no Rust-side dispatch). `arena` and `consts` are base pointers;
+//! Every kernel is a function `fn(arena, consts, slots, start, end)` that
+//! runs units `[start, end)` of its outermost loop (or of a product's rows,
+//! columns or batch); the step is one exported function
+//! `fn(arena, consts, slots, pool)` that calls the kernels in order (no
+//! Rust-side dispatch), big ones through `nnc_rt_parallel`, which splits the
+//! units across the pool's threads. `arena` and `consts` are base pointers;
 //! `slots` points at the caller's buffer addresses, one per
 //! [`crate::schedule::Slot`]. Matrix products call `nnc_rt_sgemm`, and
 //! `pow`/`sin`/`cos` call scalar runtime functions (exactly the reference's
@@ -27,6 +30,7 @@ use crate::schedule::{BufId, GemmKernel, KernelBody, Place, Schedule};
 
 /// Symbols of the runtime functions generated code imports.
 pub const RT_SGEMM: &str = "nnc_rt_sgemm";
+pub const RT_PARALLEL: &str = "nnc_rt_parallel";
 pub const RT_POWF: &str = "nnc_rt_powf";
 pub const RT_SINF: &str = "nnc_rt_sinf";
 pub const RT_COSF: &str = "nnc_rt_cosf";
@@ -71,16 +75,27 @@ pub fn host_isa(pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
     isa.finish(settings::Flags::new(f)).map_err(cl)
 }
 
-/// The signature shared by the step and its kernels.
+/// The step's signature: `(arena, consts, slots, pool)`.
 fn step_sig<M: Module>(m: &M) -> Signature {
     let ptr = m.target_config().pointer_type();
     let mut sig = m.make_signature();
+    sig.params.extend([AbiParam::new(ptr); 4]);
+    sig
+}
+
+/// A kernel's signature: `(arena, consts, slots, start, end)`, running the
+/// units `[start, end)` of its split axis (see [`split_units`]).
+fn kernel_sig<M: Module>(m: &M) -> Signature {
+    let ptr = m.target_config().pointer_type();
+    let mut sig = m.make_signature();
     sig.params.extend([AbiParam::new(ptr); 3]);
+    sig.params.extend([AbiParam::new(types::I64); 2]);
     sig
 }
 
 struct Imports {
     sgemm: FuncId,
+    parallel: FuncId,
     powf: FuncId,
     sinf: FuncId,
     cosf: FuncId,
@@ -88,8 +103,11 @@ struct Imports {
 
 fn declare_imports<M: Module>(m: &mut M) -> Result<Imports, CodegenError> {
     let mut sig = m.make_signature();
-    sig.params.extend([AbiParam::new(types::I64); 13]);
+    sig.params.extend([AbiParam::new(types::I64); 16]);
     let sgemm = m.declare_function(RT_SGEMM, Linkage::Import, &sig).map_err(cl)?;
+    let mut par = m.make_signature();
+    par.params.extend([AbiParam::new(types::I64); 7]);
+    let parallel = m.declare_function(RT_PARALLEL, Linkage::Import, &par).map_err(cl)?;
     let mut f1 = m.make_signature();
     f1.params.push(AbiParam::new(types::F32));
     f1.returns.push(AbiParam::new(types::F32));
@@ -97,56 +115,93 @@ fn declare_imports<M: Module>(m: &mut M) -> Result<Imports, CodegenError> {
     f2.params.push(AbiParam::new(types::F32));
     Ok(Imports {
         sgemm,
+        parallel,
         powf: m.declare_function(RT_POWF, Linkage::Import, &f2).map_err(cl)?,
         sinf: m.declare_function(RT_SINF, Linkage::Import, &f1).map_err(cl)?,
         cosf: m.declare_function(RT_COSF, Linkage::Import, &f1).map_err(cl)?,
     })
 }
 
+/// Which axis of a product threads split.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum GemmAxis {
+    Batch,
+    Rows,
+    Cols,
+}
+
+fn gemm_axis(g: &GemmKernel) -> GemmAxis {
+    if g.batch > 1 {
+        GemmAxis::Batch
+    } else if g.epilogue.is_some() || g.m >= g.n {
+        // The epilogue runs on whole rows; otherwise split the longer side.
+        GemmAxis::Rows
+    } else {
+        GemmAxis::Cols
+    }
+}
+
+/// The units of a kernel's split axis: the outermost loop dim (1 for a
+/// scalar loop), or the product's batch, rows or columns.
+pub fn split_units(k: &KernelBody) -> usize {
+    match k {
+        KernelBody::Loop(l) => l.space.first().copied().unwrap_or(1),
+        KernelBody::Gemm(g) => match gemm_axis(g) {
+            GemmAxis::Batch => g.batch,
+            GemmAxis::Rows => g.m,
+            GemmAxis::Cols => g.n,
+        },
+    }
+}
+
+/// The `grain` argument of `nnc_rt_parallel` for a kernel: loop chunks
+/// start on multiples of 16 units (whole vectors); a negative grain asks
+/// for one chunk per thread (a product packs its operands per call).
+pub fn split_grain(k: &KernelBody) -> i64 {
+    match k {
+        KernelBody::Loop(_) => 16,
+        KernelBody::Gemm(_) => -1,
+    }
+}
+
+/// Work below which a kernel runs on one thread: waking the others costs
+/// about a microsecond, a 16k-element loop or a 2 MFLOP product a few.
+const MIN_SPLIT_ELEMS: usize = 16 * 1024;
+const MIN_SPLIT_FLOPS: usize = 2 << 20;
+
+/// Whether the kernel is worth splitting across threads and may be:
+/// disjoint ranges of its split axis must write disjoint elements.
+pub fn parallel(k: &KernelBody) -> bool {
+    match k {
+        KernelBody::Loop(l) => {
+            let big = l.space.iter().product::<usize>() >= MIN_SPLIT_ELEMS && l.space[0] > 1;
+            big && l.stores.iter().all(|s| s.scatter.is_none() && s.view.strides[0] != 0)
+        }
+        KernelBody::Gemm(g) => 2 * g.batch * g.m * g.n * g.k >= MIN_SPLIT_FLOPS && split_units(k) > 1,
+    }
+}
+
 /// Defines the step function `name` (and its kernels, `name_k0`, ...) in
-/// `module`. Call `finalize_definitions` (JIT) or `finish` (object) after.
-pub fn define_step<M: Module>(module: &mut M, s: &Schedule, name: &str) -> Result<FuncId, CodegenError> {
-    let sig = step_sig(module);
-    let target = module.target_config();
+/// `module`; kernels worth it are split across `threads` threads through
+/// `nnc_rt_parallel`. Call `finalize_definitions` (JIT) or `finish`
+/// (object) after.
+pub fn define_step<M: Module>(
+    module: &mut M,
+    s: &Schedule,
+    name: &str,
+    threads: usize,
+) -> Result<StepFuncs, CodegenError> {
     let imports = declare_imports(module)?;
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(s.kernels.len());
     for (i, k) in s.kernels.iter().enumerate() {
-        let id = module.declare_function(&format!("{name}_k{i}"), Linkage::Local, &sig).map_err(cl)?;
-        module.clear_context(&mut ctx);
-        ctx.func.signature = sig.clone();
-        ctx.func.name = UserFuncName::user(0, id.as_u32());
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let entry = b.create_block();
-            b.append_block_params_for_function_params(entry);
-            b.switch_to_block(entry);
-            let args = b.block_params(entry).to_vec();
-            let bases = base_pointers(&mut b, s, &k.body, &args);
-            match &k.body {
-                KernelBody::Loop(l) => {
-                    let calls = loops::Calls {
-                        powf: module.declare_func_in_func(imports.powf, b.func),
-                        sinf: module.declare_func_in_func(imports.sinf, b.func),
-                        cosf: module.declare_func_in_func(imports.cosf, b.func),
-                    };
-                    loops::Gen::new(l, &s.buffers, &bases, &calls).emit(&mut b)?;
-                }
-                KernelBody::Gemm(g) => {
-                    let f = module.declare_func_in_func(imports.sgemm, b.func);
-                    gemm_call(&mut b, g, &bases, f)?;
-                }
-            }
-            b.ins().return_(&[]);
-            b.seal_all_blocks();
-            b.finalize(target);
-        }
-        module
-            .define_function(id, &mut ctx)
-            .map_err(|e| CodegenError::Cranelift(format!("kernel {i} ({}): {e:?}", k.label)))?;
-        ids.push(id);
+        let split = threads > 1 && parallel(&k.body);
+        let id = define_kernel(module, &mut ctx, &mut fctx, (s, name, i), split, &imports)?;
+        ids.push((id, split, split_units(&k.body), split_grain(&k.body)));
     }
+    let sig = step_sig(module);
+    let target = module.target_config();
     let step = module.declare_function(name, Linkage::Export, &sig).map_err(cl)?;
     module.clear_context(&mut ctx);
     ctx.func.signature = sig;
@@ -157,24 +212,90 @@ pub fn define_step<M: Module>(module: &mut M, s: &Schedule, name: &str) -> Resul
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let args = b.block_params(entry).to_vec();
-        for id in ids {
+        let par = module.declare_func_in_func(imports.parallel, b.func);
+        for &(id, split, units, grain) in &ids {
             let f = module.declare_func_in_func(id, b.func);
-            b.ins().call(f, &args);
+            let n = b.ins().iconst(types::I64, units as i64);
+            if split {
+                let addr = b.ins().func_addr(target.pointer_type(), f);
+                let grain = b.ins().iconst(types::I64, grain);
+                b.ins().call(par, &[args[3], addr, args[0], args[1], args[2], n, grain]);
+            } else {
+                let zero = b.ins().iconst(types::I64, 0);
+                b.ins().call(f, &[args[0], args[1], args[2], zero, n]);
+            }
         }
         b.ins().return_(&[]);
         b.seal_all_blocks();
         b.finalize(target);
     }
     module.define_function(step, &mut ctx).map_err(|e| CodegenError::Cranelift(format!("step: {e:?}")))?;
-    Ok(step)
+    Ok(StepFuncs { step, kernels: ids.iter().map(|k| (k.0, k.1)).collect() })
+}
+
+/// What [`define_step`] defined.
+pub struct StepFuncs {
+    pub step: FuncId,
+    /// Each kernel, and whether the step splits it across threads.
+    pub kernels: Vec<(FuncId, bool)>,
+}
+
+/// Defines kernel `i` of `s` as `{step}_k{i}`; `split`: it runs the range
+/// it is given, else always all of it.
+fn define_kernel<M: Module>(
+    module: &mut M,
+    ctx: &mut cranelift_codegen::Context,
+    fctx: &mut FunctionBuilderContext,
+    (s, name, i): (&Schedule, &str, usize),
+    split: bool,
+    imports: &Imports,
+) -> Result<FuncId, CodegenError> {
+    let k = &s.kernels[i];
+    let sig = kernel_sig(module);
+    let target = module.target_config();
+    let id = module.declare_function(&format!("{name}_k{i}"), Linkage::Local, &sig).map_err(cl)?;
+    module.clear_context(ctx);
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let args = b.block_params(entry).to_vec();
+        let bases = base_pointers(&mut b, s, &k.body, &args);
+        let calls = loops::Calls {
+            powf: module.declare_func_in_func(imports.powf, b.func),
+            sinf: module.declare_func_in_func(imports.sinf, b.func),
+            cosf: module.declare_func_in_func(imports.cosf, b.func),
+        };
+        let range = split.then(|| (args[3], args[4]));
+        match &k.body {
+            KernelBody::Loop(l) => loops::Gen::new(l, &s.buffers, &bases, &calls).emit(&mut b, range)?,
+            KernelBody::Gemm(g) => {
+                let f = module.declare_func_in_func(imports.sgemm, b.func);
+                let (start, end) = match range {
+                    Some(r) => r,
+                    None => (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, split_units(&k.body) as i64)),
+                };
+                gemm_call(&mut b, g, &bases, f, start, end)?;
+                if let Some(e) = &g.epilogue {
+                    loops::Gen::new(e, &s.buffers, &bases, &calls).emit(&mut b, range)?;
+                }
+            }
+        }
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(target);
+    }
+    module.define_function(id, ctx).map_err(|e| CodegenError::Cranelift(format!("kernel {i} ({}): {e:?}", k.label)))?;
+    Ok(id)
 }
 
 /// The address of every buffer the kernel touches, computed once at entry.
 fn base_pointers(b: &mut FunctionBuilder, s: &Schedule, body: &KernelBody, args: &[Value]) -> HashMap<BufId, Value> {
-    let used: Vec<BufId> = match body {
-        KernelBody::Loop(l) => l.reads().chain(l.stores.iter().map(|st| st.buf)).collect(),
-        KernelBody::Gemm(g) => vec![g.lhs.buf, g.rhs.buf, g.out],
-    };
+    let k = crate::schedule::Kernel { label: String::new(), body: body.clone() };
+    let used: Vec<BufId> = k.reads().into_iter().chain(k.writes()).collect();
     let mut bases = HashMap::new();
     for buf in used {
         if bases.contains_key(&buf) {
@@ -193,32 +314,42 @@ fn base_pointers(b: &mut FunctionBuilder, s: &Schedule, body: &KernelBody, args:
     bases
 }
 
-/// `nnc_rt_sgemm(a, b, c, batch, m, n, k, a_bs, a_rs, a_cs, b_bs, b_rs, b_cs)`.
+/// `nnc_rt_sgemm(a, b, c, batch, m, n, k, a_bs, a_rs, a_cs, b_bs, b_rs,
+/// b_cs, c_bs, c_rs, c_cs)` on units `[start, end)` of the split axis.
 fn gemm_call(
     b: &mut FunctionBuilder,
     g: &GemmKernel,
     bases: &HashMap<BufId, Value>,
     f: cranelift_codegen::ir::FuncRef,
+    start: Value,
+    end: Value,
 ) -> Result<(), CodegenError> {
     let base =
         |buf: BufId| bases.get(&buf).copied().ok_or_else(|| CodegenError::Internal(format!("no base for {buf}")));
-    let a = b.ins().iadd_imm_s(base(g.lhs.buf)?, g.lhs.offset * 4);
-    let bb = b.ins().iadd_imm_s(base(g.rhs.buf)?, g.rhs.offset * 4);
-    let c = base(g.out)?;
-    let nums = [
-        g.batch as i64,
-        g.m as i64,
-        g.n as i64,
-        g.k as i64,
-        g.lhs.bs,
-        g.lhs.rs,
-        g.lhs.cs,
-        g.rhs.bs,
-        g.rhs.rs,
-        g.rhs.cs,
-    ];
-    let mut args = vec![a, bb, c];
-    args.extend(nums.iter().map(|&v| b.ins().iconst(types::I64, v)));
+    let (lhs, rhs, out) = (&g.lhs, &g.rhs, &g.out);
+    // The split axis moves these operands by this many elements per unit.
+    let (da, db, dc) = match gemm_axis(g) {
+        GemmAxis::Batch => (lhs.bs, rhs.bs, out.bs),
+        GemmAxis::Rows => (lhs.rs, 0, out.rs),
+        GemmAxis::Cols => (0, rhs.cs, out.cs),
+    };
+    let at = |b: &mut FunctionBuilder, op: &crate::schedule::MatOperand, per: i64| -> Result<Value, CodegenError> {
+        let p = b.ins().iadd_imm_s(base(op.buf)?, op.offset * 4);
+        let skip = b.ins().imul_imm_s(start, per * 4);
+        Ok(b.ins().iadd(p, skip))
+    };
+    let (pa, pb, pc) = (at(b, lhs, da)?, at(b, rhs, db)?, at(b, out, dc)?);
+    let count = b.ins().isub(end, start);
+    let c = |b: &mut FunctionBuilder, v: usize| b.ins().iconst(types::I64, v as i64);
+    let (batch, m, n) = match gemm_axis(g) {
+        GemmAxis::Batch => (count, c(b, g.m), c(b, g.n)),
+        GemmAxis::Rows => (c(b, g.batch), count, c(b, g.n)),
+        GemmAxis::Cols => (c(b, g.batch), c(b, g.m), count),
+    };
+    let mut args = vec![pa, pb, pc, batch, m, n, c(b, g.k)];
+    for v in [lhs.bs, lhs.rs, lhs.cs, rhs.bs, rhs.rs, rhs.cs, out.bs, out.rs, out.cs] {
+        args.push(b.ins().iconst(types::I64, v));
+    }
     b.ins().call(f, &args);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Builtins → IR: each builtin's composition of primitive ops.
 
 use super::expr::{Arg, normalize};
-use super::{Init, LResult, Lowerer, Val, at};
+use super::{Init, LResult, Lowerer, MAX_ELEMENTS, Val, at, check_size, numel};
 use crate::check::Builtin;
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
@@ -134,8 +134,10 @@ impl Lowerer<'_> {
             }
             OneHot => {
                 let ids = self.x(a, 0)?;
-                let n = a.int_or(1, 0)? as usize;
+                let n = usize::try_from(a.int_or(1, 0)?)
+                    .map_err(|_| Diag::error("`one_hot` needs a non-negative class count").at(a.span(1), "here"))?;
                 let mut shape = self.shape(ids);
+                check_size(&[shape.clone(), vec![n]].concat(), span)?;
                 let ids = self.g.reshape(ids, &[shape.clone(), vec![1]].concat()).map_err(at(span))?;
                 shape.push(n);
                 let iota = self.g.iota(&shape, shape.len() - 1).map_err(at(span))?;
@@ -145,6 +147,7 @@ impl Lowerer<'_> {
             }
             Arange => {
                 let n = a.int_or(0, 0)?.max(0) as usize;
+                check_size(&[n], span)?;
                 let r = self.g.iota(&[n], 0);
                 node(self, r)
             }
@@ -175,7 +178,10 @@ impl Lowerer<'_> {
                 Ok(Val::Dims(self.shape(x)))
             }
             Prod => match a.get(0) {
-                Some(Val::Dims(d)) => Ok(Val::Int(d.iter().product::<usize>() as i64)),
+                Some(Val::Dims(d)) => match numel(d).and_then(|n| i64::try_from(n).ok()) {
+                    Some(n) => Ok(Val::Int(n)),
+                    None => Err(Diag::error(format!("`prod` of {d:?} overflows 64 bits")).at(a.span(0), "here")),
+                },
                 _ => Err(Diag::error("expected dims").at(a.span(0), "here")),
             },
             Uniform => Ok(Val::Init(Init::Uniform { lo: a.float(0, 0.0)?, hi: a.float(1, 1.0)? })),
@@ -294,29 +300,33 @@ impl Lowerer<'_> {
     }
 
     fn reshape_dims(&mut self, x: NodeId, a: &Args) -> LResult<Vec<usize>> {
-        let total: usize = self.shape(x).iter().product();
+        let shape = self.shape(x);
+        check_size(&shape, a.span(0))?;
+        let total = numel(&shape).unwrap_or(MAX_ELEMENTS) as i64;
         let raw: Vec<i64> = match a.get(1) {
-            Some(Val::List(xs)) => {
-                xs.iter()
-                    .map(|v| {
-                        if let Val::Int(i) = v {
-                            Ok(*i)
-                        } else {
-                            Err(Diag::error("expected ints").at(a.span(1), "here"))
-                        }
-                    })
-                    .collect::<LResult<_>>()?
-            }
+            Some(Val::List(xs)) => xs
+                .iter()
+                .map(|v| match v {
+                    Val::Int(i) => Ok(*i),
+                    Val::Float(f) => Err(Diag::error(format!("a dim of {f} is not a whole number"))
+                        .at(a.span(1), "in these dims")
+                        .help("a quotient of sizes (`d / heads`) must divide exactly")),
+                    _ => Err(Diag::error("expected ints").at(a.span(1), "here")),
+                })
+                .collect::<LResult<_>>()?,
             Some(Val::Dims(d)) => d.iter().map(|v| *v as i64).collect(),
             _ => return Err(Diag::error("expected a list of dims").at(a.span(1), "here")),
         };
-        let known: i64 = raw.iter().filter(|d| **d != -1).product();
+        let known = raw.iter().filter(|d| **d != -1).try_fold(1i64, |acc, d| acc.checked_mul(*d));
         let dims: Vec<usize> = raw
             .iter()
-            .map(|d| if *d == -1 && known > 0 { total as i64 / known } else { *d })
+            .map(|d| match known {
+                Some(k) if *d == -1 && k > 0 => total / k,
+                _ => *d,
+            })
             .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
             .collect();
-        if dims.iter().product::<usize>() != total || dims.contains(&usize::MAX) {
+        if numel(&dims) != Some(total as u64) || dims.contains(&usize::MAX) {
             let d = Diag::error(format!("cannot reshape {:?} ({total} elements) into {:?}", self.shape(x), raw))
                 .at(a.span(1), "element count differs");
             return Err(d);
@@ -363,6 +373,13 @@ impl Lowerer<'_> {
                 _ => return Err(Diag::error("expected [lo, hi] pairs of non-negative ints").at(a.span(1), "here")),
             }
         }
+        let padded: Option<Vec<usize>> = self
+            .shape(x)
+            .iter()
+            .zip(lo.iter().zip(&hi))
+            .map(|(d, (l, h))| d.checked_add(*l)?.checked_add(*h))
+            .collect();
+        check_size(&padded.unwrap_or_else(|| vec![usize::MAX; 2]), a.call)?;
         Ok(Val::Node(self.g.pad(x, &lo, &hi, 0.0).map_err(at(a.call))?))
     }
 
@@ -408,6 +425,19 @@ impl Lowerer<'_> {
             return Err(Diag::error("window, stride and padding must be positive").at(span, "here"));
         }
         let (kh, kw, s, p) = (*kh as usize, *kw as usize, stride as usize, pad as usize);
+        let padded: Option<Vec<usize>> = self
+            .shape(x)
+            .iter()
+            .enumerate()
+            .map(|(i, d)| if i == 1 || i == 2 { d.checked_add(p.checked_mul(2)?) } else { Some(*d) })
+            .collect();
+        check_size(&padded.unwrap_or_else(|| vec![usize::MAX; 2]), span)?;
+        // One slice per window position: keep the unrolled loop finite.
+        if kh.checked_mul(kw).is_none_or(|k| k > 65536) {
+            return Err(
+                Diag::error(format!("a {kh}x{kw} window is too large")).at(a.span(1), "the limit is 65536 positions")
+            );
+        }
         let x = if p > 0 { self.g.pad(x, &[0, p, p, 0], &[0, p, p, 0], 0.0).map_err(at(span))? } else { x };
         let shape = self.shape(x);
         let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3]);

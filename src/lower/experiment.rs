@@ -90,6 +90,31 @@ pub struct Lowered {
     pub seed: u64,
     /// The optimizer's base learning rate, fed each step as `lr`.
     pub lr: f64,
+    /// When to evaluate (default: every epoch) and checkpoint (default: every
+    /// epoch and at the end).
+    pub eval_every: Period,
+    pub checkpoint_every: Period,
+    pub early_stop: Option<EarlyStop>,
+    /// Initial weights to load by name (e.g. saved from PyTorch).
+    pub init_from: Option<String>,
+    /// Every top-level constant after `--set`, for the run's config record.
+    pub hyperparameters: Vec<(String, String)>,
+}
+
+/// `every N epochs` / `every N steps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    Epochs(u64),
+    Steps(u64),
+}
+
+/// `early_stop = { metric: "accuracy", patience: 3, mode: "max" }`: stop
+/// when the eval metric has not improved for `patience` evaluations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EarlyStop {
+    pub metric: String,
+    pub patience: u64,
+    pub maximize: bool,
 }
 
 /// Lower the experiment chosen by `setup` in the root module.
@@ -119,6 +144,8 @@ pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Dia
     };
     let epochs = int(&mut consts, "epochs", 1)?.max(1) as usize;
     let seed = int(&mut consts, "seed", 0)? as u64;
+    let extras = consts.run_settings(&settings).map_err(|d| vec![d])?;
+    let hyperparameters = consts.hyperparameters();
     Ok(Lowered {
         name: exp.name.name.clone(),
         train: train.g,
@@ -130,7 +157,39 @@ pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Dia
         epochs,
         seed,
         lr: step.lr,
+        eval_every: extras.eval_every,
+        checkpoint_every: extras.checkpoint_every,
+        early_stop: extras.early_stop,
+        init_from: extras.init_from,
+        hyperparameters,
     })
+}
+
+/// The settings that steer the runner rather than the graphs.
+struct RunSettings {
+    eval_every: Period,
+    checkpoint_every: Period,
+    early_stop: Option<EarlyStop>,
+    init_from: Option<String>,
+}
+
+fn period(every: Option<&ast::Every>) -> Period {
+    let Some(e) = every else { return Period::Epochs(1) };
+    let n = e.count.map_or(1, |(n, _)| n.max(1) as u64);
+    if e.unit.name.starts_with("step") { Period::Steps(n) } else { Period::Epochs(n) }
+}
+
+/// The span of the string `name` in `freeze = [...]`, else of the setting.
+fn freeze_span(settings: &Settings, name: &str) -> Span {
+    let Some(e) = settings.get("freeze").and_then(|s| s.value.as_ref()) else {
+        return Span::new(crate::span::FileId(0), 0, 0);
+    };
+    match &e.kind {
+        ast::ExprKind::List(xs) => {
+            xs.iter().find(|x| matches!(&x.kind, ast::ExprKind::Str(s) if s == name)).map_or(e.span, |x| x.span)
+        }
+        _ => e.span,
+    }
 }
 
 fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
@@ -252,6 +311,52 @@ type Settings<'a> = HashMap<&'a str, &'a ast::Setting>;
 type Args = Vec<(String, Val)>;
 
 impl Lowerer<'_> {
+    fn run_settings(&mut self, settings: &Settings) -> LResult<RunSettings> {
+        let every = |k: &str| period(settings.get(k).and_then(|s| s.every.as_ref()));
+        let early_stop = match self.setting(settings, "early_stop")? {
+            Some((Val::Record(r), _)) => {
+                let get = |k: &str| r.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let metric = match get("metric") {
+                    Some(Val::Str(s)) => s,
+                    _ => "loss".into(),
+                };
+                let patience = match get("patience") {
+                    Some(Val::Int(p)) if p > 0 => p as u64,
+                    _ => 3,
+                };
+                let maximize = match get("mode") {
+                    Some(Val::Str(m)) => m == "max",
+                    _ => metric != "loss",
+                };
+                Some(EarlyStop { metric, patience, maximize })
+            }
+            _ => None,
+        };
+        let init_from = match self.setting(settings, "init_from")? {
+            Some((Val::Str(s), _)) => Some(s),
+            _ => None,
+        };
+        Ok(RunSettings { eval_every: every("eval"), checkpoint_every: every("checkpoint"), early_stop, init_from })
+    }
+
+    /// Every top-level constant of the root module, as its value prints.
+    fn hyperparameters(&mut self) -> Vec<(String, String)> {
+        let root = self.program.module(ModuleId(0));
+        let mut out = Vec::new();
+        for item in &root.ast.items {
+            let ast::Item::Const(c) = item else { continue };
+            let shown = match self.lookup(&c.name.name, c.name.span) {
+                Ok(Val::Int(i)) => i.to_string(),
+                Ok(Val::Float(f)) => f.to_string(),
+                Ok(Val::Bool(b)) => b.to_string(),
+                Ok(Val::Str(s)) => s,
+                _ => continue,
+            };
+            out.push((c.name.name.clone(), shown));
+        }
+        out
+    }
+
     fn raw_fields(&mut self, d: &ast::DatasetDecl) -> LResult<Vec<DataField>> {
         let mut out = Vec::new();
         for f in &d.fields {
@@ -411,6 +516,17 @@ impl Lowerer<'_> {
         let names: Vec<String> =
             xs.into_iter().filter_map(|x| if let Val::Str(s) = x { Some(s) } else { None }).collect();
         // A name freezes that parameter and, as a prefix, everything under it.
+        let covers = |p: &str, n: &str| p == n || p.starts_with(&format!("{n}."));
+        for n in &names {
+            if !self.params.iter().any(|p| covers(&p.name, n)) {
+                let span = freeze_span(settings, n);
+                let help = crate::diag::did_you_mean(n, self.params.iter().map(|p| p.name.as_str()))
+                    .unwrap_or_else(|| "name a parameter (`l1.w`) or a sub-model (`l1`)".into());
+                return Err(Diag::error(format!("`freeze` names no parameter: `{n}`"))
+                    .at(span, "no such parameter")
+                    .help(help));
+            }
+        }
         Ok(self
             .params
             .iter()

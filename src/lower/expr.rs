@@ -1,6 +1,6 @@
 //! Expressions → IR nodes or compile-time values.
 
-use super::{ItemRef, LResult, Lowerer, Model, ParamDecl, Val, at, ir_dtype};
+use super::{ItemRef, LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size, ir_dtype};
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
 use crate::span::Span;
@@ -15,7 +15,17 @@ pub(crate) struct Arg {
 }
 
 impl<'p> Lowerer<'p> {
+    /// An expression's value; a tensor over [`super::MAX_ELEMENTS`] is an
+    /// error here, at the expression that makes it.
     pub(crate) fn expr(&mut self, e: &Expr) -> LResult<Val> {
+        let v = self.expr_inner(e)?;
+        if let Val::Node(n) = &v {
+            check_size(&self.g.node(*n).ty.shape, e.span)?;
+        }
+        Ok(v)
+    }
+
+    fn expr_inner(&mut self, e: &Expr) -> LResult<Val> {
         Ok(match &e.kind {
             ExprKind::Int(v) => Val::Int(*v),
             ExprKind::Float(v) => Val::Float(*v),
@@ -101,7 +111,10 @@ impl<'p> Lowerer<'p> {
 
     fn unary(&mut self, op: UnOp, v: Val, span: Span) -> LResult<Val> {
         Ok(match (op, v) {
-            (UnOp::Neg, Val::Int(i)) => Val::Int(-i),
+            (UnOp::Neg, Val::Int(i)) => Val::Int(
+                i.checked_neg()
+                    .ok_or_else(|| Diag::error("integer overflow in `-`").at(span, "does not fit in 64 bits"))?,
+            ),
             (UnOp::Neg, Val::Float(f)) => Val::Float(-f),
             (UnOp::Not, Val::Bool(b)) => Val::Bool(!b),
             (UnOp::Neg, v) => {
@@ -117,7 +130,7 @@ impl<'p> Lowerer<'p> {
 
     pub(crate) fn binary(&mut self, op: BinOp, a: Val, b: Val, span: Span) -> LResult<Val> {
         if let Some(v) = const_binary(op, &a, &b) {
-            return Ok(v);
+            return v.map_err(|msg| Diag::error(msg).at(span, "here"));
         }
         if op == BinOp::MatMul {
             let (x, y) = (self.node(&a, None, span)?, self.node(&b, None, span)?);
@@ -294,13 +307,7 @@ impl<'p> Lowerer<'p> {
             }
             l.block(&f.body)
         })
-        .map_err(|d| {
-            if span.file == d.primary.as_ref().map_or(span.file, |p| p.span.file) {
-                d
-            } else {
-                d.label(span, "in this call")
-            }
-        })
+        .map_err(in_call(span))
     }
 
     /// A signature's dim variables (`B`, `N`) as ints, read off the
@@ -331,9 +338,9 @@ impl<'p> Lowerer<'p> {
         path: Option<&str>,
     ) -> LResult<Val> {
         let ast::Item::Model(m) = self.item(item) else { return Err(not_callable(span)) };
-        let bound = self.in_frame(item.module, &[], |l| l.named(&m.params, args, span))?;
+        let bound = self.in_frame(item.module, &[], |l| l.named(&m.params, args, span)).map_err(in_call(span))?;
         let path = path.unwrap_or("").to_string();
-        let env = self.in_frame(item.module, &bound, |l| l.model_fields(m, &path))?;
+        let env = self.in_frame(item.module, &bound, |l| l.model_fields(m, &path)).map_err(in_call(span))?;
         let mut all = bound;
         all.extend(env);
         Ok(Val::Model(Rc::new(Model { item, name: m.name.name.clone(), env: all })))
@@ -348,7 +355,11 @@ impl<'p> Lowerer<'p> {
                 FieldKind::Sub(e) => self.sub_model(e, &sub)?,
                 FieldKind::Repeat { model, count } => {
                     let n = match self.expr(count)? {
-                        Val::Int(n) if n >= 0 => n as usize,
+                        Val::Int(n) if (0..=MAX_STACK).contains(&n) => n as usize,
+                        Val::Int(n) if n > MAX_STACK => {
+                            return Err(Diag::error(format!("a stack of {n} models is too large"))
+                                .at(count.span, format!("the limit is {MAX_STACK}")));
+                        }
                         _ => return Err(Diag::error("a stack needs a non-negative int count").at(count.span, "here")),
                     };
                     let mut models = Vec::new();
@@ -381,6 +392,7 @@ impl<'p> Lowerer<'p> {
 
     fn param(&mut self, name: &str, ty: &ast::Type, init: Option<&Expr>) -> LResult<Val> {
         let (dtype, shape) = self.concrete_type(ty)?;
+        check_size(&shape, ty.span)?;
         let init = match init {
             Some(e) => self.init_value(e, &shape)?,
             None => return Err(Diag::error(format!("parameter `{name}` needs an initialiser")).at(ty.span, "here")),
@@ -432,13 +444,14 @@ impl<'p> Lowerer<'p> {
             },
             ast::DimExpr::Bin(a, op, b, span) => {
                 let (x, y) = (self.dim(a)? as i64, self.dim(b)? as i64);
-                match op {
-                    ast::DimOp::Add => x + y,
-                    ast::DimOp::Sub => x - y,
-                    ast::DimOp::Mul => x * y,
-                    ast::DimOp::Div if y != 0 => x / y,
+                let v = match op {
+                    ast::DimOp::Add => x.checked_add(y),
+                    ast::DimOp::Sub => x.checked_sub(y),
+                    ast::DimOp::Mul => x.checked_mul(y),
+                    ast::DimOp::Div if y != 0 => Some(x / y),
                     ast::DimOp::Div => return Err(Diag::error("division by zero").at(*span, "here")),
-                }
+                };
+                v.ok_or_else(|| Diag::error("integer overflow in a dim").at(*span, "does not fit in 64 bits"))?
             }
         };
         usize::try_from(v).map_err(|_| Diag::error(format!("dim {v} is negative")).at(d.span(), "here"))
@@ -581,6 +594,16 @@ pub(crate) fn normalize(i: i64, n: usize) -> Option<usize> {
     (0..n as i64).contains(&k).then_some(k as usize)
 }
 
+/// An error inside another file (std) gets a label at the call that led
+/// there, once: the user's line is what they can change.
+fn in_call(span: Span) -> impl Fn(Diag) -> Diag {
+    move |d| {
+        let elsewhere = d.primary.as_ref().is_some_and(|p| p.span.file != span.file);
+        let labelled = d.secondary.iter().any(|l| l.span.file == span.file);
+        if elsewhere && !labelled { d.label(span, "in this call") } else { d }
+    }
+}
+
 fn not_callable(span: Span) -> Diag {
     Diag::error("this value cannot be called").at(span, "here")
 }
@@ -596,8 +619,28 @@ pub(crate) fn kind(v: &Val) -> &'static str {
     }
 }
 
-/// Arithmetic on compile-time numbers; `None` when a tensor is involved.
-fn const_binary(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
+/// Arithmetic on compile-time numbers; `None` when a tensor is involved,
+/// `Some(Err(message))` when an int operation overflows or divides by zero.
+fn const_binary(op: BinOp, a: &Val, b: &Val) -> Option<Result<Val, String>> {
+    if let (Val::Int(x), Val::Int(y)) = (a, b) {
+        let overflow = || format!("integer overflow: {x} {} {y} does not fit in 64 bits", op.symbol());
+        let zero = || Err(format!("division by zero: {x} {} 0", op.symbol()));
+        let checked = |v: Option<i64>| Some(v.map(Val::Int).ok_or_else(overflow));
+        return match op {
+            BinOp::Add => checked(x.checked_add(*y)),
+            BinOp::Sub => checked(x.checked_sub(*y)),
+            BinOp::Mul => checked(x.checked_mul(*y)),
+            BinOp::Div | BinOp::Rem if *y == 0 => Some(zero()),
+            BinOp::Div if x.checked_rem(*y) == Some(0) => checked(x.checked_div(*y)),
+            BinOp::Rem => checked(x.checked_rem_euclid(*y)),
+            BinOp::Pow if *y >= 0 => checked(u32::try_from(*y).ok().and_then(|e| x.checked_pow(e))),
+            _ => const_value(op, a, b).map(Ok),
+        };
+    }
+    const_value(op, a, b).map(Ok)
+}
+
+fn const_value(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
     use BinOp::*;
     let f = |v: &Val| match v {
         Val::Int(i) => Some(*i as f64),
@@ -606,13 +649,7 @@ fn const_binary(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
     };
     Some(match (a, b) {
         (Val::Int(x), Val::Int(y)) => match op {
-            Add => Val::Int(x.wrapping_add(*y)),
-            Sub => Val::Int(x.wrapping_sub(*y)),
-            Mul => Val::Int(x.wrapping_mul(*y)),
-            Div if *y != 0 && x % y == 0 => Val::Int(x / y),
             Div => Val::Float(*x as f64 / *y as f64),
-            Rem if *y != 0 => Val::Int(x.rem_euclid(*y)),
-            Pow if *y >= 0 => Val::Int(x.checked_pow(u32::try_from(*y).ok()?)?),
             Pow => Val::Float((*x as f64).powf(*y as f64)),
             Eq => Val::Bool(x == y),
             Ne => Val::Bool(x != y),

@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, Lowered, ParamInfo, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment,
+    DataField, DataPlan, EarlyStop, Lowered, ParamInfo, Period, Setup, SourceSpec, SplitPlan, StateInfo,
+    lower_experiment,
 };
 
 /// An initialiser: the distribution a parameter or state starts from.
@@ -74,6 +75,30 @@ pub(crate) enum Val {
 }
 
 pub(crate) type LResult<T> = Result<T, Diag>;
+
+/// The most elements one tensor may have: 2^31, so every flat index fits an
+/// `i32` and one tensor stays within what a device can hold.
+pub const MAX_ELEMENTS: u64 = 1 << 31;
+
+/// The most models a stack `[Block(...); n]` may hold: lowering unrolls it.
+pub const MAX_STACK: i64 = 4096;
+
+/// The element count of `shape`, `None` if it overflows `u64`.
+pub(crate) fn numel(shape: &[usize]) -> Option<u64> {
+    shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+}
+
+/// An error if a tensor of `shape` would exceed [`MAX_ELEMENTS`].
+pub(crate) fn check_size(shape: &[usize], span: Span) -> LResult<()> {
+    let count = match numel(shape) {
+        Some(n) if n <= MAX_ELEMENTS => return Ok(()),
+        Some(n) => n.to_string(),
+        None => "more than 2^64".to_string(),
+    };
+    Err(Diag::error(format!("tensor of {count} elements is too large: the limit is 2^31 ({MAX_ELEMENTS})"))
+        .at(span, format!("this has shape {shape:?}"))
+        .help("check the sizes and `--set` values this shape is computed from"))
+}
 
 /// What a parameter field becomes when a model is instantiated.
 pub(crate) struct ParamDecl {

@@ -13,8 +13,15 @@ use crate::runtime::{CompiledStep, Options};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
+/// The interpreter's step: the graph and every named value.
+pub struct InterpStep {
+    graph: Graph,
+    values: HashMap<String, Value>,
+    outputs: HashMap<String, Value>,
+}
+
 pub enum Engine {
-    Interp { graph: Graph, values: HashMap<String, Value>, outputs: HashMap<String, Value> },
+    Interp(Box<InterpStep>),
     Native(Box<CompiledStep>),
 }
 
@@ -58,9 +65,14 @@ fn runtime(e: crate::runtime::RuntimeError) -> RunError {
 impl Engine {
     pub fn new(graph: &Graph, backend: Backend) -> Result<Engine, RunError> {
         Ok(match backend {
-            Backend::Interp => Engine::Interp { graph: graph.clone(), values: HashMap::new(), outputs: HashMap::new() },
+            Backend::Interp => Engine::Interp(Box::new(InterpStep {
+                graph: graph.clone(),
+                values: HashMap::new(),
+                outputs: HashMap::new(),
+            })),
             Backend::Jit => {
-                let step = CompiledStep::compile_with(graph, Options { in_place: true }).map_err(runtime)?;
+                let step = CompiledStep::compile_with(graph, Options { in_place: true, ..Options::default() })
+                    .map_err(runtime)?;
                 Engine::Native(Box::new(step))
             }
         })
@@ -82,7 +94,8 @@ impl Engine {
     ) -> Result<(), RunError> {
         match self {
             Engine::Native(step) => f(step.input_mut::<T>(name).map_err(runtime)?),
-            Engine::Interp { graph, values, .. } => {
+            Engine::Interp(i) => {
+                let InterpStep { graph, values, .. } = &mut **i;
                 let Some(shape) = Engine::input_shape(graph, name) else { return Ok(()) };
                 let mut buf = vec![T::default(); shape.iter().product()];
                 f(&mut buf)?;
@@ -97,7 +110,7 @@ impl Engine {
     pub fn has_input(&self, name: &str) -> bool {
         match self {
             Engine::Native(step) => step.schedule().slots.iter().any(|s| s.name == name),
-            Engine::Interp { graph, .. } => graph.find_input(name).is_some(),
+            Engine::Interp(i) => i.graph.find_input(name).is_some(),
         }
     }
 
@@ -127,7 +140,8 @@ impl Engine {
                 step.run();
                 Ok(())
             }
-            Engine::Interp { graph, values, outputs } => {
+            Engine::Interp(i) => {
+                let InterpStep { graph, values, outputs } = &mut **i;
                 let outs = interp::run(graph, values, Precision::F32)?;
                 for ((name, _), v) in graph.outputs().iter().zip(outs) {
                     // Outputs named like inputs are the inputs' next values.
@@ -149,7 +163,7 @@ impl Engine {
                 let v = step.output::<f32>(name).map_err(runtime)?;
                 Ok(v.first().map_or(f64::NAN, |x| f64::from(*x)))
             }
-            Engine::Interp { outputs, .. } => match outputs.get(name) {
+            Engine::Interp(i) => match i.outputs.get(name) {
                 Some(Value::F32(a)) => Ok(a.iter().next().map_or(f64::NAN, |x| f64::from(*x))),
                 _ => Err(RunError::Other(format!("no scalar output `{name}`"))),
             },
@@ -160,7 +174,7 @@ impl Engine {
     pub fn read_f32(&mut self, name: &str) -> Result<Vec<f32>, RunError> {
         match self {
             Engine::Native(step) => Ok(step.input_mut::<f32>(name).map_err(runtime)?.to_vec()),
-            Engine::Interp { values, .. } => match values.get(name).and_then(f32::unwrap) {
+            Engine::Interp(i) => match i.values.get(name).and_then(f32::unwrap) {
                 Some(a) => Ok(a.iter().copied().collect()),
                 None => Err(RunError::Other(format!("no tensor `{name}`"))),
             },

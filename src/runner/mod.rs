@@ -4,9 +4,12 @@
 //! [`Backend`] runs one of them on a batch. Parameters and optimizer states
 //! live in one map keyed by name; each step's outputs replace them by name.
 
+mod checkpoint;
 pub mod data;
 mod engine;
 mod load;
+mod rundir;
+pub mod sweep;
 mod train;
 
 pub use train::{RunOptions, RunSummary, run};
@@ -36,6 +39,18 @@ pub enum RunError {
         step: u64,
         loss: f64,
     },
+    /// A file of the run could not be written or read.
+    Io {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// A checkpoint that does not fit the model: every problem, one per line.
+    Checkpoint {
+        path: std::path::PathBuf,
+        problems: Vec<String>,
+    },
+    /// Ctrl-C: a checkpoint was written here before stopping.
+    Interrupted(std::path::PathBuf),
     Other(String),
 }
 
@@ -59,8 +74,16 @@ impl fmt::Display for RunError {
             RunError::Ir(e) => write!(f, "internal compiler error: {e}"),
             RunError::Diverged { step, loss } => write!(
                 f,
-                "the loss became {loss} at step {step}; try a smaller learning rate (`--set lr=...`) or check the data scaling"
+                "the loss became {loss} at step {step}; the last good checkpoint is kept. Try a smaller learning rate or check the data scaling"
             ),
+            RunError::Io { path, message } => write!(f, "{}: {message}", path.display()),
+            RunError::Checkpoint { path, problems } => {
+                write!(f, "checkpoint {} does not fit this model:", path.display())?;
+                problems.iter().try_for_each(|p| write!(f, "\n  - {p}"))
+            }
+            RunError::Interrupted(path) => {
+                write!(f, "interrupted; saved {} (continue with `--resume {}`)", path.display(), path.display())
+            }
             RunError::Other(s) => f.write_str(s),
         }
     }

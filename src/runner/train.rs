@@ -1,12 +1,19 @@
 //! The step loop: initialise, train for the schedule, evaluate.
 
-use super::data::{BatchPlan, Order, SplitMix64, mix64};
+use super::checkpoint::{self, Progress, Tensors};
+use super::data::{BatchPlan, Cursor, Order, SplitMix64, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
+use super::rundir::RunDir;
 use super::{Backend, RunError};
 use crate::ir::DType;
-use crate::lower::{Init, Lowered};
-use std::path::PathBuf;
+use crate::lower::{Init, Lowered, Period};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -21,6 +28,10 @@ pub struct RunOptions {
     pub eval_samples: Option<usize>,
     /// Override the experiment's epoch count.
     pub epochs: Option<usize>,
+    /// The run directory; default `runs/<experiment>-<timestamp>`.
+    pub out: Option<PathBuf>,
+    /// Continue from this checkpoint.
+    pub resume: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -30,77 +41,405 @@ pub struct RunSummary {
     pub steps: u64,
     /// Mean loss and metrics over the last training epoch.
     pub train: Vec<(String, f64)>,
-    /// Loss and metrics on the evaluation split after the last epoch.
+    /// Loss and metrics on the evaluation split at the last evaluation.
     pub eval: Vec<(String, f64)>,
     pub samples_per_sec: f64,
     pub compile_ms: f64,
     pub wall_s: f64,
+    pub run_dir: PathBuf,
+    /// Why training ended before its schedule, if it did.
+    pub stopped_early: Option<String>,
+}
+
+/// Everything one run holds while it trains.
+struct Run<'a> {
+    opts: &'a RunOptions,
+    l: Lowered,
+    train: Engine,
+    eval: Engine,
+    train_data: SplitData,
+    eval_data: Option<SplitData>,
+    dir: RunDir,
+    progress: Progress,
+    summary: RunSummary,
+    epochs: u64,
+    source_hash: String,
 }
 
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     let start = Instant::now();
-    let setup = crate::lower::Setup { experiment: opts.experiment.clone(), ..Default::default() };
-    let compiled =
-        crate::compile(&opts.file, &opts.sets, setup).map_err(|out| RunError::Compile(out.sources, out.diags))?;
-    let lowered = compiled.lowered;
-    let mut train = Engine::new(&lowered.train, opts.backend)?;
-    let mut eval = Engine::new(&lowered.eval, opts.backend)?;
-    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-    let train_data = load::load(&lowered.data.train, opts.train_samples)?;
-    let eval_data = match &lowered.data.eval {
-        Some(p) => Some(load::load(p, opts.eval_samples)?),
-        None => None,
-    };
-    init_state(&lowered, &mut train)?;
-    let epochs = opts.epochs.unwrap_or(lowered.epochs);
-    let mut summary = RunSummary { experiment: lowered.name.clone(), compile_ms, ..Default::default() };
-    let order = if lowered.data.train.shuffle { Order::Shuffled { seed: lowered.seed } } else { Order::Sequential };
-    let plan = BatchPlan::new(train_data.len(), lowered.data.train.batch, train_data.last, order)?;
-    let total = (plan.batches_per_epoch() * epochs) as f32;
-    let names = Engine::metric_names(&lowered.train);
-    let train_start = Instant::now();
-    let mut samples = 0usize;
-    let mut scratch = Vec::new();
-    for epoch in 0..epochs {
-        let mut meter = Meter::default();
-        let mut batches = plan.epoch(epoch as u64);
-        while let Some(batch) = batches.next_batch() {
-            summary.steps += 1;
-            feed(&mut train, &train_data, batch, &mut scratch)?;
-            set_step_scalars(&mut train, summary.steps, total, &lowered)?;
-            train.run()?;
-            let values =
-                names.iter().map(|n| Ok((short(n), train.scalar(n)?))).collect::<Result<Vec<_>, RunError>>()?;
-            meter.add(&values, batch.len());
-            samples += batch.len();
-            if !meter.last_loss.is_finite() {
-                return Err(RunError::Diverged { step: summary.steps, loss: meter.last_loss });
+    let mut run = Run::start(opts, start)?;
+    let outcome = run.train_loop();
+    run.summary.wall_s = start.elapsed().as_secs_f64();
+    run.finish(outcome)
+}
+
+impl<'a> Run<'a> {
+    fn start(opts: &'a RunOptions, start: Instant) -> Result<Run<'a>, RunError> {
+        let setup = crate::lower::Setup { experiment: opts.experiment.clone(), ..Default::default() };
+        let compiled =
+            crate::compile(&opts.file, &opts.sets, setup).map_err(|out| RunError::Compile(out.sources, out.diags))?;
+        let source_hash = hash_sources(&compiled.sources);
+        let l = compiled.lowered;
+        let train = Engine::new(&l.train, opts.backend)?;
+        let eval = Engine::new(&l.eval, opts.backend)?;
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let train_data = load::load(&l.data.train, opts.train_samples)?;
+        let eval_data = match &l.data.eval {
+            Some(p) => Some(load::load(p, opts.eval_samples)?),
+            None => None,
+        };
+        let dir = RunDir::create(opts.out.as_deref(), &l.name)?;
+        let summary =
+            RunSummary { experiment: l.name.clone(), compile_ms, run_dir: dir.path.clone(), ..Default::default() };
+        let epochs = opts.epochs.unwrap_or(l.epochs) as u64;
+        let progress = Progress {
+            experiment: l.name.clone(),
+            source_hash: source_hash.clone(),
+            seed: l.seed,
+            ..Default::default()
+        };
+        let mut run = Run { opts, l, train, eval, train_data, eval_data, dir, progress, summary, epochs, source_hash };
+        run.write_config()?;
+        init_state(&run.l, &mut run.train)?;
+        if let Some(path) = &run.l.init_from.clone() {
+            run.load_weights(Path::new(path))?;
+        }
+        if let Some(path) = &opts.resume {
+            run.resume(path)?;
+        }
+        Ok(run)
+    }
+
+    fn plan(&self) -> Result<BatchPlan, RunError> {
+        let l = &self.l;
+        let order = if l.data.train.shuffle { Order::Shuffled { seed: l.seed } } else { Order::Sequential };
+        Ok(BatchPlan::new(self.train_data.len(), l.data.train.batch, self.train_data.last, order)?)
+    }
+
+    fn train_loop(&mut self) -> Result<(), RunError> {
+        let plan = self.plan()?;
+        let total = (plan.batches_per_epoch() as u64 * self.epochs) as f32;
+        let names = Engine::metric_names(&self.l.train);
+        let interrupted = interrupt_flag();
+        let clock = Instant::now();
+        let mut samples = 0usize;
+        let mut scratch = Vec::new();
+        while self.progress.epoch < self.epochs {
+            let mut batches = plan.resume(Cursor { epoch: self.progress.epoch, batch: self.progress.batch })?;
+            let bar = self.bar(plan.batches_per_epoch());
+            while let Some(batch) = batches.next_batch() {
+                if interrupted.load(Ordering::SeqCst) {
+                    bar.finish_and_clear();
+                    self.checkpoint("interrupted")?;
+                    return Err(RunError::Interrupted(self.dir.path.join("checkpoints/interrupted.safetensors")));
+                }
+                let step = self.progress.step + 1;
+                feed(&mut self.train, &self.train_data, batch, &mut scratch)?;
+                set_step_scalars(&mut self.train, step, total, &self.l)?;
+                self.train.run()?;
+                let values = read_metrics(&mut self.train, &names)?;
+                let loss = values.iter().find(|(k, _)| k == "loss").map_or(f64::NAN, |(_, v)| *v);
+                if !loss.is_finite() {
+                    bar.finish_and_clear();
+                    return Err(RunError::Diverged { step, loss });
+                }
+                self.progress.step = step;
+                self.progress.batch += 1;
+                add_to(&mut self.progress, &values, batch.len());
+                samples += batch.len();
+                self.after_step(&bar, samples as f64 / clock.elapsed().as_secs_f64())?;
+            }
+            bar.finish_and_clear();
+            if self.end_epoch(samples as f64 / clock.elapsed().as_secs_f64())? {
+                break;
             }
         }
-        summary.train = meter.means();
-        summary.eval = match &eval_data {
-            Some(d) => evaluate(opts, &lowered, &mut train, &mut eval, d)?,
-            None => Vec::new(),
+        self.summary.samples_per_sec = samples as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+        Ok(())
+    }
+
+    fn after_step(&mut self, bar: &ProgressBar, rate: f64) -> Result<(), RunError> {
+        let step = self.progress.step;
+        if step.is_multiple_of(25) && !bar.is_hidden() {
+            bar.set_position(self.progress.batch as u64);
+            bar.set_message(format!("{}  {rate:.0} samples/s", fmt_metrics(&means(&self.progress))));
+        }
+        if let Period::Steps(n) = self.l.checkpoint_every
+            && step.is_multiple_of(n)
+        {
+            self.checkpoint(&format!("step-{step}"))?;
+        }
+        if let Period::Steps(n) = self.l.eval_every
+            && step.is_multiple_of(n)
+        {
+            self.run_eval()?;
+        }
+        Ok(())
+    }
+
+    /// Log the epoch, evaluate and checkpoint when due; `true` to stop early.
+    fn end_epoch(&mut self, rate: f64) -> Result<bool, RunError> {
+        let epoch = self.progress.epoch + 1;
+        self.summary.train = means(&self.progress);
+        let mut event = json!({ "event": "train", "epoch": epoch, "step": self.progress.step });
+        extend(&mut event, &self.summary.train);
+        self.dir.log(&event)?;
+        let stop = match self.l.eval_every {
+            Period::Epochs(n) if epoch.is_multiple_of(n) || epoch == self.epochs => self.run_eval()?,
+            _ => false,
         };
-        if !opts.quiet {
-            let rate = samples as f64 / train_start.elapsed().as_secs_f64();
-            println!("{}", epoch_line(epoch + 1, epochs, &summary, rate));
+        if !self.opts.quiet {
+            say(&epoch_line(epoch, self.epochs, &self.summary, rate));
+        }
+        self.progress.epoch = epoch;
+        self.progress.batch = 0;
+        self.progress.sums.clear();
+        self.progress.count = 0;
+        if let Period::Epochs(n) = self.l.checkpoint_every
+            && epoch.is_multiple_of(n)
+        {
+            self.checkpoint(&format!("epoch-{epoch}"))?;
+        }
+        Ok(stop)
+    }
+
+    /// Evaluate, log, and apply early stopping; `true` to stop.
+    fn run_eval(&mut self) -> Result<bool, RunError> {
+        let Some(data) = &self.eval_data else { return Ok(false) };
+        self.summary.eval = evaluate(self.opts, &self.l, &mut self.train, &mut self.eval, data)?;
+        let split = self.l.data.eval.as_ref().map_or("test".to_string(), |e| e.split.clone());
+        let mut event =
+            json!({ "event": "eval", "epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split });
+        extend(&mut event, &self.summary.eval);
+        self.dir.log(&event)?;
+        let Some(es) = &self.l.early_stop else { return Ok(false) };
+        let Some(v) = self.summary.eval.iter().find(|(k, _)| *k == es.metric).map(|(_, v)| *v) else {
+            return Ok(false);
+        };
+        let better = self.progress.best.is_none_or(|b| if es.maximize { v > b } else { v < b });
+        if better {
+            self.progress.best = Some(v);
+            self.progress.since_best = 0;
+            return Ok(false);
+        }
+        self.progress.since_best += 1;
+        if self.progress.since_best >= es.patience {
+            self.summary.stopped_early = Some(format!(
+                "`{}` did not improve for {} evaluations (best {:.4})",
+                es.metric,
+                es.patience,
+                self.progress.best.unwrap_or(v)
+            ));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn bar(&self, len: usize) -> ProgressBar {
+        if self.opts.quiet || !std::io::stdout().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len as u64);
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(format!("epoch {}/{}", self.progress.epoch + 1, self.epochs));
+        bar.set_position(self.progress.batch as u64);
+        bar
+    }
+
+    fn tensors(&mut self) -> Result<Tensors, RunError> {
+        let mut out = Tensors::new();
+        let shapes =
+            self.l.params.iter().map(|p| (&p.name, &p.shape)).chain(self.l.states.iter().map(|s| (&s.name, &s.shape)));
+        for (name, shape) in shapes.map(|(n, s)| (n.clone(), s.clone())).collect::<Vec<_>>() {
+            if self.train.has_input(&name) {
+                out.insert(name.clone(), (shape, self.train.read_f32(&name)?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn checkpoint(&mut self, name: &str) -> Result<(), RunError> {
+        let dir = self.dir.path.join("checkpoints");
+        std::fs::create_dir_all(&dir).map_err(|e| RunError::Io { path: dir.clone(), message: e.to_string() })?;
+        let tensors = self.tensors()?;
+        checkpoint::save(&dir.join(format!("{name}.safetensors")), &tensors, &self.progress)?;
+        checkpoint::save(&dir.join("last.safetensors"), &tensors, &self.progress)
+    }
+
+    /// The tensors a checkpoint must hold: every parameter and state in the step.
+    fn wanted(&self) -> Vec<(String, Vec<usize>)> {
+        let all = self.l.params.iter().map(|p| (p.name.clone(), p.shape.clone()));
+        all.chain(self.l.states.iter().map(|s| (s.name.clone(), s.shape.clone())))
+            .filter(|(n, _)| self.train.has_input(n))
+            .collect()
+    }
+
+    fn resume(&mut self, path: &Path) -> Result<(), RunError> {
+        let (tensors, progress) = checkpoint::load(path)?;
+        let bad = checkpoint::mismatches(&tensors, &self.wanted());
+        if !bad.is_empty() {
+            return Err(RunError::Checkpoint { path: path.to_path_buf(), problems: bad });
+        }
+        let Some(progress) = progress else {
+            let problems =
+                vec!["no training progress recorded: use `init_from` in the file to start from these weights".into()];
+            return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
+        };
+        for (name, (_, values)) in &tensors {
+            self.train.fill::<f32>(name, |b| {
+                b.copy_from_slice(values);
+                Ok(())
+            })?;
+        }
+        self.progress = progress;
+        Ok(())
+    }
+
+    /// Initial weights by name (pretrain elsewhere, fine-tune here): every
+    /// tensor whose name matches a parameter must have its shape.
+    fn load_weights(&mut self, path: &Path) -> Result<(), RunError> {
+        let (tensors, _) = checkpoint::load(path)?;
+        let mut problems = Vec::new();
+        let mut loaded = 0;
+        for p in &self.l.params {
+            let Some((shape, values)) = tensors.get(&p.name) else { continue };
+            if *shape != p.shape {
+                problems.push(format!("`{}`: the model needs {:?}, the file has {shape:?}", p.name, p.shape));
+                continue;
+            }
+            self.train.fill::<f32>(&p.name, |b| {
+                b.copy_from_slice(values);
+                Ok(())
+            })?;
+            loaded += 1;
+        }
+        if !problems.is_empty() || loaded == 0 {
+            if loaded == 0 {
+                problems.push("no tensor in the file is named like a parameter of the model".into());
+            }
+            return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
+        }
+        Ok(())
+    }
+
+    fn write_config(&self) -> Result<(), RunError> {
+        let l = &self.l;
+        let hyper: serde_json::Map<String, Value> =
+            l.hyperparameters.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let params: Vec<Value> =
+            l.params.iter().map(|p| json!({ "name": p.name, "shape": p.shape, "frozen": p.frozen })).collect();
+        let config = json!({
+            "experiment": l.name,
+            "file": self.opts.file.display().to_string(),
+            "source_hash": self.source_hash,
+            "overrides": self.opts.sets,
+            "hyperparameters": hyper,
+            "epochs": self.epochs,
+            "seed": l.seed,
+            "batch": l.data.train.batch,
+            "lr": l.lr,
+            "backend": format!("{:?}", self.opts.backend).to_lowercase(),
+            "params": params,
+        });
+        self.dir.write_json("config.json", &config)
+    }
+
+    fn finish(mut self, outcome: Result<(), RunError>) -> Result<RunSummary, RunError> {
+        // A failed run keeps its last good checkpoint: nothing more is written.
+        outcome?;
+        self.checkpoint("final")?;
+        let obj = |m: &[(String, f64)]| Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
+        let s = &self.summary;
+        let summary = json!({
+            "experiment": s.experiment,
+            "steps": s.steps_or(self.progress.step),
+            "train": obj(&s.train),
+            "eval": obj(&s.eval),
+            "samples_per_sec": s.samples_per_sec,
+            "compile_ms": s.compile_ms,
+            "wall_s": s.wall_s,
+            "stopped_early": s.stopped_early,
+        });
+        self.dir.write_json("summary.json", &summary)?;
+        self.summary.steps = self.progress.step;
+        Ok(self.summary)
+    }
+}
+
+impl RunSummary {
+    fn steps_or(&self, step: u64) -> u64 {
+        self.steps.max(step)
+    }
+}
+
+fn fmt_metrics(m: &[(String, f64)]) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join("  ")
+}
+
+fn extend(event: &mut Value, m: &[(String, f64)]) {
+    if let Value::Object(o) = event {
+        for (k, v) in m {
+            o.insert(k.clone(), json!(v));
         }
     }
-    summary.samples_per_sec = samples as f64 / train_start.elapsed().as_secs_f64().max(1e-9);
-    summary.wall_s = start.elapsed().as_secs_f64();
-    Ok(summary)
+}
+
+fn means(p: &Progress) -> Vec<(String, f64)> {
+    p.sums.iter().map(|(k, s)| (k.clone(), s / p.count.max(1) as f64)).collect()
+}
+
+fn add_to(p: &mut Progress, values: &[(String, f64)], n: usize) {
+    for (k, v) in values {
+        match p.sums.iter_mut().find(|(name, _)| name == k) {
+            Some((_, s)) => *s += v * n as f64,
+            None => p.sums.push((k.clone(), v * n as f64)),
+        }
+    }
+    p.count += n;
+}
+
+fn read_metrics(e: &mut Engine, names: &[String]) -> Result<Vec<(String, f64)>, RunError> {
+    names.iter().map(|n| Ok((short(n), e.scalar(n)?))).collect()
+}
+
+/// Set once per process by Ctrl-C; the loop checkpoints and stops.
+fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: OnceLock<&'static AtomicBool> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        // Without a handler (e.g. one already installed) Ctrl-C just ends the process.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        flag
+    })
+}
+
+/// A line on stdout; a closed pipe (`nnc run ... | head`) is not an error.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+fn hash_sources(sources: &crate::span::SourceMap) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for i in 0..sources.len() {
+        let f = sources.get(crate::span::FileId(i as u32));
+        h = f.text.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    }
+    format!("{h:016x}")
 }
 
 fn short(name: &str) -> String {
     name.trim_start_matches("metric/").to_string()
 }
 
-fn epoch_line(epoch: usize, epochs: usize, s: &RunSummary, rate: f64) -> String {
-    let fmt = |m: &[(String, f64)]| m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join("  ");
-    let mut line = format!("epoch {epoch}/{epochs}  train: {}", fmt(&s.train));
+fn epoch_line(epoch: u64, epochs: u64, s: &RunSummary, rate: f64) -> String {
+    let mut line = format!("epoch {epoch}/{epochs}  train: {}", fmt_metrics(&s.train));
     if !s.eval.is_empty() {
-        line.push_str(&format!("  |  eval: {}", fmt(&s.eval)));
+        line.push_str(&format!("  |  eval: {}", fmt_metrics(&s.eval)));
     }
     line.push_str(&format!("  ({rate:.0} samples/s)"));
     line
@@ -198,20 +537,16 @@ fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, R
     Ok(c.lowered.eval)
 }
 
-/// Sample-weighted means of the loss and metrics over an epoch.
+/// Sample-weighted means of the loss and metrics over an evaluation.
 #[derive(Default)]
 struct Meter {
     sums: Vec<(String, f64)>,
     count: usize,
-    last_loss: f64,
 }
 
 impl Meter {
     fn add(&mut self, values: &[(String, f64)], n: usize) {
         for (k, v) in values {
-            if k == "loss" {
-                self.last_loss = *v;
-            }
             match self.sums.iter_mut().find(|(name, _)| name == k) {
                 Some((_, s)) => *s += v * n as f64,
                 None => self.sums.push((k.clone(), v * n as f64)),

@@ -14,11 +14,16 @@
 //!
 //! The step owns one host buffer per slot (input, output, or both), the
 //! arena for intermediates and the constant segment; `run` allocates
-//! nothing. Denormals are flushed while it runs. One thread: `gemm` runs
-//! with `Parallelism::None` and loops are not split yet (the place for it is
-//! the outermost loop of `codegen::loops`, and gemm's `Parallelism`).
+//! nothing. Denormals are flushed while it runs (on every thread). Big
+//! kernels split their outer loop (a product its rows, columns or batch)
+//! across [`Options::threads`] threads of a [`pool::Pool`] owned by the step;
+//! each thread always gets the same share, so results are the same from
+//! run to run, and the same as on one thread wherever the split does not
+//! change the order of a sum (it never does for loops; products may block
+//! their sums differently when their shape changes).
 
 mod fpenv;
+pub mod pool;
 pub mod rt;
 
 use std::collections::HashMap;
@@ -31,7 +36,6 @@ use ndarray::{ArrayD, IxDyn};
 use crate::codegen::{self, CodegenError};
 use crate::ir::interp::Value;
 use crate::ir::{DType, Graph};
-pub use crate::schedule::Options;
 use crate::schedule::{self, Schedule, ScheduleError, SlotRole};
 pub use fpenv::FlushDenormals;
 
@@ -121,8 +125,29 @@ impl Bytes {
     }
 }
 
-/// Calling convention of the generated step: (arena, consts, slot addresses).
-type StepFn = unsafe extern "C" fn(*mut u8, *mut u8, *const *mut u8);
+/// How a step is compiled.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// An output named like an input (with the same type) shares that
+    /// input's buffer: the step updates it in place.
+    pub in_place: bool,
+    /// Threads that big kernels are split across; 0: every available core.
+    pub threads: usize,
+}
+
+impl Options {
+    /// The thread count `threads` stands for.
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// Calling convention of the generated step: (arena, consts, slot
+/// addresses, pool).
+type StepFn = unsafe extern "C" fn(*mut u8, *mut u8, *const *mut u8, *const pool::Shared);
 
 pub struct CompiledStep {
     schedule: Schedule,
@@ -131,6 +156,9 @@ pub struct CompiledStep {
     consts: Bytes,
     host: Vec<Bytes>,
     ptrs: Vec<*mut u8>,
+    pool: pool::Pool,
+    /// Each kernel, and whether the step splits it (for [`Self::profile`]).
+    kernels: Vec<(pool::KernelFn, bool)>,
     /// Owns the code `entry` points into; dropped last.
     _module: JITModule,
 }
@@ -142,16 +170,27 @@ impl CompiledStep {
     }
 
     pub fn compile_with(g: &Graph, opts: Options) -> Result<CompiledStep, RuntimeError> {
-        let schedule = schedule::schedule(g, opts)?;
+        let schedule = schedule::schedule(g, schedule::Options { in_place: opts.in_place })?;
+        let threads = opts.thread_count();
         let mut jb = JITBuilder::with_isa(codegen::host_isa(false)?, default_libcall_names());
         jb.symbol(codegen::RT_SGEMM, rt::nnc_rt_sgemm as *const u8);
+        jb.symbol(codegen::RT_PARALLEL, pool::nnc_rt_parallel as *const u8);
         jb.symbol(codegen::RT_POWF, rt::nnc_rt_powf as *const u8);
         jb.symbol(codegen::RT_SINF, rt::nnc_rt_sinf as *const u8);
         jb.symbol(codegen::RT_COSF, rt::nnc_rt_cosf as *const u8);
         let mut module = JITModule::new(jb);
-        let id = codegen::define_step(&mut module, &schedule, "nnc_step")?;
+        let funcs = codegen::define_step(&mut module, &schedule, "nnc_step", threads)?;
         module.finalize_definitions().map_err(|e| CodegenError::Cranelift(e.to_string()))?;
-        let code = module.get_finalized_function(id);
+        let code = module.get_finalized_function(funcs.step);
+        let kernels = funcs
+            .kernels
+            .iter()
+            .map(|&(id, split)| {
+                // SAFETY: kernels are defined with `KernelFn`'s signature.
+                let f = unsafe { std::mem::transmute::<*const u8, pool::KernelFn>(module.get_finalized_function(id)) };
+                (f, split)
+            })
+            .collect();
         // SAFETY: `define_step` defined this function with `StepFn`'s signature.
         let entry: StepFn = unsafe { std::mem::transmute::<*const u8, StepFn>(code) };
         let mut consts = Bytes::zeroed(schedule.consts.len());
@@ -169,8 +208,15 @@ impl CompiledStep {
             consts,
             host,
             ptrs,
+            pool: pool::Pool::new(threads),
+            kernels,
             _module: module,
         })
+    }
+
+    /// Threads big kernels are split across.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     /// The kernels and buffer plan (for `nnc ir --stage kernels`).
@@ -183,7 +229,42 @@ impl CompiledStep {
         let _ftz = FlushDenormals::new();
         // SAFETY: every pointer covers the buffer the schedule sized it for,
         // and `&mut self` rules out concurrent use.
-        unsafe { (self.entry)(self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr()) }
+        unsafe { (self.entry)(self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr(), self.pool.handle()) }
+    }
+
+    /// Seconds per call of each kernel (label, time), best of `reps`
+    /// calls, run as the step runs them (split across threads or not).
+    /// The step's state changes as if it had run `reps` times.
+    pub fn profile(&mut self, reps: usize) -> Vec<(String, f64)> {
+        let _ftz = FlushDenormals::new();
+        let (arena, consts, slots) = (self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr());
+        let mut out = Vec::with_capacity(self.kernels.len());
+        for (k, &(f, split)) in self.schedule.kernels.iter().zip(&self.kernels) {
+            let units = codegen::split_units(&k.body) as i64;
+            let mut best = f64::MAX;
+            for _ in 0..reps.max(1) {
+                let t = std::time::Instant::now();
+                // SAFETY: as in `run`; kernels run in step order, each whole.
+                unsafe {
+                    if split {
+                        pool::nnc_rt_parallel(
+                            self.pool.handle(),
+                            f,
+                            arena,
+                            consts,
+                            slots,
+                            units,
+                            codegen::split_grain(&k.body),
+                        );
+                    } else {
+                        f(arena, consts, slots, 0, units);
+                    }
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            out.push((k.label.clone(), best));
+        }
+        out
     }
 
     fn slot(&self, name: &str, output: bool) -> Result<usize, RuntimeError> {

@@ -5,8 +5,9 @@
 use gemm::Parallelism;
 
 /// `c[b] = a[b] * b[b]` for `b < batch`: `a` is m x k with strides
-/// (`a_rs`, `a_cs`), `b` is k x n with (`b_rs`, `b_cs`), `c` is contiguous
-/// `[batch, m, n]`; strides in elements.
+/// (`a_rs`, `a_cs`), `b` is k x n with (`b_rs`, `b_cs`), `c` is m x n with
+/// (`c_rs`, `c_cs`); `*_bs` step from one batch entry to the next; strides
+/// in elements.
 ///
 /// # Safety
 /// Every element addressed through the sizes and strides must be valid,
@@ -26,6 +27,9 @@ pub unsafe extern "C" fn nnc_rt_sgemm(
     b_bs: i64,
     b_rs: i64,
     b_cs: i64,
+    c_bs: i64,
+    c_rs: i64,
+    c_cs: i64,
 ) {
     if m <= 0 || n <= 0 || batch <= 0 {
         return;
@@ -34,9 +38,13 @@ pub unsafe extern "C" fn nnc_rt_sgemm(
     for i in 0..batch {
         // SAFETY: the caller guarantees the operands' extents.
         unsafe {
-            let dst = c.add((i * m * n) as usize);
+            let dst = c.offset((i * c_bs) as isize);
             if ku == 0 {
-                std::ptr::write_bytes(dst, 0, mu * nu);
+                for r in 0..m {
+                    for col in 0..n {
+                        *dst.offset((r * c_rs + col * c_cs) as isize) = 0.0;
+                    }
+                }
                 continue;
             }
             gemm::gemm(
@@ -44,8 +52,8 @@ pub unsafe extern "C" fn nnc_rt_sgemm(
                 nu,
                 ku,
                 dst,
-                1,
-                n as isize,
+                c_cs as isize,
+                c_rs as isize,
                 false,
                 a.offset((i * a_bs) as isize),
                 a_cs as isize,

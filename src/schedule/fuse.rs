@@ -40,8 +40,9 @@ pub(super) fn run(g: &Graph, opts: Options) -> Result<Schedule, ScheduleError> {
     crate::ir::verify(g).map_err(|e| ScheduleError::Invalid(e.to_string()))?;
     check_sizes(g)?;
     let mut mat = initial(g);
+    let layouts = layouts(g);
     loop {
-        match Builder::new(g, opts, &mat).build() {
+        match Builder::new(g, opts, &mat, &layouts).build() {
             Ok(s) => return Ok(s),
             Err(Stop::Retry(id)) if !mat[id.index()] => mat[id.index()] = true,
             Err(Stop::Retry(id)) => {
@@ -151,6 +152,56 @@ fn initial(g: &Graph) -> Vec<bool> {
     mat
 }
 
+/// The memory layout of each contraction read only through one permutation
+/// (`permute(contract(..))`, the transposed weight gradient): its buffer
+/// holds that permutation's result, which gemm writes through its output
+/// strides, so readers load it contiguously.
+fn layouts(g: &Graph) -> Vec<Option<Vec<usize>>> {
+    let need = needed(g);
+    let mut perms: Vec<Option<Option<Vec<usize>>>> = vec![None; g.len()];
+    for id in g.ids().filter(|id| need[id.index()]) {
+        let n = g.node(id);
+        for &x in &n.inputs {
+            let seen = match &n.op {
+                Op::Permute(p) => Some(p.perm.clone()),
+                _ => None,
+            };
+            let slot = &mut perms[x.index()];
+            *slot = match slot.take() {
+                None => Some(seen),
+                Some(prev) => Some(if prev == seen { prev } else { None }),
+            };
+        }
+    }
+    for (_, id) in g.outputs() {
+        perms[id.index()] = Some(None);
+    }
+    g.ids()
+        .map(|id| {
+            let Op::Contract(c) = &g.node(id).op else { return None };
+            let perm = perms[id.index()].clone().flatten()?;
+            let shape = &g.node(id).ty.shape;
+            let view = layout_view(shape, &perm);
+            let nb = c.lhs_batch.len();
+            let nl = free_dims(g.node(g.node(id).inputs[0]).ty.rank(), &c.lhs_batch, &c.lhs_contract).len();
+            let groups: [Vec<usize>; 3] =
+                [(0..nb).collect(), (nb..nb + nl).collect(), (nb + nl..shape.len()).collect()];
+            groups.iter().all(|gr| merge(&view, gr).is_some()).then_some(perm)
+        })
+        .collect()
+}
+
+/// The view of a tensor of `shape` stored as its permutation by `perm`.
+fn layout_view(shape: &[usize], perm: &[usize]) -> View {
+    let stored: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let c = View::contiguous(&stored).strides;
+    let mut strides = vec![0i64; shape.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        strides[p] = c[i];
+    }
+    View { shape: shape.to_vec(), strides, offset: 0 }
+}
+
 /// Builds the expression nodes of one loop kernel.
 #[derive(Default)]
 struct Exprs {
@@ -169,6 +220,7 @@ struct Builder<'g> {
     g: &'g Graph,
     opts: Options,
     mat: &'g [bool],
+    layouts: &'g [Option<Vec<usize>>],
     buffers: Vec<Buffer>,
     buf_of: Vec<Option<BufId>>,
     slots: Vec<Slot>,
@@ -179,11 +231,12 @@ struct Builder<'g> {
 }
 
 impl<'g> Builder<'g> {
-    fn new(g: &'g Graph, opts: Options, mat: &'g [bool]) -> Builder<'g> {
+    fn new(g: &'g Graph, opts: Options, mat: &'g [bool], layouts: &'g [Option<Vec<usize>>]) -> Builder<'g> {
         Builder {
             g,
             opts,
             mat,
+            layouts,
             buffers: Vec::new(),
             buf_of: vec![None; g.len()],
             slots: Vec::new(),
@@ -332,12 +385,6 @@ impl<'g> Builder<'g> {
         let label = format!("{} {id}", n.op.name());
         match &n.op {
             Op::Reduce(r) => {
-                let identity = match (r.op, n.ty.dtype) {
-                    (ReduceOp::Sum, _) => 0.0,
-                    (ReduceOp::Max, DType::I32) => f64::from(i32::MIN),
-                    (ReduceOp::Max, _) => f64::NEG_INFINITY,
-                };
-                self.fill(&label, out, &n.ty, identity);
                 let x = n.inputs[0];
                 let space = self.g.node(x).ty.shape.clone();
                 let mut e = Exprs::default();
@@ -354,7 +401,8 @@ impl<'g> Builder<'g> {
                     ReduceOp::Max => StoreMode::Max,
                 };
                 let view = View { shape: space.clone(), strides, offset: 0 };
-                self.push_loop(&label, space, e, vec![store(out, view, value, mode)]);
+                let st = Store { init: true, ..store(out, view, value, mode) };
+                self.push_loop(&label, space, e, vec![st]);
             }
             Op::Pad(p) => {
                 self.fill(&label, out, &n.ty, p.value.0);
@@ -420,6 +468,15 @@ impl<'g> Builder<'g> {
         Ok(())
     }
 
+    /// How materialised node `x` lies in its buffer.
+    fn stored_view(&self, x: NodeId) -> View {
+        let shape = &self.g.node(x).ty.shape;
+        match &self.layouts[x.index()] {
+            Some(perm) => layout_view(shape, perm),
+            None => View::contiguous(shape),
+        }
+    }
+
     /// `x` seen through `tfs` (kernel side first): a load if materialised.
     fn expr(&mut self, e: &mut Exprs, x: NodeId, tfs: Vec<Tf>) -> Result<ExprId, Stop> {
         if let Some(&done) = e.memo.get(&(x, tfs.clone())) {
@@ -427,7 +484,7 @@ impl<'g> Builder<'g> {
         }
         let id = if self.mat[x.index()] {
             let n = self.g.node(x);
-            let view = View::contiguous(&n.ty.shape).apply_all(&tfs).map_err(Stop::Retry)?;
+            let view = self.stored_view(x).apply_all(&tfs).map_err(Stop::Retry)?;
             let buf = self.buf(x)?;
             e.push(Expr::Load { buf, view }, n.ty.dtype)
         } else {
@@ -515,7 +572,14 @@ impl<'g> Builder<'g> {
         let size = |t: &Type, d: &[usize]| d.iter().map(|&i| t.shape[i]).product::<usize>();
         let lhs = self.operand(label, l, [&c.lhs_batch, &lf, &c.lhs_contract])?;
         let rhs = self.operand(label, r, [&c.rhs_batch, &c.rhs_contract, &rf])?;
-        let out = self.buf(id)?;
+        let buf = self.buf(id)?;
+        let view = self.stored_view(id);
+        let nb = c.lhs_batch.len();
+        let groups: [Vec<usize>; 3] =
+            [(0..nb).collect(), (nb..nb + lf.len()).collect(), (nb + lf.len()..n.ty.rank()).collect()];
+        let s: Option<Vec<i64>> = groups.iter().map(|gr| merge(&view, gr)).collect();
+        let s = s.ok_or_else(|| invalid(format!("{id}: output layout does not fit gemm")))?;
+        let out = MatOperand { buf, offset: 0, bs: s[0], rs: s[1], cs: s[2] };
         let body = KernelBody::Gemm(GemmKernel {
             batch: size(&lt, &c.lhs_batch),
             m: size(&lt, &lf),
@@ -524,6 +588,7 @@ impl<'g> Builder<'g> {
             lhs,
             rhs,
             out,
+            epilogue: None,
         });
         self.kernels.push(Kernel { label: label.to_string(), body });
         Ok(())
@@ -572,7 +637,7 @@ fn skip_dims(c: &[i64], axis: usize, k: usize) -> Vec<i64> {
 }
 
 fn store(buf: BufId, view: View, value: ExprId, mode: StoreMode) -> Store {
-    Store { buf, view, value, mode, scatter: None }
+    Store { buf, view, value, mode, scatter: None, init: false }
 }
 
 fn copy_kernel(name: &str, from: BufId, to: BufId, ty: &Type) -> Kernel {

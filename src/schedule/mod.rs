@@ -4,10 +4,18 @@
 //! - Elementwise chains fuse into one loop; movement ops (reshape, permute,
 //!   broadcast, slice) become strided [`View`]s on the loads, not copies.
 //! - A reduction's elementwise producer is evaluated inside its loop; the
-//!   result is accumulated into the destination ([`StoreMode::Add`]/`Max`).
+//!   result is accumulated into the destination ([`StoreMode::Add`]/`Max`),
+//!   which the same kernel starts at the identity ([`Store::init`]).
 //! - A contraction is a [`GemmKernel`] (a call into the `gemm` crate) over
 //!   operands whose views reduce to `[batch, rows, cols]` strides; other
-//!   operands are packed by a loop kernel first.
+//!   operands are packed by a loop kernel first. A contraction read only
+//!   through one permutation is written in that layout (the transposed
+//!   weight gradient), so its readers see it contiguous.
+//! - Loop kernels over the same space merge when no element of one depends
+//!   on another element of the other: a multi-output loop (the whole Adam
+//!   update is one pass), producers feeding consumers through registers.
+//!   An elementwise consumer of a matrix product becomes its epilogue.
+//!   Dims that every view walks contiguously are then collapsed into one.
 //! - Gather is an expression node (fusable); scatter-add, pad and concat are
 //!   loop kernels with special destinations.
 //! - Every buffer is bound to a caller slot (graph inputs and outputs) or
@@ -19,7 +27,9 @@
 //! inside its buffer (views are derived from in-bounds movement ops, gather
 //! and scatter indices are range-checked by the generated code).
 
+mod collapse;
 mod fuse;
+mod merge;
 mod plan;
 mod print;
 pub mod view;
@@ -190,6 +200,9 @@ pub struct Store {
     pub value: ExprId,
     pub mode: StoreMode,
     pub scatter: Option<Scatter>,
+    /// An accumulating store whose destination this kernel first sets to
+    /// the mode's identity (a reduction), instead of adding to it.
+    pub init: bool,
 }
 
 /// A loop nest over `space`, row-major, evaluating `nodes` and doing
@@ -212,7 +225,7 @@ pub struct MatOperand {
     pub cs: i64,
 }
 
-/// `out[b] = lhs[b] (m x k) * rhs[b] (k x n)`, out contiguous `[batch, m, n]`.
+/// `out[b] = lhs[b] (m x k) * rhs[b] (k x n)`, then the epilogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmKernel {
     pub batch: usize,
@@ -221,7 +234,11 @@ pub struct GemmKernel {
     pub k: usize,
     pub lhs: MatOperand,
     pub rhs: MatOperand,
-    pub out: BufId,
+    /// Any strides (a transposed output is written transposed).
+    pub out: MatOperand,
+    /// A loop over `[m, n]` (batch 1, `out` row-major) run on the rows
+    /// just computed, while they are in cache.
+    pub epilogue: Option<LoopKernel>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -252,6 +269,8 @@ pub struct Schedule {
 /// Schedules `g` (which should already be optimized and verified).
 pub fn schedule(g: &Graph, opts: Options) -> Result<Schedule, ScheduleError> {
     let mut s = fuse::run(g, opts)?;
+    s.kernels = merge::run(std::mem::take(&mut s.kernels), &s.buffers);
+    s.kernels.iter_mut().for_each(collapse::run);
     plan::run(&mut s)?;
     Ok(s)
 }
@@ -271,17 +290,67 @@ impl Kernel {
     pub fn reads(&self) -> Vec<BufId> {
         match &self.body {
             KernelBody::Loop(l) => {
-                let acc = l.stores.iter().filter(|s| s.mode != StoreMode::Assign);
+                let acc = l.stores.iter().filter(|s| s.mode != StoreMode::Assign && !s.init);
                 l.reads().chain(acc.map(|s| s.buf)).collect()
             }
-            KernelBody::Gemm(g) => vec![g.lhs.buf, g.rhs.buf],
+            KernelBody::Gemm(g) => {
+                let epi = g.epilogue.iter().flat_map(|l| l.reads());
+                [g.lhs.buf, g.rhs.buf].into_iter().chain(epi).collect()
+            }
         }
     }
 
     pub fn writes(&self) -> Vec<BufId> {
         match &self.body {
             KernelBody::Loop(l) => l.stores.iter().map(|s| s.buf).collect(),
-            KernelBody::Gemm(g) => vec![g.out],
+            KernelBody::Gemm(g) => {
+                let epi = g.epilogue.iter().flat_map(|l| l.stores.iter().map(|s| s.buf));
+                std::iter::once(g.out.buf).chain(epi).collect()
+            }
         }
     }
+}
+
+impl LoopKernel {
+    /// Whether the inner loop can run four lanes at a time: every load is
+    /// f32/i32/u8 and every store f32/i32 with inner stride 0 or 1
+    /// (accumulating stores may also be 0), and every op has a vector form
+    /// (no gathers, scatters, random, calls, integer division, u8 math).
+    pub fn vectorizable(&self, bufs: &[Buffer]) -> bool {
+        let inner_ok = self.space.last().is_some_and(|&n| n >= 4);
+        inner_ok
+            && self.nodes.iter().all(|n| self.node_vectorizable(n))
+            && self.stores.iter().all(|s| store_vectorizable(s, bufs))
+    }
+
+    fn node_vectorizable(&self, n: &ENode) -> bool {
+        let dt = |x: ExprId| self.nodes[x as usize].dtype;
+        // u8 is loaded (and widened), never computed on, in vectors.
+        let is_load = matches!(n.expr, Expr::Load { .. });
+        (n.dtype != DType::U8 || is_load)
+            && match &n.expr {
+                Expr::Load { view, .. } => n.dtype != DType::Bool && (0..=1).contains(&view.inner_stride()),
+                Expr::Const(_) | Expr::Select(..) | Expr::Iota(_) => true,
+                Expr::Random { .. } | Expr::Gather { .. } => false,
+                Expr::Unary(op, _) => !matches!(op, UnaryOp::Sin | UnaryOp::Cos),
+                Expr::Binary(op, a, _) => {
+                    let int_div = *op == BinaryOp::Div && dt(*a) != DType::F32;
+                    *op != BinaryOp::Pow && !int_div && !(dt(*a) == DType::Bool && is_compare(*op))
+                }
+                Expr::Cast(..) => true,
+            }
+    }
+}
+
+fn store_vectorizable(s: &Store, bufs: &[Buffer]) -> bool {
+    let stride = s.view.inner_stride();
+    s.scatter.is_none()
+        && matches!(bufs[s.buf.index()].dtype, DType::F32 | DType::I32)
+        && (stride == 1 || (stride == 0 && s.mode != StoreMode::Assign))
+}
+
+/// Whether `op` compares (its result is bool).
+pub fn is_compare(op: BinaryOp) -> bool {
+    use BinaryOp as B;
+    matches!(op, B::Lt | B::Le | B::Gt | B::Ge | B::Eq | B::Ne)
 }

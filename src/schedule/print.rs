@@ -1,9 +1,10 @@
 //! The text form of a schedule (`nnc ir --stage kernels`): slots, buffers
-//! with their places, then each kernel with its expression nodes and stores.
+//! with their places, then each kernel with its expression nodes and stores
+//! (`sum=`/`max_of=`: a reduction that starts from the identity).
 
 use std::fmt::{self, Display, Formatter, Write};
 
-use super::{Expr, Kernel, KernelBody, MatOperand, Place, Schedule, SlotRole, StoreMode, View};
+use super::{Expr, Kernel, KernelBody, LoopKernel, MatOperand, Place, Schedule, SlotRole, StoreMode, View};
 use crate::ir::OpRule;
 
 struct V<'a>(&'a View);
@@ -44,41 +45,45 @@ fn mat(m: &MatOperand) -> String {
     format!("{}+{}<{},{},{}>", m.buf, m.offset, m.bs, m.rs, m.cs)
 }
 
+fn loop_body(f: &mut Formatter<'_>, l: &LoopKernel) -> fmt::Result {
+    for (i, n) in l.nodes.iter().enumerate() {
+        writeln!(f, "    e{i} = {} : {}", expr(&n.expr), n.dtype)?;
+    }
+    for s in &l.stores {
+        let op = match (s.mode, s.init) {
+            (StoreMode::Assign, _) => "=",
+            (StoreMode::Add, false) => "+=",
+            (StoreMode::Max, false) => "max=",
+            (StoreMode::Add, true) => "sum=",
+            (StoreMode::Max, true) => "max_of=",
+        };
+        let mut dst = format!("{}{}", s.buf, V(&s.view));
+        if let Some(sc) = &s.scatter {
+            let _ = write!(dst, " + e{}*{} (< {})", sc.index, sc.stride, sc.dim);
+        }
+        writeln!(f, "    {dst} {op} e{}", s.value)?;
+    }
+    Ok(())
+}
+
 impl Display for Kernel {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match &self.body {
             KernelBody::Loop(l) => {
                 writeln!(f, "loop {}  ; {}", dims(&l.space), self.label)?;
-                for (i, n) in l.nodes.iter().enumerate() {
-                    writeln!(f, "    e{i} = {} : {}", expr(&n.expr), n.dtype)?;
-                }
-                for s in &l.stores {
-                    let op = match s.mode {
-                        StoreMode::Assign => "=",
-                        StoreMode::Add => "+=",
-                        StoreMode::Max => "max=",
-                    };
-                    let mut dst = format!("{}{}", s.buf, V(&s.view));
-                    if let Some(sc) = &s.scatter {
-                        let _ = write!(dst, " + e{}*{} (< {})", sc.index, sc.stride, sc.dim);
-                    }
-                    writeln!(f, "    {dst} {op} e{}", s.value)?;
-                }
-                Ok(())
+                loop_body(f, l)
             }
-            KernelBody::Gemm(g) => writeln!(
-                f,
-                "gemm {}x[{}x{}]*[{}x{}]  ; {}\n    {} = {} * {}",
-                g.batch,
-                g.m,
-                g.k,
-                g.k,
-                g.n,
-                self.label,
-                g.out,
-                mat(&g.lhs),
-                mat(&g.rhs)
-            ),
+            KernelBody::Gemm(g) => {
+                writeln!(f, "gemm {}x[{}x{}]*[{}x{}]  ; {}", g.batch, g.m, g.k, g.k, g.n, self.label)?;
+                writeln!(f, "    {} = {} * {}", mat(&g.out), mat(&g.lhs), mat(&g.rhs))?;
+                match &g.epilogue {
+                    Some(e) => {
+                        writeln!(f, "  then loop {}", dims(&e.space))?;
+                        loop_body(f, e)
+                    }
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

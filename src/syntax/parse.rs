@@ -35,28 +35,55 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 
 /// Parse one file. A syntax error is one diagnostic: pest stops at the first.
 pub fn parse(file: FileId, text: &str) -> Result<Module, Diag> {
+    pest::set_error_detail(true);
     let mut pairs = NnParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
     let root = pairs.next().ok_or_else(|| Diag::error("empty parse"))?;
-    let cx = Cx { file };
+    let cx = Cx { file, error: Default::default() };
     let items = root.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| cx.item(p)).collect();
-    Ok(Module { items })
+    match cx.error.into_inner() {
+        Some(d) => Err(d),
+        None => Ok(Module { items }),
+    }
 }
 
 /// Parse a single expression (tests and tools lower snippets of code).
 pub fn parse_expr(file: FileId, text: &str) -> Result<Expr, Diag> {
     let mut pairs = NnParser::parse(Rule::expr_only, text).map_err(|e| syntax_error(file, text, e))?;
     let expr = pairs.next().and_then(|p| p.into_inner().next()).ok_or_else(|| Diag::error("empty expression"))?;
-    Ok(Cx { file }.expr(expr))
+    let cx = Cx { file, error: Default::default() };
+    let e = cx.expr(expr);
+    match cx.error.into_inner() {
+        Some(d) => Err(d),
+        None => Ok(e),
+    }
 }
 
 struct Cx {
     file: FileId,
+    /// The first error found while building the AST (an int literal that
+    /// does not fit); the grammar accepted the text.
+    error: std::cell::RefCell<Option<Diag>>,
 }
 
 impl Cx {
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
         Span::new(self.file, s.start(), s.end())
+    }
+
+    /// An int literal's value; one that does not fit `i64` is an error.
+    fn int(&self, p: &Pair<Rule>) -> i64 {
+        p.as_str().parse().unwrap_or_else(|_| {
+            let mut first = self.error.borrow_mut();
+            if first.is_none() {
+                *first = Some(
+                    Diag::error("integer literal too large")
+                        .at(self.span(p), format!("the largest int is {}", i64::MAX))
+                        .help("write a float (`1e20`) for a large real number"),
+                );
+            }
+            0
+        })
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
@@ -186,7 +213,7 @@ impl Cx {
     fn dim_term(&self, p: Pair<Rule>) -> DimExpr {
         let span = self.span(&p);
         match p.into_inner().next() {
-            Some(c) if c.as_rule() == Rule::int => DimExpr::Int(c.as_str().parse().unwrap_or(i64::MAX), span),
+            Some(c) if c.as_rule() == Rule::int => DimExpr::Int(self.int(&c), span),
             Some(c) if c.as_rule() == Rule::ident => DimExpr::Name(self.ident(c)),
             Some(c) => self.dim_expr(c),
             None => DimExpr::Int(0, span),
@@ -411,7 +438,7 @@ impl Cx {
             let mut unit = self.missing(span);
             for c in ev.into_inner() {
                 match c.as_rule() {
-                    Rule::int => count = Some((c.as_str().parse().unwrap_or(i64::MAX), self.span(&c))),
+                    Rule::int => count = Some((self.int(&c), self.span(&c))),
                     _ => unit = self.ident(c),
                 }
             }
@@ -530,10 +557,7 @@ impl Cx {
         let span = self.span(&p);
         let kind = match p.as_rule() {
             Rule::float => ExprKind::Float(p.as_str().parse().unwrap_or(f64::NAN)),
-            Rule::int => match p.as_str().parse() {
-                Ok(v) => ExprKind::Int(v),
-                Err(_) => ExprKind::Float(f64::INFINITY),
-            },
+            Rule::int => ExprKind::Int(self.int(&p)),
             Rule::bool => ExprKind::Bool(p.as_str() == "true"),
             Rule::string => {
                 let s = p.as_str();
@@ -627,14 +651,34 @@ fn pipe(x: Expr, f: Expr) -> Expr {
 
 fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diag {
     use pest::error::{ErrorVariant, InputLocation};
-    let (start, end) = match e.location {
+    let (mut start, mut end) = match e.location {
         InputLocation::Pos(p) => (p, p),
         InputLocation::Span((s, e)) => (s, e),
     };
+    // The literal tokens pest tried at the farthest position it reached
+    // (`)`, `else`, `=`) say more than rule names do.
+    let literal = e.parse_attempts().and_then(|a| {
+        // `ParsingToken` is not exported; its text is the token, `a..z` for a range.
+        let tokens: Vec<String> = a.expected_tokens().iter().map(|t| t.to_string()).collect();
+        let words = expected_tokens(text, a.max_position, &tokens);
+        (!words.is_empty() && a.max_position >= start).then_some((a.max_position, words))
+    });
+    if let Some((at, _)) = &literal {
+        (start, end) = (*at, *at);
+    }
     let found = describe_found(text, start);
     let end = if end > start { end } else { next_token_end(text, start) };
-    let (message, label) = match &e.variant {
-        ErrorVariant::ParsingError { positives, .. } => {
+    let (message, label) = match (&e.variant, literal) {
+        (ErrorVariant::ParsingError { positives, .. }, Some((_, mut words))) => {
+            if positives.contains(&Rule::EOI) {
+                words.push("end of file".into());
+            }
+            let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+            let expected = join_or(&refs);
+            let label = if expected.len() <= 40 { format!("expected {expected}") } else { "unexpected here".into() };
+            (format!("expected {expected}, found {found}"), label)
+        }
+        (ErrorVariant::ParsingError { positives, .. }, None) => {
             if std::env::var_os("NNC_DEBUG_PEST").is_some() {
                 eprintln!("{positives:?}");
             }
@@ -645,13 +689,158 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diag {
             let label = if expected.len() <= 40 { format!("expected {expected}") } else { "unexpected here".into() };
             (format!("expected {expected}, found {found}"), label)
         }
-        ErrorVariant::CustomError { message } => (message.clone(), String::new()),
+        (ErrorVariant::CustomError { message }, _) => (message.clone(), String::new()),
     };
-    let diag = Diag::error(message).at(Span::new(file, start, end), label);
+    if let Some(d) = special_error(file, text, start, end) {
+        return d;
+    }
+    let diag = Diag::error(message).at(Span::new(file, start, end), label.clone());
+    if label == "expected `else`" {
+        return diag.help("an `if` needs an `else` branch: `if c { a } else { b }`");
+    }
     match hint(text, start) {
         Some(h) => diag.help(h),
         None => diag,
     }
+}
+
+/// Binary operators: when many are possible they are summed up as "an operator".
+const OPERATORS: &[&str] = &["|>", "||", "&&", "==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "/", "%", "@", "^"];
+
+/// Pest's expected literal tokens in words: whitespace and comments dropped,
+/// character classes named, a long list of operators summed up.
+fn expected_tokens(text: &str, at: usize, tokens: &[String]) -> Vec<String> {
+    let prev = text.get(..at).and_then(|s| s.chars().next_back());
+    let in_word = prev.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut lits: Vec<&str> = Vec::new();
+    let (mut name, mut number) = (false, false);
+    for t in tokens {
+        match t.as_str() {
+            " " | "\t" | "\r" | "\n" | "//" | "/*" | "E" | "BUILTIN_RULE" => {}
+            "0..9" => number = true,
+            "_" | "a..z" | "A..Z" => name = true,
+            tok => lits.push(tok),
+        }
+    }
+    // Letters and digits that would only continue the word before.
+    if in_word {
+        (name, number) = (false, false);
+    }
+    let ops = lits.iter().filter(|t| OPERATORS.contains(t)).count();
+    let many_ops = ops >= 4;
+    // `(`, `[` and `.` beside many operators are calls and indexing: noise.
+    let expr_start = lits.contains(&"!") || lits.contains(&"\"");
+    let mut out: Vec<String> = Vec::new();
+    // Keyword sets that have a name: the items, the types.
+    const ITEMS: &[&str] = &["use", "let", "fn", "model", "optimizer", "dataset", "experiment"];
+    const TYPES: &[&str] = &["f32", "i32", "bool", "u8", "int", "float", "dims", "init"];
+    if ITEMS.iter().all(|k| lits.contains(k)) {
+        lits.retain(|t| !ITEMS.contains(t));
+        out.push("an item (`use`, `let`, `fn`, `model`, `optimizer`, `dataset`, `experiment`)".into());
+    }
+    if TYPES.iter().all(|k| lits.contains(k)) {
+        lits.retain(|t| !TYPES.contains(t));
+        out.push("a type".into());
+    }
+    for t in &lits {
+        let drop = (many_ops && (OPERATORS.contains(t) || matches!(*t, "(" | "[" | ".")))
+            || (expr_start && matches!(*t, "!" | "\"" | "(" | "[" | "{" | "-" | "if" | "true" | "false"));
+        if !drop {
+            out.push(format!("`{t}`"));
+        }
+    }
+    if expr_start {
+        out.push("an expression".into());
+    } else {
+        if name {
+            out.push("a name".into());
+        }
+        if number {
+            out.push("a number".into());
+        }
+    }
+    if many_ops {
+        out.push("an operator".into());
+    }
+    out
+}
+
+/// Mistakes with a message of their own: an unclosed string, a block
+/// ending in `let`, a file ending inside a `{`.
+fn special_error(file: FileId, text: &str, start: usize, end: usize) -> Option<Diag> {
+    let rest = text.get(start..)?;
+    let line_rest = rest.split('\n').next().unwrap_or("");
+    if rest.starts_with('"') && !line_rest[1..].contains('"') {
+        return Some(
+            Diag::error("unclosed string")
+                .at(Span::new(file, start, start + 1), "this string has no closing `\"` on its line")
+                .help("strings end with `\"` on the same line: `\"data/mnist\"`"),
+        );
+    }
+    let before = text.get(..start)?;
+    if rest.starts_with('}') {
+        // The last statement of the block before this `}`.
+        let open = unclosed_brace(before);
+        let body = open.map_or(before, |o| &before[o + 1..]);
+        let last = body.trim_end().rsplit(['\n', ';']).next().unwrap_or("").trim_start();
+        if last.starts_with("let ") {
+            return Some(
+                Diag::error("a block must end with an expression")
+                    .at(Span::new(file, start, start + 1), "expected an expression before `}`")
+                    .help("a block's value is its last expression: add it after the last `let`"),
+            );
+        }
+    }
+    if rest.trim().is_empty() {
+        let open = unclosed_brace(before)?;
+        let last = before.trim_end().len();
+        let ch = before[..last].chars().next_back().map_or(1, char::len_utf8);
+        let at = last.saturating_sub(ch);
+        let _ = end;
+        return Some(
+            Diag::error("expected `}`, found end of file")
+                .at(Span::new(file, at, last), "the file ends here")
+                .label(Span::new(file, open, open + 1), "this `{` is never closed"),
+        );
+    }
+    None
+}
+
+/// The byte offset of the innermost `{` not closed in `text` (strings and
+/// comments skipped).
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let mut stack = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'{' => stack.push(i),
+            b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack.pop()
 }
 
 fn next_token_end(text: &str, start: usize) -> usize {
@@ -659,6 +848,10 @@ fn next_token_end(text: &str, start: usize) -> usize {
     let len = rest.chars().next().map(|c| {
         if c.is_alphanumeric() || c == '_' {
             rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len())
+        } else if let Some(op) =
+            ["->", "...", "|>", "==", "!=", "<=", ">=", "&&", "||"].iter().find(|o| rest.starts_with(**o))
+        {
+            op.len()
         } else {
             c.len_utf8()
         }
@@ -675,6 +868,12 @@ fn describe_found(text: &str, at: usize) -> String {
             format!("`{}`", &rest[..end])
         }
         Some('\n') => "end of line".into(),
+        Some(_)
+            if let Some(op) =
+                ["->", "...", "|>", "==", "!=", "<=", ">=", "&&", "||"].iter().find(|o| rest.starts_with(**o)) =>
+        {
+            format!("`{op}`")
+        }
         Some(c) => format!("`{c}`"),
     }
 }
@@ -692,10 +891,39 @@ fn hint(text: &str, at: usize) -> Option<String> {
     if matches!(word, "import" | "from") {
         return Some("imports are written `use std.nn.{Linear, relu}`".into());
     }
+    if word == "=" && before.ends_with(|c: char| c.is_alphanumeric() || c == '_') && inside_parens(before) {
+        return Some("named arguments are written with `:`, as in `adam(lr: 1e-3)`".into());
+    }
+    if word == ":" && text.get(at + 1..).is_some_and(|r| !r.starts_with(':')) && in_experiment(before) {
+        return Some("settings are written `name = value`".into());
+    }
     if matches!(word, "class") {
         return Some("models are declared with `model Name(params) { ... }`".into());
     }
     None
+}
+
+/// Whether `before` ends inside an unclosed `(`.
+fn inside_parens(before: &str) -> bool {
+    let mut depth = 0i32;
+    for c in before.chars().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' if depth == 0 => return true,
+            '(' => depth -= 1,
+            '\n' | '{' | '}' => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether `before` ends inside an `experiment ... {` block.
+fn in_experiment(before: &str) -> bool {
+    unclosed_brace(before).is_some_and(|o| {
+        let head = before[..o].rsplit('\n').next().unwrap_or("");
+        head.trim_start().starts_with("experiment")
+    })
 }
 
 fn join_or(words: &[&str]) -> String {

@@ -1,0 +1,328 @@
+//! Native backend measurements, in one run:
+//!
+//! ```text
+//! cargo bench --bench codegen            # everything
+//! cargo bench --bench codegen -- gemm    # only sections whose name contains "gemm"
+//! cargo bench --bench codegen -- profile # per-kernel times of each train step
+//! ```
+//!
+//! - `peak`: one core's FMA throughput, measured with an AVX-512 (else AVX2)
+//!   loop of independent FMAs: the yardstick for the products.
+//! - `gemm`: GFLOP/s of one compiled contraction per shape, 1 and 2 threads.
+//! - `train`: steady-state samples/s of compiled train steps
+//!   (examples/mnist.nn at batch 32 and 128, benches/mlp_large.nn at 256),
+//!   1 and 2 threads, on random data fed through `CompiledStep`.
+//! - `compile`: time to compile each example's train step (schedule +
+//!   Cranelift, after the front end and IR optimisation).
+//!
+//! Timings are the best of several repetitions of a block of calls, so a
+//! noisy neighbour on a shared machine inflates them less.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nnc::ir::{Contract, DType, Graph, InputRole, Op, Type};
+use nnc::runtime::{CompiledStep, Options};
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let on = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let peak = peak_gflops();
+    println!("one-core FMA peak ({}): {peak:.1} GFLOP/s", peak_isa());
+    if on("gemm") {
+        gemm_section(peak);
+    }
+    if on("train") {
+        train_section();
+    }
+    if on("compile") {
+        compile_section();
+    }
+    if filter.iter().any(|f| f == "profile") {
+        profile_section();
+    }
+}
+
+/// Best-of-`rounds` seconds per call over blocks of `reps` calls.
+fn time(rounds: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_secs_f64() / reps as f64
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+/// Enough repetitions of something taking `secs` to fill ~50 ms.
+fn reps_for(secs: f64) -> usize {
+    ((0.05 / secs.max(1e-9)) as usize).clamp(1, 100_000)
+}
+
+// ---------------------------------------------------------------- peak
+
+fn peak_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            return "AVX2+FMA";
+        }
+    }
+    "scalar"
+}
+
+/// GFLOP/s of twelve independent FMA chains on the widest vectors.
+fn peak_gflops() -> f64 {
+    let iters = 2_000_000u64;
+    let (lanes, f): (u64, fn(u64) -> f32) = peak_kernel();
+    let secs = time(5, 1, || {
+        std::hint::black_box(f(std::hint::black_box(iters)));
+    });
+    (iters * 12 * lanes * 2) as f64 / secs / 1e9
+}
+
+#[cfg(target_arch = "x86_64")]
+fn peak_kernel() -> (u64, fn(u64) -> f32) {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was detected at run time.
+        return (16, |n| unsafe { fma_zmm(n) });
+    }
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the feature was detected at run time.
+        return (8, |n| unsafe { fma_ymm(n) });
+    }
+    (1, fma_scalar)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn peak_kernel() -> (u64, fn(u64) -> f32) {
+    (1, fma_scalar)
+}
+
+fn fma_scalar(n: u64) -> f32 {
+    let mut a = [1.0f32; 12];
+    for _ in 0..n {
+        for x in &mut a {
+            *x = x.mul_add(0.999_999, 1e-7);
+        }
+    }
+    a.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_zmm(n: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut a = [_mm512_set1_ps(1.0); 12];
+    for _ in 0..n {
+        for x in &mut a {
+            *x = _mm512_fmadd_ps(*x, m, c);
+        }
+    }
+    let s = a.iter().fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
+    _mm512_reduce_add_ps(s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_ymm(n: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut a = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..n {
+        for x in &mut a {
+            *x = _mm256_fmadd_ps(*x, m, c);
+        }
+    }
+    let mut out = [0.0f32; 8];
+    let s = a.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+    // SAFETY: `out` holds eight floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+    out.iter().sum()
+}
+
+// ---------------------------------------------------------------- gemm
+
+fn gemm_section(peak: f64) {
+    println!("\n| gemm m x k x n | 1 thread GFLOP/s | % of peak | 2 threads GFLOP/s | speed-up |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (m, k, n) in [(32, 784, 128), (128, 784, 128), (256, 784, 1024), (256, 1024, 1024), (1024, 1024, 1024)] {
+        let one = gemm_gflops(m, k, n, 1);
+        let two = gemm_gflops(m, k, n, 2);
+        println!("| {m}x{k}x{n} | {one:.1} | {:.0}% | {two:.1} | {:.2}x |", 100.0 * one / peak, two / one);
+    }
+}
+
+fn gemm_gflops(m: usize, k: usize, n: usize, threads: usize) -> f64 {
+    let mut g = Graph::unfolded();
+    let a = g.input("a", InputRole::Data, Type::f32(vec![m, k])).expect("a");
+    let b = g.input("b", InputRole::Param, Type::f32(vec![k, n])).expect("b");
+    let c = Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![0] };
+    let y = g.contract(a, b, c).expect("contract");
+    g.set_output("y", y).expect("output");
+    let mut step = CompiledStep::compile_with(&g, Options { in_place: false, threads }).expect("compile");
+    let mut r = Lcg(1);
+    step.input_mut::<f32>("a").expect("a").iter_mut().for_each(|x| *x = r.sym());
+    step.input_mut::<f32>("b").expect("b").iter_mut().for_each(|x| *x = r.sym());
+    let once = time(1, 1, || step.run());
+    let t = time(7, reps_for(once), || step.run());
+    2.0 * (m * k * n) as f64 / t / 1e9
+}
+
+// ---------------------------------------------------------------- train
+
+/// A train step's graph from an experiment file, optionally with its
+/// training batch replaced (`batch: 32` in the data line).
+fn train_graph(path: &Path, batch: Option<usize>) -> Result<Graph, String> {
+    let path = match batch {
+        None => path.to_path_buf(),
+        Some(b) => with_batch(path, b)?,
+    };
+    let c = nnc::compile(&path, &[], nnc::lower::Setup::default())
+        .map_err(|_| format!("{} does not compile", path.display()))?;
+    nnc::opt::optimize(&c.lowered.train).map_err(|e| e.to_string())
+}
+
+/// A copy of `path` (beside it, so relative paths still resolve) training
+/// at batch `b`.
+fn with_batch(path: &Path, b: usize) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let re = text.replace("train(batch: 32", &format!("train(batch: {b}"));
+    let out = std::env::temp_dir().join(format!("nnc-bench-batch{b}.nn"));
+    std::fs::write(&out, re).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Random parameters (±0.05), zero optimizer state, random data.
+fn fill_inputs(g: &Graph, step: &mut CompiledStep) {
+    let mut r = Lcg(7);
+    for &id in g.inputs() {
+        let Op::Input(inp) = &g.node(id).op else { continue };
+        let name = inp.name.as_str();
+        match (inp.role, inp.ty.dtype) {
+            (InputRole::Param, DType::F32) => {
+                step.input_mut::<f32>(name).map(|b| b.iter_mut().for_each(|x| *x = 0.05 * r.sym())).ok();
+            }
+            (InputRole::Scalar, DType::F32) => {
+                let v = if name == "lr" { 1e-3 } else { 1.0 };
+                step.input_mut::<f32>(name).map(|b| b.fill(v)).ok();
+            }
+            (_, DType::U8) => {
+                step.input_mut::<u8>(name).map(|b| b.iter_mut().for_each(|x| *x = (r.unit() * 256.0) as u8)).ok();
+            }
+            (InputRole::Data, DType::I32) => {
+                step.input_mut::<i32>(name).map(|b| b.iter_mut().for_each(|x| *x = (r.unit() * 10.0) as i32)).ok();
+            }
+            (InputRole::Data, DType::F32) => {
+                step.input_mut::<f32>(name).map(|b| b.iter_mut().for_each(|x| *x = r.sym())).ok();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The batch size: the leading dim of the first data input.
+fn batch_of(g: &Graph) -> usize {
+    g.inputs()
+        .iter()
+        .find_map(|&id| match &g.node(id).op {
+            Op::Input(inp) if inp.role == InputRole::Data => inp.ty.shape.first().copied(),
+            _ => None,
+        })
+        .unwrap_or(1)
+}
+
+fn train_section() {
+    let mnist = Path::new("examples/mnist.nn");
+    let large = Path::new("benches/mlp_large.nn");
+    println!("\n| train step | batch | threads | us/step | samples/s | kernels |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (path, batch) in [(mnist, None), (mnist, Some(128)), (large, None)] {
+        let g = match train_graph(path, batch) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("| {} | - | - | {e} | | |", path.display());
+                continue;
+            }
+        };
+        for threads in [1, 2] {
+            let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads }).expect("compile");
+            fill_inputs(&g, &mut step);
+            let once = time(1, 3, || step.run());
+            let t = time(7, reps_for(once), || step.run());
+            let b = batch_of(&g);
+            let k = step.schedule().kernels.len();
+            println!("| {} | {b} | {threads} | {:.1} | {:.0} | {k} |", path.display(), t * 1e6, b as f64 / t);
+        }
+    }
+}
+
+fn profile_section() {
+    for (path, batch) in [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None)]
+    {
+        let Ok(g) = train_graph(Path::new(path), batch) else { continue };
+        for threads in [1, 2] {
+            let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads }).expect("compile");
+            fill_inputs(&g, &mut step);
+            step.run();
+            let prof = step.profile(20);
+            let total: f64 = prof.iter().map(|p| p.1).sum();
+            println!("\n{path} batch {} threads {threads}: {:.1} us in kernels", batch_of(&g), total * 1e6);
+            for (i, (label, t)) in prof.iter().enumerate() {
+                println!("  k{i:<3} {:>8.1} us  {label}", t * 1e6);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- compile
+
+fn compile_section() {
+    println!("\n| train step | schedule + Cranelift | kernels |");
+    println!("| --- | --- | --- |");
+    let mut files: Vec<PathBuf> = std::fs::read_dir("examples")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "nn")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.push(PathBuf::from("benches/mlp_large.nn"));
+    for f in files {
+        let g = match train_graph(&f, None) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("| {} | {e} | |", f.display());
+                continue;
+            }
+        };
+        let mut result = Err(String::new());
+        let t = time(5, 1, || {
+            result = CompiledStep::compile_with(&g, Options { in_place: true, threads: 1 }).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(s) => println!("| {} | {:.1} ms | {} |", f.display(), t * 1e3, s.schedule().kernels.len()),
+            Err(e) => println!("| {} | {e} | |", f.display()),
+        }
+    }
+}
+
+/// A deterministic generator for bench data.
+struct Lcg(u64);
+
+impl Lcg {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn sym(&mut self) -> f32 {
+        (self.unit() * 2.0 - 1.0) as f32
+    }
+}

@@ -1,0 +1,128 @@
+//! Checkpoints: safetensors files holding every parameter and optimizer
+//! state by name, plus where the run stood (step, data cursor, the epoch's
+//! running sums) in the header's metadata. Written atomically: a temporary
+//! file in the same directory, synced, then renamed over the target, so a
+//! crash leaves the previous checkpoint intact.
+
+use super::RunError;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where a run stood when the checkpoint was written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub experiment: String,
+    pub source_hash: String,
+    /// Steps taken so far (the next step is `step + 1`).
+    pub step: u64,
+    /// The data cursor: next batch `batch` of epoch `epoch`.
+    pub epoch: u64,
+    pub batch: usize,
+    pub seed: u64,
+    /// Sample-weighted sums of this epoch's metrics so far, and their count.
+    pub sums: Vec<(String, f64)>,
+    pub count: usize,
+    /// Early-stopping bookkeeping: best value and evaluations since it.
+    pub best: Option<f64>,
+    pub since_best: u64,
+}
+
+/// A tensor by name: shape and f32 values.
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+const META_KEY: &str = "nnc";
+
+fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> RunError {
+    RunError::Io { path: path.to_path_buf(), message: format!("{what}: {e}") }
+}
+
+pub fn save(path: &Path, tensors: &Tensors, progress: &Progress) -> Result<(), RunError> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, (shape, values))| {
+            let bytes: &[u8] = bytemuck_f32(values);
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| io_err(path, "cannot encode the checkpoint", e))?;
+    let meta = serde_json::to_string(progress).map_err(|e| io_err(path, "cannot encode the checkpoint", e))?;
+    let bytes = safetensors::tensor::serialize(views, Some(HashMap::from([(META_KEY.to_string(), meta)])))
+        .map_err(|e| io_err(path, "cannot encode the checkpoint", e))?;
+    write_atomic(path, &bytes)
+}
+
+/// f32 values as little-endian bytes (the machine is little-endian x86-64).
+fn bytemuck_f32(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the
+    // slice covers exactly the f32s' bytes.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    let tmp = temp_path(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path, "cannot write", e)
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Read a checkpoint (or any safetensors file of f32 tensors, e.g. weights
+/// saved from PyTorch, which carries no progress).
+pub fn load(path: &Path) -> Result<(Tensors, Option<Progress>), RunError> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, "cannot read the checkpoint", e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| io_err(path, "not a valid safetensors file (truncated or corrupt?)", e))?;
+    let mut tensors = Tensors::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(io_err(path, "unsupported tensor", format!("`{name}` is {:?}; nnc stores f32", view.dtype())));
+        }
+        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| io_err(path, "bad header", e))?;
+    let progress = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .map(|s| serde_json::from_str(s))
+        .transpose()
+        .map_err(|e| io_err(path, "bad progress record", e))?;
+    Ok((tensors, progress))
+}
+
+/// Every difference between what a checkpoint holds and what the model
+/// needs, one line each, so a mismatch is diagnosed in one go.
+pub fn mismatches(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, shape) in want {
+        match have.get(name) {
+            None => out.push(format!("`{name}` {shape:?}: missing from the checkpoint")),
+            Some((s, _)) if s != shape => {
+                out.push(format!("`{name}`: the model needs {shape:?}, the checkpoint has {s:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for name in have.keys() {
+        if !want.iter().any(|(n, _)| n == name) {
+            out.push(format!("`{name}`: in the checkpoint but not in the model"));
+        }
+    }
+    out
+}

@@ -1,0 +1,82 @@
+//! The run directory: the resolved configuration, a JSON-lines metrics log,
+//! the final summary and the checkpoints of one run.
+
+use super::RunError;
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub struct RunDir {
+    pub path: PathBuf,
+    metrics: File,
+}
+
+impl RunDir {
+    /// `out`, or `runs/<experiment>-<UTC timestamp>` (suffixed if taken).
+    pub fn create(out: Option<&Path>, experiment: &str) -> Result<RunDir, RunError> {
+        let path = match out {
+            Some(p) => p.to_path_buf(),
+            None => fresh(&Path::new("runs").join(format!("{experiment}-{}", timestamp()))),
+        };
+        let fail = |e: std::io::Error| RunError::Io {
+            path: path.clone(),
+            message: format!("cannot create the run directory: {e}; choose another with `--out DIR`"),
+        };
+        std::fs::create_dir_all(&path).map_err(fail)?;
+        let metrics = OpenOptions::new().create(true).append(true).open(path.join("metrics.jsonl")).map_err(fail)?;
+        Ok(RunDir { path, metrics })
+    }
+
+    pub fn write_json(&self, name: &str, value: &Value) -> Result<(), RunError> {
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        super::checkpoint::write_atomic(&self.path.join(name), format!("{text}\n").as_bytes())
+    }
+
+    /// Append one event to `metrics.jsonl`, flushed so a crash loses nothing.
+    pub fn log(&mut self, event: &Value) -> Result<(), RunError> {
+        let line = format!("{event}\n");
+        self.metrics
+            .write_all(line.as_bytes())
+            .and_then(|_| self.metrics.flush())
+            .map_err(|e| RunError::Io { path: self.path.join("metrics.jsonl"), message: format!("cannot write: {e}") })
+    }
+}
+
+fn fresh(base: &Path) -> PathBuf {
+    if !base.exists() {
+        return base.to_path_buf();
+    }
+    (2..).map(|i| PathBuf::from(format!("{}-{i}", base.display()))).find(|p| !p.exists()).unwrap_or_default()
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC, from the system clock.
+fn timestamp() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_786), (2026, 11, 29));
+    }
+}

@@ -1,0 +1,211 @@
+//! `nnc run` end to end with the native backend: the run directory,
+//! checkpoints and resume, determinism, and every failure a user can hit
+//! with data, checkpoints and the run directory.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+/// A scratch directory under the target dir, fresh for each test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn nnc() -> Command {
+    Command::cargo_bin("nnc").unwrap()
+}
+
+/// A short run of the seed program: 640 images, batch 32, 100 test images.
+fn short_run(out: &Path, extra: &[&str]) -> std::process::Output {
+    nnc()
+        .args(["run", "examples/mnist.nn", "--train-samples", "640", "--eval-samples", "100", "--quiet", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "nnc failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stdout: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut t: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn a_run_writes_config_metrics_summary_and_checkpoints() {
+    let dir = scratch("run_dir");
+    ok(&short_run(&dir, &["--epochs", "2"]));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["hyperparameters"]["hidden"], "128");
+    assert_eq!(config["experiment"], "seed_mlp");
+    assert!(config["source_hash"].as_str().is_some_and(|h| h.len() == 16));
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let train: Vec<_> = events.iter().filter(|e| e["event"] == "train").collect();
+    let eval: Vec<_> = events.iter().filter(|e| e["event"] == "eval").collect();
+    assert_eq!((train.len(), eval.len()), (2, 2));
+    assert_eq!(train[1]["epoch"], 2);
+    assert_eq!(train[1]["step"], 40);
+    assert_eq!(eval[0]["split"], "test");
+    assert!(eval[1]["accuracy"].as_f64().is_some() && train[0]["loss"].as_f64().is_some());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    for key in ["samples_per_sec", "compile_ms", "wall_s"] {
+        assert!(summary[key].as_f64().is_some_and(|v| v > 0.0), "summary.{key}");
+    }
+    assert!(summary["eval"]["accuracy"].as_f64().is_some());
+    for ck in ["epoch-1", "epoch-2", "final", "last"] {
+        assert!(dir.join(format!("checkpoints/{ck}.safetensors")).is_file(), "missing checkpoint {ck}");
+    }
+    let names: Vec<String> = tensors(&dir.join("checkpoints/final.safetensors")).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"l1.w".to_string()) && names.contains(&"l1.w@m".to_string()), "{names:?}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_numbers_bit_for_bit() {
+    let (a, b) = (scratch("det_a"), scratch("det_b"));
+    ok(&short_run(&a, &[]));
+    ok(&short_run(&b, &[]));
+    let log = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    assert_eq!(log(&a), log(&b));
+    assert_eq!(tensors(&a.join("checkpoints/final.safetensors")), tensors(&b.join("checkpoints/final.safetensors")));
+}
+
+#[test]
+fn resuming_gives_the_weights_of_an_uninterrupted_run() {
+    let (whole, first, rest) = (scratch("resume_whole"), scratch("resume_first"), scratch("resume_rest"));
+    ok(&short_run(&whole, &["--epochs", "2"]));
+    ok(&short_run(&first, &["--epochs", "1"]));
+    let ckpt = first.join("checkpoints/epoch-1.safetensors");
+    ok(&short_run(&rest, &["--epochs", "2", "--resume", ckpt.to_str().unwrap()]));
+    assert_eq!(
+        tensors(&whole.join("checkpoints/final.safetensors")),
+        tensors(&rest.join("checkpoints/final.safetensors")),
+        "resumed weights differ from the uninterrupted run"
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_refused_with_every_mismatch() {
+    let (a, b) = (scratch("mismatch_a"), scratch("mismatch_b"));
+    ok(&short_run(&a, &["--epochs", "1"]));
+    let ckpt = a.join("checkpoints/final.safetensors");
+    let msg = err(&short_run(&b, &["--set", "hidden=64", "--resume", ckpt.to_str().unwrap()]));
+    assert!(msg.contains("does not fit this model"), "{msg}");
+    assert!(msg.contains("`l1.w`: the model needs [784, 64], the checkpoint has [784, 128]"), "{msg}");
+    assert!(msg.contains("`l2.w`"), "{msg}");
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_an_error_not_a_crash() {
+    let dir = scratch("corrupt");
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    let msg = err(&short_run(&dir.join("out"), &["--resume", bad.to_str().unwrap()]));
+    assert!(msg.contains("bad.safetensors") && msg.contains("not a valid safetensors file"), "{msg}");
+}
+
+/// A copy of the seed program whose dataset reads `data_dir`.
+fn program_with_data(dir: &Path, data_dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let src = std::fs::read_to_string("examples/mnist.nn").unwrap();
+    let src = src.replace("idx(\"data/mnist\")", &format!("idx(\"{}\")", data_dir.display()));
+    let path = dir.join("exp.nn");
+    std::fs::write(&path, edit(src)).unwrap();
+    path
+}
+
+fn run_file(file: &Path, out: &Path) -> std::process::Output {
+    nnc()
+        .args(["run", "--quiet", "--train-samples", "64", "--eval-samples", "64", "--out"])
+        .arg(out)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn missing_data_names_what_was_looked_for() {
+    let dir = scratch("missing_data");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let msg = err(&run_file(&program_with_data(&dir, &empty, |s| s), &dir.join("out")));
+    assert!(msg.contains("train-images-idx3-ubyte"), "{msg}");
+}
+
+#[test]
+fn truncated_data_names_the_file_and_the_expected_size() {
+    let dir = scratch("truncated");
+    let data = dir.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(Path::new("data/mnist").join(f), data.join(f)).unwrap();
+    }
+    let raw = std::fs::read("data/mnist/t10k-images-idx3-ubyte.gz").unwrap();
+    let mut d = flate2::read::GzDecoder::new(&raw[..]);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut d, &mut bytes).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(data.join("train-images-idx3-ubyte"), &bytes).unwrap();
+    let msg = err(&run_file(&program_with_data(&dir, &data, |s| s), &dir.join("out")));
+    assert!(msg.contains("train-images-idx3-ubyte") && msg.contains("bytes"), "{msg}");
+}
+
+#[test]
+fn a_label_outside_the_classes_names_the_record() {
+    let dir = scratch("labels");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |s| s.replace("classes 10", "classes 5"));
+    let msg = err(&run_file(&file, &dir.join("out")));
+    assert!(msg.contains("record") && msg.contains("label") || msg.contains("labels"), "{msg}");
+}
+
+#[test]
+fn data_that_does_not_fit_the_model_is_a_compile_time_error() {
+    let dir = scratch("shape_model");
+    let file =
+        program_with_data(&dir, Path::new("data/mnist"), |s| s.replace("image: u8[28, 28]", "image: u8[28, 14, 2]"));
+    let msg = err(&run_file(&file, &dir.join("out")));
+    assert!(msg.contains("f32[B, 28, 28]") && msg.contains("f32[B, 28, 14, 2]"), "{msg}");
+}
+
+#[test]
+fn a_file_of_another_shape_than_declared_names_both_shapes() {
+    let dir = scratch("shape_file");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |s| {
+        s.replace("image: u8[28, 28]", "image: u8[784]").replace("fn (x: f32[B, 28, 28])", "fn (x: f32[B, 784])")
+    });
+    let msg = err(&run_file(&file, &dir.join("out")));
+    assert!(msg.contains("[784]") && msg.contains("[28, 28]"), "{msg}");
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_step_and_a_hint() {
+    let dir = scratch("nan");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |s| s.replace("adam(lr: 1e-3)", "adam(lr: 1e30)"));
+    let out = run_file(&file, &dir.join("out"));
+    let msg = err(&out);
+    assert!(msg.contains("at step") && msg.contains("learning rate"), "{msg}");
+}
+
+#[test]
+fn an_unwritable_run_directory_is_an_error() {
+    let dir = scratch("unwritable");
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let msg = err(&short_run(&blocker.join("run"), &[]));
+    assert!(msg.contains("cannot create the run directory"), "{msg}");
+}
