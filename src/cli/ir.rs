@@ -12,6 +12,9 @@ pub enum Stage {
     Train,
     /// The training step after simplification, folding, CSE and DCE.
     Optimized,
+    /// The optimized training step scheduled into fused kernels, with the
+    /// buffer plan the native backend compiles.
+    Kernels,
 }
 
 pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Option<String>) -> ExitCode {
@@ -26,7 +29,7 @@ pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Op
     let graph = match stage {
         Stage::Forward => compiled.lowered.eval,
         Stage::Train => compiled.lowered.train,
-        Stage::Optimized => match crate::opt::optimize(&compiled.lowered.train) {
+        Stage::Optimized | Stage::Kernels => match crate::opt::optimize(&compiled.lowered.train) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: optimizing the training step failed: {e}");
@@ -34,10 +37,21 @@ pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Op
             }
         },
     };
-    if dot {
-        print!("{}", crate::ir::dot(&graph));
-    } else {
-        print!("{graph}");
+    if let Stage::Kernels = stage {
+        return match crate::schedule::schedule(&graph, crate::schedule::Options { in_place: true }) {
+            Ok(s) => emit(&s.to_string()),
+            Err(e) => {
+                eprintln!("error: scheduling the training step failed: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
+    if dot { emit(&crate::ir::dot(&graph)) } else { emit(&graph.to_string()) }
+}
+
+/// Print to stdout; a closed pipe (`nnc ir ... | head`) is not an error.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS
 }

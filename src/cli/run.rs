@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Continue a run from a checkpoint written by `nnc run`.
     #[arg(long, value_name = "CKPT")]
     resume: Option<PathBuf>,
+    /// Threads the native backend splits big kernels across (default: every
+    /// core). Results do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
     /// Print only the final summary.
     #[arg(long, short)]
     quiet: bool,
@@ -50,6 +54,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         epochs: a.epochs,
         out: a.out,
         resume: a.resume,
+        threads: a.threads,
         quiet: a.quiet,
     };
     let grid = runner::sweep::points(&opts.file, &opts.sets);

@@ -63,7 +63,8 @@ fn runtime(e: crate::runtime::RuntimeError) -> RunError {
 }
 
 impl Engine {
-    pub fn new(graph: &Graph, backend: Backend) -> Result<Engine, RunError> {
+    /// `threads`: how many threads big native kernels split across (0: every core).
+    pub fn new(graph: &Graph, backend: Backend, threads: usize) -> Result<Engine, RunError> {
         Ok(match backend {
             Backend::Interp => Engine::Interp(Box::new(InterpStep {
                 graph: graph.clone(),
@@ -71,8 +72,7 @@ impl Engine {
                 outputs: HashMap::new(),
             })),
             Backend::Jit => {
-                let step = CompiledStep::compile_with(graph, Options { in_place: true, ..Options::default() })
-                    .map_err(runtime)?;
+                let step = CompiledStep::compile_with(graph, Options { in_place: true, threads }).map_err(runtime)?;
                 Engine::Native(Box::new(step))
             }
         })

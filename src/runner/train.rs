@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// Continue from this checkpoint.
     pub resume: Option<PathBuf>,
+    /// Threads for the native backend; 0 uses every core.
+    pub threads: usize,
     pub quiet: bool,
 }
 
@@ -81,8 +83,8 @@ impl<'a> Run<'a> {
             crate::compile(&opts.file, &opts.sets, setup).map_err(|out| RunError::Compile(out.sources, out.diags))?;
         let source_hash = hash_sources(&compiled.sources);
         let l = compiled.lowered;
-        let train = Engine::new(&l.train, opts.backend)?;
-        let eval = Engine::new(&l.eval, opts.backend)?;
+        let train = Engine::new(&l.train, opts.backend, opts.threads)?;
+        let eval = Engine::new(&l.eval, opts.backend, opts.threads)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         let train_data = load::load(&l.data.train, opts.train_samples)?;
         let eval_data = match &l.data.eval {
@@ -502,7 +504,7 @@ fn evaluate(
         } else {
             if rest.is_none() {
                 let g = eval_graph_for(opts, chunk.len())?;
-                let mut e = Engine::new(&g, opts.backend)?;
+                let mut e = Engine::new(&g, opts.backend, opts.threads)?;
                 copy_params(l, train, &mut e)?;
                 rest = Some((e, Engine::metric_names(&g)));
             }
