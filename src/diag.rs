@@ -198,8 +198,9 @@ fn report(map: &SourceMap, diag: &Diag) -> Report {
     if let Some(p) = &diag.primary {
         r.labels.push(labeled(p, true));
     }
-    for l in &diag.secondary {
-        if Some(l.span.file) == home {
+    let apart = diag.primary.as_ref().map(|p| apart_before(map, p.span, &diag.secondary)).unwrap_or_default();
+    for (i, l) in diag.secondary.iter().enumerate() {
+        if Some(l.span.file) == home && !apart.contains(&i) {
             r.labels.push(labeled(l, false));
         } else {
             r.related.push(Report {
@@ -216,6 +217,36 @@ fn report(map: &SourceMap, diag: &Diag) -> Report {
         r.source = Some(source_of(map, Span { file, start: 0, end: 0 }));
     }
     r
+}
+
+/// The secondary labels (by index) that lie before the primary one in its
+/// file and too far above it to share its snippet. miette draws snippets in
+/// source order and heads the first with its own position, so such a label
+/// would make the report start at a definition, not at the error: these are
+/// shown as notes after it instead.
+fn apart_before(map: &SourceMap, primary: Span, secondary: &[Label]) -> Vec<usize> {
+    let text = &map.get(primary.file).text;
+    let line = |offset: u32| text.get(..offset as usize).map_or(0, |t| t.matches('\n').count());
+    let mut before: Vec<(usize, &Label)> = secondary
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.span.file == primary.file && l.span.start < primary.start)
+        .collect();
+    before.sort_by_key(|(_, l)| std::cmp::Reverse(l.span.start));
+    // The first line of the snippet holding the primary label, growing as
+    // labels close enough above it join it. With one line of context
+    // around each label, two snippets merge when at most two lines lie
+    // between their labels.
+    let mut top = line(primary.start);
+    let mut apart = Vec::new();
+    for (i, l) in before {
+        if top.saturating_sub(line(l.span.end)) <= 3 {
+            top = top.min(line(l.span.start));
+        } else {
+            apart.push(i);
+        }
+    }
+    apart
 }
 
 /// How diagnostics are drawn: colours for a terminal, a fixed plain theme

@@ -209,3 +209,71 @@ fn an_unwritable_run_directory_is_an_error() {
     let msg = err(&short_run(&blocker.join("run"), &[]));
     assert!(msg.contains("cannot create the run directory"), "{msg}");
 }
+
+#[test]
+fn thread_count_does_not_change_the_numbers() {
+    let (one, two) = (scratch("threads_1"), scratch("threads_2"));
+    ok(&short_run(&one, &["--threads", "1"]));
+    ok(&short_run(&two, &["--threads", "2"]));
+    assert_eq!(
+        tensors(&one.join("checkpoints/final.safetensors")),
+        tensors(&two.join("checkpoints/final.safetensors"))
+    );
+}
+
+#[test]
+fn pretrained_weights_load_by_name_and_frozen_ones_stay() {
+    let (pre, fine) = (scratch("pretrain"), scratch("finetune"));
+    ok(&short_run(&pre, &["--epochs", "1"]));
+    let weights = pre.join("checkpoints/final.safetensors");
+    let file = program_with_data(&fine, Path::new("data/mnist"), |s| {
+        s.replace(
+            "    epochs    = 5\n",
+            &format!("    epochs    = 1\n    init_from = \"{}\"\n    freeze = [\"l1\"]\n", weights.display()),
+        )
+    });
+    ok(&nnc()
+        .args(["run", "--quiet", "--train-samples", "640", "--eval-samples", "100", "--out"])
+        .arg(fine.join("out"))
+        .arg(&file)
+        .output()
+        .unwrap());
+    let before: std::collections::HashMap<_, _> = tensors(&weights).into_iter().collect();
+    let after: std::collections::HashMap<_, _> =
+        tensors(&fine.join("out/checkpoints/final.safetensors")).into_iter().collect();
+    assert_eq!(before["l1.w"], after["l1.w"], "a frozen, loaded parameter changed");
+    assert_eq!(before["l1.b"], after["l1.b"]);
+    assert_ne!(before["l2.w"], after["l2.w"], "a trainable parameter did not train");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    let dir = scratch("ctrl_c");
+    let out = dir.join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["run", "examples/mnist.nn", "--quiet", "--eval-samples", "100", "--epochs", "50", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Training starts right after the run directory's config is written.
+    let t0 = std::time::Instant::now();
+    while !out.join("config.json").exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(result.status.code(), Some(130), "{}", String::from_utf8_lossy(&result.stderr));
+    let ckpt = out.join("checkpoints/interrupted.safetensors");
+    assert!(ckpt.is_file());
+    let resumed = dir.join("resumed");
+    ok(&nnc()
+        .args(["run", "examples/mnist.nn", "--quiet", "--eval-samples", "100", "--epochs", "1", "--out"])
+        .arg(&resumed)
+        .args(["--resume", ckpt.to_str().unwrap()])
+        .output()
+        .unwrap());
+}

@@ -206,7 +206,10 @@ impl Checker<'_> {
             _ => None,
         };
         let Some(i) = i else {
-            self.diags.push(expected("a constant int axis", &self.show(v), span));
+            // An axis that already failed was reported where it failed.
+            if !v.is_error() {
+                self.diags.push(expected("a constant int axis", &self.show(v), span));
+            }
             return None;
         };
         let rank = shape.dims.len() + extra;
@@ -236,17 +239,24 @@ impl Checker<'_> {
                 false
             }
         };
-        let axes: Vec<usize> = match a.slots[slot].as_ref().map(|s| (s.val.clone(), s.span)) {
-            None if arg => self.axis(&Val::Int(Some(Dim::constant(-1))), a.call, &t.shape, 0).into_iter().collect(),
+        // A bad axis makes the result unknown: poison, so that it does not
+        // go on to clash with whatever the result is used as.
+        let axes: Option<Vec<usize>> = match a.slots[slot].as_ref().map(|s| (s.val.clone(), s.span)) {
+            None if arg => self.axis(&Val::Int(Some(Dim::constant(-1))), a.call, &t.shape, 0).map(|k| vec![k]),
             None => {
                 if t.shape.rest.is_some() {
                     return Val::tensor(out_dtype(b, t.dtype), Shape::scalar());
                 }
-                (0..t.shape.dims.len()).collect()
+                Some((0..t.shape.dims.len()).collect())
             }
-            Some((Val::List(xs), span)) => xs.iter().filter_map(|x| self.axis(x, span, &t.shape, 0)).collect(),
-            Some((v, span)) => self.axis(&v, span, &t.shape, 0).into_iter().collect(),
+            Some((Val::List(xs), span)) => {
+                // Check every axis, so each bad one is reported.
+                let ks: Vec<Option<usize>> = xs.iter().map(|x| self.axis(x, span, &t.shape, 0)).collect();
+                ks.into_iter().collect()
+            }
+            Some((v, span)) => self.axis(&v, span, &t.shape, 0).map(|k| vec![k]),
         };
+        let Some(axes) = axes else { return Val::Error };
         if matches!(b, Builtin::Sum | Builtin::Mean) && t.dtype == DType::Bool {
             let d = Diag::error(format!("`{}` of a bool tensor", b.name()))
                 .at(a.span(0), "bool")

@@ -39,17 +39,39 @@ impl Checker<'_> {
         let mut slots: Vec<Option<ArgVal>> = vec![None; params.len()];
         let mut ok = true;
         let mut next = 0;
+        let given = args.len();
+        // The first named argument, once one was seen.
+        let mut named: Option<Span> = None;
+        // The "too many arguments" error, reported once for all the extra ones.
+        let mut extra: Option<Diag> = None;
         for arg in args {
+            let after_named = named;
+            if let Some(n) = &arg.name {
+                named.get_or_insert(n.span.to(arg.span));
+            }
             let slot = match &arg.name {
+                None if after_named.is_some() => {
+                    let mut d = Diag::error("positional argument after a named one")
+                        .at(arg.span, "positional argument")
+                        .help("put the positional arguments first, or name this one too");
+                    if let Some(n) = after_named {
+                        d = d.label(n, "named argument here");
+                    }
+                    self.diags.push(d);
+                    ok = false;
+                    continue;
+                }
                 None => {
                     if next >= params.len() {
-                        let d = Diag::error(format!(
-                            "`{callee}` takes {} argument{}, found more",
-                            params.len(),
-                            if params.len() == 1 { "" } else { "s" }
-                        ))
-                        .at(arg.span, "unexpected argument");
-                        self.diags.push(d);
+                        extra = Some(match extra.take() {
+                            Some(d) => d.label(arg.span, "unexpected argument"),
+                            None => Diag::error(format!(
+                                "`{callee}` takes {} argument{}, found {given}",
+                                params.len(),
+                                if params.len() == 1 { "" } else { "s" }
+                            ))
+                            .at(arg.span, "unexpected argument"),
+                        });
                         ok = false;
                         continue;
                     }
@@ -83,6 +105,9 @@ impl Checker<'_> {
                 continue;
             }
             slots[slot] = Some(arg);
+        }
+        if let Some(d) = extra {
+            self.diags.push(d);
         }
         for (p, s) in params.iter().zip(&slots) {
             if p.required && s.is_none() {
@@ -137,7 +162,7 @@ impl Checker<'_> {
                 let d = Diag::error(format!("argument `{}` of `{callee}`: {why}", p.name.name))
                     .at(at, format!("this is {}", self.show(&val)))
                     .label(t.span, "declared here");
-                self.diags.push(d);
+                self.diags.push(why.explain(d));
                 ok = false;
             }
             let v = self.param_value(p, val);
@@ -191,6 +216,9 @@ impl Checker<'_> {
     /// `Linear(784, hidden)`: bind the model's parameters.
     pub(super) fn instantiate_model(&mut self, item: ItemRef, args: Vec<ArgVal>, call: Span) -> Val {
         let ast::Item::Model(m) = self.item(item) else { return Val::Error };
+        if let Some(d) = self.model_class_applied(m, &args) {
+            return self.error(d);
+        }
         let Some(slots) = self.bind_args(&m.name.name, &Self::param_specs(&m.params), args, call) else {
             return Val::Error;
         };
@@ -208,12 +236,53 @@ impl Checker<'_> {
                 let d = Diag::error(format!("argument `{}` of model `{}`: {why}", p.name.name, m.name.name))
                     .at(at, format!("this is {}", self.show(&val)))
                     .label(t.span, "declared here");
-                self.diags.push(d);
+                self.diags.push(why.explain(d));
+                // The model's body must not see the mistyped value: each use
+                // would report the same mistake again. Bind poison instead.
+                bound.push((p.name.name.clone(), Val::Error));
+                continue;
             }
             bound.push((p.name.name.clone(), val));
         }
         self.pop_frame();
         Val::Model(Rc::new(ModelInst { item, name: m.name.name.clone(), args: bound }))
+    }
+
+    /// `Linear(x)`: a model definition called on a tensor, as if it were a
+    /// function. Its parameters are sizes, not inputs; say so, rather than
+    /// report the missing ones.
+    fn model_class_applied(&self, m: &ast::ModelDecl, args: &[ArgVal]) -> Option<Diag> {
+        let mut next = 0;
+        for a in args {
+            let p = match &a.name {
+                None => {
+                    next += 1;
+                    m.params.get(next - 1)
+                }
+                Some(n) => m.params.iter().find(|p| p.name.name == n.name),
+            };
+            let Some(p) = p else { continue };
+            let declared_tensor = p.ty.as_ref().is_some_and(|t| matches!(t.kind, ast::TypeKind::Tensor { .. }));
+            if !matches!(a.val, Val::Tensor(_)) || declared_tensor {
+                continue;
+            }
+            let name = &m.name.name;
+            let text = self.program.sources.text(a.span);
+            let input =
+                if !text.is_empty() && text.chars().all(|c| c.is_alphanumeric() || c == '_') { text } else { "x" };
+            let field: String = name.chars().next().map(|c| c.to_lowercase().collect()).unwrap_or_default();
+            let mut d = Diag::error(format!("parameter `{}` of model `{name}` got a tensor", p.name.name))
+                .at(a.span, format!("this is {}", self.show(&a.val)))
+                .label(p.name.span, format!("`{}` is a parameter of the model, not an input", p.name.name));
+            if m.forward.is_some() {
+                d = d.help(format!(
+                    "`{name}(...)` makes a model; to apply one to a tensor, declare a field `{field}: {name}(...)` \
+                     in your model and call `{field}({input})`"
+                ));
+            }
+            return Some(d);
+        }
+        None
     }
 
     /// The names a model's forward and methods see: its parameters and fields.

@@ -84,7 +84,7 @@ impl Checker<'_> {
             let d = Diag::error(format!("type annotation does not hold: {why}"))
                 .at(at, format!("this is {}", self.show(&v)))
                 .label(t.span, "annotation");
-            return self.error(d);
+            return self.error(why.explain(d));
         }
         v
     }
@@ -117,9 +117,16 @@ impl Checker<'_> {
     fn if_expr(&mut self, cond: &Expr, then: &ast::Block, els: &Expr) -> Val {
         let c = self.expr(cond);
         if !matches!(c, Val::Bool(_) | Val::Error) {
-            let d = expected("a compile-time `bool`", &self.show(&c), cond.span)
-                .help("`if` picks code at compile time; for elementwise choice use `where(cond, a, b)`");
-            self.diags.push(d);
+            let help = "`if` picks code at compile time; for elementwise choice use `where(cond, a, b)`";
+            let d = if let Val::Tensor(_) = &c {
+                // A comparison of tensors is a tensor too, even a scalar one:
+                // its value is only known when the step runs.
+                Diag::error("expected a compile-time `bool`, found a run-time tensor")
+                    .at(cond.span, format!("this is {}, known only at run time", self.show(&c)))
+            } else {
+                expected("a compile-time `bool`", &self.show(&c), cond.span)
+            };
+            self.diags.push(d.help(help));
         }
         let (a, b) = (self.block(then), self.expr(els));
         match c {

@@ -63,6 +63,9 @@ impl Checker<'_> {
         // Positions in the tensor's known dims that each index item addresses.
         let mut out = Shape { rest: t.shape.rest, dims: Vec::new() };
         let mut axis = 0;
+        // An index or slice out of range poisons the result: its shape is
+        // unknown, and guessing one would only cause follow-on errors.
+        let mut ok = true;
         for item in items {
             match item {
                 IndexItem::Ellipsis(_) => {
@@ -71,21 +74,28 @@ impl Checker<'_> {
                     axis += skip;
                 }
                 IndexItem::Expr(e) => {
-                    self.point_index(e, &t.shape.dims[axis]);
+                    ok &= self.point_index(e, &t.shape.dims[axis]);
                     axis += 1;
                 }
                 IndexItem::Slice { start, end, step, span } => {
-                    let d = self.slice_len(&t.shape.dims[axis], [start, end, step], *span);
-                    out.dims.push(d);
+                    match self.slice_len(&t.shape.dims[axis], [start, end, step], *span) {
+                        Some(d) => out.dims.push(d),
+                        None => ok = false,
+                    }
                     axis += 1;
                 }
             }
+        }
+        if !ok {
+            return Val::Error;
         }
         out.dims.extend_from_slice(&t.shape.dims[axis..]);
         Val::tensor(t.dtype, out)
     }
 
-    fn point_index(&mut self, e: &Expr, dim: &Dim) {
+    /// Check a point index against its dim; false if it is out of range or
+    /// not an int (an error was reported) or already poisoned.
+    fn point_index(&mut self, e: &Expr, dim: &Dim) -> bool {
         match self.expr(e) {
             Val::Int(Some(i)) => {
                 if let (Some(i), Some(n)) = (i.as_const(), dim.as_const())
@@ -94,20 +104,25 @@ impl Checker<'_> {
                     let d = Diag::error(format!("index {i} is out of range for a dim of size {n}"))
                         .at(e.span, "out of range");
                     self.diags.push(d);
+                    return false;
                 }
+                true
             }
-            Val::Int(None) | Val::Error => {}
+            Val::Int(None) => true,
+            Val::Error => false,
             other => {
                 let d = Diag::error(format!("an index must be an int, found {}", self.show(&other)))
                     .at(e.span, "not an int")
                     .help("to select rows by a tensor of ids, index with it alone: `table[ids]`");
                 self.diags.push(d);
+                false
             }
         }
     }
 
-    /// The length of `a:b:s` along a dim; exact when everything is known.
-    fn slice_len(&mut self, dim: &Dim, parts: [&Option<Expr>; 3], span: Span) -> Dim {
+    /// The length of `a:b:s` along a dim; exact when everything is known,
+    /// `None` if the slice is out of range (reported here).
+    fn slice_len(&mut self, dim: &Dim, parts: [&Option<Expr>; 3], span: Span) -> Option<Dim> {
         let [start, end, step] = parts.map(|p| p.as_ref().map(|e| (self.expr(e), e.span)));
         let int = |v: &Option<(Val, Span)>| match v {
             Some((Val::Int(Some(d)), _)) => Some(d.clone()),
@@ -143,18 +158,18 @@ impl Checker<'_> {
             self.diags.push(
                 Diag::error(format!("this slice is empty or out of range for a dim of size {n}")).at(span, "bad slice"),
             );
-            return Dim::constant(0);
+            return None;
         }
         if step_n == 1 {
-            return len;
+            return Some(len);
         }
-        match len.as_const() {
+        Some(match len.as_const() {
             Some(l) => Dim::constant((l + step_n - 1) / step_n),
             None => {
                 let q = len.add(&Dim::constant(step_n - 1));
                 self.quotient(&q, &Dim::constant(step_n), span).unwrap_or(len)
             }
-        }
+        })
     }
 
     /// `take(x, ids, axis)`: out shape x[..axis] + ids + x[axis+1..].

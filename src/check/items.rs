@@ -655,7 +655,11 @@ impl Checker<'_> {
                     .at(span, "a whole dataset")
                     .help(format!("write `{}.train(batch: 32)`", self.item_name(item)));
                 self.diags.push(d);
-                Vec::new()
+                // Its fields are still the names `loss` and `metrics` use:
+                // bind them as poison, not leave them unknown.
+                let ast::Item::Dataset(d) = self.item(item) else { return Vec::new() };
+                let names = d.fields.iter().map(|f| &f.name).chain(d.derived.iter().map(|(n, _)| n));
+                names.map(|n| (n.name.clone(), Val::Error, n.span)).collect()
             }
             Val::Error => Vec::new(),
             other => {

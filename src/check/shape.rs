@@ -4,7 +4,7 @@
 use super::dim::{Dim, Shape};
 use super::val::{TensorTy, Val};
 use super::{Checker, DimBind};
-use crate::diag::Diag;
+use crate::diag::{Diag, Label};
 use crate::span::Span;
 use crate::syntax::ast::{self, DimExpr, DimOp, ShapeItem, TypeKind};
 
@@ -15,6 +15,36 @@ pub(super) enum Unbound {
     Fresh,
     /// Anything else: it is an error.
     Reject,
+}
+
+/// Why an argument does not match its declared type, with a label where
+/// the clashing dim variable was bound, if it was bound elsewhere.
+#[derive(Debug)]
+pub(super) struct Mismatch {
+    why: String,
+    bound: Option<Label>,
+}
+
+impl From<String> for Mismatch {
+    fn from(why: String) -> Mismatch {
+        Mismatch { why, bound: None }
+    }
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl Mismatch {
+    /// Add the binding site, if any, to the error reporting this mismatch.
+    pub(super) fn explain(self, d: Diag) -> Diag {
+        match self.bound {
+            Some(l) => d.label(l.span, l.text),
+            None => d,
+        }
+    }
 }
 
 /// Anonymous `...` in one signature all stand for the same dims.
@@ -146,7 +176,7 @@ impl Checker<'_> {
 
     /// Unify a parameter's declared type with an argument, binding the
     /// signature's dim variables in the current frame. `Err` is the reason.
-    pub(super) fn match_type(&mut self, t: &ast::Type, actual: &Val, at: Span) -> Result<(), String> {
+    pub(super) fn match_type(&mut self, t: &ast::Type, actual: &Val, at: Span) -> Result<(), Mismatch> {
         match (&t.kind, actual) {
             (_, Val::Error) => Ok(()),
             (TypeKind::Int, Val::Int(_)) | (TypeKind::Float, Val::Float | Val::Int(_)) => Ok(()),
@@ -154,7 +184,7 @@ impl Checker<'_> {
             (TypeKind::Dims, Val::List(items)) if items.iter().all(|i| matches!(i, Val::Int(_))) => Ok(()),
             (TypeKind::Tensor { dtype, shape }, Val::Tensor(a)) => {
                 if *dtype != a.dtype {
-                    return Err(format!("expected dtype {}, found {}", dtype.name(), a.dtype.name()));
+                    return Err(format!("expected dtype {}, found {}", dtype.name(), a.dtype.name()).into());
                 }
                 self.match_shape(shape, &a.shape, at)
             }
@@ -162,24 +192,26 @@ impl Checker<'_> {
             (TypeKind::Tensor { dtype, shape }, Val::Float | Val::Int(_)) if shape.is_empty() => {
                 match (dtype, actual) {
                     (ast::DType::F32, _) | (ast::DType::I32, Val::Int(_)) => Ok(()),
-                    _ => Err(format!("expected {}, found {}", dtype.name(), actual.kind())),
+                    _ => Err(format!("expected {}, found {}", dtype.name(), actual.kind()).into()),
                 }
             }
             (TypeKind::Tensor { dtype: ast::DType::Bool, shape }, Val::Bool(_)) if shape.is_empty() => Ok(()),
-            (k, a) => Err(format!("expected {}, found {}", kind_name(k), self.show(a))),
+            (k, a) => Err(format!("expected {}, found {}", kind_name(k), self.show(a)).into()),
         }
     }
 
-    fn match_shape(&mut self, decl: &[ShapeItem], actual: &Shape, at: Span) -> Result<(), String> {
+    fn match_shape(&mut self, decl: &[ShapeItem], actual: &Shape, at: Span) -> Result<(), Mismatch> {
         let fixed: Vec<&DimExpr> =
             decl.iter().filter_map(|i| if let ShapeItem::Dim(d) = i { Some(d) } else { None }).collect();
         let rest = decl.iter().find_map(|i| if let ShapeItem::Rest(n, s) = i { Some((n, *s)) } else { None });
         let n = actual.dims.len();
         match rest {
-            None if actual.rest.is_some() => return Err("expected a fixed rank, found a `...` shape".into()),
-            None if n != fixed.len() => return Err(format!("expected rank {}, found rank {n}", fixed.len())),
+            None if actual.rest.is_some() => {
+                return Err(String::from("expected a fixed rank, found a `...` shape").into());
+            }
+            None if n != fixed.len() => return Err(format!("expected rank {}, found rank {n}", fixed.len()).into()),
             Some(_) if n < fixed.len() => {
-                return Err(format!("expected rank at least {}, found rank {n}", fixed.len()));
+                return Err(format!("expected rank at least {}, found rank {n}", fixed.len()).into());
             }
             _ => {}
         }
@@ -193,7 +225,8 @@ impl Checker<'_> {
                         "`{key}` was bound to {} but here it is {}",
                         self.show_shape(&bound),
                         self.show_shape(&prefix)
-                    ));
+                    )
+                    .into());
                 }
                 Some(_) => {}
                 None => {
@@ -212,12 +245,20 @@ impl Checker<'_> {
         for (d, a) in fixed.iter().zip(&actual.dims[offset..]) {
             let want = self.eval_dim(d, Unbound::Reject).map_err(|e| e.message)?;
             if &want != a {
-                return Err(format!(
-                    "expected {} for `{}`, found {}",
-                    self.show_dim(&want),
-                    dim_src(d, self),
-                    self.show_dim(a)
-                ));
+                let why =
+                    format!("expected {} for `{}`, found {}", self.show_dim(&want), dim_src(d, self), self.show_dim(a));
+                // Where a dim variable got the value it now clashes with.
+                let bound = match d {
+                    DimExpr::Name(id) => match self.frames.last().and_then(|f| f.dims.get(&id.name)) {
+                        Some(DimBind::Dim(_, s)) if *s != at => Some(Label {
+                            span: *s,
+                            text: format!("`{}` was bound to {} here", id.name, self.show_dim(&want)),
+                        }),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                return Err(Mismatch { why, bound });
             }
         }
         Ok(())

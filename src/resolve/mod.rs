@@ -279,8 +279,15 @@ impl Loader {
 
     fn bind(&mut self, into: ModuleId, local: &ast::Ident, def: Def) {
         let scope = &mut self.program.modules[into.0 as usize].scope;
-        if let Some((_, first)) = scope.get(&local.name) {
-            let d = duplicate(&local.name, local.span, *first);
+        if let Some((_, bound)) = scope.get(&local.name) {
+            // Items are bound before imports, so the one bound first is not
+            // always the one written first: blame the later one in the source.
+            let (again, first) = if bound.file == local.span.file && bound.start > local.span.start {
+                (*bound, local.span)
+            } else {
+                (local.span, *bound)
+            };
+            let d = duplicate(&local.name, again, first);
             self.diags.push(d);
             return;
         }
