@@ -250,7 +250,7 @@ fn pretrained_weights_load_by_name_and_frozen_ones_stay() {
 fn ctrl_c_saves_a_checkpoint_that_resumes() {
     let dir = scratch("ctrl_c");
     let out = dir.join("run");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
         .args(["run", "examples/mnist.nn", "--quiet", "--eval-samples", "100", "--epochs", "50", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::null())
