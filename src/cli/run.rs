@@ -76,7 +76,7 @@ fn sweep(opts: &RunOptions, grid: &[runner::sweep::Point]) -> ExitCode {
     let mut rows = Vec::new();
     for (i, point) in grid.iter().enumerate() {
         let label = runner::sweep::label(point);
-        println!("[{}/{}] {label}", i + 1, grid.len());
+        say(&format!("[{}/{}] {label}", i + 1, grid.len()));
         let mut o = opts.clone();
         o.sets.extend(point.iter().map(|(k, v)| format!("{k}={v}")));
         o.out = base.as_ref().map(|b| b.join(label.replace(['/', ' '], "_")));
@@ -88,7 +88,7 @@ fn sweep(opts: &RunOptions, grid: &[runner::sweep::Point]) -> ExitCode {
             Err(e) => return fail(e),
         }
     }
-    println!("\n{}", table(&rows));
+    say(&format!("\n{}", table(&rows)));
     ExitCode::SUCCESS
 }
 
@@ -113,18 +113,18 @@ fn table(rows: &[(String, runner::RunSummary)]) -> String {
 
 fn print_summary(s: &runner::RunSummary) {
     let fmt = |m: &[(String, f64)]| m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ");
-    println!(
-        "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms)",
-        s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms
-    );
-    println!("  train: {}", fmt(&s.train));
+    say(&format!(
+        "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms, first step after {:.0} ms)",
+        s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms, s.first_step_ms
+    ));
+    say(&format!("  train: {}", fmt(&s.train)));
     if !s.eval.is_empty() {
-        println!("  eval:  {}", fmt(&s.eval));
+        say(&format!("  eval:  {}", fmt(&s.eval)));
     }
     if let Some(why) = &s.stopped_early {
-        println!("  stopped early: {why}");
+        say(&format!("  stopped early: {why}"));
     }
-    println!("  run directory: {}", s.run_dir.display());
+    say(&format!("  run directory: {}", s.run_dir.display()));
 }
 
 fn fail(e: RunError) -> ExitCode {
@@ -142,4 +142,10 @@ fn fail(e: RunError) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A line on stdout; a closed pipe (`nnc run ... | head`) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -47,6 +47,9 @@ pub struct RunSummary {
     pub eval: Vec<(String, f64)>,
     pub samples_per_sec: f64,
     pub compile_ms: f64,
+    /// From the start of the run (compile and data loading included) to the
+    /// end of the first training step.
+    pub first_step_ms: f64,
     pub wall_s: f64,
     pub run_dir: PathBuf,
     /// Why training ended before its schedule, if it did.
@@ -71,7 +74,7 @@ struct Run<'a> {
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     let start = Instant::now();
     let mut run = Run::start(opts, start)?;
-    let outcome = run.train_loop();
+    let outcome = run.train_loop(start);
     run.summary.wall_s = start.elapsed().as_secs_f64();
     run.finish(outcome)
 }
@@ -119,7 +122,7 @@ impl<'a> Run<'a> {
         Ok(BatchPlan::new(self.train_data.len(), l.data.train.batch, self.train_data.last, order)?)
     }
 
-    fn train_loop(&mut self) -> Result<(), RunError> {
+    fn train_loop(&mut self, start: Instant) -> Result<(), RunError> {
         let plan = self.plan()?;
         let total = (plan.batches_per_epoch() as u64 * self.epochs) as f32;
         let names = Engine::metric_names(&self.l.train);
@@ -145,6 +148,9 @@ impl<'a> Run<'a> {
                 if !loss.is_finite() {
                     bar.finish_and_clear();
                     return Err(RunError::Diverged { step, loss });
+                }
+                if self.summary.first_step_ms == 0.0 {
+                    self.summary.first_step_ms = start.elapsed().as_secs_f64() * 1e3;
                 }
                 self.progress.step = step;
                 self.progress.batch += 1;
@@ -363,6 +369,7 @@ impl<'a> Run<'a> {
             "eval": obj(&s.eval),
             "samples_per_sec": s.samples_per_sec,
             "compile_ms": s.compile_ms,
+            "first_step_ms": s.first_step_ms,
             "wall_s": s.wall_s,
             "stopped_early": s.stopped_early,
         });
