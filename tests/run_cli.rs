@@ -277,3 +277,51 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         .output()
         .unwrap());
 }
+
+#[test]
+fn early_stopping_ends_the_run_when_the_metric_stalls() {
+    let dir = scratch("early_stop");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |s| {
+        s.replace("    epochs    = 5\n", "    epochs    = 40\n    early_stop = { metric: \"loss\", patience: 1 }\n")
+    });
+    let out = nnc()
+        .args(["run", "--quiet", "--train-samples", "320", "--eval-samples", "100", "--out"])
+        .arg(dir.join("out"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("stopped early: `loss` did not improve"), "{stdout}");
+    let log = std::fs::read_to_string(dir.join("out/metrics.jsonl")).unwrap();
+    assert!(log.lines().filter(|l| l.contains("\"train\"")).count() < 40);
+}
+
+#[test]
+fn a_sweep_trains_every_point_and_compares_them() {
+    let dir = scratch("sweep");
+    let out = nnc()
+        .args(["run", "examples/mnist_sweep.nn", "--train-samples", "320", "--eval-samples", "100", "--epochs", "1"])
+        .args(["--quiet", "--set", "hidden=32", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    for lr in ["3e-4", "1e-3", "3e-3"] {
+        assert!(stdout.contains(&format!("| lr={lr} |")), "{stdout}");
+        assert!(dir.join(format!("lr={lr}/summary.json")).is_file());
+    }
+}
+
+#[test]
+fn a_text_run_saves_its_vocabulary() {
+    let dir = scratch("text_vocab");
+    let out = nnc()
+        .args(["run", "examples/char_gpt.nn", "--train-samples", "64", "--eval-samples", "16", "--epochs", "1"])
+        .args(["--quiet", "--set", "d=16", "--set", "heads=2", "--set", "n_layers=1", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    ok(&out);
+    let vocab = std::fs::read_to_string(dir.join("vocab.json")).unwrap();
+    assert!(vocab.contains('e') && vocab.len() > 75, "{vocab}");
+}

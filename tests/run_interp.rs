@@ -13,7 +13,8 @@ fn run(epochs: &str) -> String {
     let out = Command::cargo_bin("nnc")
         .unwrap()
         .args(["run", "examples/mnist.nn", "--backend", "interp", "--train-samples", "2000", "--eval-samples", "1000"])
-        .args(["--epochs", epochs, "--quiet"])
+        .args(["--epochs", epochs, "--quiet", "--out"])
+        .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("interp-{epochs}")))
         .output()
         .unwrap();
     assert!(out.status.success(), "nnc run failed: {}", String::from_utf8_lossy(&out.stderr));

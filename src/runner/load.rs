@@ -30,6 +30,9 @@ pub struct SplitData {
     /// `(declared field, source column)`.
     pub columns: Vec<(DataField, String)>,
     pub last: LastBatch,
+    /// For text sources: the character vocabulary the ids index, saved
+    /// with the run so its predictions can be decoded.
+    pub vocab: Option<data::Vocab>,
 }
 
 impl SplitData {
@@ -54,6 +57,7 @@ impl SplitData {
 
 /// Load the split a plan names; `limit` keeps only its first samples.
 pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunError> {
+    let mut vocab = None;
     let (store, columns, n, test_range) = match &plan.source {
         SourceSpec::Idx { dir } => {
             let d = data::load_split(Path::new(dir), &plan.split)?;
@@ -68,6 +72,7 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
         SourceSpec::Text { path, context, test_fraction, stride } => {
             let t = data::read_text(Path::new(path), *context, *stride)?;
             let n = t.windows.len();
+            vocab = Some(t.vocab);
             (Store::Text(t.windows), vec!["x", "y"], n, Some(*test_fraction))
         }
     };
@@ -85,8 +90,13 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
     }
     let columns: Vec<(DataField, String)> =
         plan.fields.iter().cloned().zip(columns.into_iter().map(String::from)).collect();
-    let split =
-        SplitData { store, samples, columns, last: if plan.keep_last { LastBatch::Keep } else { LastBatch::Drop } };
+    let split = SplitData {
+        store,
+        samples,
+        columns,
+        last: if plan.keep_last { LastBatch::Keep } else { LastBatch::Drop },
+        vocab,
+    };
     validate(&split)?;
     Ok(split)
 }

@@ -106,6 +106,10 @@ impl<'a> Run<'a> {
         };
         let mut run = Run { opts, l, train, eval, train_data, eval_data, dir, progress, summary, epochs, source_hash };
         run.write_config()?;
+        if let Some(v) = &run.train_data.vocab {
+            let path = run.dir.path.join("vocab.json");
+            v.save(&path).map_err(RunError::Data)?;
+        }
         init_state(&run.l, &mut run.train)?;
         if let Some(path) = &run.l.init_from.clone() {
             run.load_weights(Path::new(path))?;
