@@ -42,23 +42,8 @@ impl Args {
 
 impl Lowerer<'_> {
     pub(crate) fn builtin(&mut self, b: Builtin, args: Vec<Arg>, call: Span) -> LResult<Val> {
-        let params = b.params();
-        let mut slots: Vec<Option<(Val, Span)>> = vec![None; params.len()];
-        let mut next = 0;
-        for a in args {
-            let i = match &a.name {
-                Some(n) => params.iter().position(|(p, _)| p == n),
-                None => {
-                    next += 1;
-                    Some(next - 1)
-                }
-            };
-            match i {
-                Some(i) if i < slots.len() => slots[i] = Some((a.val, a.span)),
-                _ => return Err(Diag::error(format!("unexpected argument to `{}`", b.name())).at(a.span, "here")),
-            }
-        }
-        let a = Args { slots, call };
+        let names: Vec<&str> = b.params().iter().map(|(n, _)| *n).collect();
+        let a = Args { slots: super::expr::slots(&names, args)?, call };
         self.builtin_args(b, &a)
     }
 

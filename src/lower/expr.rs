@@ -231,47 +231,24 @@ impl<'p> Lowerer<'p> {
         &mut self,
         params: &[(&str, Option<Val>)],
         args: Vec<Arg>,
-        span: Span,
+        _span: Span,
     ) -> LResult<Vec<(String, Val)>> {
-        let mut slots: Vec<Option<Val>> = params.iter().map(|(_, d)| d.clone()).collect();
-        let mut next = 0;
-        for a in args {
-            let i = match &a.name {
-                Some(n) => params.iter().position(|(p, _)| p == n),
-                None => {
-                    next += 1;
-                    Some(next - 1)
-                }
-            };
-            match i {
-                Some(i) if i < slots.len() => slots[i] = Some(a.val),
-                _ => return Err(Diag::error("unexpected argument").at(a.span, "here")),
-            }
-        }
-        let _ = span;
-        Ok(params.iter().zip(slots).filter_map(|((n, _), v)| v.map(|v| (n.to_string(), v))).collect())
+        let names: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
+        let slots = slots(&names, args)?;
+        let bound = params
+            .iter()
+            .zip(slots)
+            .filter_map(|((n, d), s)| s.map(|(v, _)| v).or(d.clone()).map(|v| (n.to_string(), v)));
+        Ok(bound.collect())
     }
 
     /// Bind arguments to declared parameters, evaluating defaults in `module`.
     fn named(&mut self, params: &[ast::Param], args: Vec<Arg>, span: Span) -> LResult<Vec<(String, Val)>> {
-        let mut slots: Vec<Option<Val>> = vec![None; params.len()];
-        let mut next = 0;
-        for a in args {
-            let i = match &a.name {
-                Some(n) => params.iter().position(|p| &p.name.name == n),
-                None => {
-                    next += 1;
-                    Some(next - 1)
-                }
-            };
-            match i {
-                Some(i) if i < slots.len() => slots[i] = Some(a.val),
-                _ => return Err(Diag::error("unexpected argument").at(a.span, "here")),
-            }
-        }
+        let names: Vec<&str> = params.iter().map(|p| p.name.name.as_str()).collect();
+        let slots = slots(&names, args)?;
         let mut out = Vec::new();
         for (p, s) in params.iter().zip(slots) {
-            let v = match (s, &p.default) {
+            let v = match (s.map(|(v, _)| v), &p.default) {
                 (Some(v), _) => v,
                 (None, Some(d)) => self.expr(d)?,
                 (None, None) => return Err(Diag::error(format!("missing argument `{}`", p.name.name)).at(span, "here")),
@@ -578,6 +555,27 @@ impl<'p> Lowerer<'p> {
         let s = self.g.slice(n, &start, &end, &step).map_err(at(span))?;
         Ok(Val::Node(self.g.reshape(s, &out_shape).map_err(at(span))?))
     }
+}
+
+/// Positional, then named arguments into one slot per parameter. The
+/// checker has already reported every binding mistake; this guards the rest.
+pub(crate) fn slots(params: &[&str], args: Vec<Arg>) -> LResult<Vec<Option<(Val, Span)>>> {
+    let mut slots: Vec<Option<(Val, Span)>> = vec![None; params.len()];
+    let mut next = 0;
+    for a in args {
+        let i = match &a.name {
+            Some(n) => params.iter().position(|p| p == n),
+            None => {
+                next += 1;
+                Some(next - 1)
+            }
+        };
+        match i {
+            Some(i) if i < slots.len() => slots[i] = Some((a.val, a.span)),
+            _ => return Err(Diag::error("unexpected argument").at(a.span, "here")),
+        }
+    }
+    Ok(slots)
 }
 
 fn item_params(item: &ast::Item) -> &[ast::Param] {
