@@ -325,3 +325,24 @@ fn a_text_run_saves_its_vocabulary() {
     let vocab = std::fs::read_to_string(dir.join("vocab.json")).unwrap();
     assert!(vocab.contains('e') && vocab.len() > 75, "{vocab}");
 }
+
+#[test]
+fn a_sweep_point_reusing_compiled_steps_matches_a_standalone_run() {
+    let (sweep, alone) = (scratch("sweep_reuse"), scratch("sweep_alone"));
+    let common = ["--train-samples", "320", "--eval-samples", "100", "--epochs", "1", "--quiet", "--set", "hidden=32"];
+    ok(&nnc().args(["run", "examples/mnist_sweep.nn"]).args(common).arg("--out").arg(&sweep).output().unwrap());
+    let pinned = ["--set", "lr=3e-3"];
+    ok(&nnc()
+        .args(["run", "examples/mnist_sweep.nn"])
+        .args(common)
+        .args(pinned)
+        .arg("--out")
+        .arg(&alone)
+        .output()
+        .unwrap());
+    // lr=3e-3 is the sweep's last point: its steps came from the cache.
+    assert_eq!(
+        tensors(&sweep.join("lr=3e-3/checkpoints/final.safetensors")),
+        tensors(&alone.join("checkpoints/final.safetensors"))
+    );
+}

@@ -4,6 +4,7 @@
 //! [`Backend`] runs one of them on a batch. Parameters and optimizer states
 //! live in one map keyed by name; each step's outputs replace them by name.
 
+mod cache;
 mod checkpoint;
 pub mod data;
 mod engine;

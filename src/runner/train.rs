@@ -1,5 +1,6 @@
 //! The step loop: initialise, train for the schedule, evaluate.
 
+use super::cache;
 use super::checkpoint::{self, Progress, Tensors};
 use super::data::{BatchPlan, Cursor, Order, SplitMix64, mix64};
 use super::engine::{Elem, Engine, check_dtype};
@@ -69,6 +70,8 @@ struct Run<'a> {
     summary: RunSummary,
     epochs: u64,
     source_hash: String,
+    /// Where the compiled steps go back when the run ends well.
+    cache_key: u64,
 }
 
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
@@ -86,8 +89,8 @@ impl<'a> Run<'a> {
             crate::compile(&opts.file, &opts.sets, setup).map_err(|out| RunError::Compile(out.sources, out.diags))?;
         let source_hash = hash_sources(&compiled.sources);
         let l = compiled.lowered;
-        let train = Engine::new(&l.train, opts.backend, opts.threads)?;
-        let eval = Engine::new(&l.eval, opts.backend, opts.threads)?;
+        let cache_key = cache::key(&l.train, &l.eval, opts.backend, opts.threads);
+        let (train, eval) = cache::take(cache_key, &l.train, &l.eval, opts.backend, opts.threads)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         let train_data = load::load(&l.data.train, opts.train_samples)?;
         let eval_data = match &l.data.eval {
@@ -104,7 +107,8 @@ impl<'a> Run<'a> {
             seed: l.seed,
             ..Default::default()
         };
-        let mut run = Run { opts, l, train, eval, train_data, eval_data, dir, progress, summary, epochs, source_hash };
+        let mut run =
+            Run { opts, l, train, eval, train_data, eval_data, dir, progress, summary, epochs, source_hash, cache_key };
         run.write_config()?;
         if let Some(v) = &run.train_data.vocab {
             let path = run.dir.path.join("vocab.json");
@@ -379,6 +383,7 @@ impl<'a> Run<'a> {
         });
         self.dir.write_json("summary.json", &summary)?;
         self.summary.steps = self.progress.step;
+        cache::put(self.cache_key, (self.train, self.eval));
         Ok(self.summary)
     }
 }
