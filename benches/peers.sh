@@ -8,6 +8,9 @@ PY=${PYTHON:-python3}
 echo "## JAX (one core)"
 taskset -c 0 "$PY" benches/peers/jax_mlp.py || echo "(JAX comparison failed or skipped)"
 echo
+echo "## Keras (the seed program verbatim, one core)"
+KERAS_BACKEND=jax taskset -c 0 "$PY" benches/peers/keras_mnist.py || echo "(Keras comparison failed or skipped)"
+echo
 echo "## nnc (compiled train step, random inputs)"
 cargo bench --quiet --bench codegen -- train
 echo
