@@ -346,3 +346,53 @@ fn a_sweep_point_reusing_compiled_steps_matches_a_standalone_run() {
         tensors(&alone.join("checkpoints/final.safetensors"))
     );
 }
+
+#[test]
+fn a_csv_dataset_trains_end_to_end() {
+    let dir = scratch("csv");
+    // Two separable blobs in 3-D, string labels, deterministic.
+    let mut csv = String::from("x0,x1,x2,kind\n");
+    for i in 0..240 {
+        let (c, label) = if i % 2 == 0 { (1.0, "pos") } else { (-1.0, "neg") };
+        let j = (i as f64 * 0.7).sin() * 0.5;
+        csv.push_str(&format!("{},{},{},{label}\n", c + j, c - j, 0.3 * j));
+    }
+    std::fs::write(dir.join("blobs.csv"), csv).unwrap();
+    let program = format!(
+        r#"use std.nn.{{Linear, relu}}
+use std.loss.cross_entropy
+use std.metrics.accuracy
+use std.optim.sgd
+
+model Net {{
+    l1: Linear(3, 8)
+    l2: Linear(8, 2)
+    fn (x: f32[B, 3]) -> f32[B, 2] {{ x |> l1 |> relu |> l2 }}
+}}
+
+dataset blobs = csv("{}", label: "kind", test_fraction: 0.25) {{
+    features: f32[3]
+    kind: i32 classes 2
+}}
+
+experiment csv_blobs {{
+    model     = Net
+    data      = blobs.train(batch: 16, shuffle: true)
+    loss      = cross_entropy(model(features), kind)
+    optimizer = sgd(lr: 0.1, momentum: 0.9)
+    epochs    = 10
+    metrics   = {{ accuracy: accuracy(model(features), kind) }}
+    eval      = blobs.test(batch: 20) every epoch
+}}
+"#,
+        dir.join("blobs.csv").display()
+    );
+    let file = dir.join("blobs.nn");
+    std::fs::write(&file, program).unwrap();
+    let out = nnc().args(["run", "--quiet", "--out"]).arg(dir.join("out")).arg(&file).output().unwrap();
+    let stdout = ok(&out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/summary.json")).unwrap()).unwrap();
+    let acc = summary["eval"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "eval accuracy {acc}: {stdout}");
+}
