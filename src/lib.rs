@@ -41,16 +41,26 @@ pub fn check_file(path: &Path, overrides: &[String]) -> CheckOutput {
     check_program(program, diags, overrides)
 }
 
-fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[String]) -> CheckOutput {
-    let parsed = check::parse_overrides(overrides);
-    match &parsed {
-        Ok(o) => diags.extend(check::check(&program, o)),
-        Err(d) => diags.push(d.clone()),
+/// Parse the `--set` strings and check the program; the overrides come
+/// back as `(name, value)` pairs for lowering.
+fn check_with(program: &resolve::Program, diags: &mut Diags, overrides: &[String]) -> Vec<(String, String)> {
+    match check::parse_overrides(overrides) {
+        Ok(o) => {
+            diags.extend(check::check(program, &o));
+            o.into_iter().map(|o| (o.name, o.value)).collect()
+        }
+        Err(d) => {
+            diags.push(d);
+            Vec::new()
+        }
     }
+}
+
+fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[String]) -> CheckOutput {
+    let overrides = check_with(&program, &mut diags, overrides);
     if !diags.iter().any(|d| d.is_error()) {
-        let overrides: Vec<(String, String)> =
-            parsed.unwrap_or_default().into_iter().map(|o| (o.name, o.value)).collect();
-        for name in experiment_names(&program) {
+        let names: Vec<String> = lower::experiments(&program).iter().map(|e| e.name.name.clone()).collect();
+        for name in names {
             let setup = lower::Setup { overrides: overrides.clone(), experiment: Some(name), eval_batch: None };
             if let Err(d) = lower::lower_experiment(&program, &setup) {
                 diags.extend(d);
@@ -58,15 +68,6 @@ fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[Strin
         }
     }
     CheckOutput { sources: program.sources, diags: diag::dedup(diags) }
-}
-
-fn experiment_names(program: &resolve::Program) -> Vec<String> {
-    let Some(root) = program.modules.first() else { return Vec::new() };
-    root.ast
-        .items
-        .iter()
-        .filter_map(|i| if let syntax::ast::Item::Experiment(e) = i { Some(e.name.name.clone()) } else { None })
-        .collect()
 }
 
 /// Check source text as if it were a file named `name` (tests, fuzzing).
@@ -86,15 +87,10 @@ pub struct Compiled {
 /// are the raw `--set NAME=VALUE` strings.
 pub fn compile(path: &Path, overrides: &[String], mut setup: lower::Setup) -> Result<Compiled, CheckOutput> {
     let (program, mut diags) = resolve::load(path);
-    let parsed = check::parse_overrides(overrides);
-    match &parsed {
-        Ok(o) => diags.extend(check::check(&program, o)),
-        Err(d) => diags.push(d.clone()),
-    }
+    setup.overrides = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
         return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags) });
     }
-    setup.overrides = parsed.unwrap_or_default().into_iter().map(|o| (o.name, o.value)).collect();
     match lower::lower_experiment(&program, &setup) {
         Ok(lowered) => Ok(Compiled { sources: program.sources, lowered }),
         Err(d) => Err(CheckOutput { sources: program.sources, diags: d }),

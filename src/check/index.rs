@@ -194,8 +194,9 @@ impl Checker<'_> {
     }
 }
 
-/// A possibly negative index into `n` items.
-pub(super) fn normalize(i: i64, n: usize) -> Option<usize> {
+/// A possibly negative index into `n` items (Python's rule), shared by the
+/// checker and lowering.
+pub fn normalize(i: i64, n: usize) -> Option<usize> {
     let k = if i < 0 { i + n as i64 } else { i };
     (0..n as i64).contains(&k).then_some(k as usize)
 }

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use val::{ItemRef, Val};
 
 pub use builtins::Builtin;
+pub use index::normalize;
 
 /// A `--set name=value` override of a top-level constant of the root module.
 #[derive(Clone, Debug)]

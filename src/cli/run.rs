@@ -112,7 +112,7 @@ fn table(rows: &[(String, runner::RunSummary)]) -> String {
 }
 
 fn print_summary(s: &runner::RunSummary) {
-    let fmt = |m: &[(String, f64)]| m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ");
+    let fmt = runner::fmt_metrics;
     say(&format!(
         "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms, first step after {:.0} ms)",
         s.experiment, s.steps, s.wall_s, s.samples_per_sec, s.compile_ms, s.first_step_ms

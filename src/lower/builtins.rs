@@ -1,8 +1,9 @@
 //! Builtins → IR: each builtin's composition of primitive ops.
 
-use super::expr::{Arg, normalize};
+use super::expr::Arg;
 use super::{Init, LResult, Lowerer, MAX_ELEMENTS, Val, at, check_size, numel};
 use crate::check::Builtin;
+use crate::check::normalize;
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
 use crate::span::Span;
@@ -55,7 +56,7 @@ impl Lowerer<'_> {
     fn builtin_args(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
         use Builtin::*;
         let span = a.call;
-        let node = |_: &mut Self, r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span));
+        let node = |r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span));
         match b {
             Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign => self.unary_builtin(b, a),
             Max | Min if a.get(1).is_some() => {
@@ -70,21 +71,18 @@ impl Lowerer<'_> {
                 let (x, y) = (a.get(1).cloned().unwrap_or(Val::Int(0)), a.get(2).cloned().unwrap_or(Val::Int(0)));
                 let like = [&x, &y].iter().find_map(|v| if let Val::Node(n) = v { Some(self.dtype(*n)) } else { None });
                 let (x, y) = (self.node(&x, like, a.span(1))?, self.node(&y, like, a.span(2))?);
-                let r = self.g.select(c, x, y);
-                node(self, r)
+                node(self.g.select(c, x, y))
             }
             Reshape => {
                 let x = self.x(a, 0)?;
                 let dims = self.reshape_dims(x, a)?;
-                let r = self.g.reshape(x, &dims);
-                node(self, r)
+                node(self.g.reshape(x, &dims))
             }
             Permute => {
                 let x = self.x(a, 0)?;
                 let rank = self.shape(x).len();
                 let perm = self.axes(a.get(1), rank, a.span(1))?;
-                let r = self.g.permute(x, &perm);
-                node(self, r)
+                node(self.g.permute(x, &perm))
             }
             Transpose => {
                 let x = self.x(a, 0)?;
@@ -93,8 +91,7 @@ impl Lowerer<'_> {
                 let j = normalize(a.int_or(2, -1)?, rank).ok_or_else(|| bad_axis(a.span(2)))?;
                 let mut perm: Vec<usize> = (0..rank).collect();
                 perm.swap(i, j);
-                let r = self.g.permute(x, &perm);
-                node(self, r)
+                node(self.g.permute(x, &perm))
             }
             Unsqueeze | Squeeze => {
                 let x = self.x(a, 0)?;
@@ -106,16 +103,14 @@ impl Lowerer<'_> {
                 } else {
                     shape.remove(k);
                 }
-                let r = self.g.reshape(x, &shape);
-                node(self, r)
+                node(self.g.reshape(x, &shape))
             }
             Concat | Stack => self.concat(b == Stack, a),
             Pad => self.pad(a),
             Take => {
                 let (x, ids) = (self.x(a, 0)?, self.x(a, 1)?);
                 let k = normalize(a.int_or(2, 0)?, self.shape(x).len()).ok_or_else(|| bad_axis(a.span(2)))?;
-                let r = self.g.gather(x, ids, k);
-                node(self, r)
+                node(self.g.gather(x, ids, k))
             }
             OneHot => {
                 let ids = self.x(a, 0)?;
@@ -127,21 +122,18 @@ impl Lowerer<'_> {
                 shape.push(n);
                 let iota = self.g.iota(&shape, shape.len() - 1).map_err(at(span))?;
                 let eq = self.g.broadcast_binary(BinaryOp::Eq, ids, iota).map_err(at(span))?;
-                let r = self.g.cast(eq, DType::F32);
-                node(self, r)
+                node(self.g.cast(eq, DType::F32))
             }
             Arange => {
                 let n = a.int_or(0, 0)?.max(0) as usize;
                 check_size(&[n], span)?;
-                let r = self.g.iota(&[n], 0);
-                node(self, r)
+                node(self.g.iota(&[n], 0))
             }
             RandLike | RandnLike => self.random(b == RandnLike, a),
             Patches => self.patches(a),
             StopGradient => {
                 let x = self.x(a, 0)?;
-                let r = self.g.stop_gradient(x);
-                node(self, r)
+                node(self.g.stop_gradient(x))
             }
             F32 | I32 | Bool => match a.get(0) {
                 Some(Val::Node(n)) => {
@@ -150,8 +142,7 @@ impl Lowerer<'_> {
                         I32 => DType::I32,
                         _ => DType::Bool,
                     };
-                    let r = self.g.cast(*n, to);
-                    node(self, r)
+                    node(self.g.cast(*n, to))
                 }
                 Some(Val::Int(i)) if b == F32 => Ok(Val::Float(*i as f64)),
                 Some(v) => Ok(v.clone()),

@@ -192,14 +192,14 @@ fn freeze_span(settings: &Settings, name: &str) -> Span {
     }
 }
 
+/// The experiments of the root module, in source order.
+pub fn experiments(program: &Program) -> Vec<&ast::ExperimentDecl> {
+    let Some(root) = program.modules.first() else { return Vec::new() };
+    root.ast.items.iter().filter_map(|i| if let ast::Item::Experiment(e) = i { Some(e) } else { None }).collect()
+}
+
 fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
-    let exps: Vec<&ast::ExperimentDecl> = program
-        .module(ModuleId(0))
-        .ast
-        .items
-        .iter()
-        .filter_map(|i| if let ast::Item::Experiment(e) = i { Some(e) } else { None })
-        .collect();
+    let exps = experiments(program);
     match &setup.experiment {
         Some(n) => exps.iter().find(|e| e.name.name == *n).copied().ok_or_else(|| {
             Diag::error(format!("no experiment `{n}` in this file")).help(format!(

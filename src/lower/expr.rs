@@ -1,6 +1,7 @@
 //! Expressions → IR nodes or compile-time values.
 
 use super::{ItemRef, LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size, ir_dtype};
+use crate::check::normalize;
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
 use crate::span::Span;
@@ -463,35 +464,21 @@ impl<'p> Lowerer<'p> {
     fn index(&mut self, v: Val, items: &[IndexItem], span: Span) -> LResult<Val> {
         match v {
             Val::Node(n) => self.index_node(n, items, span),
-            Val::Dims(d) => match items {
-                [IndexItem::Expr(e)] => {
-                    let i = self.int(e)?;
-                    let k =
-                        normalize(i, d.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
-                    Ok(Val::Int(d[k] as i64))
-                }
-                _ => Err(Diag::error("dims take one index").at(span, "here")),
-            },
-            Val::List(xs) => match items {
-                [IndexItem::Expr(e)] => {
-                    let i = self.int(e)?;
-                    let k =
-                        normalize(i, xs.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
-                    Ok(xs[k].clone())
-                }
-                _ => Err(Diag::error("lists take one index").at(span, "here")),
-            },
-            Val::Stack(ms) => match items {
-                [IndexItem::Expr(e)] => {
-                    let i = self.int(e)?;
-                    let k =
-                        normalize(i, ms.len()).ok_or_else(|| Diag::error("index out of range").at(e.span, "here"))?;
-                    Ok(Val::Model(ms[k].clone()))
-                }
-                _ => Err(Diag::error("a stack takes one index").at(span, "here")),
-            },
+            Val::Dims(d) => Ok(Val::Int(d[self.one_index(items, d.len(), span)?] as i64)),
+            Val::List(xs) => Ok(xs[self.one_index(items, xs.len(), span)?].clone()),
+            Val::Stack(ms) => Ok(Val::Model(ms[self.one_index(items, ms.len(), span)?].clone())),
             _ => Err(Diag::error("cannot index this").at(span, "here")),
         }
+    }
+
+    /// `xs[i]` on dims, lists and stacks: one constant index, maybe negative.
+    fn one_index(&mut self, items: &[IndexItem], len: usize, span: Span) -> LResult<usize> {
+        let [IndexItem::Expr(e)] = items else {
+            return Err(Diag::error("this takes one integer index").at(span, "here"));
+        };
+        let i = self.int(e)?;
+        normalize(i, len)
+            .ok_or_else(|| Diag::error(format!("index {i} is out of range for {len} items")).at(e.span, "here"))
     }
 
     pub(crate) fn int(&mut self, e: &Expr) -> LResult<i64> {
@@ -585,11 +572,6 @@ fn item_params(item: &ast::Item) -> &[ast::Param] {
         ast::Item::Fn(f) => &f.params,
         _ => &[],
     }
-}
-
-pub(crate) fn normalize(i: i64, n: usize) -> Option<usize> {
-    let k = if i < 0 { i + n as i64 } else { i };
-    (0..n as i64).contains(&k).then_some(k as usize)
 }
 
 /// An error inside another file (std) gets a label at the call that led

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, EarlyStop, Lowered, ParamInfo, Period, Setup, SourceSpec, SplitPlan, StateInfo,
+    DataField, DataPlan, EarlyStop, Lowered, ParamInfo, Period, Setup, SourceSpec, SplitPlan, StateInfo, experiments,
     lower_experiment,
 };
 

@@ -22,12 +22,43 @@ pub struct Progress {
     pub epoch: u64,
     pub batch: usize,
     pub seed: u64,
-    /// Sample-weighted sums of this epoch's metrics so far, and their count.
-    pub sums: Vec<(String, f64)>,
-    pub count: usize,
+    /// This epoch's metrics so far.
+    pub sums: Sums,
     /// Early-stopping bookkeeping: best value and evaluations since it.
     pub best: Option<f64>,
     pub since_best: u64,
+}
+
+/// Sample-weighted sums of the loss and metrics, in the step's output
+/// order, over an epoch or an evaluation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sums {
+    pub names: Vec<String>,
+    pub totals: Vec<f64>,
+    pub count: usize,
+}
+
+impl Sums {
+    pub fn new(names: &[String]) -> Sums {
+        Sums { names: names.to_vec(), totals: vec![0.0; names.len()], count: 0 }
+    }
+
+    /// Add one batch's values (in `names` order) for `n` samples.
+    pub fn add(&mut self, values: &[f64], n: usize) {
+        for (t, v) in self.totals.iter_mut().zip(values) {
+            *t += v * n as f64;
+        }
+        self.count += n;
+    }
+
+    pub fn means(&self) -> Vec<(String, f64)> {
+        self.names.iter().zip(&self.totals).map(|(k, t)| (k.clone(), t / self.count.max(1) as f64)).collect()
+    }
+
+    pub fn clear(&mut self) {
+        self.totals.iter_mut().for_each(|t| *t = 0.0);
+        self.count = 0;
+    }
 }
 
 /// A tensor by name: shape and f32 values.
@@ -39,7 +70,9 @@ fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::Io { path: path.to_path_buf(), message: format!("{what}: {e}") }
 }
 
-pub fn save(path: &Path, tensors: &Tensors, progress: &Progress) -> Result<(), RunError> {
+/// Write the same checkpoint to every path in `paths` (encoded once).
+pub fn save(paths: &[PathBuf], tensors: &Tensors, progress: &Progress) -> Result<(), RunError> {
+    let Some(path) = paths.first() else { return Ok(()) };
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, (shape, values))| {
@@ -51,7 +84,7 @@ pub fn save(path: &Path, tensors: &Tensors, progress: &Progress) -> Result<(), R
     let meta = serde_json::to_string(progress).map_err(|e| io_err(path, "cannot encode the checkpoint", e))?;
     let bytes = safetensors::tensor::serialize(views, Some(HashMap::from([(META_KEY.to_string(), meta)])))
         .map_err(|e| io_err(path, "cannot encode the checkpoint", e))?;
-    write_atomic(path, &bytes)
+    paths.iter().try_for_each(|p| write_atomic(p, &bytes))
 }
 
 /// f32 values as little-endian bytes (the machine is little-endian x86-64).

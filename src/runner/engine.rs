@@ -114,21 +114,12 @@ impl Engine {
         }
     }
 
-    pub fn set_scalar_f32(&mut self, name: &str, v: f32) -> Result<(), RunError> {
+    /// Set scalar input `name`, if the step reads it.
+    pub fn set_scalar<T: Elem>(&mut self, name: &str, v: T) -> Result<(), RunError> {
         if !self.has_input(name) {
             return Ok(());
         }
-        self.fill::<f32>(name, |b| {
-            b.fill(v);
-            Ok(())
-        })
-    }
-
-    pub fn set_scalar_i32(&mut self, name: &str, v: i32) -> Result<(), RunError> {
-        if !self.has_input(name) {
-            return Ok(());
-        }
-        self.fill::<i32>(name, |b| {
+        self.fill::<T>(name, |b| {
             b.fill(v);
             Ok(())
         })
@@ -181,9 +172,17 @@ impl Engine {
         }
     }
 
-    /// Output names of the step (the interpreter's graph order).
-    pub fn metric_names(graph: &Graph) -> Vec<String> {
+    /// The step's scalar outputs (`loss`, `metric/<name>`), in graph order.
+    pub fn metric_outputs(graph: &Graph) -> Vec<String> {
         graph.outputs().iter().map(|(n, _)| n.clone()).filter(|n| n == "loss" || n.starts_with("metric/")).collect()
+    }
+
+    /// Read those outputs after `run` into `values`, without allocating.
+    pub fn read_scalars(&mut self, outputs: &[String], values: &mut [f64]) -> Result<(), RunError> {
+        for (v, name) in values.iter_mut().zip(outputs) {
+            *v = self.scalar(name)?;
+        }
+        Ok(())
     }
 }
 

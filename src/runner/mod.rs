@@ -13,7 +13,7 @@ mod rundir;
 pub mod sweep;
 mod train;
 
-pub use train::{RunOptions, RunSummary, run};
+pub use train::{RunOptions, RunSummary, fmt_metrics, run};
 
 use crate::diag::Diags;
 use crate::ir::IrError;

@@ -1,7 +1,7 @@
 //! The step loop: initialise, train for the schedule, evaluate.
 
 use super::cache;
-use super::checkpoint::{self, Progress, Tensors};
+use super::checkpoint::{self, Progress, Sums, Tensors};
 use super::data::{BatchPlan, Cursor, Order, SplitMix64, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
@@ -72,6 +72,9 @@ struct Run<'a> {
     source_hash: String,
     /// Where the compiled steps go back when the run ends well.
     cache_key: u64,
+    /// The evaluation step for the split's last, partial batch, compiled
+    /// on first use and kept for every later evaluation.
+    eval_rest: Option<Engine>,
 }
 
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
@@ -107,8 +110,21 @@ impl<'a> Run<'a> {
             seed: l.seed,
             ..Default::default()
         };
-        let mut run =
-            Run { opts, l, train, eval, train_data, eval_data, dir, progress, summary, epochs, source_hash, cache_key };
+        let mut run = Run {
+            opts,
+            l,
+            train,
+            eval,
+            train_data,
+            eval_data,
+            dir,
+            progress,
+            summary,
+            epochs,
+            source_hash,
+            cache_key,
+            eval_rest: None,
+        };
         run.write_config()?;
         if let Some(v) = &run.train_data.vocab {
             let path = run.dir.path.join("vocab.json");
@@ -133,7 +149,13 @@ impl<'a> Run<'a> {
     fn train_loop(&mut self, start: Instant) -> Result<(), RunError> {
         let plan = self.plan()?;
         let total = (plan.batches_per_epoch() as u64 * self.epochs) as f32;
-        let names = Engine::metric_names(&self.l.train);
+        let outputs = Engine::metric_outputs(&self.l.train);
+        let names: Vec<String> = outputs.iter().map(|n| short(n)).collect();
+        if self.progress.sums.names != names {
+            self.progress.sums = Sums::new(&names);
+        }
+        let loss_at = names.iter().position(|n| n == "loss");
+        let mut values = vec![0.0; names.len()];
         let interrupted = interrupt_flag();
         let clock = Instant::now();
         let mut samples = 0usize;
@@ -151,8 +173,8 @@ impl<'a> Run<'a> {
                 feed(&mut self.train, &self.train_data, batch, &mut scratch)?;
                 set_step_scalars(&mut self.train, step, total, &self.l)?;
                 self.train.run()?;
-                let values = read_metrics(&mut self.train, &names)?;
-                let loss = values.iter().find(|(k, _)| k == "loss").map_or(f64::NAN, |(_, v)| *v);
+                self.train.read_scalars(&outputs, &mut values)?;
+                let loss = loss_at.map_or(f64::NAN, |i| values[i]);
                 if !loss.is_finite() {
                     bar.finish_and_clear();
                     return Err(RunError::Diverged { step, loss });
@@ -162,7 +184,7 @@ impl<'a> Run<'a> {
                 }
                 self.progress.step = step;
                 self.progress.batch += 1;
-                add_to(&mut self.progress, &values, batch.len());
+                self.progress.sums.add(&values, batch.len());
                 samples += batch.len();
                 self.after_step(&bar, samples as f64 / clock.elapsed().as_secs_f64())?;
             }
@@ -179,7 +201,7 @@ impl<'a> Run<'a> {
         let step = self.progress.step;
         if step.is_multiple_of(25) && !bar.is_hidden() {
             bar.set_position(self.progress.batch as u64);
-            bar.set_message(format!("{}  {rate:.0} samples/s", fmt_metrics(&means(&self.progress))));
+            bar.set_message(format!("{}  {rate:.0} samples/s", fmt_metrics(&self.progress.sums.means())));
         }
         if let Period::Steps(n) = self.l.checkpoint_every
             && step.is_multiple_of(n)
@@ -197,7 +219,7 @@ impl<'a> Run<'a> {
     /// Log the epoch, evaluate and checkpoint when due; `true` to stop early.
     fn end_epoch(&mut self, rate: f64) -> Result<bool, RunError> {
         let epoch = self.progress.epoch + 1;
-        self.summary.train = means(&self.progress);
+        self.summary.train = self.progress.sums.means();
         let mut event = json!({ "event": "train", "epoch": epoch, "step": self.progress.step });
         extend(&mut event, &self.summary.train);
         self.dir.log(&event)?;
@@ -211,7 +233,6 @@ impl<'a> Run<'a> {
         self.progress.epoch = epoch;
         self.progress.batch = 0;
         self.progress.sums.clear();
-        self.progress.count = 0;
         if let Period::Epochs(n) = self.l.checkpoint_every
             && epoch.is_multiple_of(n)
         {
@@ -223,7 +244,8 @@ impl<'a> Run<'a> {
     /// Evaluate, log, and apply early stopping; `true` to stop.
     fn run_eval(&mut self) -> Result<bool, RunError> {
         let Some(data) = &self.eval_data else { return Ok(false) };
-        self.summary.eval = evaluate(self.opts, &self.l, &mut self.train, &mut self.eval, data)?;
+        let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: &mut self.eval_rest };
+        self.summary.eval = evaluate(self.opts, &self.l, engines, data)?;
         let split = self.l.data.eval.as_ref().map_or("test".to_string(), |e| e.split.clone());
         let mut event =
             json!({ "event": "eval", "epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split });
@@ -282,8 +304,8 @@ impl<'a> Run<'a> {
         let dir = self.dir.path.join("checkpoints");
         std::fs::create_dir_all(&dir).map_err(|e| RunError::Io { path: dir.clone(), message: e.to_string() })?;
         let tensors = self.tensors()?;
-        checkpoint::save(&dir.join(format!("{name}.safetensors")), &tensors, &self.progress)?;
-        checkpoint::save(&dir.join("last.safetensors"), &tensors, &self.progress)
+        let paths = [dir.join(format!("{name}.safetensors")), dir.join("last.safetensors")];
+        checkpoint::save(&paths, &tensors, &self.progress)
     }
 
     /// The tensors a checkpoint must hold: every parameter and state in the step.
@@ -394,7 +416,8 @@ impl RunSummary {
     }
 }
 
-fn fmt_metrics(m: &[(String, f64)]) -> String {
+/// `loss 0.1234  accuracy 0.9876`.
+pub fn fmt_metrics(m: &[(String, f64)]) -> String {
     m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join("  ")
 }
 
@@ -404,24 +427,6 @@ fn extend(event: &mut Value, m: &[(String, f64)]) {
             o.insert(k.clone(), json!(v));
         }
     }
-}
-
-fn means(p: &Progress) -> Vec<(String, f64)> {
-    p.sums.iter().map(|(k, s)| (k.clone(), s / p.count.max(1) as f64)).collect()
-}
-
-fn add_to(p: &mut Progress, values: &[(String, f64)], n: usize) {
-    for (k, v) in values {
-        match p.sums.iter_mut().find(|(name, _)| name == k) {
-            Some((_, s)) => *s += v * n as f64,
-            None => p.sums.push((k.clone(), v * n as f64)),
-        }
-    }
-    p.count += n;
-}
-
-fn read_metrics(e: &mut Engine, names: &[String]) -> Result<Vec<(String, f64)>, RunError> {
-    names.iter().map(|n| Ok((short(n), e.scalar(n)?))).collect()
 }
 
 /// Set once per process by Ctrl-C; the loop checkpoints and stops.
@@ -441,12 +446,10 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
+/// FNV-1a of every source file the program read, in load order.
 fn hash_sources(sources: &crate::span::SourceMap) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for i in 0..sources.len() {
-        let f = sources.get(crate::span::FileId(i as u32));
-        h = f.text.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    }
+    let files = (0..sources.len()).map(|i| sources.get(crate::span::FileId(i as u32)));
+    let h = files.fold(FNV_OFFSET, |h, f| fnv1a(h, f.text.as_bytes()));
     format!("{h:016x}")
 }
 
@@ -465,10 +468,10 @@ fn epoch_line(epoch: u64, epochs: u64, s: &RunSummary, rate: f64) -> String {
 
 /// `step` (1-based), `total_steps`, `lr`, and a per-step RNG key.
 fn set_step_scalars(e: &mut Engine, step: u64, total: f32, l: &Lowered) -> Result<(), RunError> {
-    e.set_scalar_f32("step", step as f32)?;
-    e.set_scalar_f32("total_steps", total)?;
-    e.set_scalar_f32("lr", l.lr as f32)?;
-    e.set_scalar_i32("rng", (mix64(l.seed ^ mix64(step)) >> 33) as i32)
+    e.set_scalar::<f32>("step", step as f32)?;
+    e.set_scalar::<f32>("total_steps", total)?;
+    e.set_scalar::<f32>("lr", l.lr as f32)?;
+    e.set_scalar::<i32>("rng", (mix64(l.seed ^ mix64(step)) >> 33) as i32)
 }
 
 /// Gather one batch of every declared field straight into the step's inputs.
@@ -498,48 +501,51 @@ fn fill_field<T: Elem>(
     e.fill::<T>(name, |buf| Ok(data.gather(column, batch, scratch, buf)?))
 }
 
+/// The steps an evaluation uses.
+struct Engines<'e> {
+    train: &'e mut Engine,
+    eval: &'e mut Engine,
+    rest: &'e mut Option<Engine>,
+}
+
 /// Evaluate on a whole split: full batches with the eval step, the rest
-/// with a step lowered for the remainder's size.
-fn evaluate(
-    opts: &RunOptions,
-    l: &Lowered,
-    train: &mut Engine,
-    eval: &mut Engine,
-    data: &SplitData,
-) -> Result<Vec<(String, f64)>, RunError> {
+/// with a step lowered for the remainder's size (compiled once per run).
+fn evaluate(opts: &RunOptions, l: &Lowered, e: Engines, data: &SplitData) -> Result<Vec<(String, f64)>, RunError> {
     let batch = l.data.eval.as_ref().map_or(l.data.train.batch, |e| e.batch);
-    copy_params(l, train, eval)?;
-    let mut meter = Meter::default();
+    let outputs = Engine::metric_outputs(&l.eval);
+    let mut sums = Sums::new(&outputs.iter().map(|n| short(n)).collect::<Vec<_>>());
+    let mut values = vec![0.0; outputs.len()];
     let order: Vec<usize> = (0..data.len()).collect();
-    let mut rest: Option<(Engine, Vec<String>)> = None;
-    let names = Engine::metric_names(&l.eval);
+    let rest = order.len() % batch;
+    if rest > 0 && e.rest.is_none() {
+        *e.rest = Some(Engine::new(&eval_graph_for(opts, rest)?, opts.backend, opts.threads)?);
+    }
+    let mut targets: Vec<&mut Engine> = vec![&mut *e.eval];
+    targets.extend(e.rest.as_mut());
+    copy_params(l, e.train, &mut targets)?;
     let mut scratch = Vec::new();
     for chunk in order.chunks(batch) {
-        let (engine, names) = if chunk.len() == batch {
-            (&mut *eval, &names)
-        } else {
-            if rest.is_none() {
-                let g = eval_graph_for(opts, chunk.len())?;
-                let mut e = Engine::new(&g, opts.backend, opts.threads)?;
-                copy_params(l, train, &mut e)?;
-                rest = Some((e, Engine::metric_names(&g)));
-            }
-            let Some((e, n)) = rest.as_mut() else { unreachable!("set just above") };
-            (e, &*n)
+        let engine = match e.rest.as_mut() {
+            Some(r) if chunk.len() < batch => r,
+            _ => &mut *e.eval,
         };
         feed(engine, data, chunk, &mut scratch)?;
         engine.run()?;
-        let values = names.iter().map(|n| Ok((short(n), engine.scalar(n)?))).collect::<Result<Vec<_>, RunError>>()?;
-        meter.add(&values, chunk.len());
+        engine.read_scalars(&outputs, &mut values)?;
+        sums.add(&values, chunk.len());
     }
-    Ok(meter.means())
+    Ok(sums.means())
 }
 
-fn copy_params(l: &Lowered, from: &mut Engine, to: &mut Engine) -> Result<(), RunError> {
+/// The current parameters of `from`, read once, into every step of `to`.
+fn copy_params(l: &Lowered, from: &mut Engine, to: &mut [&mut Engine]) -> Result<(), RunError> {
     for p in &l.params {
-        if to.has_input(&p.name) {
-            let v = from.read_f32(&p.name)?;
-            to.fill::<f32>(&p.name, |b| {
+        if !to.iter().any(|t| t.has_input(&p.name)) {
+            continue;
+        }
+        let v = from.read_f32(&p.name)?;
+        for t in to.iter_mut().filter(|t| t.has_input(&p.name)) {
+            t.fill::<f32>(&p.name, |b| {
                 b.copy_from_slice(&v);
                 Ok(())
             })?;
@@ -555,29 +561,6 @@ fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, R
     Ok(c.lowered.eval)
 }
 
-/// Sample-weighted means of the loss and metrics over an evaluation.
-#[derive(Default)]
-struct Meter {
-    sums: Vec<(String, f64)>,
-    count: usize,
-}
-
-impl Meter {
-    fn add(&mut self, values: &[(String, f64)], n: usize) {
-        for (k, v) in values {
-            match self.sums.iter_mut().find(|(name, _)| name == k) {
-                Some((_, s)) => *s += v * n as f64,
-                None => self.sums.push((k.clone(), v * n as f64)),
-            }
-        }
-        self.count += n;
-    }
-
-    fn means(&self) -> Vec<(String, f64)> {
-        self.sums.iter().map(|(k, s)| (k.clone(), s / self.count.max(1) as f64)).collect()
-    }
-}
-
 /// Draw every parameter and state from its initialiser. Each tensor has its
 /// own stream, derived from the seed and its name, so adding a layer does
 /// not change how the others start.
@@ -587,7 +570,7 @@ fn init_state(l: &Lowered, e: &mut Engine) -> Result<(), RunError> {
         if !e.has_input(name) {
             continue;
         }
-        let mut rng = SplitMix64::new(l.seed ^ mix64(fnv1a(name)));
+        let mut rng = SplitMix64::new(l.seed ^ mix64(fnv1a(FNV_OFFSET, name.as_bytes())));
         e.fill::<f32>(name, |b| {
             b.iter_mut().for_each(|x| *x = draw(init, &mut rng));
             Ok(())
@@ -609,6 +592,8 @@ fn draw(init: &Init, rng: &mut SplitMix64) -> f32 {
     }
 }
 
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
