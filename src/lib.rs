@@ -4,7 +4,8 @@
 //! `syntax` (pest → AST) → `resolve` (modules, imports, names) → `check`
 //! (dtypes, symbolic shapes) → `lower` (bind dims, instantiate models →
 //! graph IR) → `autodiff` → `opt` (simplify, fold, CSE, DCE) →
-//! `ir::interp` (the reference) → `runner`.
+//! `ir::interp` (the reference) → `schedule` → `codegen` → `runtime` →
+//! `runner`, with `watch` driving the runner while the file is edited.
 
 pub mod autodiff;
 pub mod check;
@@ -20,6 +21,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod span;
 pub mod syntax;
+pub mod watch;
 
 use diag::Diags;
 use span::SourceMap;

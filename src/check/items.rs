@@ -26,7 +26,7 @@ const SETTINGS: &[&str] = &[
     "early_stop",
     "freeze",
     "init_from",
-    "keep_step",
+    "on_reload",
 ];
 
 impl Checker<'_> {
@@ -624,7 +624,7 @@ impl Checker<'_> {
         if let Some(s) = get("eval") {
             self.setting_eval(s, &fields);
         }
-        for key in ["checkpoint", "early_stop", "freeze", "init_from", "keep_step"] {
+        for key in ["checkpoint", "early_stop", "freeze", "init_from", "on_reload"] {
             if let Some(s) = get(key) {
                 self.setting_misc(s, seen.iter().any(|x| x.key.name == "metrics"));
             }
@@ -874,17 +874,42 @@ impl Checker<'_> {
                     self.diags.push(expected("a list of parameter names like `[\"l1.w\"]`", &self.show(&v), span));
                 }
             }
-            "keep_step" => {
-                let (v, span) = self.value(s);
-                if !matches!(v, Val::Bool(_) | Val::Error) {
-                    self.diags.push(expected("`true` or `false`", &self.show(&v), span));
-                }
-            }
+            "on_reload" => self.setting_on_reload(s),
             _ => {
                 let (v, span) = self.value(s);
                 if !matches!(v, Val::Str(_) | Val::Error) {
                     self.diags.push(expected("a path string", &self.show(&v), span));
                 }
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// `on_reload = { step: "continue", data: "restart" }`: what `nnc watch`
+    /// does with the step counter and the data position on a reload.
+    fn setting_on_reload(&mut self, s: &ast::Setting) {
+        let example = "`{ step: \"continue\", data: \"restart\" }`";
+        let fields = match s.value.as_ref().map(|e| &e.kind) {
+            Some(ast::ExprKind::Record(fields)) => fields,
+            _ => {
+                let (v, span) = self.value(s);
+                if !v.is_error() {
+                    self.diags.push(expected(example, &self.show(&v), span));
+                }
+                return;
+            }
+        };
+        for (key, e) in fields {
+            let v = self.expr(e);
+            if !matches!(key.name.as_str(), "step" | "data") {
+                let d = Diag::error(format!("`on_reload` has no field `{}`", key.name))
+                    .at(key.span, "unknown field")
+                    .help("`on_reload` takes `step` and `data`, each \"continue\" or \"restart\"");
+                self.diags.push(d);
+            } else if !matches!(&v, Val::Str(s) if s == "continue" || s == "restart") && !v.is_error() {
+                let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
+                self.diags.push(expected("\"continue\" or \"restart\"", &shown, e.span));
             }
         }
     }

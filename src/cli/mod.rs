@@ -2,6 +2,7 @@
 
 mod ir;
 mod run;
+mod watch;
 
 use crate::diag::{self, Style};
 use clap::{Parser, Subcommand};
@@ -32,6 +33,13 @@ enum Command {
     /// Train an experiment: load and validate its data, compile its steps,
     /// train for its schedule, evaluate, and print a summary.
     Run(run::RunArgs),
+    /// Train like `run`, and keep training while the file is edited: each
+    /// save is checked and swapped in between two steps, keeping every
+    /// parameter and optimizer state whose name and shape still match. A
+    /// broken edit prints its diagnostics and the run goes on. Keys: `r`
+    /// restart from scratch, `s` save a checkpoint, `q` quit (final
+    /// checkpoint and summary).
+    Watch(watch::WatchArgs),
     /// Print an experiment's graph IR: the forward/eval graph, the whole
     /// training step (forward, backward, optimizer update), or after passes.
     Ir {
@@ -57,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Check { files, set } => check(&files, &set),
         Command::Ir { file, set, stage, dot, experiment } => ir::show(&file, &set, stage, dot, experiment),
         Command::Run(args) => run::run(args),
+        Command::Watch(args) => watch::watch(args),
     }
 }
 

@@ -43,20 +43,28 @@ pub struct RunArgs {
     quiet: bool,
 }
 
+impl RunArgs {
+    pub(super) fn options(self) -> RunOptions {
+        RunOptions {
+            file: self.file,
+            sets: self.set,
+            experiment: self.experiment,
+            backend: self.backend,
+            train_samples: self.train_samples,
+            eval_samples: self.eval_samples,
+            epochs: self.epochs,
+            out: self.out,
+            resume: self.resume,
+            threads: self.threads,
+            quiet: self.quiet,
+            reload_step: None,
+            reload_data: None,
+        }
+    }
+}
+
 pub fn run(a: RunArgs) -> ExitCode {
-    let opts = RunOptions {
-        file: a.file,
-        sets: a.set,
-        experiment: a.experiment,
-        backend: a.backend,
-        train_samples: a.train_samples,
-        eval_samples: a.eval_samples,
-        epochs: a.epochs,
-        out: a.out,
-        resume: a.resume,
-        threads: a.threads,
-        quiet: a.quiet,
-    };
+    let opts = a.options();
     let grid = runner::sweep::points(&opts.file, &opts.sets);
     if grid.is_empty() {
         return match runner::run(&opts) {
@@ -111,7 +119,7 @@ fn table(rows: &[(String, runner::RunSummary)]) -> String {
     out
 }
 
-fn print_summary(s: &runner::RunSummary) {
+pub(super) fn print_summary(s: &runner::RunSummary) {
     let fmt = runner::fmt_metrics;
     say(&format!(
         "{}: {} steps in {:.1} s ({:.0} samples/s, compiled in {:.1} ms, first step after {:.0} ms)",
@@ -127,7 +135,7 @@ fn print_summary(s: &runner::RunSummary) {
     say(&format!("  run directory: {}", s.run_dir.display()));
 }
 
-fn fail(e: RunError) -> ExitCode {
+pub(super) fn fail(e: RunError) -> ExitCode {
     match e {
         RunError::Compile(sources, diags) => {
             eprint!("{}", diag::render_all(&sources, &diags, super::style()));
@@ -145,7 +153,7 @@ fn fail(e: RunError) -> ExitCode {
 }
 
 /// A line on stdout; a closed pipe (`nnc run ... | head`) is not an error.
-fn say(line: &str) {
+pub(super) fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

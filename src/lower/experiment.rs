@@ -99,6 +99,27 @@ pub struct Lowered {
     pub init_from: Option<String>,
     /// Every top-level constant after `--set`, for the run's config record.
     pub hyperparameters: Vec<(String, String)>,
+    /// What `nnc watch` does with the step counter and data position when
+    /// it swaps in an edited program.
+    pub on_reload: ReloadPolicy,
+}
+
+/// `on_reload = { step: "continue", data: "restart" }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadPolicy {
+    /// The step counter drives schedules and Adam's bias correction.
+    pub step: OnReload,
+    /// The position in the epoch's batch order.
+    pub data: OnReload,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnReload {
+    /// Carry on from where the previous program was.
+    #[default]
+    Continue,
+    /// Start again from zero.
+    Restart,
 }
 
 /// `every N epochs` / `every N steps`.
@@ -162,6 +183,7 @@ pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Dia
         early_stop: extras.early_stop,
         init_from: extras.init_from,
         hyperparameters,
+        on_reload: extras.on_reload,
     })
 }
 
@@ -171,6 +193,7 @@ struct RunSettings {
     checkpoint_every: Period,
     early_stop: Option<EarlyStop>,
     init_from: Option<String>,
+    on_reload: ReloadPolicy,
 }
 
 fn period(every: Option<&ast::Every>) -> Period {
@@ -336,7 +359,24 @@ impl Lowerer<'_> {
             Some((Val::Str(s), _)) => Some(s),
             _ => None,
         };
-        Ok(RunSettings { eval_every: every("eval"), checkpoint_every: every("checkpoint"), early_stop, init_from })
+        let mut on_reload = ReloadPolicy::default();
+        if let Some((Val::Record(r), _)) = self.setting(settings, "on_reload")? {
+            for (k, v) in &r {
+                let choice =
+                    if matches!(v, Val::Str(s) if s == "restart") { OnReload::Restart } else { OnReload::Continue };
+                match k.as_str() {
+                    "step" => on_reload.step = choice,
+                    _ => on_reload.data = choice,
+                }
+            }
+        }
+        Ok(RunSettings {
+            eval_every: every("eval"),
+            checkpoint_every: every("checkpoint"),
+            early_stop,
+            init_from,
+            on_reload,
+        })
     }
 
     /// Every top-level constant of the root module, as its value prints.

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, EarlyStop, Lowered, ParamInfo, Period, Setup, SourceSpec, SplitPlan, StateInfo, experiments,
-    lower_experiment,
+    DataField, DataPlan, EarlyStop, Lowered, OnReload, ParamInfo, Period, ReloadPolicy, Setup, SourceSpec, SplitPlan,
+    StateInfo, experiments, lower_experiment,
 };
 
 /// An initialiser: the distribution a parameter or state starts from.

@@ -9,16 +9,42 @@ mod checkpoint;
 pub mod data;
 mod engine;
 mod load;
+mod reload;
 mod rundir;
 pub mod sweep;
 mod train;
 
-pub use train::{RunOptions, RunSummary, fmt_metrics, run};
+pub use train::{RunOptions, RunSummary, fmt_metrics, interrupted, run, run_with};
 
 use crate::diag::Diags;
 use crate::ir::IrError;
 use crate::span::SourceMap;
 use std::fmt;
+
+/// Someone steering a run from outside it: `nnc watch`, with file edits
+/// and keys. The run asks between two steps, so nothing it says can land
+/// in the middle of one.
+pub trait Control {
+    /// The next command, if one is waiting; must not block.
+    fn poll(&mut self) -> Option<Command>;
+    /// Once training has finished: the next command, waiting up to `timeout`.
+    fn wait(&mut self, timeout: std::time::Duration) -> Option<Command>;
+}
+
+pub enum Command {
+    /// An edited program that checked and lowered: swap it in, carrying
+    /// every tensor whose name and shape still match. `seen`: when the
+    /// edit was first noticed.
+    Reload { program: Box<crate::Compiled>, seen: std::time::Instant },
+    /// Text for stderr between two steps (the diagnostics of a broken edit).
+    Say(String),
+    /// Re-initialise everything and start from step 0.
+    Restart,
+    /// Write a checkpoint now.
+    Save,
+    /// Stop cleanly: final checkpoint and summary.
+    Quit,
+}
 
 /// Which executor runs the compiled steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

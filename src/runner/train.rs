@@ -6,16 +6,16 @@ use super::data::{BatchPlan, Cursor, Order, SplitMix64, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
 use super::rundir::RunDir;
-use super::{Backend, RunError};
+use super::{Backend, Command, Control, RunError};
 use crate::ir::DType;
-use crate::lower::{Init, Lowered, Period};
+use crate::lower::{Init, Lowered, OnReload, Period, ReloadPolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -36,6 +36,10 @@ pub struct RunOptions {
     /// Threads for the native backend; 0 uses every core.
     pub threads: usize,
     pub quiet: bool,
+    /// What a hot reload does with the step counter and the data position,
+    /// overriding the file's `on_reload` (`nnc watch` only).
+    pub reload_step: Option<OnReload>,
+    pub reload_data: Option<OnReload>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -58,29 +62,52 @@ pub struct RunSummary {
 }
 
 /// Everything one run holds while it trains.
-struct Run<'a> {
-    opts: &'a RunOptions,
-    l: Lowered,
-    train: Engine,
-    eval: Engine,
-    train_data: SplitData,
-    eval_data: Option<SplitData>,
-    dir: RunDir,
-    progress: Progress,
+pub(super) struct Run<'a> {
+    pub(super) opts: &'a RunOptions,
+    pub(super) l: Lowered,
+    pub(super) train: Engine,
+    pub(super) eval: Engine,
+    pub(super) train_data: SplitData,
+    pub(super) eval_data: Option<SplitData>,
+    pub(super) dir: RunDir,
+    pub(super) progress: Progress,
     summary: RunSummary,
-    epochs: u64,
-    source_hash: String,
+    pub(super) epochs: u64,
+    pub(super) source_hash: String,
     /// Where the compiled steps go back when the run ends well.
-    cache_key: u64,
-    /// The evaluation step for the split's last, partial batch, compiled
-    /// on first use and kept for every later evaluation.
-    eval_rest: Option<Engine>,
+    pub(super) cache_key: u64,
+    /// The evaluation step for the split's last, partial batch; compiled
+    /// up front, so an evaluation never depends on the file as it is now.
+    pub(super) eval_rest: Option<Engine>,
+    /// Samples trained and seconds spent training (waiting excluded).
+    samples: usize,
+    train_secs: f64,
+    /// A reload whose report waits for the first step of the new program.
+    pub(super) pending: Option<super::reload::Pending>,
+}
+
+/// What the loop does after a step or a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    Go,
+    /// The program or the position changed: rebuild the batch plan.
+    Replan,
+    Quit,
 }
 
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
+    run_with(opts, None)
+}
+
+/// Train under `control` (`nnc watch`): between two steps it may swap in an
+/// edited program, restart, save or quit; a finished run waits for it.
+pub fn run_with(opts: &RunOptions, control: Option<&mut dyn Control>) -> Result<RunSummary, RunError> {
     let start = Instant::now();
     let mut run = Run::start(opts, start)?;
-    let outcome = run.train_loop(start);
+    let outcome = match control {
+        Some(c) => run.supervise(start, c),
+        None => run.train_loop(start, None).map(|_| ()),
+    };
     run.summary.wall_s = start.elapsed().as_secs_f64();
     run.finish(outcome)
 }
@@ -124,13 +151,17 @@ impl<'a> Run<'a> {
             source_hash,
             cache_key,
             eval_rest: None,
+            samples: 0,
+            train_secs: 0.0,
+            pending: None,
         };
+        run.eval_rest = rest_engine(opts, &run.l, run.eval_data.as_ref())?;
         run.write_config()?;
         if let Some(v) = &run.train_data.vocab {
             let path = run.dir.path.join("vocab.json");
             v.save(&path).map_err(RunError::Data)?;
         }
-        init_state(&run.l, &mut run.train)?;
+        init_state(&run.l, &mut run.train, &[])?;
         if let Some(path) = &run.l.init_from.clone() {
             run.load_weights(Path::new(path))?;
         }
@@ -141,12 +172,38 @@ impl<'a> Run<'a> {
     }
 
     fn plan(&self) -> Result<BatchPlan, RunError> {
-        let l = &self.l;
-        let order = if l.data.train.shuffle { Order::Shuffled { seed: l.seed } } else { Order::Sequential };
-        Ok(BatchPlan::new(self.train_data.len(), l.data.train.batch, self.train_data.last, order)?)
+        batch_plan(&self.l, &self.train_data)
     }
 
-    fn train_loop(&mut self, start: Instant) -> Result<(), RunError> {
+    /// Train, and once the schedule is done wait for edits and keys.
+    fn supervise(&mut self, start: Instant, control: &mut dyn Control) -> Result<(), RunError> {
+        loop {
+            match self.train_loop(start, Some(&mut *control))? {
+                Flow::Quit => return Ok(()),
+                Flow::Replan => continue,
+                Flow::Go => {}
+            }
+            self.flush_reload()?;
+            self.checkpoint("final")?;
+            say(&format!(
+                "watching: trained {}/{} epochs; edit the file to go on (raise `epochs` to train more), r restart, s save, q quit",
+                self.progress.epoch, self.epochs
+            ));
+            loop {
+                if interrupt_flag().load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let Some(cmd) = control.wait(Duration::from_millis(100)) else { continue };
+                match self.apply(cmd)? {
+                    Flow::Go => {}
+                    Flow::Replan => break,
+                    Flow::Quit => return Ok(()),
+                }
+            }
+        }
+    }
+
+    fn train_loop(&mut self, start: Instant, mut control: Option<&mut dyn Control>) -> Result<Flow, RunError> {
         let plan = self.plan()?;
         let total = (plan.batches_per_epoch() as u64 * self.epochs) as f32;
         let outputs = Engine::metric_outputs(&self.l.train);
@@ -158,9 +215,10 @@ impl<'a> Run<'a> {
         let mut values = vec![0.0; names.len()];
         let interrupted = interrupt_flag();
         let clock = Instant::now();
-        let mut samples = 0usize;
+        let rate = |run: &Self| run.samples as f64 / (run.train_secs + clock.elapsed().as_secs_f64()).max(1e-9);
         let mut scratch = Vec::new();
-        while self.progress.epoch < self.epochs {
+        let mut flow = Flow::Go;
+        'epochs: while self.progress.epoch < self.epochs {
             let mut batches = plan.resume(Cursor { epoch: self.progress.epoch, batch: self.progress.batch })?;
             let bar = self.bar(plan.batches_per_epoch());
             while let Some(batch) = batches.next_batch() {
@@ -185,16 +243,77 @@ impl<'a> Run<'a> {
                 self.progress.step = step;
                 self.progress.batch += 1;
                 self.progress.sums.add(&values, batch.len());
-                samples += batch.len();
-                self.after_step(&bar, samples as f64 / clock.elapsed().as_secs_f64())?;
+                self.samples += batch.len();
+                bar.suspend(|| self.flush_reload())?;
+                self.after_step(&bar, rate(self))?;
+                if let Some(cmd) = control.as_deref_mut().and_then(|c| c.poll()) {
+                    flow = bar.suspend(|| self.apply(cmd))?;
+                    if flow != Flow::Go {
+                        bar.finish_and_clear();
+                        break 'epochs;
+                    }
+                }
             }
             bar.finish_and_clear();
-            if self.end_epoch(samples as f64 / clock.elapsed().as_secs_f64())? {
+            if self.end_epoch(rate(self))? {
                 break;
             }
         }
-        self.summary.samples_per_sec = samples as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+        self.train_secs += clock.elapsed().as_secs_f64();
+        self.summary.samples_per_sec = self.samples as f64 / self.train_secs.max(1e-9);
+        Ok(flow)
+    }
+
+    /// Carry out a command from the watcher or the keyboard.
+    fn apply(&mut self, cmd: Command) -> Result<Flow, RunError> {
+        match cmd {
+            Command::Say(text) => {
+                eprint!("{text}");
+                Ok(Flow::Go)
+            }
+            Command::Save => {
+                let name = format!("step-{}", self.progress.step);
+                self.checkpoint(&name)?;
+                say(&format!("saved {}", self.dir.path.join(format!("checkpoints/{name}.safetensors")).display()));
+                Ok(Flow::Go)
+            }
+            Command::Quit => Ok(Flow::Quit),
+            Command::Restart => {
+                self.restart()?;
+                Ok(Flow::Replan)
+            }
+            Command::Reload { program, seen } => match self.reload(*program, seen) {
+                Ok(()) => Ok(Flow::Replan),
+                Err(e) => {
+                    eprintln!("reload failed: {e}\nwatch: training goes on with the last good program");
+                    Ok(Flow::Go)
+                }
+            },
+        }
+    }
+
+    /// `r`: every tensor from its initialiser again, step 0, epoch 1.
+    fn restart(&mut self) -> Result<(), RunError> {
+        init_state(&self.l, &mut self.train, &[])?;
+        if let Some(path) = &self.l.init_from.clone() {
+            self.load_weights(Path::new(path))?;
+        }
+        let step = self.progress.step;
+        self.progress = Progress {
+            experiment: self.l.name.clone(),
+            source_hash: self.source_hash.clone(),
+            seed: self.l.seed,
+            ..Default::default()
+        };
+        self.dir.log(&json!({ "event": "restart", "after_step": step }))?;
+        say("restarted from scratch: every tensor re-initialised, step 0, epoch 1");
         Ok(())
+    }
+
+    /// The reload policy: the file's `on_reload`, overridden by flags.
+    pub(super) fn policy(&self) -> ReloadPolicy {
+        let p = self.l.on_reload;
+        ReloadPolicy { step: self.opts.reload_step.unwrap_or(p.step), data: self.opts.reload_data.unwrap_or(p.data) }
     }
 
     fn after_step(&mut self, bar: &ProgressBar, rate: f64) -> Result<(), RunError> {
@@ -244,8 +363,8 @@ impl<'a> Run<'a> {
     /// Evaluate, log, and apply early stopping; `true` to stop.
     fn run_eval(&mut self) -> Result<bool, RunError> {
         let Some(data) = &self.eval_data else { return Ok(false) };
-        let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: &mut self.eval_rest };
-        self.summary.eval = evaluate(self.opts, &self.l, engines, data)?;
+        let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: self.eval_rest.as_mut() };
+        self.summary.eval = evaluate(&self.l, engines, data)?;
         let split = self.l.data.eval.as_ref().map_or("test".to_string(), |e| e.split.clone());
         let mut event =
             json!({ "event": "eval", "epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split });
@@ -429,6 +548,12 @@ fn extend(event: &mut Value, m: &[(String, f64)]) {
     }
 }
 
+/// Whether Ctrl-C was pressed (from the first call on, Ctrl-C no longer
+/// kills the process: the caller must look).
+pub fn interrupted() -> bool {
+    interrupt_flag().load(Ordering::SeqCst)
+}
+
 /// Set once per process by Ctrl-C; the loop checkpoints and stops.
 fn interrupt_flag() -> &'static AtomicBool {
     static FLAG: OnceLock<&'static AtomicBool> = OnceLock::new();
@@ -441,13 +566,13 @@ fn interrupt_flag() -> &'static AtomicBool {
 }
 
 /// A line on stdout; a closed pipe (`nnc run ... | head`) is not an error.
-fn say(line: &str) {
+pub(super) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
 }
 
 /// FNV-1a of every source file the program read, in load order.
-fn hash_sources(sources: &crate::span::SourceMap) -> String {
+pub(super) fn hash_sources(sources: &crate::span::SourceMap) -> String {
     let files = (0..sources.len()).map(|i| sources.get(crate::span::FileId(i as u32)));
     let h = files.fold(FNV_OFFSET, |h, f| fnv1a(h, f.text.as_bytes()));
     format!("{h:016x}")
@@ -505,29 +630,27 @@ fn fill_field<T: Elem>(
 struct Engines<'e> {
     train: &'e mut Engine,
     eval: &'e mut Engine,
-    rest: &'e mut Option<Engine>,
+    /// For the split's last, partial batch, when it has one.
+    rest: Option<&'e mut Engine>,
 }
 
 /// Evaluate on a whole split: full batches with the eval step, the rest
-/// with a step lowered for the remainder's size (compiled once per run).
-fn evaluate(opts: &RunOptions, l: &Lowered, e: Engines, data: &SplitData) -> Result<Vec<(String, f64)>, RunError> {
-    let batch = l.data.eval.as_ref().map_or(l.data.train.batch, |e| e.batch);
+/// with a step lowered for the remainder's size.
+fn evaluate(l: &Lowered, mut e: Engines, data: &SplitData) -> Result<Vec<(String, f64)>, RunError> {
+    let batch = eval_batch(l);
     let outputs = Engine::metric_outputs(&l.eval);
     let mut sums = Sums::new(&outputs.iter().map(|n| short(n)).collect::<Vec<_>>());
     let mut values = vec![0.0; outputs.len()];
     let order: Vec<usize> = (0..data.len()).collect();
-    let rest = order.len() % batch;
-    if rest > 0 && e.rest.is_none() {
-        *e.rest = Some(Engine::new(&eval_graph_for(opts, rest)?, opts.backend, opts.threads)?);
-    }
     let mut targets: Vec<&mut Engine> = vec![&mut *e.eval];
-    targets.extend(e.rest.as_mut());
+    targets.extend(e.rest.as_deref_mut());
     copy_params(l, e.train, &mut targets)?;
     let mut scratch = Vec::new();
     for chunk in order.chunks(batch) {
-        let engine = match e.rest.as_mut() {
-            Some(r) if chunk.len() < batch => r,
-            _ => &mut *e.eval,
+        let engine = match e.rest.as_deref_mut() {
+            _ if chunk.len() == batch => &mut *e.eval,
+            Some(r) => r,
+            None => return Err(RunError::Other("internal: no step for the evaluation's last batch".into())),
         };
         feed(engine, data, chunk, &mut scratch)?;
         engine.run()?;
@@ -554,6 +677,30 @@ fn copy_params(l: &Lowered, from: &mut Engine, to: &mut [&mut Engine]) -> Result
     Ok(())
 }
 
+/// The order of the training batches, epoch by epoch.
+pub(super) fn batch_plan(l: &Lowered, data: &SplitData) -> Result<BatchPlan, RunError> {
+    let order = if l.data.train.shuffle { Order::Shuffled { seed: l.seed } } else { Order::Sequential };
+    Ok(BatchPlan::new(data.len(), l.data.train.batch, data.last, order)?)
+}
+
+/// The evaluation step for the split's last, partial batch, if it has one.
+pub(super) fn rest_engine(
+    opts: &RunOptions,
+    l: &Lowered,
+    data: Option<&SplitData>,
+) -> Result<Option<Engine>, RunError> {
+    let Some(data) = data else { return Ok(None) };
+    let rest = data.len() % eval_batch(l);
+    if rest == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Engine::new(&eval_graph_for(opts, rest)?, opts.backend, opts.threads)?))
+}
+
+fn eval_batch(l: &Lowered) -> usize {
+    l.data.eval.as_ref().map_or(l.data.train.batch, |e| e.batch)
+}
+
 fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, RunError> {
     let setup =
         crate::lower::Setup { experiment: opts.experiment.clone(), eval_batch: Some(batch), ..Default::default() };
@@ -561,13 +708,13 @@ fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, R
     Ok(c.lowered.eval)
 }
 
-/// Draw every parameter and state from its initialiser. Each tensor has its
-/// own stream, derived from the seed and its name, so adding a layer does
-/// not change how the others start.
-fn init_state(l: &Lowered, e: &mut Engine) -> Result<(), RunError> {
+/// Draw every parameter and state but those in `keep` from its
+/// initialiser. Each tensor has its own stream, derived from the seed and
+/// its name, so adding a layer does not change how the others start.
+pub(super) fn init_state(l: &Lowered, e: &mut Engine, keep: &[String]) -> Result<(), RunError> {
     let params = l.params.iter().map(|p| (&p.name, &p.init));
     for (name, init) in params.chain(l.states.iter().map(|s| (&s.name, &s.init))) {
-        if !e.has_input(name) {
+        if !e.has_input(name) || keep.contains(name) {
             continue;
         }
         let mut rng = SplitMix64::new(l.seed ^ mix64(fnv1a(FNV_OFFSET, name.as_bytes())));

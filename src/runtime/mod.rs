@@ -159,8 +159,20 @@ pub struct CompiledStep {
     pool: pool::Pool,
     /// Each kernel, and whether the step splits it (for [`Self::profile`]).
     kernels: Vec<(pool::KernelFn, bool)>,
-    /// Owns the code `entry` points into; dropped last.
-    _module: JITModule,
+    /// Owns the code `entry` and `kernels` point into; freed on drop.
+    module: Option<JITModule>,
+}
+
+impl Drop for CompiledStep {
+    fn drop(&mut self) {
+        // A JIT module leaks its code unless freed explicitly; `nnc watch`
+        // compiles a new step on every edit, so each old one must go.
+        if let Some(m) = self.module.take() {
+            // SAFETY: `entry` and `kernels` are the only pointers into this
+            // code; they die with `self`, and no step runs during `drop`.
+            unsafe { m.free_memory() }
+        }
+    }
 }
 
 impl CompiledStep {
@@ -210,7 +222,7 @@ impl CompiledStep {
             ptrs,
             pool: pool::Pool::new(threads),
             kernels,
-            _module: module,
+            module: Some(module),
         })
     }
 

@@ -1,0 +1,263 @@
+//! `nnc watch` end to end: a real process trains a temporary copy of the
+//! seed program while the test edits it, types keys, and reads what the
+//! process prints and logs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+/// Generous: CI runs these beside every other test on two cores.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A watching process and every line it prints, stdout and stderr both.
+struct Watching {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    file: PathBuf,
+    run: PathBuf,
+}
+
+impl Watching {
+    /// Watch a copy of examples/mnist.nn training on 20,000 images, long
+    /// enough that it is still training when the test acts.
+    fn start(name: &str, extra: &[&str]) -> Watching {
+        Watching::start_edited(name, &[], &[], extra)
+    }
+
+    /// The same, on a copy with `changes` made and `files` (name, text)
+    /// written beside it before it starts.
+    fn start_edited(name: &str, changes: &[(&str, &str)], files: &[(&str, &str)], extra: &[&str]) -> Watching {
+        let dir = scratch(name);
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let file = dir.join("mnist.nn");
+        let mut text = std::fs::read_to_string("examples/mnist.nn").unwrap();
+        for (from, to) in changes {
+            assert!(text.contains(from), "the test's edit does not apply: {from}");
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(&file, text).unwrap();
+        let run = dir.join("run");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .args(["watch", "--train-samples", "20000", "--eval-samples", "200", "--epochs", "1000"])
+            .args(["--threads", "1", "--out"])
+            .arg(&run)
+            .arg(&file)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+        std::thread::spawn(move || BufReader::new(err).lines().map_while(Result::ok).for_each(|l| drop(tx2.send(l))));
+        let stdin = child.stdin.take().unwrap();
+        Watching { child, stdin, lines, seen: Vec::new(), file, run }
+    }
+
+    /// The next line satisfying `want`, failing with everything printed so far.
+    fn expect(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line {what} within {PATIENCE:?}; the process printed:\n{}", self.seen.join("\n"));
+    }
+
+    fn epoch_loss(&mut self) -> f64 {
+        let line = self.expect("with an epoch's loss", |l| l.starts_with("epoch "));
+        loss_of(&line)
+    }
+
+    /// Save as editors do: write a new file, rename it over the old one.
+    fn edit(&self, from: &str, to: &str) {
+        self.edits(&[(from, to)]);
+    }
+
+    /// Several changes, saved at once.
+    fn edits(&self, changes: &[(&str, &str)]) {
+        let mut text = std::fs::read_to_string(&self.file).unwrap();
+        for (from, to) in changes {
+            assert!(text.contains(from), "the test's edit does not apply: {from}");
+            text = text.replacen(from, to, 1);
+        }
+        let tmp = self.file.with_extension("nn.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.file).unwrap();
+    }
+
+    fn key(&mut self, k: &str) {
+        self.stdin.write_all(k.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// `q`, then a clean exit with a final checkpoint.
+    fn quit(mut self) -> (Vec<String>, PathBuf) {
+        self.key("q");
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "`q` did not end the process");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.seen.extend(self.lines.try_iter());
+        assert!(status.success(), "exit {status}; printed:\n{}", self.seen.join("\n"));
+        assert!(self.run.join("checkpoints/final.safetensors").is_file(), "no final checkpoint");
+        assert!(self.run.join("summary.json").is_file(), "no summary");
+        (std::mem::take(&mut self.seen), self.run.clone())
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `epoch 3/1000  train: loss 0.2345  accuracy ...` → 0.2345.
+fn loss_of(line: &str) -> f64 {
+    let after = line.split("loss ").nth(1).unwrap_or_else(|| panic!("no loss in {line:?}"));
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn events(run: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let all = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    all.filter(|e| e["event"] == kind).collect()
+}
+
+#[test]
+fn a_new_learning_rate_and_batch_size_take_effect_without_losing_the_weights() {
+    let mut w = Watching::start("watch_lr", &[]);
+    let first = w.epoch_loss();
+    w.epoch_loss();
+    w.edits(&[("adam(lr: 1e-3)", "adam(lr: 5e-4)"), ("batch: 32,", "batch: 64,")]);
+    let report = w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
+    assert!(report.contains("kept 12/12 tensors"), "{report}");
+    assert!(report.contains("lr 0.001 -> 0.0005") && report.contains("batch 32 -> 64"), "{report}");
+    let after = w.epoch_loss();
+    // A reload that lost the weights would start again near ln(10) = 2.3.
+    assert!(after < first && after < 0.5, "loss {after} after the reload, {first} in the first epoch");
+    let (_, run) = w.quit();
+    let reload = &events(&run, "reload")[0];
+    assert_eq!(reload["changed"]["lr"], serde_json::json!(["0.001", "0.0005"]));
+    assert_eq!(reload["kept"].as_array().unwrap().len(), 12);
+    assert!(reload["first_step_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{reload}");
+}
+
+#[test]
+fn a_broken_edit_prints_its_diagnostic_and_training_goes_on() {
+    let mut w = Watching::start("watch_broken", &[]);
+    w.epoch_loss();
+    w.edit("let hidden = 128", "let hidden = 128 +");
+    w.expect("with the diagnostic", |l| l.contains("mnist.nn:"));
+    w.expect("saying training goes on", |l| l.contains("training goes on with the last good program"));
+    let before = w.seen.len();
+    w.epoch_loss();
+    assert!(w.seen[before..].iter().all(|l| !l.starts_with("reloaded")), "a broken edit reloaded");
+    // Fixing it again is a reload of the same program: everything kept.
+    w.edit("let hidden = 128 +", "let hidden = 128");
+    let report = w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
+    assert!(report.contains("kept 12/12 tensors"), "{report}");
+    w.quit();
+}
+
+#[test]
+fn a_new_layer_is_initialised_and_the_others_are_kept() {
+    let mut w = Watching::start("watch_layer", &[]);
+    w.epoch_loss();
+    w.edits(&[
+        ("l2: Linear(hidden, 10)", "mid: Linear(hidden, hidden)\n    l2: Linear(hidden, 10)"),
+        ("|> l1 |> relu |> l2", "|> l1 |> relu |> mid |> relu |> l2"),
+    ]);
+    let report = w.expect("reporting the new layer", |l| l.starts_with("reloaded") && l.contains("mid.w"));
+    assert!(report.contains("kept 12/18 tensors"), "{report}");
+    assert!(report.contains("initialised mid.w, mid.b and 4 optimizer states"), "{report}");
+    let (_, run) = w.quit();
+    let last = events(&run, "reload").pop().unwrap();
+    let initialised: Vec<&str> = last["initialised"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(initialised, ["mid.w", "mid.b", "mid.w@m", "mid.w@v", "mid.b@m", "mid.b@v"]);
+}
+
+#[test]
+fn keys_save_restart_and_quit() {
+    let mut w = Watching::start("watch_keys", &[]);
+    let first = w.epoch_loss();
+    w.epoch_loss();
+    w.key("s");
+    let saved = w.expect("naming the saved checkpoint", |l| l.starts_with("saved "));
+    assert!(Path::new(saved.trim_start_matches("saved ")).is_file(), "{saved}");
+    w.key("r");
+    w.expect("confirming the restart", |l| l.starts_with("restarted from scratch"));
+    let line = w.expect("of the first epoch again", |l| l.starts_with("epoch 1/"));
+    // The same weights, data order and step count as at the start: the
+    // same first epoch, to the printed digit.
+    assert_eq!(loss_of(&line), first, "{line}");
+    let (_, run) = w.quit();
+    assert_eq!(events(&run, "restart").len(), 1);
+}
+
+#[test]
+fn the_reload_policy_can_restart_the_step_count_and_the_data() {
+    // The data policy from the file, the step policy from the flag.
+    let policy = ("    seed      = 42", "    seed      = 42\n    on_reload = { data: \"restart\" }");
+    let mut w = Watching::start_edited("watch_policy", &[policy], &[], &["--reload-step", "restart"]);
+    w.epoch_loss();
+    w.epoch_loss();
+    w.edit("adam(lr: 1e-3)", "adam(lr: 2e-3)");
+    w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
+    w.expect("of epoch 1 again", |l| l.starts_with("epoch 1/"));
+    let (_, run) = w.quit();
+    let reload = &events(&run, "reload")[0];
+    assert_eq!(reload["policy"], serde_json::json!({ "step": "restart", "data": "restart" }));
+    assert_eq!(reload["step"], 0);
+}
+
+#[test]
+fn an_edit_to_an_imported_module_reloads_too() {
+    let import = ("use std.optim.adam", "use std.optim.adam\nuse settings.{rate}");
+    let changes = [import, ("adam(lr: 1e-3)", "adam(lr: rate)")];
+    let mut w = Watching::start_edited("watch_import", &changes, &[("settings.nn", "let rate = 1e-3\n")], &[]);
+    let settings = w.file.with_file_name("settings.nn");
+    w.epoch_loss();
+    std::fs::write(&settings, "let rate = 5e-4\n").unwrap();
+    let report = w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
+    assert!(report.contains("lr 0.001 -> 0.0005"), "{report}");
+    w.quit();
+}
+
+#[test]
+fn a_file_broken_from_the_start_trains_once_fixed() {
+    let mut w = Watching::start_edited("watch_fix", &[("let hidden = 128", "let hidden = 128 +")], &[], &[]);
+    w.expect("saying it waits for a fix", |l| l.contains("does not compile yet"));
+    w.edit("let hidden = 128 +", "let hidden = 128");
+    w.epoch_loss();
+    w.quit();
+}
