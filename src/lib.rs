@@ -5,9 +5,12 @@
 //! (dtypes, symbolic shapes) → `lower` (bind dims, instantiate models →
 //! graph IR) → `autodiff` → `opt` (simplify, fold, CSE, DCE) →
 //! `ir::interp` (the reference) → `schedule` → `codegen` → `runtime` →
-//! `runner`, with `watch` driving the runner while the file is edited.
+//! `runner`, with `watch` driving the runner while the file is edited and
+//! `build` compiling the inference graph ahead of time into a standalone
+//! executable or object file.
 
 pub mod autodiff;
+pub mod build;
 pub mod check;
 pub mod cli;
 pub mod codegen;
@@ -97,4 +100,28 @@ pub fn compile(path: &Path, overrides: &[String], mut setup: lower::Setup) -> Re
         Ok(lowered) => Ok(Compiled { sources: program.sources, lowered }),
         Err(d) => Err(CheckOutput { sources: program.sources, diags: d }),
     }
+}
+
+/// Check `path`, then lower the inference graph of `experiment` (the first
+/// one by default) once per batch size in `batches`.
+pub fn compile_predict(
+    path: &Path,
+    overrides: &[String],
+    experiment: Option<String>,
+    batches: &[usize],
+) -> Result<Vec<lower::Predict>, CheckOutput> {
+    let (program, mut diags) = resolve::load(path);
+    let overrides = check_with(&program, &mut diags, overrides);
+    if diags.iter().any(|d| d.is_error()) {
+        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags) });
+    }
+    let setup = lower::Setup { overrides, experiment, eval_batch: None };
+    let mut out = Vec::with_capacity(batches.len());
+    for &b in batches {
+        match lower::lower_predict(&program, &setup, b) {
+            Ok(p) => out.push(p),
+            Err(d) => return Err(CheckOutput { sources: program.sources, diags: d }),
+        }
+    }
+    Ok(out)
 }

@@ -1,5 +1,6 @@
 //! The command line: thin over the library.
 
+mod build;
 mod ir;
 mod run;
 mod watch;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "nnc", version, about = "Compile, check and train declarative .nn experiment files")]
+#[command(name = "nnc", version, about = "Compile, check, train and build declarative .nn experiment files")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +41,14 @@ enum Command {
     /// restart from scratch, `s` save a checkpoint, `q` quit (final
     /// checkpoint and summary).
     Watch(watch::WatchArgs),
+    /// Compile a trained experiment's model ahead of time into a standalone
+    /// executable (reads IDX, CSV or raw f32 samples, prints each sample's
+    /// class and probabilities) or, with `--emit obj`, an object file and C
+    /// header to link into a program. Needs the system C compiler (`cc`).
+    Build(build::BuildArgs),
+    /// Run a trained experiment's model on samples with the JIT and print
+    /// what a built executable prints (to check a build against).
+    Predict(build::PredictArgs),
     /// Print an experiment's graph IR: the forward/eval graph, the whole
     /// training step (forward, backward, optimizer update), or after passes.
     Ir {
@@ -66,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Ir { file, set, stage, dot, experiment } => ir::show(&file, &set, stage, dot, experiment),
         Command::Run(args) => run::run(args),
         Command::Watch(args) => watch::watch(args),
+        Command::Build(args) => build::build(args),
+        Command::Predict(args) => build::predict(args),
     }
 }
 

@@ -12,7 +12,7 @@
 //! f64 functions, rounded); everything else is inline code.
 //!
 //! The lowering is generic over [`cranelift_module::Module`]: the JIT
-//! (`runtime`) uses it now, object files can later.
+//! (`runtime`) and object files (`build`) share it.
 
 mod loops;
 pub mod math;
@@ -64,6 +64,28 @@ fn cl(e: impl fmt::Display) -> CodegenError {
 /// The host ISA with every feature it has (AVX, FMA, ...). `pic` must be
 /// false for the JIT and true for object files linked into PIE executables.
 pub fn host_isa(pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
+    let isa = cranelift_native::builder().map_err(cl)?;
+    isa.finish(flags(pic)?).map_err(cl)
+}
+
+/// The ISA of CPU `cpu` (a Cranelift preset: `x86-64`, `x86-64-v3`,
+/// `haswell`, ...) on the host's architecture, position independent (for
+/// object files). Errors name the CPU when Cranelift does not know it.
+pub fn cpu_isa(cpu: &str) -> Result<OwnedTargetIsa, CodegenError> {
+    let triple = cranelift_native::builder().map_err(cl)?.triple().clone();
+    let mut isa = cranelift_codegen::isa::lookup(triple).map_err(cl)?;
+    isa.enable(cpu).map_err(|_| CodegenError::Cranelift(format!(
+            "unknown target CPU `{cpu}` (known: x86-64, x86-64-v2, x86-64-v3, x86-64-v4, haswell, skylake, skylake-avx512, icelake-server, znver3, ...)"
+        )))?;
+    // These presets leave out `has_avx`, without which every FMA becomes a
+    // call to `fmaf`; both levels include AVX by definition.
+    if matches!(cpu, "x86-64-v3" | "x86-64-v4") {
+        isa.enable("has_avx").map_err(cl)?;
+    }
+    isa.finish(flags(true)?).map_err(cl)
+}
+
+fn flags(pic: bool) -> Result<settings::Flags, CodegenError> {
     let mut f = settings::builder();
     f.set("opt_level", "speed").map_err(cl)?;
     f.set("is_pic", if pic { "true" } else { "false" }).map_err(cl)?;
@@ -71,8 +93,7 @@ pub fn host_isa(pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
     // The verifier catches invalid IR that codegen would accept silently;
     // it costs compile time, so only debug builds and tests pay for it.
     f.set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" }).map_err(cl)?;
-    let isa = cranelift_native::builder().map_err(cl)?;
-    isa.finish(settings::Flags::new(f)).map_err(cl)
+    Ok(settings::Flags::new(f))
 }
 
 /// The step's signature: `(arena, consts, slots, pool)`.

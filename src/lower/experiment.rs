@@ -221,7 +221,7 @@ pub fn experiments(program: &Program) -> Vec<&ast::ExperimentDecl> {
     root.ast.items.iter().filter_map(|i| if let ast::Item::Experiment(e) = i { Some(e) } else { None }).collect()
 }
 
-fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
+pub(super) fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
     let exps = experiments(program);
     match &setup.experiment {
         Some(n) => exps.iter().find(|e| e.name.name == *n).copied().ok_or_else(|| {
@@ -238,7 +238,7 @@ fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::E
 }
 
 /// `--set` strings as values: int, then float, then bool, then string.
-fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
+pub(super) fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
     raw.iter()
         .map(|(k, v)| {
             let val = if let Ok(i) = v.parse::<i64>() {
@@ -256,7 +256,7 @@ fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
 }
 
 /// What a data split setting asks for: source, fields and batching.
-fn split_plan(
+pub(super) fn split_plan(
     program: &Program,
     overrides: &HashMap<String, Val>,
     s: Option<&ast::Setting>,
@@ -328,7 +328,7 @@ struct StepInfo {
     lr: f64,
 }
 
-type Settings<'a> = HashMap<&'a str, &'a ast::Setting>;
+pub(super) type Settings<'a> = HashMap<&'a str, &'a ast::Setting>;
 
 /// Named compile-time arguments, in declaration order.
 type Args = Vec<(String, Val)>;
@@ -418,7 +418,7 @@ impl Lowerer<'_> {
     }
 
     /// Bind `B`, `model` and the batch's fields (raw as inputs, derived computed).
-    fn batch_scope(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
+    pub(super) fn batch_scope(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
         self.bind("B", Val::Int(batch as i64));
         let (model, span) =
             self.setting(settings, "model")?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;

@@ -10,6 +10,7 @@
 mod builtins;
 mod experiment;
 mod expr;
+mod predict;
 
 use crate::check::Builtin;
 use crate::diag::Diag;
@@ -24,6 +25,7 @@ pub use experiment::{
     DataField, DataPlan, EarlyStop, Lowered, OnReload, ParamInfo, Period, ReloadPolicy, Setup, SourceSpec, SplitPlan,
     StateInfo, experiments, lower_experiment,
 };
+pub use predict::{Predict, lower_predict};
 
 /// An initialiser: the distribution a parameter or state starts from.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,7 +5,7 @@
 //! live in one map keyed by name; each step's outputs replace them by name.
 
 mod cache;
-mod checkpoint;
+pub mod checkpoint;
 pub mod data;
 mod engine;
 mod load;

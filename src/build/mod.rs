@@ -1,0 +1,116 @@
+//! `nnc build`: the inference graph of a trained experiment, compiled ahead
+//! of time into a standalone executable or a linkable object + C header.
+//!
+//! The stages, one file each:
+//! - [`model`]: lower the inference graph (one per batch size), optimize it,
+//!   and bind the checkpoint's weights to its parameters (by name and shape);
+//! - [`object`]: Cranelift emits each batch size's step into one object
+//!   file (`cranelift-object`), with the weights and constants as read-only
+//!   data;
+//! - [`plan`]: a generated C header telling the runtime shim what each step's
+//!   slots are (input, parameter at an offset, output) and how big its arena is;
+//! - [`link`]: the C shim carried inside nnc (`nnc_model.h`, `rt.c`, `main.c`)
+//!   is compiled with the system `cc` and linked with the object.
+//!
+//! Two entry points are compiled: batch 1 (latency) and [`BIG_BATCH`]
+//! (throughput); the shim runs full big batches, then the rest one by one.
+//! The steps run on one thread: the step's kernels call the shim's
+//! `nnc_rt_parallel` serially.
+//!
+//! [`predict`] runs the same graphs with the JIT (`nnc predict`), to check a
+//! build against.
+
+mod link;
+pub mod model;
+mod object;
+mod plan;
+pub mod predict;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The batch size of the throughput entry point.
+pub const BIG_BATCH: usize = 256;
+
+/// What `nnc build` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// An executable that reads inputs and prints predictions.
+    Exe,
+    /// `NAME.o` and `NAME.h`: the model behind a C ABI, to link into a program.
+    Obj,
+}
+
+pub struct BuildOptions {
+    pub file: PathBuf,
+    pub sets: Vec<String>,
+    pub experiment: Option<String>,
+    pub checkpoint: PathBuf,
+    pub output: PathBuf,
+    /// A CPU name both Cranelift and `cc -march` know (`x86-64-v3`,
+    /// `haswell`, `x86-64`); `None`: this machine's CPU.
+    pub target_cpu: Option<String>,
+    pub emit: Emit,
+}
+
+pub enum BuildError {
+    /// The file did not check or lower; render its diagnostics.
+    Compile(crate::CheckOutput),
+    /// A checkpoint that does not fit the model (one problem per line).
+    Checkpoint {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    /// A model `nnc build` cannot compile (several inputs, no class axis).
+    Unsupported(String),
+    /// Scheduling or code generation failed.
+    Codegen(String),
+    /// `cc` is missing or failed.
+    Tool {
+        what: String,
+        message: String,
+    },
+    Io {
+        path: PathBuf,
+        message: String,
+    },
+    /// An error whose message is complete (it names its file).
+    Other(String),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Compile(out) => write!(f, "{} error(s) in the experiment file", out.diags.len()),
+            BuildError::Checkpoint { path, problems } => {
+                write!(f, "checkpoint {} does not fit this model:", path.display())?;
+                problems.iter().try_for_each(|p| write!(f, "\n  - {p}"))
+            }
+            BuildError::Unsupported(m) => write!(f, "cannot build this model: {m}"),
+            BuildError::Codegen(m) => write!(f, "{m}"),
+            BuildError::Tool { what, message } => write!(f, "{what}: {message}"),
+            BuildError::Io { path, message } => write!(f, "{}: {message}", path.display()),
+            BuildError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+pub(crate) fn io_err(path: &Path, e: impl fmt::Display) -> BuildError {
+    BuildError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// What a build wrote.
+pub struct Built {
+    pub files: Vec<PathBuf>,
+    /// Bytes of embedded weights.
+    pub weight_bytes: usize,
+}
+
+/// Compile, emit and link as `o` says.
+pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
+    let m = model::Model::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, &[1, BIG_BATCH])?;
+    let obj = object::emit(&m, o.target_cpu.as_deref())?;
+    let header = plan::header(&m)?;
+    let files = link::link(&obj, &header, o)?;
+    Ok(Built { files, weight_bytes: m.weights.len() })
+}

@@ -1,0 +1,125 @@
+//! The model a build compiles: its inference graphs (optimized), its one
+//! input, its class count, and the checkpoint's weights laid out for
+//! embedding.
+
+use super::BuildError;
+use crate::ir::Graph;
+use crate::lower::DataField;
+use crate::runner::checkpoint;
+use crate::schedule::{self, Schedule};
+use std::path::Path;
+
+/// Weights start on 64-byte boundaries (cache lines, whole vectors).
+const ALIGN: usize = 64;
+
+/// One parameter's place in [`Model::weights`].
+pub struct Param {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Byte offset.
+    pub offset: usize,
+}
+
+/// The inference step for one batch size.
+pub struct Step {
+    pub batch: usize,
+    /// Optimized.
+    pub graph: Graph,
+    pub schedule: Schedule,
+}
+
+pub struct Model {
+    /// One per batch size, in the order asked for.
+    pub steps: Vec<Step>,
+    /// The raw field the model reads, per sample.
+    pub input: DataField,
+    pub classes: usize,
+    pub params: Vec<Param>,
+    /// Every parameter's f32 values, little-endian, at its offset.
+    pub weights: Vec<u8>,
+}
+
+impl Model {
+    /// Lower `file`'s inference graph for each of `batches` and bind the
+    /// weights of `ckpt` to it.
+    pub fn load(
+        file: &Path,
+        sets: &[String],
+        experiment: Option<String>,
+        ckpt: &Path,
+        batches: &[usize],
+    ) -> Result<Model, BuildError> {
+        let predicts = crate::compile_predict(file, sets, experiment, batches).map_err(BuildError::Compile)?;
+        let first = predicts.first().ok_or_else(|| BuildError::Unsupported("no batch size asked for".into()))?;
+        let input = match first.inputs.as_slice() {
+            [one] => one.clone(),
+            fields => {
+                let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+                return Err(BuildError::Unsupported(format!(
+                    "the model reads {} raw fields ({}); a build takes exactly one input per sample",
+                    fields.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let classes = classes(&first.graph)?;
+        let want: Vec<(String, Vec<usize>)> = first.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
+        let (params, weights) = bind(ckpt, &want)?;
+        let steps = predicts.iter().map(|p| step(p.batch, &p.graph)).collect::<Result<_, _>>()?;
+        Ok(Model { steps, input, classes, params, weights })
+    }
+
+    /// Elements of one sample's input.
+    pub fn input_size(&self) -> usize {
+        self.input.shape.iter().product()
+    }
+
+    /// The values of parameter `p`.
+    pub fn values(&self, p: &Param) -> &[u8] {
+        &self.weights[p.offset..p.offset + p.shape.iter().product::<usize>() * 4]
+    }
+}
+
+fn step(batch: usize, g: &Graph) -> Result<Step, BuildError> {
+    let graph = crate::opt::optimize(g).map_err(|e| BuildError::Codegen(format!("internal compiler error: {e}")))?;
+    let schedule = schedule::schedule(&graph, schedule::Options { in_place: false })
+        .map_err(|e| BuildError::Codegen(e.to_string()))?;
+    Ok(Step { batch, graph, schedule })
+}
+
+/// C of a `[B, C]` output; other outputs are refused: what a build prints
+/// is a class and its probabilities per sample.
+fn classes(g: &Graph) -> Result<usize, BuildError> {
+    let logits = g.output("logits").and_then(|id| g.ty(id).ok());
+    match (g.output("probs"), logits) {
+        (Some(_), Some(t)) => Ok(t.shape[1]),
+        (_, t) => Err(BuildError::Unsupported(format!(
+            "the model's output has shape {:?}; a build needs class scores of shape [B, C]",
+            t.map(|t| t.shape).unwrap_or_default()
+        ))),
+    }
+}
+
+/// The checkpoint's tensors for `want`, checked by name and shape (extra
+/// tensors, such as optimizer states, are ignored), laid out in one buffer.
+fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<(Vec<Param>, Vec<u8>), BuildError> {
+    let (tensors, _) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
+    let problems: Vec<String> = checkpoint::mismatches(&tensors, want)
+        .into_iter()
+        .filter(|p| !p.ends_with("in the checkpoint but not in the model"))
+        .collect();
+    if !problems.is_empty() {
+        return Err(BuildError::Checkpoint { path: ckpt.into(), problems });
+    }
+    let mut weights = Vec::new();
+    let mut params = Vec::with_capacity(want.len());
+    for (name, shape) in want {
+        // `mismatches` found every wanted name present.
+        let Some((_, values)) = tensors.get(name) else { continue };
+        weights.resize(weights.len().next_multiple_of(ALIGN), 0);
+        params.push(Param { name: name.clone(), shape: shape.clone(), offset: weights.len() });
+        weights.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    weights.resize(weights.len().next_multiple_of(ALIGN).max(ALIGN), 0);
+    Ok((params, weights))
+}

@@ -1,0 +1,77 @@
+/* nnc_model.h: the C ABI of a model compiled by `nnc build --emit obj`.
+ *
+ * The object file holds the model's inference code, compiled ahead of time
+ * by nnc, its trained weights, and this runtime. Link it with a C compiler:
+ *
+ *     cc -O2 app.c model.o -lm -o app
+ *
+ * A model takes samples of one input (its shape and element type below)
+ * and returns, per sample, a probability for each class and the most
+ * likely class. Calls never read or write outside the buffers they are
+ * given, sized as documented. A model instance is not thread-safe: create
+ * one per thread. Every function below besides nnc_create/nnc_destroy/
+ * nnc_predict* is a pure query of constants.
+ *
+ * Symbols: every public name starts with `nnc_`, so one program can link
+ * one model.
+ */
+#ifndef NNC_MODEL_H
+#define NNC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nnc_model nnc_model;
+
+/* Return codes. */
+enum {
+    NNC_OK = 0,
+    NNC_E_NOMEM = -1, /* out of memory */
+    NNC_E_VALUE = -2, /* an input value the model's input type cannot hold */
+    NNC_E_ARG = -3    /* a NULL model or input */
+};
+
+/* Element types of the model's input (nnc_input_dtype). */
+enum { NNC_F32 = 0, NNC_I32 = 1, NNC_U8 = 2, NNC_BOOL = 3 };
+
+/* A model with its buffers allocated; NULL when out of memory. */
+nnc_model *nnc_create(void);
+void nnc_destroy(nnc_model *m);
+
+/* The input of one sample: nnc_input_size() elements, row-major, of
+ * shape nnc_input_dim(0) x ... x nnc_input_dim(nnc_input_rank() - 1). */
+size_t nnc_input_size(void);
+size_t nnc_input_rank(void);
+size_t nnc_input_dim(size_t axis); /* 0 for an axis >= the rank */
+int nnc_input_dtype(void);
+/* Classes per sample: the length of each sample's probabilities. */
+size_t nnc_classes(void);
+
+/* The index of the first of `count` values that the input type cannot
+ * hold (NaN or infinite; for integer types also fractional or out of
+ * range, e.g. outside 0..255 for NNC_U8), or -1 when all are valid. */
+long long nnc_check(const float *x, size_t count);
+
+/* Predicts `n` samples. `x`: n * nnc_input_size() values, converted to the
+ * input type (checked first: NNC_E_VALUE, and nothing written, when
+ * nnc_check finds a bad value). `probs` (n * nnc_classes() floats) and
+ * `classes` (n ints) may each be NULL. Returns NNC_OK or an error code. */
+int nnc_predict(nnc_model *m, const float *x, size_t n, float *probs, int32_t *classes);
+
+/* As nnc_predict, with `x` already in the input type (nnc_input_dtype):
+ * e.g. the bytes of n 28x28 images for NNC_U8; no conversion, no copy
+ * beyond the model's own buffers. NNC_BOOL values must be 0 or 1. */
+int nnc_predict_raw(nnc_model *m, const void *x, size_t n, float *probs, int32_t *classes);
+
+/* A message for a return code. */
+const char *nnc_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,103 @@
+//! `nnc build` and `nnc predict`.
+
+use crate::build::{self, BuildError, BuildOptions, Emit, model::Model};
+use crate::diag;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The experiment file.
+    file: PathBuf,
+    /// The trained weights: a checkpoint written by `nnc run`
+    /// (`runs/<exp>-<time>/checkpoints/final.safetensors`).
+    #[arg(long, value_name = "CKPT")]
+    checkpoint: PathBuf,
+    /// The executable to write; with `--emit obj`, NAME.o and NAME.h.
+    #[arg(short, long, value_name = "NAME")]
+    output: PathBuf,
+    /// Compile for this CPU (a name both Cranelift and `cc -march` know:
+    /// x86-64, x86-64-v2, x86-64-v3, x86-64-v4, haswell, skylake-avx512, ...)
+    /// instead of this machine's, to run the result on other machines.
+    #[arg(long, value_name = "CPU")]
+    target_cpu: Option<String>,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = Emit::Exe)]
+    emit: Emit,
+    /// The experiment whose model to build, when the file has several.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Override a hyperparameter: `--set hidden=256` (repeatable); must
+    /// match the run the checkpoint comes from.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// The experiment file.
+    file: PathBuf,
+    /// The trained weights (a checkpoint written by `nnc run`).
+    #[arg(long, value_name = "CKPT")]
+    checkpoint: PathBuf,
+    /// Samples: IDX (gzip or not), CSV (one sample per line), or with
+    /// `--raw` little-endian f32 values.
+    input: PathBuf,
+    /// The input is raw little-endian f32 values.
+    #[arg(long)]
+    raw: bool,
+    /// One JSON object per line instead of `class p0 p1 ...`.
+    #[arg(long)]
+    json: bool,
+    /// The experiment whose model to run, when the file has several.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Override a hyperparameter: `--set hidden=256` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+pub fn build(a: BuildArgs) -> ExitCode {
+    let o = BuildOptions {
+        file: a.file,
+        sets: a.set,
+        experiment: a.experiment,
+        checkpoint: a.checkpoint,
+        output: a.output,
+        target_cpu: a.target_cpu,
+        emit: a.emit,
+    };
+    match build::build(&o) {
+        Ok(b) => {
+            let names: Vec<String> = b.files.iter().map(|f| f.display().to_string()).collect();
+            eprintln!("wrote {} ({} bytes of weights embedded)", names.join(", "), b.weight_bytes);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn predict(a: PredictArgs) -> ExitCode {
+    let run = || -> Result<String, BuildError> {
+        let m = Model::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, &[1, build::BIG_BATCH])?;
+        let x = build::predict::read_input(&m, &a.input, a.raw)?;
+        Ok(build::predict::format(&build::predict::predict(&m, &x)?, a.json))
+    };
+    match run() {
+        Ok(text) => {
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: BuildError) -> ExitCode {
+    if let BuildError::Compile(out) = &e {
+        eprint!("{}", diag::render_all(&out.sources, &out.diags, super::style()));
+    }
+    eprintln!("error: {e}");
+    ExitCode::from(1)
+}

@@ -1,0 +1,271 @@
+//! `nnc build` end to end: a short training run, a standalone executable
+//! that keeps working alone in another directory, its agreement with
+//! `nnc predict` (the JIT) and `nnc run`'s evaluation, bad inputs, object
+//! files linked into a C program, a portable target CPU, and checkpoints
+//! that do not fit. Every test that needs `cc` passes (saying why) without it.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Test images used throughout (the evaluation's first images).
+const SAMPLES: usize = 500;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("build_cli").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn nnc() -> Command {
+    Command::cargo_bin("nnc").unwrap()
+}
+
+fn have_cc() -> bool {
+    let found = std::process::Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: no C compiler `cc` on this machine (nnc build needs one)");
+    }
+    found
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exit 1 and the message on stderr.
+fn err(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stdout: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One short training run shared by every test: (run dir, checkpoint).
+fn trained() -> &'static (PathBuf, PathBuf) {
+    static RUN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("run");
+        let out = nnc()
+            .args(["run", "examples/mnist.nn", "--train-samples", "2000", "--epochs", "1", "--quiet"])
+            .args(["--eval-samples", &SAMPLES.to_string(), "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        ok(&out);
+        let ckpt = dir.join("checkpoints/final.safetensors");
+        (dir, ckpt)
+    })
+}
+
+/// The first `n` MNIST test images as an uncompressed IDX file.
+fn idx_images(path: &Path, n: usize) -> Vec<u8> {
+    let gz = std::fs::read("data/mnist/t10k-images-idx3-ubyte.gz").unwrap();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
+    let pixels = all[16..16 + n * 784].to_vec();
+    let mut file = vec![0, 0, 8, 3];
+    for d in [n as u32, 28, 28] {
+        file.extend(d.to_be_bytes());
+    }
+    file.extend(&pixels);
+    std::fs::write(path, &file).unwrap();
+    pixels
+}
+
+fn build(dir: &Path, name: &str, extra: &[&str]) -> std::process::Output {
+    build_from(&trained().1, dir, name, extra)
+}
+
+fn build_from(ckpt: &Path, dir: &Path, name: &str, extra: &[&str]) -> std::process::Output {
+    nnc()
+        .args(["build", "examples/mnist.nn", "--checkpoint"])
+        .arg(ckpt)
+        .arg("-o")
+        .arg(dir.join(name))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `(class, probs)` per line of `class p0 p1 ...`.
+fn parse(text: &str) -> Vec<(usize, Vec<f64>)> {
+    text.lines()
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let class = it.next().unwrap().parse().unwrap();
+            (class, it.map(|v| v.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+fn assert_close(a: &[(usize, Vec<f64>)], b: &[(usize, Vec<f64>)]) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.0, y.0, "sample {i}: classes differ");
+        assert_eq!(x.1.len(), 10);
+        for (p, q) in x.1.iter().zip(&y.1) {
+            assert!((p - q).abs() <= 1e-5, "sample {i}: probabilities {p} vs {q}");
+        }
+    }
+}
+
+fn accuracy(predicted: &[(usize, Vec<f64>)]) -> f64 {
+    let gz = std::fs::read("data/mnist/t10k-labels-idx1-ubyte.gz").unwrap();
+    let mut labels = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut labels).unwrap();
+    let right = predicted.iter().zip(&labels[8..]).filter(|(p, l)| p.0 == usize::from(**l)).count();
+    right as f64 / predicted.len() as f64
+}
+
+#[test]
+fn a_built_executable_runs_alone_and_agrees_with_the_jit_and_the_run() {
+    if !have_cc() {
+        return;
+    }
+    let dir = scratch("alone");
+    let ckpt = dir.join("weights.safetensors");
+    std::fs::copy(&trained().1, &ckpt).unwrap();
+    ok(&build_from(&ckpt, &dir, "mnist_mlp", &[]));
+    let ldd = std::process::Command::new("ldd").arg(dir.join("mnist_mlp")).output();
+    if let Ok(ldd) = ldd {
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let allowed = ["linux-vdso", "libc.so", "libm.so", "ld-linux"];
+            assert!(allowed.iter().any(|a| line.contains(a)), "unexpected dependency: {line}");
+        }
+    }
+    // Alone: another directory, no checkpoint, no sources.
+    let alone = scratch("alone_elsewhere");
+    std::fs::copy(dir.join("mnist_mlp"), alone.join("mnist_mlp")).unwrap();
+    let pixels = idx_images(&alone.join("images.idx"), SAMPLES);
+    let jit = ok(&nnc()
+        .args(["predict", "examples/mnist.nn", "--checkpoint"])
+        .arg(&trained().1)
+        .arg(alone.join("images.idx"))
+        .output()
+        .unwrap());
+    std::fs::remove_file(&ckpt).unwrap();
+    let exe = ok(&Command::new(alone.join("mnist_mlp")).arg("images.idx").current_dir(&alone).output().unwrap());
+    let (exe, jit) = (parse(&exe), parse(&jit));
+    assert_eq!(exe.len(), SAMPLES);
+    assert_close(&exe, &jit);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trained().0.join("summary.json")).unwrap()).unwrap();
+    let run_accuracy = summary["eval"]["accuracy"].as_f64().unwrap();
+    assert!((accuracy(&exe) - run_accuracy).abs() < 1e-6, "{} vs {run_accuracy}", accuracy(&exe));
+    // CSV from stdin, and raw f32, give the same predictions.
+    let csv: String = pixels[..20 * 784]
+        .chunks(784)
+        .map(|s| s.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
+    let from_csv = ok(&Command::new(alone.join("mnist_mlp")).arg("-").write_stdin(csv).output().unwrap());
+    assert_close(&parse(&from_csv), &exe[..20]);
+    let raw: Vec<u8> = pixels[..20 * 784].iter().flat_map(|&p| f32::from(p).to_le_bytes()).collect();
+    std::fs::write(alone.join("images.f32"), raw).unwrap();
+    let from_raw =
+        ok(&Command::new(alone.join("mnist_mlp")).args(["--raw", "images.f32"]).current_dir(&alone).output().unwrap());
+    assert_close(&parse(&from_raw), &exe[..20]);
+    let json = ok(&Command::new(alone.join("mnist_mlp"))
+        .args(["--json", "images.f32", "--raw"])
+        .current_dir(&alone)
+        .output()
+        .unwrap());
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["class"].as_u64(), Some(exe[0].0 as u64));
+}
+
+#[test]
+fn bad_inputs_get_a_message_and_exit_1() {
+    if !have_cc() {
+        return;
+    }
+    let dir = scratch("bad_inputs");
+    ok(&build(&dir, "m", &[]));
+    idx_images(&dir.join("good.idx"), 3);
+    let good = std::fs::read(dir.join("good.idx")).unwrap();
+    let run = |name: &str, bytes: &[u8], extra: &[&str]| {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        err(&Command::new(dir.join("m")).args(extra).arg(name).current_dir(&dir).output().unwrap())
+    };
+    let truncated = run("truncated.idx", &good[..good.len() - 100], &[]);
+    assert!(truncated.contains("header promises 3 samples"), "{truncated}");
+    let mut magic = good.clone();
+    magic[2] = 0x42;
+    assert!(run("magic.idx", &magic, &[]).contains("bad magic number"));
+    let mut dims = good.clone();
+    dims[11] = 27;
+    assert!(run("dims.idx", &dims, &[]).contains("dimension 1 is 27; the model needs 28"));
+    let mut nan = vec!["1"; 784];
+    nan[5] = "nan";
+    let nan = run("nan.csv", format!("{}\n", nan.join(",")).as_bytes(), &[]);
+    assert!(nan.contains("sample 1, value 6 is NaN"), "{nan}");
+    let short = run("short.csv", b"1,2,3\n", &[]);
+    assert!(short.contains("line 1 has 3 values; a sample has 784"), "{short}");
+    let frac = run("frac.csv", format!("{}\n", vec!["0.5"; 784].join(",")).as_bytes(), &[]);
+    assert!(frac.contains("not a whole number in 0..255"), "{frac}");
+    assert!(run("odd.f32", &[0; 10], &["--raw"]).contains("not a whole number of samples"));
+    assert!(run("gz.idx", &[0x1f, 0x8b, 8, 0], &[]).contains("gzip-compressed"));
+    let missing = err(&Command::new(dir.join("m")).arg("nope.idx").current_dir(&dir).output().unwrap());
+    assert!(missing.contains("cannot open nope.idx"));
+}
+
+#[test]
+fn an_object_file_links_into_the_embed_example() {
+    if !have_cc() {
+        return;
+    }
+    let dir = scratch("embed");
+    ok(&build(&dir, "model", &["--emit", "obj"]));
+    assert!(dir.join("model.o").exists() && dir.join("model.h").exists());
+    let example = std::path::absolute("examples/embed/classify.c").unwrap();
+    let cc = std::process::Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-I."])
+        .arg(&example)
+        .args(["model.o", "-lm", "-o", "classify"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+    let pixels = idx_images(&dir.join("images.idx"), 8);
+    let raw: Vec<u8> = pixels.iter().flat_map(|&p| f32::from(p).to_le_bytes()).collect();
+    let out = ok(&Command::new(dir.join("classify")).write_stdin(raw).output().unwrap());
+    ok(&build(&dir, "exe", &[]));
+    let exe = parse(&ok(&Command::new(dir.join("exe")).arg("images.idx").current_dir(&dir).output().unwrap()));
+    let classes: Vec<usize> = out.lines().map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(classes, exe.iter().map(|e| e.0).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_portable_target_cpu_builds_and_runs() {
+    if !have_cc() {
+        return;
+    }
+    let dir = scratch("portable");
+    idx_images(&dir.join("images.idx"), 50);
+    ok(&build(&dir, "native", &[]));
+    ok(&build(&dir, "v3", &["--target-cpu", "x86-64-v3"]));
+    ok(&build(&dir, "base", &["--target-cpu", "x86-64"]));
+    let run =
+        |name: &str| parse(&ok(&Command::new(dir.join(name)).arg("images.idx").current_dir(&dir).output().unwrap()));
+    let native = run("native");
+    assert_close(&run("v3"), &native);
+    assert_close(&run("base"), &native);
+    let bad = err(&build(&dir, "x", &["--target-cpu", "no-such-cpu"]));
+    assert!(bad.contains("unknown target CPU `no-such-cpu`"), "{bad}");
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_is_refused() {
+    let dir = scratch("mismatch");
+    let out = nnc()
+        .args(["build", "examples/mnist.nn", "--set", "hidden=64", "--checkpoint"])
+        .arg(&trained().1)
+        .arg("-o")
+        .arg(dir.join("m"))
+        .output()
+        .unwrap();
+    let msg = err(&out);
+    assert!(msg.contains("does not fit this model"), "{msg}");
+    assert!(msg.contains("`l1.w`: the model needs [784, 64], the checkpoint has [784, 128]"), "{msg}");
+    assert!(!dir.join("m").exists());
+}
