@@ -226,3 +226,14 @@ fn threaded_mnist_step_matches_one_thread() {
     let g = nnc::opt::optimize(&c.lowered.train).expect("optimize");
     same_bits(&g, true, 2);
 }
+
+/// Big enough that the input-gradient product of each layer is split
+/// across threads while its epilogue sums the bias gradient over rows:
+/// splitting rows there made two threads add into the same sums.
+#[test]
+fn threaded_large_mlp_step_matches_one_thread() {
+    let c = nnc::compile(Path::new("benches/mlp_large.nn"), &[], nnc::lower::Setup::default())
+        .unwrap_or_else(|_| panic!("benches/mlp_large.nn does not compile"));
+    let g = nnc::opt::optimize(&c.lowered.train).expect("optimize");
+    same_bits(&g, true, 2);
+}

@@ -30,6 +30,17 @@ fn mf() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// The part of a kernel's space one call runs.
+#[derive(Clone, Copy)]
+pub(super) enum Range {
+    Whole,
+    /// Outermost dim `[start, end)`: a thread's share of a loop, or of a
+    /// product's rows.
+    Outer(Value, Value),
+    /// Innermost dim `[start, end)`: a thread's share of a product's columns.
+    Inner(Value, Value),
+}
+
 pub(super) struct Gen<'a> {
     k: &'a LoopKernel,
     bufs: &'a [Buffer],
@@ -89,9 +100,8 @@ impl<'a> Gen<'a> {
         Gen { k, bufs, base, calls, w, sites, node_site, store_site, red, reg_init }
     }
 
-    /// Emits the loop nest; `range` restricts the outermost dim to
-    /// `[start, end)` (a thread's share), else it runs whole.
-    pub fn emit(&self, b: &mut FunctionBuilder, range: Option<(Value, Value)>) -> Result<(), CodegenError> {
+    /// Emits the loop nest over the part of the space `range` says.
+    pub fn emit(&self, b: &mut FunctionBuilder, range: Range) -> Result<(), CodegenError> {
         if self.k.space.contains(&0) {
             return Ok(());
         }
@@ -104,15 +114,11 @@ impl<'a> Gen<'a> {
         self.nest(b, 0, &mut Vec::new(), range)
     }
 
-    fn nest(
-        &self,
-        b: &mut FunctionBuilder,
-        d: usize,
-        idx: &mut Vec<Value>,
-        range: Option<(Value, Value)>,
-    ) -> Result<(), CodegenError> {
+    fn nest(&self, b: &mut FunctionBuilder, d: usize, idx: &mut Vec<Value>, range: Range) -> Result<(), CodegenError> {
+        let last = d + 1 == self.k.space.len();
         let (lo, hi) = match range {
-            Some((s, e)) if d == 0 => (Bound::dynamic(s), Bound::dynamic(e)),
+            Range::Outer(s, e) if d == 0 => (Bound::dynamic(s), Bound::dynamic(e)),
+            Range::Inner(s, e) if last => (Bound::dynamic(s), Bound::dynamic(e)),
             _ => (Bound::known(b, 0), Bound::known(b, self.k.space[d] as i64)),
         };
         if d + 1 == self.k.space.len() {
@@ -121,7 +127,8 @@ impl<'a> Gen<'a> {
         }
         let Some(l) = Loop::begin(b, lo, hi, 1) else { return Ok(()) };
         idx.push(l.i);
-        self.nest(b, d + 1, idx, None)?;
+        let inner = if let Range::Inner(..) = range { range } else { Range::Whole };
+        self.nest(b, d + 1, idx, inner)?;
         idx.pop();
         l.finish(b);
         Ok(())
@@ -129,7 +136,7 @@ impl<'a> Gen<'a> {
 
     /// Sets the destinations of reductions that do not finish in registers
     /// to the identity (only the part this range writes).
-    fn fill_inits(&self, b: &mut FunctionBuilder, range: Option<(Value, Value)>) -> Result<(), CodegenError> {
+    fn fill_inits(&self, b: &mut FunctionBuilder, range: Range) -> Result<(), CodegenError> {
         for (s, st) in self.k.stores.iter().enumerate() {
             if !st.init || self.reg_init[s] {
                 continue;
@@ -150,8 +157,14 @@ impl<'a> Gen<'a> {
                 }],
                 space,
             };
-            let keep = fill.space.first() == self.k.space.first();
-            Gen::new(&fill, self.bufs, self.base, self.calls).emit(b, range.filter(|_| keep))?;
+            // The fill keeps the split axis when the store does (else the
+            // axis is reduced over, which splits never do).
+            let keep = match range {
+                Range::Outer(..) => fill.space.first() == self.k.space.first(),
+                Range::Inner(..) => fill.space.last() == self.k.space.last(),
+                Range::Whole => false,
+            };
+            Gen::new(&fill, self.bufs, self.base, self.calls).emit(b, if keep { range } else { Range::Whole })?;
         }
         Ok(())
     }

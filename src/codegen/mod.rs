@@ -151,15 +151,27 @@ enum GemmAxis {
     Cols,
 }
 
+/// The axis a product is split along: rows when it has an epilogue (that
+/// split is known to give the same bits as one thread for the seed's
+/// shapes), else the longer side. An epilogue that sums over rows (a bias
+/// gradient) rules out a row split: two threads would add into the same
+/// sums. Columns are split instead, and each column is still summed in row
+/// order, as on one thread.
 fn gemm_axis(g: &GemmKernel) -> GemmAxis {
     if g.batch > 1 {
-        GemmAxis::Batch
-    } else if g.epilogue.is_some() || g.m >= g.n {
-        // The epilogue runs on whole rows; otherwise split the longer side.
-        GemmAxis::Rows
-    } else {
-        GemmAxis::Cols
+        return GemmAxis::Batch;
     }
+    let rows_first = g.epilogue.is_some() || g.m >= g.n;
+    let prefer = if rows_first { [GemmAxis::Rows, GemmAxis::Cols] } else { [GemmAxis::Cols, GemmAxis::Rows] };
+    prefer.into_iter().find(|&a| epilogue_splits(g, a)).unwrap_or(prefer[0])
+}
+
+/// Whether threads may run the epilogue on disjoint ranges of `axis`: no
+/// store reduces over it (or scatters).
+fn epilogue_splits(g: &GemmKernel, axis: GemmAxis) -> bool {
+    let Some(e) = &g.epilogue else { return true };
+    let d = if axis == GemmAxis::Rows { 0 } else { 1 };
+    e.stores.iter().all(|s| s.scatter.is_none() && (s.view.strides[d] != 0 || e.space[d] == 1))
 }
 
 /// The units of a kernel's split axis: the outermost loop dim (1 for a
@@ -198,7 +210,9 @@ pub fn parallel(k: &KernelBody) -> bool {
             let big = l.space.iter().product::<usize>() >= MIN_SPLIT_ELEMS && l.space[0] > 1;
             big && l.stores.iter().all(|s| s.scatter.is_none() && s.view.strides[0] != 0)
         }
-        KernelBody::Gemm(g) => 2 * g.batch * g.m * g.n * g.k >= MIN_SPLIT_FLOPS && split_units(k) > 1,
+        KernelBody::Gemm(g) => {
+            2 * g.batch * g.m * g.n * g.k >= MIN_SPLIT_FLOPS && split_units(k) > 1 && epilogue_splits(g, gemm_axis(g))
+        }
     }
 }
 
@@ -292,7 +306,10 @@ fn define_kernel<M: Module>(
         };
         let range = split.then(|| (args[3], args[4]));
         match &k.body {
-            KernelBody::Loop(l) => loops::Gen::new(l, &s.buffers, &bases, &calls).emit(&mut b, range)?,
+            KernelBody::Loop(l) => {
+                let part = range.map_or(loops::Range::Whole, |(s, e)| loops::Range::Outer(s, e));
+                loops::Gen::new(l, &s.buffers, &bases, &calls).emit(&mut b, part)?
+            }
             KernelBody::Gemm(g) => {
                 let f = module.declare_func_in_func(imports.sgemm, b.func);
                 let (start, end) = match range {
@@ -301,7 +318,12 @@ fn define_kernel<M: Module>(
                 };
                 gemm_call(&mut b, g, &bases, f, start, end)?;
                 if let Some(e) = &g.epilogue {
-                    loops::Gen::new(e, &s.buffers, &bases, &calls).emit(&mut b, range)?;
+                    let part = match (range, gemm_axis(g)) {
+                        (None, _) => loops::Range::Whole,
+                        (Some((s, e)), GemmAxis::Cols) => loops::Range::Inner(s, e),
+                        (Some((s, e)), _) => loops::Range::Outer(s, e),
+                    };
+                    loops::Gen::new(e, &s.buffers, &bases, &calls).emit(&mut b, part)?;
                 }
             }
         }
