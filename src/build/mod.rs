@@ -12,8 +12,11 @@
 //! - [`link`]: the C shim carried inside nnc (`nnc_model.h`, `rt.c`, `main.c`)
 //!   is compiled with the system `cc` and linked with the object.
 //!
-//! Two entry points are compiled: batch 1 (latency) and [`BIG_BATCH`]
-//! (throughput); the shim runs full big batches, then the rest one by one.
+//! One entry point is compiled per size in [`BATCHES`]: batch 1 (latency) up
+//! to 256 (throughput). The shim runs full batches of the biggest, then of
+//! each smaller size in turn, so a remainder (e.g. 232 of 1000) runs as a
+//! few mid-size matrix products rather than one matrix-vector product per
+//! sample.
 //! The steps run on one thread: the step's kernels call the shim's
 //! `nnc_rt_parallel` serially.
 //!
@@ -29,8 +32,8 @@ pub mod predict;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The batch size of the throughput entry point.
-pub const BIG_BATCH: usize = 256;
+/// The batch sizes of the compiled entry points, ascending.
+pub const BATCHES: [usize; 4] = [1, 8, 64, 256];
 
 /// What `nnc build` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -108,7 +111,7 @@ pub struct Built {
 
 /// Compile, emit and link as `o` says.
 pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
-    let m = model::Model::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, &[1, BIG_BATCH])?;
+    let m = model::Model::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, &BATCHES)?;
     let obj = object::emit(&m, o.target_cpu.as_deref())?;
     let header = plan::header(&m)?;
     let files = link::link(&obj, &header, o)?;

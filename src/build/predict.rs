@@ -2,7 +2,7 @@
 //! printed in the built executable's format, to check a build against.
 //! Inputs are read as the executable reads them (IDX, here gzip too; CSV,
 //! one sample per line; raw little-endian f32), and batched the same way:
-//! full batches of the big step, then the rest one by one.
+//! full batches of the biggest step, then of each smaller one in turn.
 
 use super::BuildError;
 use super::model::{Model, Step};

@@ -49,73 +49,145 @@ NNC_INTERNAL float nnc_rt_powf(float x, float y) { return (float)pow((double)x, 
 NNC_INTERNAL float nnc_rt_sinf(float x) { return (float)sin((double)x); }
 NNC_INTERNAL float nnc_rt_cosf(float x) { return (float)cos((double)x); }
 
-/* SGEMM. Vectors of 16 floats (GCC vector extensions): -march with AVX-512
- * makes them zmm registers and `acc += a * b` one FMA (-ffp-contract=fast);
- * narrower targets split them. Loads and stores go through memcpy: no
- * alignment is assumed. */
-typedef float v16 __attribute__((vector_size(64)));
-#define W 16
+/* SGEMM. An MR x NR tile of C is kept in registers (AVX-512: 14 x 32, 28
+ * accumulators) while it sums over K, each step one vector load per VW
+ * columns of B and one broadcast of A per row (A read in place, row-major).
+ * B with contiguous rows is read in place; otherwise, and for a last panel
+ * narrower than NR, it is packed in K blocks into contiguous panels NR wide
+ * (zero past n), and A to unit column stride when it is not. Vectors
+ * are GCC vector extensions: -march with AVX-512 makes them zmm registers
+ * and `acc += s * b` one FMA (-ffp-contract=fast) with s broadcast from
+ * memory; narrower targets get narrower vectors and a smaller tile. Loads
+ * and stores go through memcpy: no alignment is assumed. */
+#if defined(__AVX512F__)
+#define VW 16
+#define MR 14
+#elif defined(__AVX__)
+#define VW 8
+#define MR 6
+#else
+#define VW 4
+#define MR 6
+#endif
+#define NV 2
+#define NR (VW * NV)
+/* Packed K blocks at most this long: a packed panel (kc x NR) fits L1. */
+#define KC 384
 
-static inline v16 ld(const float *p) {
-    v16 v;
+typedef float vf __attribute__((vector_size(VW * 4)));
+
+static inline vf ld(const float *p) {
+    vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-/* c[r, j] = sum_p a[r, p] * b[p, j] for r < MR, j < cols (<= W * NV): b's
- * rows are ldb apart, each W * NV contiguous floats (zero past cols). */
-#define TILE(MR, NV)                                                                                                  \
-    static void tile_##MR##x##NV(long k, const float *a, long a_rs, long a_cs, const float *b, long ldb, float *c,    \
-                                 long c_rs, long c_cs, long cols) {                                                   \
-        v16 acc[MR][NV];                                                                                              \
-        for (int r = 0; r < MR; r++)                                                                                  \
-            for (int v = 0; v < NV; v++) acc[r][v] = (v16){0};                                                        \
+static inline void st(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* c[r, j] (+)= sum_p a[r * lda + p] * b[p * ldb + j] for r < R, p < k,
+ * j < cols (<= NR): b's rows hold NR floats (zero past cols). `add` adds
+ * to c instead of overwriting it. */
+#define TILE(R)                                                                                                       \
+    static void tile_##R(long k, const float *restrict a, long lda, const float *restrict b, long ldb, float *c,     \
+                         long c_rs, long c_cs, long cols, int add) {                                                  \
+        vf acc[R][NV];                                                                                                \
+        for (int r = 0; r < R; r++)                                                                                   \
+            for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};                                                         \
         for (long p = 0; p < k; p++) {                                                                                \
-            v16 bv[NV];                                                                                               \
-            for (int v = 0; v < NV; v++) bv[v] = ld(b + p * ldb + W * v);                                             \
-            for (int r = 0; r < MR; r++) {                                                                            \
-                float s = a[r * a_rs + p * a_cs];                                                                     \
+            vf bv[NV];                                                                                                \
+            for (int v = 0; v < NV; v++) bv[v] = ld(b + p * ldb + VW * v);                                            \
+            for (int r = 0; r < R; r++) {                                                                             \
+                float s = a[r * lda + p];                                                                             \
                 for (int v = 0; v < NV; v++) acc[r][v] += s * bv[v];                                                  \
             }                                                                                                         \
         }                                                                                                             \
-        for (int r = 0; r < MR; r++) {                                                                                \
+        for (int r = 0; r < R; r++) {                                                                                 \
             float *cr = c + r * c_rs;                                                                                 \
-            if (c_cs == 1 && cols == W * NV) {                                                                        \
-                memcpy(cr, acc[r], sizeof acc[r]);                                                                    \
+            if (c_cs == 1 && cols == NR) {                                                                            \
+                for (int v = 0; v < NV; v++) st(cr + VW * v, add ? ld(cr + VW * v) + acc[r][v] : acc[r][v]);          \
             } else {                                                                                                  \
-                float t[W * NV];                                                                                      \
+                float t[NR];                                                                                          \
                 memcpy(t, acc[r], sizeof t);                                                                          \
-                for (long j = 0; j < cols; j++) cr[j * c_cs] = t[j];                                                  \
+                for (long j = 0; j < cols; j++) cr[j * c_cs] = add ? cr[j * c_cs] + t[j] : t[j];                      \
             }                                                                                                         \
         }                                                                                                             \
     }
 
-TILE(6, 2)
-TILE(1, 2)
-TILE(1, 8)
-TILE(1, 1)
+TILE(MR)
+#if MR > 8
+TILE(8)
+#endif
+TILE(4)
+TILE(2)
+TILE(1)
+
+/* Rows [0, m) of one column panel: whole tiles, then the rest in halves. */
+static void tiles(long m, long k, const float *a, long lda, const float *b, long ldb, float *c, long c_rs, long c_cs,
+                  long cols, int add) {
+    long i = 0;
+    for (; i + MR <= m; i += MR) tile_MR(k, a + i * lda, lda, b, ldb, c + i * c_rs, c_rs, c_cs, cols, add);
+#if MR > 8
+    if (i + 8 <= m) tile_8(k, a + i * lda, lda, b, ldb, c + i * c_rs, c_rs, c_cs, cols, add), i += 8;
+#endif
+    if (i + 4 <= m) tile_4(k, a + i * lda, lda, b, ldb, c + i * c_rs, c_rs, c_cs, cols, add), i += 4;
+    if (i + 2 <= m) tile_2(k, a + i * lda, lda, b, ldb, c + i * c_rs, c_rs, c_cs, cols, add), i += 2;
+    if (i < m) tile_1(k, a + i * lda, lda, b, ldb, c + i * c_rs, c_rs, c_cs, cols, add);
+}
+
+/* Eight vectors of one row of c: a matrix-vector product keeps eight
+ * independent FMA chains in flight. b's rows are ldb apart, 8 * VW
+ * contiguous floats each. */
+static void row8(long k, const float *a, const float *restrict b, long ldb, float *c, long c_cs) {
+    vf acc[8];
+    for (int v = 0; v < 8; v++) acc[v] = (vf){0};
+    for (long p = 0; p < k; p++)
+        for (int v = 0; v < 8; v++) acc[v] += a[p] * ld(b + p * ldb + VW * v);
+    if (c_cs == 1) {
+        memcpy(c, acc, sizeof acc);
+    } else {
+        float t[8 * VW];
+        memcpy(t, acc, sizeof t);
+        for (long j = 0; j < 8 * VW; j++) c[j * c_cs] = t[j];
+    }
+}
 
 /* Packing scratch, grown as needed, one per thread. */
-static __thread float *scratch;
-static __thread size_t scratch_cap;
+typedef struct {
+    float *p;
+    size_t cap;
+} buffer;
+static __thread buffer pack_a, pack_b;
 
-/* b[p, j] (p < k, j < cols) copied into k rows of `width` floats, zero
- * past cols; NULL when out of memory. */
-static const float *pack(const float *b, long k, long cols, long b_rs, long b_cs, long width) {
-    size_t need = (size_t)k * (size_t)width;
-    if (need > scratch_cap) {
-        float *p = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+/* `floats` floats of `buf`; NULL when out of memory. */
+static float *reserve(buffer *buf, size_t floats) {
+    if (floats > buf->cap) {
+        float *p = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
         if (!p) return NULL;
-        free(scratch);
-        scratch = p;
-        scratch_cap = need;
+        free(buf->p);
+        buf->p = p;
+        buf->cap = floats;
     }
-    for (long p = 0; p < k; p++) {
-        float *row = scratch + p * width;
-        for (long j = 0; j < cols; j++) row[j] = b[p * b_rs + j * b_cs];
-        for (long j = cols; j < width; j++) row[j] = 0.0f;
+    return buf->p;
+}
+
+/* b[p, j] (p < k, j < n) as panels of k rows of NR floats, zero past n:
+ * panel q holds columns [q * NR, q * NR + NR). */
+static void pack_panels(float *dst, const float *b, long k, long n, long b_rs, long b_cs) {
+    for (long j0 = 0; j0 < n; j0 += NR) {
+        long cols = n - j0 < NR ? n - j0 : NR;
+        const float *bj = b + j0 * b_cs;
+        for (long p = 0; p < k; p++, dst += NR) {
+            const float *src = bj + p * b_rs;
+            if (b_cs == 1 && cols == NR) {
+                memcpy(dst, src, NR * sizeof(float));
+            } else {
+                /* A constant-size clear is a few vector stores (a clear
+                 * of NR - cols floats became `rep stos`, slow to start). */
+                memset(dst, 0, NR * sizeof(float));
+                for (long j = 0; j < cols; j++) dst[j] = src[j * b_cs];
+            }
+        }
     }
-    return scratch;
 }
 
 static void naive(long m, long n, long k, const float *a, long a_rs, long a_cs, const float *b, long b_rs,
@@ -128,42 +200,43 @@ static void naive(long m, long n, long k, const float *a, long a_rs, long a_cs, 
         }
 }
 
-/* Columns [j, j + cols) of b as rows of `width` contiguous floats: b itself
- * when it already is, else packed. */
-static const float *panel(const float *b, long j, long k, long cols, long b_rs, long b_cs, long width, long *ldb) {
-    if (b_cs == 1 && cols == width) {
-        *ldb = b_rs;
-        return b + j;
-    }
-    *ldb = width;
-    return pack(b + j * b_cs, k, cols, b_rs, b_cs, width);
-}
-
-/* One product, k >= 1. Few rows (a matrix-vector product): 128-column
- * tiles keep 8 independent FMA chains in flight. Else 6 x 32 tiles. */
+/* One product, k >= 1. */
 static void gemm1(long m, long n, long k, const float *a, long a_rs, long a_cs, const float *b, long b_rs, long b_cs,
                   float *c, long c_rs, long c_cs) {
-    int narrow = m < 4;
-    for (long j = 0; j < n;) {
-        long width = narrow ? (n - j >= 8 * W ? 8 * W : W) : 2 * W;
-        long cols = n - j < width ? n - j : width, ldb;
-        const float *bp = panel(b, j, k, cols, b_rs, b_cs, width, &ldb);
-        float *cj = c + j * c_cs;
-        if (!bp) {
-            naive(m, cols, k, a, a_rs, a_cs, b + j * b_cs, b_rs, b_cs, cj, c_rs, c_cs);
-        } else if (narrow) {
-            for (long i = 0; i < m; i++) {
-                if (width == 8 * W)
-                    tile_1x8(k, a + i * a_rs, a_rs, a_cs, bp, ldb, cj + i * c_rs, c_rs, c_cs, cols);
-                else
-                    tile_1x1(k, a + i * a_rs, a_rs, a_cs, bp, ldb, cj + i * c_rs, c_rs, c_cs, cols);
-            }
-        } else {
-            long i = 0;
-            for (; i + 6 <= m; i += 6) tile_6x2(k, a + i * a_rs, a_rs, a_cs, bp, ldb, cj + i * c_rs, c_rs, c_cs, cols);
-            for (; i < m; i++) tile_1x2(k, a + i * a_rs, a_rs, a_cs, bp, ldb, cj + i * c_rs, c_rs, c_cs, cols);
+    long j = 0;
+    /* One row (a matrix-vector product): B read in place, 8 vectors wide. */
+    if (m == 1 && a_cs == 1 && b_cs == 1) {
+        for (; j + 8 * VW <= n; j += 8 * VW) row8(k, a, b + j, b_rs, c + j * c_cs, c_cs);
+        if (j == n) return;
+    }
+    /* B with contiguous rows is read in place, a panel of NR columns at a
+     * time over all of K (k x NR floats: L2-resident while every tile of
+     * rows runs over it); a narrower last panel is packed. This measured
+     * faster than packing B in K blocks for the model's shapes (k ~ 1000). */
+    if (a_cs == 1 && b_cs == 1)
+        for (; j + NR <= n; j += NR) tiles(m, k, a, a_rs, b + j, b_rs, c + j * c_cs, c_rs, c_cs, NR, 0);
+    if (j == n) return;
+    long nk = (k + KC - 1) / KC, kc = (k + nk - 1) / nk, panels = (n - j + NR - 1) / NR;
+    float *bp = reserve(&pack_b, (size_t)panels * NR * (size_t)kc);
+    float *ap = a_cs == 1 ? NULL : reserve(&pack_a, (size_t)m * (size_t)kc);
+    if (!bp || (a_cs != 1 && !ap)) {
+        naive(m, n - j, k, a, a_rs, a_cs, b + j * b_cs, b_rs, b_cs, c + j * c_cs, c_rs, c_cs);
+        return;
+    }
+    for (long p0 = 0; p0 < k; p0 += kc) {
+        long kb = k - p0 < kc ? k - p0 : kc, lda = a_rs;
+        const float *ab = a + p0 * a_cs;
+        if (ap) { /* A to unit column stride */
+            for (long i = 0; i < m; i++)
+                for (long p = 0; p < kb; p++) ap[i * kb + p] = ab[i * a_rs + p * a_cs];
+            ab = ap;
+            lda = kb;
         }
-        j += cols;
+        pack_panels(bp, b + p0 * b_rs + j * b_cs, kb, n - j, b_rs, b_cs);
+        for (long q = 0; q < panels; q++) {
+            long j0 = j + q * NR, cols = n - j0 < NR ? n - j0 : NR;
+            tiles(m, kb, ab, lda, bp + q * NR * kb, NR, c + j0 * c_cs, c_rs, c_cs, cols, p0 > 0);
+        }
     }
 }
 
@@ -247,19 +320,39 @@ size_t nnc_input_dim(size_t axis) { return axis < NNC_INPUT_RANK ? nnc_input_dim
 int nnc_input_dtype(void) { return NNC_INPUT_DTYPE; }
 size_t nnc_classes(void) { return NNC_CLASSES; }
 
-static int valid(float v) {
-    if (!isfinite(v)) return 0;
+/* Whether v is a whole number, without floorf (which does not vectorize
+ * under the default -ftrapping-math): from 2^23 up every float is whole;
+ * below, adding 2^23 rounds to a whole number, exact only if v was one.
+ * NaN fails both comparisons. */
+static inline int whole(float v) {
+    float a = fabsf(v);
+    return (a >= 0x1p23f) | ((a + 0x1p23f) - 0x1p23f == a);
+}
+
+/* 1 when the input type can hold v. No branches (`&`, not `&&`), so the
+ * loops over it vectorize: NaN fails every comparison, and an infinity
+ * every range (or, for f32, gives NaN for v - v). */
+static inline int valid(float v) {
     switch (NNC_INPUT_DTYPE) {
-    case NNC_U8: return v == floorf(v) && v >= 0.0f && v <= 255.0f;
-    case NNC_I32: return v == floorf(v) && v >= -2147483648.0f && v < 2147483648.0f;
-    case NNC_BOOL: return v == 0.0f || v == 1.0f;
-    default: return 1;
+    case NNC_U8: return (v >= 0.0f) & (v <= 255.0f) & whole(v);
+    case NNC_I32: return (v >= -2147483648.0f) & (v < 2147483648.0f) & whole(v);
+    case NNC_BOOL: return (v == 0.0f) | (v == 1.0f);
+    default: return v - v == 0.0f;
     }
 }
 
+/* Blocks with a flag accumulated over each (no early exit: it vectorizes);
+ * the index is looked for only in a block that has a bad value. */
 long long nnc_check(const float *x, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        if (!valid(x[i])) return (long long)i;
+    enum { BLOCK = 1024 };
+    for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
+        size_t n = count - i0 < BLOCK ? count - i0 : BLOCK;
+        int ok = 1;
+        for (size_t i = 0; i < n; i++) ok &= valid(x[i0 + i]);
+        if (!ok)
+            for (size_t i = 0; i < n; i++)
+                if (!valid(x[i0 + i])) return (long long)(i0 + i);
+    }
     return -1;
 }
 
@@ -299,7 +392,7 @@ static void run_plan(nnc_model *m, int p, const void *raw, const float *x, float
         }
 }
 
-/* Full batches of the biggest plan, then the rest one at a time. */
+/* Full batches of the biggest plan, then of each smaller one in turn. */
 static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size_t n, float *probs, int32_t *classes) {
     size_t i = 0, esz = elem_size();
     for (int p = NNC_PLANS - 1; p >= 0; p--) {

@@ -80,7 +80,7 @@ pub fn build(a: BuildArgs) -> ExitCode {
 
 pub fn predict(a: PredictArgs) -> ExitCode {
     let run = || -> Result<String, BuildError> {
-        let m = Model::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, &[1, build::BIG_BATCH])?;
+        let m = Model::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, &build::BATCHES)?;
         let x = build::predict::read_input(&m, &a.input, a.raw)?;
         Ok(build::predict::format(&build::predict::predict(&m, &x)?, a.json))
     };
