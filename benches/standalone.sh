@@ -16,7 +16,7 @@ CKPT="$W/run/checkpoints/final.safetensors"
 $NNC build examples/mnist.nn --checkpoint "$CKPT" -o "$W/mnist_mlp" 2>&1
 $NNC build examples/mnist.nn --checkpoint "$CKPT" --emit obj -o "$W/model" 2>&1
 gunzip -c data/mnist/t10k-images-idx3-ubyte.gz > "$W/images.idx"
-cc -O2 -I"$W" benches/standalone/bench.c "$W/model.o" -lm -o "$W/bench"
+cc -O2 -I"$W" benches/standalone/bench.c "$W/model.o" -lm -pthread -o "$W/bench"
 "$W/bench" "$W/images.idx"
 size=$(stat -c %s "$W/mnist_mlp")
 weights=$(( (784 * 128 + 128 + 128 * 10 + 10) * 4 ))

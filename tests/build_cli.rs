@@ -146,6 +146,13 @@ fn a_built_executable_runs_alone_and_agrees_with_the_jit_and_the_run() {
         .unwrap());
     std::fs::remove_file(&ckpt).unwrap();
     let exe = ok(&Command::new(alone.join("mnist_mlp")).arg("images.idx").current_dir(&alone).output().unwrap());
+    // 500 samples split across threads give what one thread gives, bit for bit.
+    let threads = |n: &str| {
+        let mut run = Command::new(alone.join("mnist_mlp"));
+        ok(&run.arg("images.idx").env("NNC_THREADS", n).current_dir(&alone).output().unwrap())
+    };
+    assert_eq!(threads("1"), exe);
+    assert_eq!(threads("3"), exe);
     let (exe, jit) = (parse(&exe), parse(&jit));
     assert_eq!(exe.len(), SAMPLES);
     assert_close(&exe, &jit);
@@ -221,7 +228,7 @@ fn an_object_file_links_into_the_embed_example() {
     let cc = std::process::Command::new("cc")
         .args(["-O2", "-Wall", "-Werror", "-I."])
         .arg(&example)
-        .args(["model.o", "-lm", "-o", "classify"])
+        .args(["model.o", "-lm", "-pthread", "-o", "classify"])
         .current_dir(&dir)
         .output()
         .unwrap();

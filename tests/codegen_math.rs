@@ -101,3 +101,35 @@ fn sigmoid_within_3_ulp() {
     let w = worst(UnaryOp::Sigmoid, &with_specials(sweep(-87.0, 40.0, 400_001)), |x| 1.0 / (1.0 + (-x).exp()));
     assert!(w <= 3, "sigmoid: {w} ulp");
 }
+
+/// `f32(u8) / c` compiles to a multiply by `1/c` corrected by two fused
+/// multiply-adds when that gives the division's bits for all 256 bytes
+/// (checked at compile time); either way the result must be the
+/// division's, bit for bit, for every byte and divisor.
+#[test]
+fn dividing_a_byte_by_a_constant_is_exact() {
+    let bytes: Vec<u8> = (0..=255).collect();
+    for c in [255.0, 3.0, 7.0, 10.0, 0.1, 127.5, -2.5, 1e-30, 3e38, 0.0, f64::INFINITY] {
+        let mut g = Graph::unfolded();
+        let x = g.input("x", InputRole::Data, Type::new(DType::U8, vec![256])).expect("input");
+        let f = g.cast(x, DType::F32).expect("cast");
+        let k = g.scalar(c);
+        let y = g.broadcast_binary(nnc::ir::BinaryOp::Div, f, k).expect("div");
+        g.set_output("y", y).expect("output");
+        let mut step = CompiledStep::compile(&g).expect("compile");
+        let ins = HashMap::from([(
+            "x".to_string(),
+            Value::U8(ArrayD::from_shape_vec(IxDyn(&[256]), bytes.clone()).expect("shape")),
+        )]);
+        let Value::F32(got) = step.run_values(&g, &ins).expect("run").remove(0) else { panic!("not f32") };
+        for (b, y) in bytes.iter().zip(got.iter()) {
+            let want = f32::from(*b) / c as f32;
+            // FTZ is on inside a step: a denormal quotient may be 0.
+            let flushed = want.is_subnormal() && *y == 0.0;
+            assert!(
+                y.to_bits() == want.to_bits() || flushed || (y.is_nan() && want.is_nan()),
+                "{b} / {c}: {y} vs {want}"
+            );
+        }
+    }
+}

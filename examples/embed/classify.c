@@ -3,7 +3,7 @@
  *   nnc run examples/mnist.nn                      # train; writes runs/<exp>-<time>/
  *   nnc build examples/mnist.nn --checkpoint runs/<exp>-<time>/checkpoints/final.safetensors \
  *       --emit obj -o model                        # writes model.o and model.h
- *   cc -O2 -I. examples/embed/classify.c model.o -lm -o classify
+ *   cc -O2 -I. examples/embed/classify.c model.o -lm -pthread -o classify
  *   ./classify < samples.f32
  *
  * It reads samples from stdin as raw little-endian float32 values, one

@@ -69,13 +69,16 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
         std::fs::write(&path, text).map_err(|e| io_err(&path, e))?;
     }
     let march = format!("-march={}", o.target_cpu.as_deref().unwrap_or("native"));
-    cc(&tmp.0, &["-O3", &march, "-ffp-contract=fast", "-fPIC", "-c", "rt.c", "-o", "rt.o"])?;
+    cc(&tmp.0, &["-O3", &march, "-ffp-contract=fast", "-fPIC", "-pthread", "-c", "rt.c", "-o", "rt.o"])?;
     match o.emit {
         Emit::Exe => {
             let exe = absolute(&o.output)?;
             let exe_s = exe.to_string_lossy();
             // libgcc statically: the executable needs only libc and libm.
-            cc(&tmp.0, &["-O2", &march, "main.c", "rt.o", "model.o", "-o", &exe_s, "-lm", "-static-libgcc", "-s"])?;
+            cc(
+                &tmp.0,
+                &["-O2", &march, "main.c", "rt.o", "model.o", "-o", &exe_s, "-lm", "-pthread", "-static-libgcc", "-s"],
+            )?;
             Ok(vec![exe])
         }
         Emit::Obj => {

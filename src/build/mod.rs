@@ -13,12 +13,13 @@
 //!   is compiled with the system `cc` and linked with the object.
 //!
 //! One entry point is compiled per size in [`BATCHES`]: batch 1 (latency) up
-//! to 256 (throughput). The shim runs full batches of the biggest, then of
-//! each smaller size in turn, so a remainder (e.g. 232 of 1000) runs as a
-//! few mid-size matrix products rather than one matrix-vector product per
-//! sample.
-//! The steps run on one thread: the step's kernels call the shim's
-//! `nnc_rt_parallel` serially.
+//! to 64 (throughput: bigger batches measured no faster, the input and the
+//! weights crowding L2). The shim runs full batches of the biggest, then of
+//! each smaller size in turn, so a remainder (e.g. 40 of 1000) runs as a few
+//! small matrix products rather than one matrix-vector product per sample.
+//! Each step runs on one thread (its kernels call the shim's
+//! `nnc_rt_parallel` serially); big calls are split across threads by
+//! samples, each thread with its own buffers (see `rt.c`).
 //!
 //! [`predict`] runs the same graphs with the JIT (`nnc predict`), to check a
 //! build against.
@@ -33,7 +34,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The batch sizes of the compiled entry points, ascending.
-pub const BATCHES: [usize; 4] = [1, 8, 64, 256];
+pub const BATCHES: [usize; 3] = [1, 8, 64];
 
 /// What `nnc build` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -3,7 +3,7 @@
  * The object file holds the model's inference code, compiled ahead of time
  * by nnc, its trained weights, and this runtime. Link it with a C compiler:
  *
- *     cc -O2 app.c model.o -lm -o app
+ *     cc -O2 app.c model.o -lm -pthread -o app
  *
  * A model takes samples of one input (its shape and element type below)
  * and returns, per sample, a probability for each class and the most
@@ -11,6 +11,12 @@
  * given, sized as documented. A model instance is not thread-safe: create
  * one per thread. Every function below besides nnc_create/nnc_destroy/
  * nnc_predict* is a pure query of constants.
+ *
+ * Threads: a call with at least two of the model's biggest batches per
+ * thread is split across threads, each on its own buffers; the results are
+ * the same for any thread count. The count is the NNC_THREADS environment
+ * variable when nnc_create runs, else every online core. Link with -pthread
+ * (a no-op on current glibc).
  *
  * Symbols: every public name starts with `nnc_`, so one program can link
  * one model.

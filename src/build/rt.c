@@ -8,7 +8,9 @@
 #include "nnc_model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <xmmintrin.h>
 
@@ -269,39 +271,48 @@ typedef struct {
     void **slots;
 } nnc_run;
 
+/* Threads a big call is split across; each has its own buffers. */
+#define NNC_MAX_THREADS 64
+
 struct nnc_model {
-    nnc_run run[NNC_PLANS];
+    int threads;
+    nnc_run run[NNC_MAX_THREADS][NNC_PLANS];
 };
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64 + 64); }
 
 void nnc_destroy(nnc_model *m) {
     if (!m) return;
-    for (int p = 0; p < NNC_PLANS; p++) {
-        free(m->run[p].arena);
-        free(m->run[p].input);
-        free(m->run[p].logits);
-        free(m->run[p].probs);
-        free(m->run[p].slots);
-    }
+    for (int t = 0; t < NNC_MAX_THREADS; t++)
+        for (int p = 0; p < NNC_PLANS; p++) {
+            nnc_run *r = &m->run[t][p];
+            free(r->arena);
+            free(r->input);
+            free(r->logits);
+            free(r->probs);
+            free(r->slots);
+        }
     free(m);
 }
 
-nnc_model *nnc_create(void) {
-    nnc_model *m = calloc(1, sizeof *m);
-    if (!m) return NULL;
+/* NNC_THREADS if set (1 to NNC_MAX_THREADS), else every online core. */
+static int thread_count(void) {
+    const char *env = getenv("NNC_THREADS");
+    long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > NNC_MAX_THREADS ? NNC_MAX_THREADS : (int)n;
+}
+
+/* The buffers and slot table of each plan for one thread; 0 when out of memory. */
+static int alloc_runs(nnc_run *runs) {
     for (int p = 0; p < NNC_PLANS; p++) {
         const nnc_plan *pl = &nnc_plans[p];
-        nnc_run *r = &m->run[p];
+        nnc_run *r = &runs[p];
         r->arena = alloc64(pl->arena_bytes);
         r->input = alloc64(pl->batch * NNC_INPUT_SIZE * elem_size());
         r->logits = alloc64(pl->batch * NNC_CLASSES * sizeof(float));
         r->probs = alloc64(pl->batch * NNC_CLASSES * sizeof(float));
         r->slots = calloc(pl->nslots, sizeof(void *));
-        if (!r->arena || !r->input || !r->logits || !r->probs || !r->slots) {
-            nnc_destroy(m);
-            return NULL;
-        }
+        if (!r->arena || !r->input || !r->logits || !r->probs || !r->slots) return 0;
         for (size_t s = 0; s < pl->nslots; s++) {
             const nnc_slot *sl = &pl->slots[s];
             /* The step only reads its parameter slots: the weights stay read-only. */
@@ -311,6 +322,18 @@ nnc_model *nnc_create(void) {
                                                         : (void *)r->probs;
         }
     }
+    return 1;
+}
+
+nnc_model *nnc_create(void) {
+    nnc_model *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->threads = thread_count();
+    for (int t = 0; t < m->threads; t++)
+        if (!alloc_runs(m->run[t])) {
+            nnc_destroy(m);
+            return NULL;
+        }
     return m;
 }
 
@@ -366,22 +389,28 @@ static void convert(void *dst, const float *x, size_t count) {
         memcpy(dst, x, count * sizeof(float));
 }
 
-/* Runs plan `p` on its batch of samples: raw bytes, or floats to convert. */
-static void run_plan(nnc_model *m, int p, const void *raw, const float *x, float *probs, int32_t *classes) {
+/* Points the slots of `kind` at `to`. */
+static void point(nnc_run *r, const nnc_plan *pl, int kind, void *to) {
+    for (size_t s = 0; s < pl->nslots; s++)
+        if (pl->slots[s].kind == kind) r->slots[s] = to;
+}
+
+/* Runs plan `p` on its batch of samples with one thread's buffers `runs`:
+ * raw samples are read where they are (the step never writes its input),
+ * floats are converted first; probabilities go straight to `probs`. */
+static void run_plan(nnc_run *runs, int p, const void *raw, const float *x, float *probs, int32_t *classes) {
     const nnc_plan *pl = &nnc_plans[p];
-    nnc_run *r = &m->run[p];
+    nnc_run *r = &runs[p];
     size_t count = pl->batch * NNC_INPUT_SIZE;
-    if (raw)
-        memcpy(r->input, raw, count * elem_size());
-    else
-        convert(r->input, x, count);
+    if (!raw) convert(r->input, x, count);
+    point(r, pl, NNC_SLOT_INPUT, raw ? (void *)raw : r->input);
+    point(r, pl, NNC_SLOT_PROBS, probs ? probs : r->probs);
     /* Flush denormals while the step runs, as the JIT does: trained weights
      * drift into denormal range, where arithmetic is ~100x slower. */
     unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);
     pl->step(r->arena, (void *)pl->consts, r->slots, NULL);
     _mm_setcsr(csr);
-    if (probs) memcpy(probs, r->probs, pl->batch * NNC_CLASSES * sizeof(float));
     if (classes)
         for (size_t i = 0; i < pl->batch; i++) {
             const float *l = r->logits + i * NNC_CLASSES;
@@ -392,14 +421,52 @@ static void run_plan(nnc_model *m, int p, const void *raw, const float *x, float
         }
 }
 
+/* One thread's share of a call: samples [begin, end). */
+typedef struct {
+    nnc_run *runs;
+    const unsigned char *raw;
+    const float *x;
+    size_t begin, end;
+    float *probs;
+    int32_t *classes;
+} nnc_share;
+
 /* Full batches of the biggest plan, then of each smaller one in turn. */
-static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size_t n, float *probs, int32_t *classes) {
-    size_t i = 0, esz = elem_size();
+static void *run_share(void *arg) {
+    const nnc_share *s = arg;
+    size_t i = s->begin, esz = elem_size();
     for (int p = NNC_PLANS - 1; p >= 0; p--) {
         size_t b = nnc_plans[p].batch;
-        for (; n - i >= b; i += b)
-            run_plan(m, p, raw ? raw + i * NNC_INPUT_SIZE * esz : NULL, raw ? NULL : x + i * NNC_INPUT_SIZE,
-                     probs ? probs + i * NNC_CLASSES : NULL, classes ? classes + i : NULL);
+        for (; s->end - i >= b; i += b)
+            run_plan(s->runs, p, s->raw ? s->raw + i * NNC_INPUT_SIZE * esz : NULL,
+                     s->raw ? NULL : s->x + i * NNC_INPUT_SIZE, s->probs ? s->probs + i * NNC_CLASSES : NULL,
+                     s->classes ? s->classes + i : NULL);
+    }
+    return NULL;
+}
+
+/* Splits calls of at least two big batches per thread across threads, in
+ * whole big batches: each sample's result does not depend on which batch
+ * it is in, so the output is the same for any thread count. A thread that
+ * cannot start leaves its share to the calling thread. */
+static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size_t n, float *probs, int32_t *classes) {
+    size_t big = nnc_plans[NNC_PLANS - 1].batch, threads = (size_t)m->threads;
+    while (threads > 1 && n < 2 * big * threads) threads--;
+    size_t per = (n / threads + big - 1) / big * big;
+    nnc_share shares[NNC_MAX_THREADS];
+    pthread_t ids[NNC_MAX_THREADS];
+    int started[NNC_MAX_THREADS] = {0};
+    for (size_t t = 0; t < threads; t++) {
+        size_t begin = t * per < n ? t * per : n, end = t + 1 == threads || (t + 1) * per > n ? n : (t + 1) * per;
+        shares[t] = (nnc_share){m->run[t], raw, x, begin, end, probs, classes};
+        if (t > 0) started[t] = pthread_create(&ids[t], NULL, run_share, &shares[t]) == 0;
+    }
+    run_share(&shares[0]);
+    for (size_t t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            run_share(&shares[t]);
     }
 }
 

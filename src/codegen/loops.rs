@@ -16,7 +16,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use super::CodegenError;
 use super::math::{self, fconst, iconst, reg_ty, sel};
 use crate::ir::{BinaryOp, DType, UnaryOp};
-use crate::schedule::{BufId, Buffer, ENode, Expr, LoopKernel, Store, StoreMode, View, elem_size};
+use crate::schedule::{BufId, Buffer, ENode, Expr, ExprId, LoopKernel, Store, StoreMode, View, elem_size};
 
 /// Runtime functions a kernel may call.
 pub(super) struct Calls {
@@ -418,7 +418,13 @@ impl<'a> Gen<'a> {
                 random(b, vals[*key as usize], *salt, idx)
             }
             Expr::Unary(op, a) => self.unary(b, *op, n.dtype, vals[*a as usize])?,
-            Expr::Binary(op, x, y) => binary(b, self.calls, *op, dt_of(*x), vals[*x as usize], vals[*y as usize])?,
+            Expr::Binary(op, x, y) => {
+                let (vx, vy) = (vals[*x as usize], vals[*y as usize]);
+                match self.exact_reciprocal(*op, *x, *y) {
+                    Some(r) => divide_by_constant(b, vx, vy, r, w),
+                    None => binary(b, self.calls, *op, dt_of(*x), vx, vy)?,
+                }
+            }
             Expr::Select(c, x, y) => sel(b, vals[*c as usize], vals[*x as usize], vals[*y as usize]),
             Expr::Cast(to, a) => cast(b, dt_of(*a), *to, vals[*a as usize])?,
             Expr::Gather { buf, view, index, stride, dim } => {
@@ -438,6 +444,32 @@ impl<'a> Gen<'a> {
                 b.ins().select(ok, v, z)
             }
         })
+    }
+
+    /// `1 / c` for `x / c` with `c` a constant and `x` a float made from a
+    /// u8 or bool (`f32(image) / 255.0`), when [`corrected_quotient`] gives
+    /// the division's own bits for every value `x` can take; all are tried.
+    /// A division costs a 4-lane `divps` several cycles; this, three
+    /// multiply-adds.
+    fn exact_reciprocal(&self, op: BinaryOp, x: ExprId, y: ExprId) -> Option<f32> {
+        let node = |e: ExprId| &self.k.nodes[e as usize];
+        let (Expr::Const(c), Expr::Cast(DType::F32, src)) = (&node(y).expr, &node(x).expr) else { return None };
+        let top = match node(*src).dtype {
+            DType::U8 => 255u8,
+            DType::Bool => 1,
+            _ => return None,
+        };
+        let (c, r) = (*c as f32, 1.0 / *c as f32);
+        // Steps run with denormals flushed (FTZ/DAZ), which this check does
+        // not model: no value on the way may be a denormal.
+        let normal = |x: f32| !x.is_subnormal();
+        let exact = (0..=top).map(f32::from).all(|v| {
+            let q = v * r;
+            let rem = (-q).mul_add(c, v);
+            let out = corrected_quotient(v, c, r);
+            normal(q) && normal(rem) && normal(out) && out.to_bits() == (v / c).to_bits()
+        });
+        (op == BinaryOp::Div && node(y).dtype == DType::F32 && r.is_normal() && exact).then_some(r)
     }
 
     fn unary(&self, b: &mut FunctionBuilder, op: UnaryOp, dt: DType, x: Value) -> Result<Value, CodegenError> {
@@ -552,6 +584,22 @@ fn combine(b: &mut FunctionBuilder, mode: StoreMode, dt: DType, acc: Value, v: V
 fn call1(b: &mut FunctionBuilder, f: FuncRef, x: Value) -> Value {
     let c = b.ins().call(f, &[x]);
     b.inst_results(c)[0]
+}
+
+/// `x / c` as `q = x * r`, corrected by the remainder `x - q * c` (exact
+/// in a fused multiply-add): `q + (x - q * c) * r`.
+fn corrected_quotient(x: f32, c: f32, r: f32) -> f32 {
+    let q = x * r;
+    (-q).mul_add(c, x).mul_add(r, q)
+}
+
+/// [`corrected_quotient`] in code: `c` is the emitted divisor, `r` its reciprocal.
+fn divide_by_constant(b: &mut FunctionBuilder, x: Value, c: Value, r: f32, w: u8) -> Value {
+    let r = constant(b, DType::F32, w, f64::from(r));
+    let q = b.ins().fmul(x, r);
+    let minus_q = b.ins().fneg(q);
+    let rem = b.ins().fma(minus_q, c, x);
+    b.ins().fma(rem, r, q)
 }
 
 fn binary(
