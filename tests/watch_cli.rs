@@ -186,7 +186,8 @@ fn a_broken_edit_prints_its_diagnostic_and_training_goes_on() {
     w.edit("let hidden = 128 +", "let hidden = 128");
     let report = w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
     assert!(report.contains("kept 12/12 tensors"), "{report}");
-    w.quit();
+    let (_, run) = w.quit();
+    assert_eq!(events(&run, "broken_edit").len(), 1);
 }
 
 #[test]

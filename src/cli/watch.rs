@@ -71,7 +71,7 @@ fn wait_for_fix(watch: &mut Watch) -> bool {
         }
         match watch.wait(Duration::from_millis(100)) {
             Some(Command::Reload { .. }) => return true,
-            Some(Command::Say(text)) => eprint!("{text}"),
+            Some(Command::Say(text) | Command::Broken(text)) => eprint!("{text}"),
             Some(Command::Quit) => return false,
             _ => {}
         }

@@ -36,8 +36,11 @@ pub enum Command {
     /// every tensor whose name and shape still match. `seen`: when the
     /// edit was first noticed.
     Reload { program: Box<crate::Compiled>, seen: std::time::Instant },
-    /// Text for stderr between two steps (the diagnostics of a broken edit).
+    /// Text for stderr between two steps.
     Say(String),
+    /// An edit that does not compile: its rendered diagnostics, printed
+    /// and logged while training goes on with the last good program.
+    Broken(String),
     /// Re-initialise everything and start from step 0.
     Restart,
     /// Write a checkpoint now.

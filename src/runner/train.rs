@@ -271,6 +271,11 @@ impl<'a> Run<'a> {
                 eprint!("{text}");
                 Ok(Flow::Go)
             }
+            Command::Broken(text) => {
+                eprintln!("{text}watch: the edit does not compile; training goes on with the last good program");
+                self.dir.log(&json!({ "event": "broken_edit", "step": self.progress.step }))?;
+                Ok(Flow::Go)
+            }
             Command::Save => {
                 let name = format!("step-{}", self.progress.step);
                 self.checkpoint(&name)?;

@@ -168,11 +168,7 @@ impl Recompiler {
         }
         match compiled {
             Ok(c) => self.tx.send(Command::Reload { program: Box::new(c), seen }),
-            Err(out) => {
-                let mut text = diag::render_all(&out.sources, &out.diags, self.style);
-                text.push_str("watch: the edit does not compile; training goes on with the last good program\n");
-                self.tx.send(Command::Say(text))
-            }
+            Err(out) => self.tx.send(Command::Broken(diag::render_all(&out.sources, &out.diags, self.style))),
         }
     }
 }
