@@ -104,17 +104,14 @@ fn classes(g: &Graph) -> Result<usize, BuildError> {
 /// tensors, such as optimizer states, are ignored), laid out in one buffer.
 fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<(Vec<Param>, Vec<u8>), BuildError> {
     let (tensors, _) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
-    let problems: Vec<String> = checkpoint::mismatches(&tensors, want)
-        .into_iter()
-        .filter(|p| !p.ends_with("in the checkpoint but not in the model"))
-        .collect();
+    let problems = checkpoint::missing(&tensors, want);
     if !problems.is_empty() {
         return Err(BuildError::Checkpoint { path: ckpt.into(), problems });
     }
     let mut weights = Vec::new();
     let mut params = Vec::with_capacity(want.len());
     for (name, shape) in want {
-        // `mismatches` found every wanted name present.
+        // `missing` found every wanted name present.
         let Some((_, values)) = tensors.get(name) else { continue };
         weights.resize(weights.len().next_multiple_of(ALIGN), 0);
         params.push(Param { name: name.clone(), shape: shape.clone(), offset: weights.len() });

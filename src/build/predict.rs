@@ -48,7 +48,8 @@ pub fn read_input(m: &Model, path: &Path, raw: bool) -> Result<Vec<f32>, BuildEr
 }
 
 fn idx_values(m: &Model, path: &Path) -> Result<Vec<f32>, BuildError> {
-    let a = read_idx(path).map_err(|e| bad(path, e.to_string()))?;
+    // The error names the file itself.
+    let a = read_idx(path).map_err(|e| BuildError::Other(e.to_string()))?;
     if a.dims.get(1..) != Some(m.input.shape.as_slice()) {
         return Err(bad(path, format!("samples of shape {:?}; the model needs {:?}", &a.dims[1..], m.input.shape)));
     }

@@ -142,6 +142,18 @@ pub fn load(path: &Path) -> Result<(Tensors, Option<Progress>), RunError> {
 /// Every difference between what a checkpoint holds and what the model
 /// needs, one line each, so a mismatch is diagnosed in one go.
 pub fn mismatches(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> {
+    let mut out = missing(have, want);
+    for name in have.keys() {
+        if !want.iter().any(|(n, _)| n == name) {
+            out.push(format!("`{name}`: in the checkpoint but not in the model"));
+        }
+    }
+    out
+}
+
+/// Every tensor of `want` that `have` lacks or holds with another shape
+/// (extra tensors in `have` are fine: a build ignores optimizer states).
+pub fn missing(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, shape) in want {
         match have.get(name) {
@@ -150,11 +162,6 @@ pub fn mismatches(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> 
                 out.push(format!("`{name}`: the model needs {shape:?}, the checkpoint has {s:?}"))
             }
             Some(_) => {}
-        }
-    }
-    for name in have.keys() {
-        if !want.iter().any(|(n, _)| n == name) {
-            out.push(format!("`{name}`: in the checkpoint but not in the model"));
         }
     }
     out
