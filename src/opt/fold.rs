@@ -15,7 +15,10 @@ pub fn run(g: &Graph) -> Result<Graph, IrError> {
 }
 
 fn fold_node(out: &mut Graph, node: &Node, ins: &[NodeId]) -> Result<NodeId, IrError> {
-    let values: Option<Vec<Tensor>> = if node.op.class() == LoweringClass::Source {
+    // Only when every input is a constant are any of them materialised: a
+    // splat constant may be large (a zero gradient of a whole activation).
+    let constant = |i: &NodeId| out.get(*i).is_ok_and(|n| matches!(n.op, Op::Const(_) | Op::Literal(_)));
+    let values: Option<Vec<Tensor>> = if node.op.class() == LoweringClass::Source || !ins.iter().all(constant) {
         None
     } else {
         ins.iter().map(|&i| constant_value(out, i)).collect::<Result<Option<Vec<_>>, _>>()?
