@@ -265,7 +265,8 @@ fn train_section() {
 }
 
 fn profile_section() {
-    for (path, batch) in [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None)]
+    let cnn = ("examples/mnist_cnn.nn", None);
+    for (path, batch) in [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None), cnn]
     {
         let Ok(g) = train_graph(Path::new(path), batch) else { continue };
         for threads in [1, 2] {
