@@ -266,7 +266,8 @@ fn train_section() {
 
 fn profile_section() {
     let cnn = ("examples/mnist_cnn.nn", None);
-    for (path, batch) in [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None), cnn]
+    for (path, batch) in
+        [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None), cnn]
     {
         let Ok(g) = train_graph(Path::new(path), batch) else { continue };
         for threads in [1, 2] {
