@@ -146,6 +146,10 @@ fn a_built_executable_runs_alone_and_agrees_with_the_jit_and_the_run() {
         .unwrap());
     std::fs::remove_file(&ckpt).unwrap();
     let exe = ok(&Command::new(alone.join("mnist_mlp")).arg("images.idx").current_dir(&alone).output().unwrap());
+    // The shipped gzip file as it is: the same predictions for its first samples.
+    let gz = std::path::absolute("data/mnist/t10k-images-idx3-ubyte.gz").unwrap();
+    let from_gz = ok(&Command::new(alone.join("mnist_mlp")).arg(&gz).output().unwrap());
+    assert_eq!(from_gz.lines().take(SAMPLES).collect::<Vec<_>>(), exe.lines().collect::<Vec<_>>());
     // 500 samples split across threads give what one thread gives, bit for bit.
     let threads = |n: &str| {
         let mut run = Command::new(alone.join("mnist_mlp"));
@@ -211,7 +215,15 @@ fn bad_inputs_get_a_message_and_exit_1() {
     let frac = run("frac.csv", format!("{}\n", vec!["0.5"; 784].join(",")).as_bytes(), &[]);
     assert!(frac.contains("not a whole number in 0..255"), "{frac}");
     assert!(run("odd.f32", &[0; 10], &["--raw"]).contains("not a whole number of samples"));
-    assert!(run("gz.idx", &[0x1f, 0x8b, 8, 0], &[]).contains("gzip-compressed"));
+    assert!(run("gz.idx", &[0x1f, 0x8b, 8, 0], &[]).contains("truncated gzip header"));
+    // The shipped labels file, cut short, and with one bit flipped.
+    let labels = std::fs::read("data/mnist/t10k-labels-idx1-ubyte.gz").unwrap();
+    let cut = run("cut.gz", &labels[..labels.len() / 2], &[]);
+    assert!(cut.contains("cut.gz: truncated compressed data"), "{cut}");
+    let mut flipped = labels.clone();
+    flipped[labels.len() / 2] ^= 0x10;
+    let flipped = run("flipped.gz", &flipped, &[]);
+    assert!(flipped.contains("flipped.gz: "), "{flipped}");
     let missing = err(&Command::new(dir.join("m")).arg("nope.idx").current_dir(&dir).output().unwrap());
     assert!(missing.contains("cannot open nope.idx"));
 }

@@ -10,6 +10,7 @@ use std::process::Command;
 const HEADER: &str = include_str!("nnc_model.h");
 const RUNTIME: &str = include_str!("rt.c");
 const MAIN: &str = include_str!("main.c");
+const INFLATE: &str = include_str!("inflate.c");
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -63,6 +64,7 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
         ("nnc_plan.h", plan.as_bytes()),
         ("rt.c", RUNTIME.as_bytes()),
         ("main.c", MAIN.as_bytes()),
+        ("inflate.c", INFLATE.as_bytes()),
         ("model.o", obj),
     ] {
         let path = tmp.0.join(name);

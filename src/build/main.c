@@ -1,7 +1,8 @@
 /* The `main` of an executable built by `nnc build`: reads samples, prints
  * one prediction per line. Linked only into executables (an object built
  * with --emit obj leaves `main` to its user). Every read is bounds-checked
- * against the input's size; bad input is a message on stderr and exit 1. */
+ * against the input's size; bad input is a message on stderr and exit 1.
+ * Any input may be gzip-compressed (inflate.c). */
 #include "nnc_model.h"
 
 #include <errno.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "inflate.c"
 
 static const char *prog = "model";
 
@@ -32,7 +35,7 @@ static void usage(FILE *f) {
     for (size_t a = 0; a < nnc_input_rank(); a++) fprintf(f, "%s%zu", a ? " x " : ", shape ", nnc_input_dim(a));
     fprintf(f,
             "):\n"
-            "  IDX (MNIST format, uncompressed: gunzip .gz files first): N samples of that shape\n"
+            "  IDX (MNIST format, plain or gzip): N samples of that shape\n"
             "  CSV: one sample per line, values separated by commas\n"
             "  --raw: little-endian float32 values, N samples back to back\n");
 }
@@ -200,11 +203,18 @@ int main(int argc, char **argv) {
     if (!path) { usage(stderr); die(2, "no input: give a file, or - for stdin"); }
     size_t len, n;
     unsigned char *bytes = slurp(path, &len);
-    /* slurp leaves room for at least one more byte: CSV parsing writes a terminator there. */
+    /* slurp (and gunzip) leave room for one more byte: CSV parsing writes a terminator there. */
+    if (len >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
+        const char *why;
+        size_t plain_len;
+        unsigned char *plain = gunzip(bytes, len, &plain_len, &why);
+        if (!plain) die(1, "%s: %s", path, why);
+        free(bytes);
+        bytes = plain;
+        len = plain_len;
+    }
     float *x;
     if (raw) x = read_raw(bytes, len, &n);
-    else if (len >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b)
-        die(1, "%s is gzip-compressed: decompress it first (gunzip -k %s)", path, path);
     else if (len >= 2 && bytes[0] == 0 && bytes[1] == 0) x = read_idx(bytes, len, &n);
     else x = read_csv(bytes, len, &n);
     if (n == 0) die(1, "%s holds no samples", path);
