@@ -211,6 +211,18 @@ fn an_unwritable_run_directory_is_an_error() {
 }
 
 #[test]
+fn only_the_newest_periodic_checkpoints_are_kept() {
+    let (three, all) = (scratch("keep_3"), scratch("keep_all"));
+    ok(&short_run(&three, &["--epochs", "5"]));
+    ok(&short_run(&all, &["--epochs", "5", "--keep-checkpoints", "0"]));
+    let has = |dir: &Path, ck: &str| dir.join(format!("checkpoints/{ck}.safetensors")).is_file();
+    for (ck, kept) in [("epoch-1", false), ("epoch-2", false), ("epoch-3", true), ("epoch-5", true), ("final", true)] {
+        assert_eq!(has(&three, ck), kept, "{ck}");
+        assert!(has(&all, ck), "{ck} with --keep-checkpoints 0");
+    }
+}
+
+#[test]
 fn thread_count_does_not_change_the_numbers() {
     let (one, two) = (scratch("threads_1"), scratch("threads_2"));
     ok(&short_run(&one, &["--threads", "1"]));

@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// Print only the final summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Keep the N newest periodic checkpoints (`epoch-N`, `step-N`) and
+    /// delete older ones; 0 keeps every one. `last`, `final`, `interrupted`
+    /// and checkpoints saved with `s` in watch are always kept.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    keep_checkpoints: usize,
 }
 
 impl RunArgs {
@@ -59,6 +64,7 @@ impl RunArgs {
             quiet: self.quiet,
             reload_step: None,
             reload_data: None,
+            keep_checkpoints: self.keep_checkpoints,
         }
     }
 }

@@ -139,6 +139,28 @@ pub fn load(path: &Path) -> Result<(Tensors, Option<Progress>), RunError> {
     Ok((tensors, progress))
 }
 
+/// Deletes all but the `keep` newest checkpoints in `dir` whose names
+/// `rank` recognises (by the number it returns); `keep` 0 deletes none.
+pub fn prune(dir: &Path, keep: usize, rank: fn(&str) -> Option<u64>) -> Result<(), RunError> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| RunError::Io { path: dir.to_path_buf(), message: e.to_string() };
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if let (Some(n), Some("safetensors")) = (rank(stem), path.extension().and_then(|e| e.to_str())) {
+            found.push((n, path));
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in found.into_iter().skip(keep) {
+        std::fs::remove_file(&path).map_err(|e| RunError::Io { path, message: e.to_string() })?;
+    }
+    Ok(())
+}
+
 /// Every difference between what a checkpoint holds and what the model
 /// needs, one line each, so a mismatch is diagnosed in one go.
 pub fn mismatches(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> {

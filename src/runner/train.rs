@@ -40,6 +40,9 @@ pub struct RunOptions {
     /// overriding the file's `on_reload` (`nnc watch` only).
     pub reload_step: Option<OnReload>,
     pub reload_data: Option<OnReload>,
+    /// Periodic checkpoints (`epoch-N`, `step-N`) kept on disk, newest
+    /// first; 0 keeps them all. `last`, `final` and saved ones stay.
+    pub keep_checkpoints: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -277,7 +280,8 @@ impl<'a> Run<'a> {
                 Ok(Flow::Go)
             }
             Command::Save => {
-                let name = format!("step-{}", self.progress.step);
+                // Not `step-N`: a checkpoint asked for is never pruned.
+                let name = format!("saved-step-{}", self.progress.step);
                 self.checkpoint(&name)?;
                 say(&format!("saved {}", self.dir.path.join(format!("checkpoints/{name}.safetensors")).display()));
                 Ok(Flow::Go)
@@ -429,7 +433,11 @@ impl<'a> Run<'a> {
         std::fs::create_dir_all(&dir).map_err(|e| RunError::Io { path: dir.clone(), message: e.to_string() })?;
         let tensors = self.tensors()?;
         let paths = [dir.join(format!("{name}.safetensors")), dir.join("last.safetensors")];
-        checkpoint::save(&paths, &tensors, &self.progress)
+        checkpoint::save(&paths, &tensors, &self.progress)?;
+        if periodic(name).is_some() {
+            checkpoint::prune(&dir, self.opts.keep_checkpoints, periodic)?;
+        }
+        Ok(())
     }
 
     /// The tensors a checkpoint must hold: every parameter and state in the step.
@@ -538,6 +546,12 @@ impl RunSummary {
     fn steps_or(&self, step: u64) -> u64 {
         self.steps.max(step)
     }
+}
+
+/// The step or epoch of a periodic checkpoint's name (`epoch-3`, `step-500`).
+fn periodic(name: &str) -> Option<u64> {
+    let n = name.strip_prefix("epoch-").or_else(|| name.strip_prefix("step-"))?;
+    n.parse().ok()
 }
 
 /// `loss 0.1234  accuracy 0.9876`.
