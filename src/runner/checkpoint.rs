@@ -154,7 +154,7 @@ pub fn prune(dir: &Path, keep: usize, rank: fn(&str) -> Option<u64>) -> Result<(
             found.push((n, path));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     for (_, path) in found.into_iter().skip(keep) {
         std::fs::remove_file(&path).map_err(|e| RunError::Io { path, message: e.to_string() })?;
     }
