@@ -33,6 +33,9 @@ pub fn watch(a: WatchArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // Ctrl-C from here on stops the run cleanly, so the terminal settings
+    // the watch changes are always restored.
+    runner::interrupted();
     let mut watch = match Watch::start(&opts, super::style()) {
         Ok(w) => w,
         Err(e) => {
