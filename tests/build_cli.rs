@@ -1,8 +1,8 @@
 //! `nnc build` end to end: a short training run, a standalone executable
 //! that keeps working alone in another directory, its agreement with
 //! `nnc predict` (the JIT) and `nnc run`'s evaluation, bad inputs, object
-//! files linked into a C program, a portable target CPU, and checkpoints
-//! that do not fit. Every test that needs `cc` passes (saying why) without it.
+//! files linked into a C program, a portable target CPU, checkpoints that
+//! do not fit, and the CNN example built the same way. Every test that needs `cc` passes (saying why) without it.
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
@@ -287,4 +287,43 @@ fn a_checkpoint_that_does_not_fit_is_refused() {
     assert!(msg.contains("does not fit this model"), "{msg}");
     assert!(msg.contains("`l1.w`: the model needs [784, 64], the checkpoint has [784, 128]"), "{msg}");
     assert!(!dir.join("m").exists());
+}
+
+/// Nothing in a build is specific to the MLP: the CNN example (convolutions
+/// as patches, pooling, two dense layers) builds and agrees with the JIT.
+#[test]
+fn the_cnn_example_builds_and_agrees_with_the_jit() {
+    if !have_cc() {
+        return;
+    }
+    let dir = scratch("cnn");
+    let run = dir.join("run");
+    let out = nnc()
+        .args(["run", "examples/mnist_cnn.nn", "--train-samples", "256", "--epochs", "1", "--eval-samples", "100"])
+        .args(["--quiet", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    ok(&out);
+    let ckpt = run.join("checkpoints/final.safetensors");
+    let built = nnc()
+        .args(["build", "examples/mnist_cnn.nn", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(dir.join("cnn"))
+        .output();
+    ok(&built.unwrap());
+    // 75 images: one batch of 64 and the rest in batches of 8 and 1.
+    idx_images(&dir.join("images.idx"), 75);
+    let exe = ok(&Command::new(dir.join("cnn")).arg("images.idx").current_dir(&dir).output().unwrap());
+    let mut predict = nnc();
+    let jit = ok(&predict
+        .args(["predict", "examples/mnist_cnn.nn", "--checkpoint"])
+        .arg(&ckpt)
+        .arg(dir.join("images.idx"))
+        .output()
+        .unwrap());
+    let (exe, jit) = (parse(&exe), parse(&jit));
+    assert_eq!(exe.len(), 75);
+    assert_close(&exe, &jit);
 }
