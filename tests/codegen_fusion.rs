@@ -237,3 +237,29 @@ fn threaded_large_mlp_step_matches_one_thread() {
     let g = nnc::opt::optimize(&c.lowered.train).expect("optimize");
     same_bits(&g, true, 2);
 }
+
+/// `dY W^T` (B column-major, C row-major) deep and wide enough to take the
+/// runtime's detour (the product column-major into scratch, then a blocked
+/// transpose), at sizes that leave partial 8 x 8 blocks, on 1 and 2 threads.
+#[test]
+fn input_gradient_products_match_the_interpreter() {
+    for (m, k, n) in [(64, 300, 260), (9, 256, 2001), (130, 512, 127)] {
+        let mut g = Graph::unfolded();
+        let dy = input(&mut g, "dy", &[m, k]);
+        let w = input(&mut g, "w", &[n, k]);
+        let c = Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![1] };
+        let dx = g.contract(dy, w, c).expect("contract");
+        g.set_output("dx", dx).expect("dx");
+        let step = compile(&g, false, 1);
+        let gemm = step.schedule().kernels.iter().find_map(|k| match &k.body {
+            KernelBody::Gemm(gk) => Some(gk.clone()),
+            KernelBody::Loop(_) => None,
+        });
+        let gemm = gemm.expect("a gemm kernel");
+        assert_eq!((gemm.rhs.rs, gemm.out.cs), (1, 1), "not the detour's layout: {}", step.schedule());
+        for threads in [1, 2] {
+            check(&g, &mut compile(&g, false, threads), 1e-6 * k as f64 * 4.0, 1e-5);
+        }
+        same_bits(&g, false, 2);
+    }
+}
