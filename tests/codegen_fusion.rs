@@ -219,12 +219,16 @@ fn threaded_products_match_one_thread() {
     }
 }
 
+/// The optimized training step of the experiment in `path`.
+fn train_step(path: &str) -> Graph {
+    let c = nnc::compile(Path::new(path), &[], nnc::lower::Setup::default())
+        .unwrap_or_else(|_| panic!("{path} does not compile"));
+    nnc::opt::optimize(&c.lowered.train).expect("optimize")
+}
+
 #[test]
 fn threaded_mnist_step_matches_one_thread() {
-    let c = nnc::compile(Path::new("examples/mnist.nn"), &[], nnc::lower::Setup::default())
-        .unwrap_or_else(|_| panic!("examples/mnist.nn does not compile"));
-    let g = nnc::opt::optimize(&c.lowered.train).expect("optimize");
-    same_bits(&g, true, 2);
+    same_bits(&train_step("examples/mnist.nn"), true, 2);
 }
 
 /// Big enough that the input-gradient product of each layer is split
@@ -232,10 +236,7 @@ fn threaded_mnist_step_matches_one_thread() {
 /// splitting rows there made two threads add into the same sums.
 #[test]
 fn threaded_large_mlp_step_matches_one_thread() {
-    let c = nnc::compile(Path::new("benches/mlp_large.nn"), &[], nnc::lower::Setup::default())
-        .unwrap_or_else(|_| panic!("benches/mlp_large.nn does not compile"));
-    let g = nnc::opt::optimize(&c.lowered.train).expect("optimize");
-    same_bits(&g, true, 2);
+    same_bits(&train_step("benches/mlp_large.nn"), true, 2);
 }
 
 /// `dY W^T` (B column-major, C row-major) deep and wide enough to take the
