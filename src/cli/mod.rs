@@ -42,8 +42,8 @@ enum Command {
     /// checkpoint and summary).
     Watch(watch::WatchArgs),
     /// Compile a trained experiment's model ahead of time into a standalone
-    /// executable (reads IDX, CSV or raw f32 samples, prints each sample's
-    /// class and probabilities) or, with `--emit obj`, an object file and C
+    /// executable (reads IDX, CSV or raw f32 samples, plain or gzip, and
+    /// prints each sample's class and probabilities) or, with `--emit obj`, an object file and C
     /// header to link into a program. Needs the system C compiler (`cc`).
     Build(build::BuildArgs),
     /// Run a trained experiment's model on samples with the JIT and print
