@@ -12,12 +12,15 @@ repeats, so nothing but the gradients needs to be stored.
 Run from the repository root:  python3 benches/oracle/jax_grads.py
 Needs jax and numpy; exits 0 with a note when they are missing.
 """
-import gzip, json, os, struct, sys
+import json, os, sys
 
 try:
     import jax
     import jax.numpy as jnp
     import numpy as np
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from idx import read as idx
 except ImportError:
     print("jax/numpy not installed: skipping (the committed fixture stays as is)")
     sys.exit(0)
@@ -31,14 +34,6 @@ def formula(k, shape, scale=0.05):
     n = int(np.prod(shape)) if shape else 1
     i = np.arange(n, dtype=np.float64)
     return (scale * np.sin(0.37 * i + 1.3 * k + 0.1)).reshape(shape)
-
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data[4 + 4 * ndim :], dtype=np.uint8).reshape(dims)
 
 
 def save(name, loss, params, grads):

@@ -5,7 +5,7 @@
 Reads MNIST from data/mnist (the IDX files nnc uses). Needs keras and a
 backend (jax here); exits 0 with a note when they are missing.
 """
-import gzip, os, struct, sys, time
+import os, sys, time
 
 START = time.perf_counter()
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -18,13 +18,8 @@ except ImportError:
     print("keras not installed: skipping")
     sys.exit(0)
 
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    n = data[3]
-    dims = struct.unpack(">" + "I" * n, data[4 : 4 + 4 * n])
-    return np.frombuffer(data[4 + 4 * n :], dtype=np.uint8).reshape(dims)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from idx import read as idx  # noqa: E402 (after the optional imports)
 
 
 x_train, y_train = idx("data/mnist/train-images-idx3-ubyte.gz"), idx("data/mnist/train-labels-idx1-ubyte.gz")

@@ -4,6 +4,7 @@ usage: ort.py CHECKPOINT.safetensors IMAGES.idx
 Prints latency (1 thread, one sample per call; input already f32 / 255) and
 throughput at batch 1000 (1 thread, and every core; from f32 input already
 divided by 255, and from the u8 images with numpy doing the division)."""
+import os
 import statistics
 import sys
 import time
@@ -13,6 +14,9 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from idx import read as read_idx  # noqa: E402
 
 
 def model(w):
@@ -40,8 +44,9 @@ def session(m, threads):
 
 def main():
     w = load_file(sys.argv[1])
-    raw = open(sys.argv[2], "rb").read()
-    x = (np.frombuffer(raw[16:], np.uint8).reshape(-1, 784).astype(np.float32) / 255.0)
+    images = read_idx(sys.argv[2])
+    u8 = images.reshape(len(images), -1)
+    x = u8.astype(np.float32) / 255.0
     m = model(w)
     s1 = session(m, 1)
     ts = []
@@ -53,7 +58,6 @@ def main():
     print(f"ort_latency_us median {statistics.median(ts) * 1e6:.2f} min {min(ts) * 1e6:.2f}")
     # From f32 input already divided (onnxruntime's best case), and from the
     # u8 images, as a `nnc build` model takes them (the division in numpy).
-    u8 = np.frombuffer(raw[16:], np.uint8).reshape(-1, 784)
     feeds = (("f32 input", lambda i: x[i:i + 1000]),
              ("from u8 images", lambda i: u8[i:i + 1000].astype(np.float32) / 255.0))
     for name, s in (("1 thread", s1), ("all cores", session(m, 0))):

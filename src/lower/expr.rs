@@ -631,19 +631,12 @@ fn const_value(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
         (Val::Int(x), Val::Int(y)) => match op {
             Div => Val::Float(*x as f64 / *y as f64),
             Pow => Val::Float((*x as f64).powf(*y as f64)),
-            Eq => Val::Bool(x == y),
-            Ne => Val::Bool(x != y),
-            Lt => Val::Bool(x < y),
-            Le => Val::Bool(x <= y),
-            Gt => Val::Bool(x > y),
-            Ge => Val::Bool(x >= y),
-            _ => return None,
+            _ => Val::Bool(compare(op, x, y)?),
         },
         (Val::Bool(x), Val::Bool(y)) => match op {
             And => Val::Bool(*x && *y),
             Or => Val::Bool(*x || *y),
-            Eq => Val::Bool(x == y),
-            Ne => Val::Bool(x != y),
+            Eq | Ne => Val::Bool(compare(op, x, y)?),
             _ => return None,
         },
         _ => {
@@ -655,15 +648,23 @@ fn const_value(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
                 Div => Val::Float(x / y),
                 Pow => Val::Float(x.powf(y)),
                 Rem => Val::Float(x.rem_euclid(y)),
-                Eq => Val::Bool(x == y),
-                Ne => Val::Bool(x != y),
-                Lt => Val::Bool(x < y),
-                Le => Val::Bool(x <= y),
-                Gt => Val::Bool(x > y),
-                Ge => Val::Bool(x >= y),
-                _ => return None,
+                _ => Val::Bool(compare(op, &x, &y)?),
             }
         }
+    })
+}
+
+/// A comparison's result, in the operands' own type (ints stay exact).
+fn compare<T: PartialOrd>(op: BinOp, x: &T, y: &T) -> Option<bool> {
+    use BinOp::*;
+    Some(match op {
+        Eq => x == y,
+        Ne => x != y,
+        Lt => x < y,
+        Le => x <= y,
+        Gt => x > y,
+        Ge => x >= y,
+        _ => return None,
     })
 }
 

@@ -96,14 +96,9 @@ fn find_call(e: &ast::Expr) -> Option<&ast::Expr> {
 }
 
 /// `g` without the inputs (and nodes) no output depends on: the labels.
+/// (`opt::dce` keeps every input: the runner feeds inputs by name.)
 fn prune(g: &Graph) -> Result<Graph, IrError> {
-    let mut live = vec![false; g.len()];
-    g.outputs().iter().for_each(|(_, id)| live[id.index()] = true);
-    for id in g.ids().rev() {
-        if live[id.index()] {
-            g.node(id).inputs.iter().for_each(|x| live[x.index()] = true);
-        }
-    }
+    let live = crate::opt::dce::live(g);
     let mut out = Graph::new();
     let mut map: HashMap<NodeId, NodeId> = HashMap::new();
     for id in g.ids().filter(|id| live[id.index()]) {

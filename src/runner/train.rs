@@ -247,7 +247,9 @@ impl<'a> Run<'a> {
                 self.progress.batch += 1;
                 self.progress.sums.add(&values, batch.len());
                 self.samples += batch.len();
-                bar.suspend(|| self.flush_reload())?;
+                if self.pending.is_some() {
+                    bar.suspend(|| self.flush_reload())?;
+                }
                 self.after_step(&bar, rate(self))?;
                 if let Some(cmd) = control.as_deref_mut().and_then(|c| c.poll()) {
                     flow = bar.suspend(|| self.apply(cmd))?;

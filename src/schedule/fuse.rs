@@ -66,22 +66,6 @@ fn check_sizes(g: &Graph) -> Result<(), ScheduleError> {
     Ok(())
 }
 
-/// Which nodes the outputs depend on.
-fn needed(g: &Graph) -> Vec<bool> {
-    let mut need = vec![false; g.len()];
-    for (_, id) in g.outputs() {
-        need[id.index()] = true;
-    }
-    for id in g.ids().rev() {
-        if need[id.index()] {
-            for x in &g.node(id).inputs {
-                need[x.index()] = true;
-            }
-        }
-    }
-    need
-}
-
 /// Recomputing these per use costs no more than loading them.
 fn cheap(op: &Op) -> bool {
     match op {
@@ -106,7 +90,7 @@ fn own_buffer(op: &Op) -> bool {
 
 /// The first materialisation decision (see the module doc).
 fn initial(g: &Graph) -> Vec<bool> {
-    let need = needed(g);
+    let need = crate::opt::dce::live(g);
     let mut mat = vec![false; g.len()];
     let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); g.len()];
     for id in g.ids().filter(|id| need[id.index()]) {
@@ -157,7 +141,7 @@ fn initial(g: &Graph) -> Vec<bool> {
 /// holds that permutation's result, which gemm writes through its output
 /// strides, so readers load it contiguously.
 fn layouts(g: &Graph) -> Vec<Option<Vec<usize>>> {
-    let need = needed(g);
+    let need = crate::opt::dce::live(g);
     let mut perms: Vec<Option<Option<Vec<usize>>>> = vec![None; g.len()];
     for id in g.ids().filter(|id| need[id.index()]) {
         let n = g.node(id);
