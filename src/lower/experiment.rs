@@ -138,12 +138,27 @@ pub struct EarlyStop {
     pub maximize: bool,
 }
 
-/// Lower the experiment chosen by `setup` in the root module.
-pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Diags> {
+/// What every lowering of an experiment starts from: the experiment
+/// `setup` names, the `--set` values, its settings by key, and its
+/// training data plan.
+pub(super) struct Chosen<'p> {
+    pub exp: &'p ast::ExperimentDecl,
+    pub overrides: HashMap<String, Val>,
+    pub settings: Settings<'p>,
+    pub data: SplitPlan,
+}
+
+pub(super) fn choose<'p>(program: &'p Program, setup: &Setup) -> Result<Chosen<'p>, Diags> {
     let exp = find_experiment(program, setup).map_err(|d| vec![d])?;
     let overrides = parse_overrides(&setup.overrides);
-    let settings: HashMap<&str, &ast::Setting> = exp.settings.iter().map(|s| (s.key.name.as_str(), s)).collect();
+    let settings: Settings = exp.settings.iter().map(|s| (s.key.name.as_str(), s)).collect();
     let data = split_plan(program, &overrides, settings.get("data").copied(), None).map_err(|d| vec![d])?;
+    Ok(Chosen { exp, overrides, settings, data })
+}
+
+/// Lower the experiment chosen by `setup` in the root module.
+pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Diags> {
+    let Chosen { exp, overrides, settings, data } = choose(program, setup)?;
     let eval = match settings.get("eval") {
         Some(s) => Some(split_plan(program, &overrides, Some(s), Some(data.batch)).map_err(|d| vec![d])?),
         None => None,
@@ -221,7 +236,7 @@ pub fn experiments(program: &Program) -> Vec<&ast::ExperimentDecl> {
     root.ast.items.iter().filter_map(|i| if let ast::Item::Experiment(e) = i { Some(e) } else { None }).collect()
 }
 
-pub(super) fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
+fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
     let exps = experiments(program);
     match &setup.experiment {
         Some(n) => exps.iter().find(|e| e.name.name == *n).copied().ok_or_else(|| {
@@ -238,7 +253,7 @@ pub(super) fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result
 }
 
 /// `--set` strings as values: int, then float, then bool, then string.
-pub(super) fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
+fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
     raw.iter()
         .map(|(k, v)| {
             let val = if let Ok(i) = v.parse::<i64>() {
@@ -256,7 +271,7 @@ pub(super) fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> 
 }
 
 /// What a data split setting asks for: source, fields and batching.
-pub(super) fn split_plan(
+fn split_plan(
     program: &Program,
     overrides: &HashMap<String, Val>,
     s: Option<&ast::Setting>,

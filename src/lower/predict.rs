@@ -11,7 +11,7 @@
 //! parameters. Outputs: `logits`, the model's output, and, when that is a
 //! matrix `[B, C]`, `probs`, its softmax over the classes.
 
-use super::experiment::{Settings, find_experiment, parse_overrides, split_plan};
+use super::experiment::{Chosen, Settings, choose};
 use super::{Lowerer, ParamInfo, at};
 use crate::diag::{Diag, Diags};
 use crate::ir::{BinaryOp, DType, Graph, IrError, NodeId, UnaryOp};
@@ -33,10 +33,7 @@ pub struct Predict {
 
 /// Lower the inference graph of the experiment `setup` names, for `batch` samples.
 pub fn lower_predict(program: &Program, setup: &Setup, batch: usize) -> Result<Predict, Diags> {
-    let exp = find_experiment(program, setup).map_err(|d| vec![d])?;
-    let overrides = parse_overrides(&setup.overrides);
-    let settings: Settings = exp.settings.iter().map(|s| (s.key.name.as_str(), s)).collect();
-    let data = split_plan(program, &overrides, settings.get("data").copied(), None).map_err(|d| vec![d])?;
+    let Chosen { exp, overrides, settings, data } = choose(program, setup)?;
     let call = model_call(&settings).ok_or_else(|| {
         vec![Diag::error("cannot tell what the model is applied to").at(exp.name.span, "in this experiment").help(
             "`nnc build` and `nnc predict` run the call `model(...)` that `loss` or a metric makes; write the loss as `f(model(x), y)`",
