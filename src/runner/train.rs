@@ -45,6 +45,13 @@ pub struct RunOptions {
     pub keep_checkpoints: usize,
 }
 
+impl RunOptions {
+    /// How to lower the file: the chosen experiment, the file's own batch sizes.
+    pub fn setup(&self) -> crate::lower::Setup {
+        crate::lower::Setup { experiment: self.experiment.clone(), ..Default::default() }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RunSummary {
     pub experiment: String,
@@ -117,9 +124,8 @@ pub fn run_with(opts: &RunOptions, control: Option<&mut dyn Control>) -> Result<
 
 impl<'a> Run<'a> {
     fn start(opts: &'a RunOptions, start: Instant) -> Result<Run<'a>, RunError> {
-        let setup = crate::lower::Setup { experiment: opts.experiment.clone(), ..Default::default() };
-        let compiled =
-            crate::compile(&opts.file, &opts.sets, setup).map_err(|out| RunError::Compile(out.sources, out.diags))?;
+        let compiled = crate::compile(&opts.file, &opts.sets, opts.setup())
+            .map_err(|out| RunError::Compile(out.sources, out.diags))?;
         let source_hash = hash_sources(&compiled.sources);
         let l = compiled.lowered;
         let cache_key = cache::key(&l.train, &l.eval, opts.backend, opts.threads);
@@ -723,8 +729,7 @@ fn eval_batch(l: &Lowered) -> usize {
 }
 
 fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, RunError> {
-    let setup =
-        crate::lower::Setup { experiment: opts.experiment.clone(), eval_batch: Some(batch), ..Default::default() };
+    let setup = crate::lower::Setup { eval_batch: Some(batch), ..opts.setup() };
     let c = crate::compile(&opts.file, &opts.sets, setup).map_err(|o| RunError::Compile(o.sources, o.diags))?;
     Ok(c.lowered.eval)
 }

@@ -68,10 +68,6 @@ impl Control for Watch {
     }
 }
 
-fn setup(opts: &RunOptions) -> crate::lower::Setup {
-    crate::lower::Setup { experiment: opts.experiment.clone(), ..Default::default() }
-}
-
 /// The files the program read, and the directories watched for them.
 struct Files {
     watcher: notify::RecommendedWatcher,
@@ -153,7 +149,7 @@ impl Recompiler {
     }
 
     fn compile(&mut self, seen: Instant) -> Result<(), std::sync::mpsc::SendError<Command>> {
-        let compiled = crate::compile(&self.opts.file, &self.opts.sets, setup(&self.opts));
+        let compiled = crate::compile(&self.opts.file, &self.opts.sets, self.opts.setup());
         let sources = match &compiled {
             Ok(c) => &c.sources,
             Err(out) => &out.sources,
