@@ -200,3 +200,16 @@ fn gradients_reach_every_parameter() {
         }
     }
 }
+
+/// relu'(0) = 0, the peers' convention (PyTorch, Keras, jax.nn.relu), so a
+/// blank input or a zero bias gets the gradient it gets there.
+#[test]
+fn relu_derivative_at_zero_is_zero() {
+    let case = Case { expr: "relu(x)", inputs: vec![f("x", &[3])] };
+    let (g, _, _, _) = build(&case);
+    let mut vals: HashMap<String, Value> = HashMap::new();
+    vals.insert("x".into(), Value::F64(ArrayD::from_shape_vec(IxDyn(&[3]), vec![-1.0, 0.0, 1.0]).unwrap()));
+    vals.insert("r".into(), Value::F64(ArrayD::from_elem(IxDyn(&[3]), 1.0)));
+    let out = eval(&g, &vals);
+    assert_eq!(out["grad/x"].iter().copied().collect::<Vec<f64>>(), vec![0.0, 0.0, 1.0]);
+}

@@ -3,8 +3,8 @@
 
 use super::call::{ArgVal, ParamSpec};
 use super::dim::{Dim, Shape};
-use super::index::normalize;
-use super::val::{TensorTy, Val};
+use super::index::{Fit, normalize};
+use super::val::{Classes, TensorTy, Val};
 use super::{Checker, expected};
 use crate::diag::Diag;
 use crate::span::Span;
@@ -135,7 +135,9 @@ impl Checker<'_> {
             OneHot => self.one_hot(&a),
             Arange => match a.val(0) {
                 Val::Int(d) => {
-                    Val::tensor(DType::I32, Shape::of(vec![d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")))]))
+                    let n = d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")));
+                    let classes = Some(Classes { n: n.clone(), at: call });
+                    Val::Tensor(TensorTy { dtype: DType::I32, shape: Shape::of(vec![n]), classes })
                 }
                 v => self.error(expected("an int", &self.show(&v), a.span(0))),
             },
@@ -166,7 +168,9 @@ impl Checker<'_> {
         match a.val(0) {
             Val::Int(_) | Val::Float => Val::Float,
             Val::Tensor(t) if t.dtype == DType::F32 => Val::Tensor(t),
-            Val::Tensor(t) if t.dtype == DType::I32 && matches!(b, Builtin::Abs | Builtin::Sign) => Val::Tensor(t),
+            Val::Tensor(t) if t.dtype == DType::I32 && matches!(b, Builtin::Abs | Builtin::Sign) => {
+                Val::tensor(t.dtype, t.shape)
+            }
             v => {
                 let d = Diag::error(format!("`{}` needs an f32 tensor or a number, found {}", b.name(), self.show(&v)))
                     .at(a.span(0), "wrong type")
@@ -271,7 +275,15 @@ impl Checker<'_> {
                 dims.push(Dim::constant(1));
             }
         }
-        Val::tensor(out_dtype(b, t.dtype), Shape { rest: t.shape.rest, dims })
+        // argmax over C scores is a class id in 0..C; the max or min of ids
+        // is one of them.
+        let classes = match (b, axes.as_slice()) {
+            (Builtin::Argmax, [k]) => Some(Classes { n: t.shape.dims[*k].clone(), at: a.call }),
+            (Builtin::Max | Builtin::Min, _) => t.classes.clone(),
+            _ => None,
+        };
+        let shape = Shape { rest: t.shape.rest, dims };
+        Val::Tensor(TensorTy { dtype: out_dtype(b, t.dtype), shape, classes })
     }
 
     fn where_(&mut self, a: &Args) -> Val {
@@ -388,7 +400,7 @@ impl Checker<'_> {
             .help("a reshape keeps the number of elements");
             return self.error(d);
         }
-        Val::tensor(t.dtype, Shape::of(dims))
+        Val::Tensor(t.with_shape(Shape::of(dims)))
     }
 
     /// Dims with opaque quotients (`d/h`) can't be compared: the check
@@ -426,7 +438,7 @@ impl Checker<'_> {
             return self
                 .error(Diag::error(format!("a permutation of rank {n} needs {n} axes")).at(a.span(1), "wrong length"));
         }
-        Val::tensor(t.dtype, Shape::of(dims))
+        Val::Tensor(t.with_shape(Shape::of(dims)))
     }
 
     fn transpose(&mut self, a: &Args) -> Val {
@@ -439,7 +451,7 @@ impl Checker<'_> {
         };
         let mut dims = t.shape.dims.clone();
         dims.swap(x, y);
-        Val::tensor(t.dtype, Shape { rest: t.shape.rest, dims })
+        Val::Tensor(t.with_shape(Shape { rest: t.shape.rest, dims }))
     }
 
     fn unsqueeze(&mut self, b: Builtin, a: &Args) -> Val {
@@ -456,7 +468,7 @@ impl Checker<'_> {
         } else {
             dims.remove(k);
         }
-        Val::tensor(t.dtype, Shape { rest: t.shape.rest, dims })
+        Val::Tensor(t.with_shape(Shape { rest: t.shape.rest, dims }))
     }
 
     fn concat(&mut self, b: Builtin, a: &Args) -> Val {
@@ -521,7 +533,10 @@ impl Checker<'_> {
         } else {
             dims[k] = total;
         }
-        Val::tensor(first.dtype, Shape { rest: first.shape.rest, dims })
+        // Ids joined with ids of the same range are still in that range.
+        let same = |t: &TensorTy| matches!((&t.classes, &first.classes), (Some(x), Some(y)) if x.n == y.n);
+        let classes = if ts.iter().all(same) { first.classes.clone() } else { None };
+        Val::Tensor(TensorTy { dtype: first.dtype, shape: Shape { rest: first.shape.rest, dims }, classes })
     }
 
     fn pad(&mut self, a: &Args) -> Val {
@@ -547,7 +562,7 @@ impl Checker<'_> {
             };
             dims[start + i] = dims[start + i].add(&lo).add(&hi);
         }
-        Val::tensor(t.dtype, Shape { rest: t.shape.rest, dims })
+        Val::Tensor(t.with_shape(Shape { rest: t.shape.rest, dims }))
     }
 
     fn take(&mut self, a: &Args) -> Val {
@@ -567,6 +582,9 @@ impl Checker<'_> {
             Val::Int(None) => Dim::sym(self.fresh_sym("n")),
             v => return self.error(expected("an int", &self.show(&v), a.span(1))),
         };
+        if let Err(d) = self.ids_fit("one_hot", &ids, a.span(0), (&n, a.span(1)), Fit::Exact) {
+            return self.error(d);
+        }
         let mut shape = ids.shape.clone();
         shape.dims.push(n);
         Val::tensor(DType::F32, shape)
@@ -627,6 +645,10 @@ impl Checker<'_> {
             _ => DType::F32,
         };
         match a.val(0) {
+            // Ids stay ids through a cast between integer types.
+            Val::Tensor(t) if matches!(to, DType::I32) && matches!(t.dtype, DType::I32 | DType::U8) => {
+                Val::Tensor(TensorTy { dtype: to, ..t })
+            }
             Val::Tensor(t) => Val::tensor(to, t.shape),
             Val::Int(_) | Val::Float | Val::Bool(_) => Val::scalar(to),
             v => self.error(expected("a tensor or a number", &self.show(&v), a.span(0))),

@@ -315,6 +315,25 @@ impl Checker<'_> {
             );
         };
         let env = self.model_env(inst);
+        if let Some(head) = output_layer(m, fwd) {
+            self.heads.insert(call, head);
+        }
         self.call_fn(inst.item, fwd, &env, args, call)
     }
+}
+
+/// The field whose call makes a forward's result (`... |> l2`), else the
+/// declared return type.
+fn output_layer(m: &ast::ModelDecl, fwd: &ast::FnDecl) -> Option<Span> {
+    let mut e = &*fwd.body.tail;
+    while let ast::ExprKind::Block(b) = &e.kind {
+        e = &b.tail;
+    }
+    if let ast::ExprKind::Call { callee, .. } = &e.kind
+        && let ast::ExprKind::Name(n) = &callee.kind
+        && let Some(f) = m.fields.iter().find(|f| &f.name.name == n)
+    {
+        return Some(f.name.span);
+    }
+    fwd.ret.as_ref().map(|t| t.span)
 }

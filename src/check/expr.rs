@@ -71,11 +71,29 @@ impl Checker<'_> {
                     let v = self.expr(value);
                     self.assign(name, v, value.span);
                 }
+                Stmt::Assert { cond, message } => self.assert(cond, message.as_deref()),
             }
         }
         let v = self.expr(&b.tail);
         self.pop_scope();
         v
+    }
+
+    /// An assertion is on compile-time values; float values are known only
+    /// when the step is lowered, which evaluates it again.
+    fn assert(&mut self, cond: &Expr, message: Option<&str>) {
+        match self.expr(cond) {
+            Val::Bool(Some(false)) => {
+                let d = Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, "this is false");
+                self.diags.push(d);
+            }
+            Val::Bool(_) | Val::Error => {}
+            v => {
+                let d = expected("a compile-time bool", &self.show(&v), cond.span)
+                    .help("`assert` checks constants and parameters when the program is compiled");
+                self.diags.push(d);
+            }
+        }
     }
 
     /// `let h: f32[B, 128] = ...`: the annotation must hold exactly.
@@ -150,7 +168,8 @@ impl Checker<'_> {
             (UnOp::Neg, Val::Int(d)) => Val::Int(d.map(|d| d.neg())),
             (UnOp::Neg, Val::Float) => Val::Float,
             (UnOp::Not, Val::Bool(b)) => Val::Bool(b.map(|b| !b)),
-            (UnOp::Neg, Val::Tensor(t)) if matches!(t.dtype, DType::F32 | DType::I32) => Val::Tensor(t),
+            // `-ids` are no longer ids.
+            (UnOp::Neg, Val::Tensor(t)) if matches!(t.dtype, DType::F32 | DType::I32) => Val::tensor(t.dtype, t.shape),
             (UnOp::Not, Val::Tensor(t)) if t.dtype == DType::Bool => Val::Tensor(t),
             (op, v) => {
                 let what = if op == UnOp::Neg { "a number" } else { "a bool" };
@@ -273,8 +292,10 @@ impl Checker<'_> {
         let other_dtype = if let Val::Tensor(t) = other { Some(t.dtype) } else { None };
         match (v, other_dtype) {
             (Val::Tensor(t), _) => Some(t.clone()),
-            (Val::Int(_), Some(d)) if d != DType::Bool => Some(TensorTy { dtype: d, shape: Shape::scalar() }),
-            (Val::Int(_), _) => Some(TensorTy { dtype: DType::I32, shape: Shape::scalar() }),
+            (Val::Int(_), Some(d)) if d != DType::Bool => {
+                Some(TensorTy { dtype: d, shape: Shape::scalar(), classes: None })
+            }
+            (Val::Int(_), _) => Some(TensorTy { dtype: DType::I32, shape: Shape::scalar(), classes: None }),
             (Val::Float, Some(DType::I32)) => {
                 self.diags.push(
                     Diag::error("a float mixed with an `i32` tensor")
@@ -283,8 +304,8 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Val::Float, _) => Some(TensorTy { dtype: DType::F32, shape: Shape::scalar() }),
-            (Val::Bool(_), _) => Some(TensorTy { dtype: DType::Bool, shape: Shape::scalar() }),
+            (Val::Float, _) => Some(TensorTy { dtype: DType::F32, shape: Shape::scalar(), classes: None }),
+            (Val::Bool(_), _) => Some(TensorTy { dtype: DType::Bool, shape: Shape::scalar(), classes: None }),
             (v, _) => {
                 let d = expected("a tensor or a number", &self.show(v), at);
                 self.diags.push(d);

@@ -90,7 +90,7 @@ impl Checker<'_> {
             return Val::Error;
         }
         out.dims.extend_from_slice(&t.shape.dims[axis..]);
-        Val::tensor(t.dtype, out)
+        Val::Tensor(t.with_shape(out))
     }
 
     /// Check a point index against its dim; false if it is out of range or
@@ -188,10 +188,56 @@ impl Checker<'_> {
         if ids.shape.rest.is_some() && axis > 0 {
             return self.error(Diag::error("`...` indices can only gather along axis 0").at(si, "here"));
         }
+        if let Err(d) = self.ids_fit("indexing", ids, si, (&t.shape.dims[axis], sx), Fit::AtMost) {
+            return self.error(d);
+        }
         dims.extend(ids.shape.dims.iter().cloned());
         dims.extend_from_slice(&t.shape.dims[axis + 1..]);
-        Val::tensor(t.dtype, Shape { rest: ids.shape.rest, dims })
+        Val::Tensor(t.with_shape(Shape { rest: ids.shape.rest, dims }))
     }
+
+    /// Ids used to pick one of `n` rows or columns must be declared to lie
+    /// below `n`: a larger id would read a zero row in silence (gather and
+    /// one_hot define out-of-range reads as 0).
+    pub(super) fn ids_fit(
+        &mut self,
+        what: &str,
+        ids: &TensorTy,
+        at: Span,
+        (n, n_at): (&Dim, Span),
+        fit: Fit,
+    ) -> Result<(), Diag> {
+        let Some(c) = &ids.classes else {
+            return Err(Diag::error(format!("{what} with ids whose range is not declared"))
+                .at(at, format!("these {} ids could be any value", ids.dtype.name()))
+                .label(n_at, format!("{} entries", self.show_dim(n)))
+                .help(super::shape::declare_classes_help(&self.show_dim(n))));
+        };
+        let fits = match (fit, c.n.as_const(), n.as_const()) {
+            (Fit::AtMost, Some(k), Some(m)) => k <= m,
+            _ => &c.n == n,
+        };
+        if fits {
+            return Ok(());
+        }
+        let (k, m) = (self.show_dim(&c.n), self.show_dim(n));
+        let mut d = Diag::error(format!("{what}: ids in 0..{k} used with {m} entries"))
+            .at(at, format!("ids in 0..{k}"))
+            .label(n_at, format!("{m} entries"));
+        if c.at != at {
+            d = d.label(c.at, format!("`classes {k}` declared here"));
+        }
+        Err(d.help(format!("the class count and the size they index must agree: make one of them {k} or {m}")))
+    }
+}
+
+/// How ids must fit the size they index.
+#[derive(Clone, Copy)]
+pub(super) enum Fit {
+    /// one_hot, `classes C` parameters: the same count.
+    Exact,
+    /// A table may have spare rows.
+    AtMost,
 }
 
 /// A possibly negative index into `n` items (Python's rule), shared by the

@@ -5,7 +5,7 @@ use super::call::{ArgVal, Env, ParamSpec};
 use super::dim::{Dim, Shape};
 use super::expr::same_type;
 use super::shape::Unbound;
-use super::val::{ItemRef, Val};
+use super::val::{ItemRef, TensorTy, Val};
 use super::{Checker, expected};
 use crate::diag::{Diag, did_you_mean};
 use crate::span::Span;
@@ -478,8 +478,8 @@ impl Checker<'_> {
             if !matches!(v, Val::Tensor(_) | Val::Error) {
                 self.diags.push(expected("a tensor type like `u8[28, 28]`", &self.show(&v), f.ty.span));
             }
-            if let Some(c) = &f.classes {
-                self.check_classes(c, &v);
+            if let Val::Tensor(t) = &v {
+                self.check_class_count(t);
             }
             self.bind(&f.name.name, v.clone(), f.name.span);
             out.push((f.name.name.clone(), v, f.name.span));
@@ -493,17 +493,13 @@ impl Checker<'_> {
         out
     }
 
-    fn check_classes(&mut self, c: &ast::Expr, field: &Val) {
-        match self.expr(c) {
-            Val::Int(Some(n)) if n.as_const().is_some_and(|n| n >= 1) => {}
-            Val::Error => {}
-            other => self.diags.push(expected("a positive constant class count", &self.show(&other), c.span)),
-        }
-        if let Val::Tensor(t) = field
-            && t.dtype != DType::I32
-            && t.dtype != DType::U8
+    /// A dataset's class count is what the loader checks each id against.
+    fn check_class_count(&mut self, t: &TensorTy) {
+        if let Some(c) = &t.classes
+            && c.n.as_const().is_none_or(|n| n < 1)
         {
-            self.diags.push(Diag::error("`classes` applies to integer fields").at(c.span, "on a non-integer field"));
+            let shown = self.show_dim(&c.n);
+            self.diags.push(expected("a positive constant class count", &shown, c.at));
         }
     }
 
@@ -680,7 +676,7 @@ impl Checker<'_> {
                 Val::Tensor(t) if t.shape.rest.is_none() => {
                     let mut dims = vec![Dim::sym(b)];
                     dims.extend(t.shape.dims.iter().cloned());
-                    Val::tensor(t.dtype, Shape::of(dims))
+                    Val::Tensor(t.with_shape(Shape::of(dims)))
                 }
                 other => other.clone(),
             };

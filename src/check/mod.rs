@@ -106,6 +106,9 @@ pub(crate) struct Checker<'p> {
     instantiating: Vec<ItemRef>,
     /// `(user, used, where)`: definitions using each other; a cycle is recursion.
     uses: Vec<(ItemRef, ItemRef, Span)>,
+    /// Model calls and the layer that makes each one's output, so a
+    /// clash with the output's width can point at that layer.
+    heads: HashMap<Span, Span>,
 }
 
 impl<'p> Checker<'p> {
@@ -123,6 +126,7 @@ impl<'p> Checker<'p> {
             checked: Default::default(),
             instantiating: Vec::new(),
             uses: Vec::new(),
+            heads: HashMap::new(),
         }
     }
 

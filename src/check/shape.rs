@@ -2,11 +2,11 @@
 //! types with the argument types at a call.
 
 use super::dim::{Dim, Shape};
-use super::val::{TensorTy, Val};
+use super::val::{Classes, TensorTy, Val};
 use super::{Checker, DimBind};
 use crate::diag::{Diag, Label};
 use crate::span::Span;
-use crate::syntax::ast::{self, DimExpr, DimOp, ShapeItem, TypeKind};
+use crate::syntax::ast::{self, DType, DimExpr, DimOp, ShapeItem, TypeKind};
 
 /// What to do with a name in a dim position that is not bound yet.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,12 +22,13 @@ pub(super) enum Unbound {
 #[derive(Debug)]
 pub(super) struct Mismatch {
     why: String,
-    bound: Option<Label>,
+    labels: Vec<Label>,
+    help: Option<String>,
 }
 
 impl From<String> for Mismatch {
     fn from(why: String) -> Mismatch {
-        Mismatch { why, bound: None }
+        Mismatch { why, labels: Vec::new(), help: None }
     }
 }
 
@@ -40,8 +41,9 @@ impl std::fmt::Display for Mismatch {
 impl Mismatch {
     /// Add the binding site, if any, to the error reporting this mismatch.
     pub(super) fn explain(self, d: Diag) -> Diag {
-        match self.bound {
-            Some(l) => d.label(l.span, l.text),
+        let d = self.labels.into_iter().fold(d, |d, l| d.label(l.span, l.text));
+        match self.help {
+            Some(h) => d.help(h),
             None => d,
         }
     }
@@ -52,15 +54,35 @@ const ANON_REST: &str = "...";
 
 impl Checker<'_> {
     pub(super) fn eval_type(&mut self, t: &ast::Type, unbound: Unbound) -> Result<Val, Diag> {
+        if let (Some(c), false) = (&t.classes, matches!(t.kind, TypeKind::Tensor { .. })) {
+            return Err(Diag::error("`classes` applies to integer tensors")
+                .at(c.span(), "on a compile-time value")
+                .help("write it on an `i32` type: `labels: i32[B] classes 10`"));
+        }
         Ok(match &t.kind {
             TypeKind::Int => Val::Int(None),
             TypeKind::Float => Val::Float,
             TypeKind::Dims => Val::Dims(None),
             TypeKind::Init => Val::Init,
             TypeKind::Tensor { dtype, shape } => {
-                Val::Tensor(TensorTy { dtype: *dtype, shape: self.eval_shape(shape, unbound)? })
+                let shape = self.eval_shape(shape, unbound)?;
+                let classes = match &t.classes {
+                    Some(c) => Some(self.eval_classes(*dtype, c, unbound)?),
+                    None => None,
+                };
+                Val::Tensor(TensorTy { dtype: *dtype, shape, classes })
             }
         })
+    }
+
+    /// `classes N` on an integer type.
+    fn eval_classes(&mut self, dtype: DType, c: &DimExpr, unbound: Unbound) -> Result<Classes, Diag> {
+        if !matches!(dtype, DType::I32 | DType::U8) {
+            return Err(Diag::error("`classes` applies to integer tensors")
+                .at(c.span(), format!("on {}", dtype.name()))
+                .help("class ids are `i32` (or `u8`): `label: i32 classes 10`"));
+        }
+        Ok(Classes { n: self.eval_dim(c, unbound)?, at: c.span() })
     }
 
     fn eval_shape(&mut self, items: &[ShapeItem], unbound: Unbound) -> Result<Shape, Diag> {
@@ -186,7 +208,8 @@ impl Checker<'_> {
                 if *dtype != a.dtype {
                     return Err(format!("expected dtype {}, found {}", dtype.name(), a.dtype.name()).into());
                 }
-                self.match_shape(shape, &a.shape, at)
+                self.match_shape(shape, &a.shape, at)?;
+                self.match_classes(t.classes.as_ref(), a, at)
             }
             // Weak scalars: a literal or compile-time number where a scalar tensor is expected.
             (TypeKind::Tensor { dtype, shape }, Val::Float | Val::Int(_)) if shape.is_empty() => {
@@ -247,22 +270,71 @@ impl Checker<'_> {
             if &want != a {
                 let why =
                     format!("expected {} for `{}`, found {}", self.show_dim(&want), dim_src(d, self), self.show_dim(a));
-                // Where a dim variable got the value it now clashes with.
-                let bound = match d {
-                    DimExpr::Name(id) => match self.frames.last().and_then(|f| f.dims.get(&id.name)) {
-                        Some(DimBind::Dim(_, s)) if *s != at => Some(Label {
-                            span: *s,
-                            text: format!("`{}` was bound to {} here", id.name, self.show_dim(&want)),
-                        }),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                return Err(Mismatch { why, bound });
+                let labels = self.bound_at(d, &want, at).into_iter().collect();
+                return Err(Mismatch { why, labels, help: None });
             }
         }
         Ok(())
     }
+
+    /// Where a dim variable got the value it now clashes with.
+    fn bound_at(&self, d: &DimExpr, want: &Dim, at: Span) -> Option<Label> {
+        let DimExpr::Name(id) = d else { return None };
+        match self.frames.last().and_then(|f| f.dims.get(&id.name)) {
+            Some(DimBind::Dim(_, s)) if *s != at => {
+                Some(Label { span: *s, text: format!("`{}` was bound to {} here", id.name, self.show_dim(want)) })
+            }
+            _ => None,
+        }
+    }
+
+    /// A parameter declared `classes C` takes ids with a declared range,
+    /// and `C` unifies with it like a dim.
+    fn match_classes(&mut self, decl: Option<&DimExpr>, actual: &TensorTy, at: Span) -> Result<(), Mismatch> {
+        let Some(d) = decl else { return Ok(()) };
+        let Some(c) = &actual.classes else {
+            let n = match self.eval_dim(d, Unbound::Reject) {
+                Ok(n) => self.show_dim(&n),
+                Err(_) => dim_src(d, self),
+            };
+            return Err(Mismatch {
+                why: format!(
+                    "expected ids in 0..{n} (`classes {}`), found ids whose range is not declared",
+                    dim_src(d, self)
+                ),
+                labels: Vec::new(),
+                help: Some(declare_classes_help(&n)),
+            });
+        };
+        if let DimExpr::Name(id) = d
+            && self.lookup(&id.name).is_none()
+        {
+            self.frame().dims.insert(id.name.clone(), DimBind::Dim(c.n.clone(), c.at));
+        }
+        let want = self.eval_dim(d, Unbound::Reject).map_err(|e| e.message)?;
+        if want == c.n {
+            return Ok(());
+        }
+        let (w, k) = (self.show_dim(&want), self.show_dim(&c.n));
+        let mut labels: Vec<Label> = self.bound_at(d, &want, at).into_iter().collect();
+        if let Some(head) = labels.first().and_then(|b| self.heads.get(&b.span)) {
+            labels.push(Label { span: *head, text: format!("the model's output layer: {w} outputs") });
+        }
+        labels.push(Label { span: c.at, text: format!("the ids are declared `classes {k}` here") });
+        Err(Mismatch {
+            why: format!("expected ids in 0..{w} (`classes {}`), found ids in 0..{k}", dim_src(d, self)),
+            labels,
+            help: Some(format!("{w} outputs for {k} classes: make the two sizes agree")),
+        })
+    }
+}
+
+/// Where a class count can be declared, for ids that have none.
+pub(super) fn declare_classes_help(n: &str) -> String {
+    format!(
+        "declare the range where the ids come from: on the dataset field (`label: i32 classes {n}`) \
+         or on the parameter that takes them (`ids: i32[B, T] classes {n}`)"
+    )
 }
 
 fn dim_src(d: &DimExpr, cx: &Checker) -> String {

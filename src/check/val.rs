@@ -3,13 +3,38 @@
 
 use super::dim::{Dim, Shape};
 use crate::resolve::ModuleId;
+use crate::span::Span;
 use crate::syntax::ast::DType;
 use std::rc::Rc;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct TensorTy {
     pub dtype: DType,
     pub shape: Shape,
+    /// For integer tensors: the values are ids in `0..n` (labels, tokens).
+    pub classes: Option<Classes>,
+}
+
+/// Two tensors have the same type when dtype and shape agree; a class count
+/// is checked where ids are used (one_hot, gathers, `classes C` parameters).
+impl PartialEq for TensorTy {
+    fn eq(&self, other: &TensorTy) -> bool {
+        self.dtype == other.dtype && self.shape == other.shape
+    }
+}
+
+impl TensorTy {
+    pub fn with_shape(&self, shape: Shape) -> TensorTy {
+        TensorTy { dtype: self.dtype, shape, classes: self.classes.clone() }
+    }
+}
+
+/// `classes N` on an integer tensor, and where it was declared (a dataset
+/// field or a signature), so a clash can point at the declaration.
+#[derive(Clone, Debug)]
+pub struct Classes {
+    pub n: Dim,
+    pub at: Span,
 }
 
 /// An item of some module: a fn, model, optimizer, dataset.
@@ -58,7 +83,7 @@ pub enum Val {
 
 impl Val {
     pub fn tensor(dtype: DType, shape: Shape) -> Val {
-        Val::Tensor(TensorTy { dtype, shape })
+        Val::Tensor(TensorTy { dtype, shape, classes: None })
     }
 
     pub fn scalar(dtype: DType) -> Val {

@@ -165,6 +165,7 @@ impl Lowerer<'_> {
             Constant => Ok(Val::Init(Init::Constant(a.float(0, 0.0)?))),
             Training => Ok(Val::Bool(self.training)),
             Idx | Csv | Text => {
+                source_options(b, a)?;
                 let named = b
                     .params()
                     .iter()
@@ -437,4 +438,32 @@ impl Lowerer<'_> {
 
 fn bad_axis(span: Span) -> Diag {
     Diag::error("axis out of range").at(span, "here")
+}
+
+/// A data source's options in their domains: a bad value is an error at
+/// its span, never replaced by a default.
+fn source_options(b: Builtin, a: &Args) -> LResult<()> {
+    for (i, (name, _)) in b.params().iter().enumerate() {
+        let ok = match (*name, a.get(i)) {
+            (_, None) => true,
+            ("context" | "stride", Some(Val::Int(n))) => *n >= 1,
+            ("test_fraction", Some(Val::Float(f))) => (0.0..1.0).contains(f),
+            ("test_fraction", Some(Val::Int(n))) => *n == 0,
+            _ => true,
+        };
+        if !ok {
+            let domain = match *name {
+                "test_fraction" => "a fraction in [0, 1)",
+                _ => "a positive int",
+            };
+            return Err(Diag::error(format!("`{name}` of `{}` must be {domain}", b.name()))
+                .at(a.span(i), "out of range")
+                .help(match *name {
+                    "context" => "the number of ids in each window, e.g. `context: 64`",
+                    "stride" => "how far each window starts after the previous one, e.g. `stride: 1`",
+                    _ => "the share of samples held out for the test split, e.g. `test_fraction: 0.1`",
+                }));
+        }
+    }
+    Ok(())
 }

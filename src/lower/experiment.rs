@@ -315,8 +315,9 @@ fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
         Some(Val::Int(i)) => i as f64,
         _ => d,
     };
+    // Domains were checked where the source was written (`source_options`).
     let uint = |k: &str, d: usize| match get(k) {
-        Some(Val::Int(i)) if i > 0 => i as usize,
+        Some(Val::Int(i)) => usize::try_from(i).unwrap_or(d),
         _ => d,
     };
     Ok(match b.name() {
@@ -416,8 +417,8 @@ impl Lowerer<'_> {
         let mut out = Vec::new();
         for f in &d.fields {
             let (dtype, shape) = self.concrete_type(&f.ty)?;
-            let classes = match &f.classes {
-                Some(c) => Some(self.int(c)?.max(0) as usize),
+            let classes = match &f.ty.classes {
+                Some(c) => Some(self.dim(c)?),
                 None => None,
             };
             out.push(DataField { name: f.name.name.clone(), dtype, shape, classes });
@@ -547,13 +548,19 @@ impl Lowerer<'_> {
         let (opt_item, opt_args, opt_span) = self.optimizer(settings)?;
         let mut states = Vec::new();
         for ((p, node), grad) in trainable.iter().zip(&nodes).zip(&grads) {
-            states.extend(self.update(opt_item, &opt_args, (p, *node, *grad), step, lr_eff, opt_span)?);
+            let update = self.update(opt_item, &opt_args, (p, *node, *grad), step, lr_eff, opt_span);
+            states.extend(update.map_err(super::expr::in_call(opt_span))?);
         }
         let lr = opt_args.iter().find(|(k, _)| k == "lr").map_or(1.0, |(_, v)| match v {
             Val::Float(f) => *f,
             Val::Int(i) => *i as f64,
             _ => 1.0,
         });
+        if !(lr >= 0.0 && lr.is_finite()) {
+            return Err(Diag::error(format!("the learning rate must be a finite number >= 0, found {lr}"))
+                .at(opt_span, "this optimizer")
+                .help("a negative rate climbs the loss instead of descending it"));
+        }
         let params = decls
             .iter()
             .map(|p| ParamInfo {

@@ -77,9 +77,48 @@ impl<'p> Lowerer<'p> {
                     let v = self.expr(value)?;
                     self.assign(&name.name, v);
                 }
+                Stmt::Assert { cond, message } => self.assert(cond, message.as_deref())?,
             }
         }
         self.expr(&b.tail)
+    }
+
+    /// `assert p < 1.0, "..."`: false is an error naming the values the
+    /// condition read, so `p = 1.5` shows up beside the message.
+    fn assert(&mut self, cond: &ast::Expr, message: Option<&str>) -> LResult<()> {
+        match self.expr(cond)? {
+            Val::Bool(true) => Ok(()),
+            Val::Bool(false) => {
+                let mut names = Vec::new();
+                cond.names(&mut names);
+                let mut seen = Vec::new();
+                names.retain(|n| {
+                    !seen.contains(n) && {
+                        seen.push(n.clone());
+                        true
+                    }
+                });
+                let shown: Vec<String> = names
+                    .iter()
+                    .filter_map(|n| match self.lookup(n, cond.span) {
+                        Ok(Val::Float(f)) => Some(format!("{n} = {f}")),
+                        Ok(Val::Int(i)) => Some(format!("{n} = {i}")),
+                        Ok(Val::Bool(b)) => Some(format!("{n} = {b}")),
+                        _ => None,
+                    })
+                    .collect();
+                let label = if shown.is_empty() {
+                    "this is false".to_string()
+                } else {
+                    format!("false for {}", shown.join(", "))
+                };
+                Err(Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, label))
+            }
+            v => {
+                Err(Diag::error(format!("`assert` needs a compile-time bool, found {}", kind(&v)))
+                    .at(cond.span, "here"))
+            }
+        }
     }
 
     /// `let` binds in the innermost scope; an optimizer's `m = ...` replaces
@@ -413,7 +452,7 @@ impl<'p> Lowerer<'p> {
         Ok((ir_dtype(*dtype), dims))
     }
 
-    fn dim(&mut self, d: &ast::DimExpr) -> LResult<usize> {
+    pub(crate) fn dim(&mut self, d: &ast::DimExpr) -> LResult<usize> {
         let v = match d {
             ast::DimExpr::Int(v, _) => *v,
             ast::DimExpr::Name(id) => match self.lookup(&id.name, id.span)? {
@@ -576,7 +615,7 @@ fn item_params(item: &ast::Item) -> &[ast::Param] {
 
 /// An error inside another file (std) gets a label at the call that led
 /// there, once: the user's line is what they can change.
-fn in_call(span: Span) -> impl Fn(Diag) -> Diag {
+pub(crate) fn in_call(span: Span) -> impl Fn(Diag) -> Diag {
     move |d| {
         let elsewhere = d.primary.as_ref().is_some_and(|p| p.span.file != span.file);
         let labelled = d.secondary.iter().any(|l| l.span.file == span.file);

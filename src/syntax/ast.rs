@@ -113,6 +113,8 @@ impl DType {
 #[derive(Clone, Debug)]
 pub struct Type {
     pub kind: TypeKind,
+    /// `classes N`: the values are ids in `0..N`.
+    pub classes: Option<DimExpr>,
     pub span: Span,
 }
 
@@ -193,6 +195,11 @@ pub enum Stmt {
         name: Ident,
         value: Expr,
     },
+    /// `assert cond, "message"`: must hold when the program is compiled.
+    Assert {
+        cond: Expr,
+        message: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -249,7 +256,6 @@ pub struct DatasetDecl {
 pub struct DataField {
     pub name: Ident,
     pub ty: Type,
-    pub classes: Option<Expr>,
 }
 
 #[derive(Clone, Debug)]
@@ -371,4 +377,29 @@ pub enum IndexItem {
     Ellipsis(Span),
     Slice { start: Option<Expr>, end: Option<Expr>, step: Option<Expr>, span: Span },
     Expr(Expr),
+}
+
+impl Expr {
+    /// The plain names an expression reads, in order (with repeats).
+    pub fn names(&self, out: &mut Vec<String>) {
+        match &self.kind {
+            ExprKind::Name(n) => out.push(n.clone()),
+            ExprKind::Unary(_, e) => e.names(out),
+            ExprKind::Binary(_, a, b) => {
+                a.names(out);
+                b.names(out);
+            }
+            ExprKind::Call { args, .. } => args.iter().for_each(|a| a.value.names(out)),
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Str(_)
+            | ExprKind::Field { .. }
+            | ExprKind::Index { .. }
+            | ExprKind::List(_)
+            | ExprKind::Record(_)
+            | ExprKind::Block(_)
+            | ExprKind::If { .. } => {}
+        }
+    }
 }

@@ -159,10 +159,16 @@ impl Cx {
     }
 
     fn ty(&self, p: Pair<Rule>) -> Type {
-        let span = self.span(&p);
-        let Some(inner) = p.into_inner().next() else {
-            return Type { kind: TypeKind::Float, span };
+        let mut span = self.span(&p);
+        let mut parts = p.into_inner();
+        let Some(inner) = parts.next() else {
+            return Type { kind: TypeKind::Float, classes: None, span };
         };
+        // Pest's span of `ty` ends after the whitespace it skipped looking
+        // for `classes`: end the type where its last token ends.
+        let last = parts.next();
+        span.end = last.as_ref().map_or(self.span(&inner).end, |c| self.span(c).end);
+        let classes = last.and_then(|c| c.into_inner().next()).map(|d| self.dim_expr(d));
         let kind = match inner.as_rule() {
             Rule::tensor_ty => {
                 let mut it = inner.into_inner();
@@ -178,7 +184,7 @@ impl Cx {
                 other => TypeKind::Tensor { dtype: DType::from_name(other).unwrap_or(DType::F32), shape: vec![] },
             },
         };
-        Type { kind, span }
+        Type { kind, classes, span }
     }
 
     fn shape_item(&self, p: Pair<Rule>) -> ShapeItem {
@@ -285,6 +291,12 @@ impl Cx {
                     let value = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
                     stmts.push(Stmt::Assign { name, value });
                 }
+                Rule::assert_stmt => {
+                    let mut it = c.into_inner();
+                    let cond = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
+                    let message = it.next().map(|m| m.as_str().trim_matches('"').to_string());
+                    stmts.push(Stmt::Assert { cond, message });
+                }
                 _ => tail = Some(self.expr(c)),
             }
         }
@@ -327,7 +339,7 @@ impl Cx {
                 let mut kt = k.into_inner();
                 let ty = kt.next().map(|t| self.tensor_ty(t));
                 let init = kt.next().map(|e| self.expr(e));
-                FieldKind::Param { ty: ty.unwrap_or(Type { kind: TypeKind::Float, span }), init }
+                FieldKind::Param { ty: ty.unwrap_or(Type { kind: TypeKind::Float, classes: None, span }), init }
             }
             Some(k) if k.as_rule() == Rule::repeat_field => {
                 let mut kt = k.into_inner().map(|e| self.expr(e));
@@ -348,7 +360,7 @@ impl Cx {
         let mut it = p.into_inner();
         let dtype = it.next().and_then(|d| DType::from_name(d.as_str())).unwrap_or(DType::F32);
         let shape = it.next().map(|s| s.into_inner().map(|i| self.shape_item(i)).collect());
-        Type { kind: TypeKind::Tensor { dtype, shape: shape.unwrap_or_default() }, span }
+        Type { kind: TypeKind::Tensor { dtype, shape: shape.unwrap_or_default() }, classes: None, span }
     }
 
     fn optimizer_decl(&self, p: Pair<Rule>) -> OptimizerDecl {
@@ -390,8 +402,9 @@ impl Cx {
                 Rule::data_field => {
                     let mut it = c.into_inner();
                     let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
-                    let ty = it.next().map(|t| self.ty(t)).unwrap_or(Type { kind: TypeKind::Float, span });
-                    d.fields.push(DataField { name, ty, classes: it.next().map(|e| self.expr(e)) });
+                    let ty =
+                        it.next().map(|t| self.ty(t)).unwrap_or(Type { kind: TypeKind::Float, classes: None, span });
+                    d.fields.push(DataField { name, ty });
                 }
                 Rule::derived => {
                     let mut it = c.into_inner();
@@ -954,6 +967,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::use_group => "`{`",
         Rule::sweep => "`sweep`",
         Rule::ty | Rule::tensor_ty | Rule::scalar_ty => "a type",
+        Rule::classes_ann => "`classes N`",
         Rule::dtype => "a dtype (`f32`, `i32`, `bool`, `u8`)",
         Rule::shape_items | Rule::shape_item | Rule::dim_expr | Rule::dim_term => "a dimension",
         Rule::rest => "`...`",
@@ -962,7 +976,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::param => "a parameter",
         Rule::ret_ty => "`->`",
         Rule::block => "a block `{ ... }`",
-        Rule::stmt | Rule::let_stmt | Rule::assign_stmt => "a statement",
+        Rule::stmt | Rule::let_stmt | Rule::assign_stmt | Rule::assert_stmt => "a statement",
         Rule::model_member | Rule::field | Rule::forward_fn => "a model member (a field or `fn`)",
         Rule::param_field | Rule::sub_field | Rule::repeat_field => "a field type",
         Rule::state_decl => "`state`",
