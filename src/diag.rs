@@ -219,6 +219,77 @@ fn report(map: &SourceMap, diag: &Diag) -> Report {
     r
 }
 
+/// Longest source line drawn in a snippet. miette pads label arrows to their
+/// column with a formatting width, which panics past 65535, and a snippet of
+/// a generated 100,000-character line helps nobody anyway.
+const MAX_SNIPPET_LINE: usize = 1000;
+
+/// Longest word quoted in a message (a generated name or literal).
+const MAX_WORD: usize = 60;
+
+/// The diagnostic with every over-long word in its texts elided.
+fn shortened(d: &Diag) -> Diag {
+    let mut d = d.clone();
+    d.message = elide(&d.message);
+    d.help = d.help.as_deref().map(elide);
+    for l in d.primary.iter_mut().chain(d.secondary.iter_mut()) {
+        l.text = elide(&l.text);
+    }
+    d
+}
+
+fn elide(text: &str) -> String {
+    let long = |w: &str| w.chars().count() > MAX_WORD;
+    if !text.split_whitespace().any(long) {
+        return text.to_string();
+    }
+    let words: Vec<String> = text
+        .split(' ')
+        .map(|w| {
+            let n = w.chars().count();
+            if n <= MAX_WORD {
+                return w.to_string();
+            }
+            let head: String = w.chars().take(24).collect();
+            let tail: String = w.chars().skip(n - 8).collect();
+            format!("{head}…{tail} ({n} characters)")
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// Whether a label lies on a line too long to draw.
+fn too_wide(map: &SourceMap, diag: &Diag) -> bool {
+    diag.primary.iter().chain(&diag.secondary).any(|l| {
+        let text = &map.get(l.span.file).text;
+        let (start, end) = (l.span.start as usize, l.span.end as usize);
+        let from = text.get(..start).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
+        let to = text.get(end..).and_then(|t| t.find('\n')).map_or(text.len(), |i| end + i);
+        to.saturating_sub(from) > MAX_SNIPPET_LINE
+    })
+}
+
+/// The report without snippets: each label as `file:line:col: text`.
+fn located(map: &SourceMap, diag: &Diag) -> Report {
+    let mut message = diag.message.clone();
+    for l in diag.primary.iter().chain(&diag.secondary) {
+        let file = map.get(l.span.file);
+        let before = file.text.get(..l.span.start as usize).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+        message.push_str(&format!("\n  at {}:{line}:{col}: {}", file.name, l.text));
+    }
+    message.push_str("\n  (the line is too long to show)");
+    Report {
+        message,
+        severity: diag.severity,
+        source: None,
+        labels: Vec::new(),
+        help: diag.help.clone(),
+        related: Vec::new(),
+    }
+}
+
 /// The secondary labels (by index) that lie before the primary one in its
 /// file and too far above it to share its snippet. miette draws snippets in
 /// source order and heads the first with its own position, so such a label
@@ -264,8 +335,10 @@ pub fn render(map: &SourceMap, diag: &Diag, style: Style) -> String {
     };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(80);
     let mut out = String::new();
+    let diag = &shortened(diag);
+    let r = if too_wide(map, diag) { located(map, diag) } else { report(map, diag) };
     // Writing into a String cannot fail; a failure here would be a miette bug.
-    if handler.render_report(&mut out, &report(map, diag)).is_err() {
+    if handler.render_report(&mut out, &r).is_err() {
         out = format!("error: {}\n", diag.message);
     }
     out

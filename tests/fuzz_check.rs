@@ -203,6 +203,14 @@ enum Edit {
         at: u32,
         token: u16,
     },
+    /// A run of one byte (a letter, a digit, a space, a quote...): the
+    /// generated identifiers, literals and lines of 100,000 characters that
+    /// once crashed the diagnostic renderer.
+    InsertRun {
+        at: u32,
+        byte: u8,
+        len: u32,
+    },
     ReplaceWithToken {
         at: u32,
         len: u16,
@@ -306,6 +314,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         2 => (any::<u32>(), prop::collection::vec(any::<u8>(), 1..6))
             .prop_map(|(at, bytes)| Edit::InsertBytes { at, bytes }),
         4 => (any::<u32>(), any::<u16>()).prop_map(|(at, token)| Edit::InsertToken { at, token }),
+        1 => (any::<u32>(), prop::sample::select(b"a9 _.\"(+".to_vec()), 60u32..120_000)
+            .prop_map(|(at, byte, len)| Edit::InsertRun { at, byte, len }),
         2 => (any::<u32>(), 1u16..12, any::<u16>()).prop_map(|(at, len, token)| Edit::ReplaceWithToken { at, len, token }),
         3 => (any::<u32>(), 1u8..4).prop_map(|(at, count)| Edit::DeleteTokens { at, count }),
         2 => (any::<u32>(), any::<u32>()).prop_map(|(at, to)| Edit::DuplicateToken { at, to }),
@@ -424,6 +434,10 @@ fn apply(text: &mut Vec<u8>, e: &Edit) {
         Edit::InsertToken { at: p, token: k } => {
             let t = at(*p, n);
             text.splice(t..t, token(*k).iter().copied());
+        }
+        Edit::InsertRun { at: p, byte, len } => {
+            let t = at(*p, n);
+            text.splice(t..t, std::iter::repeat_n(*byte, *len as usize));
         }
         Edit::ReplaceWithToken { at: p, len, token: k } => {
             let (a, b) = range(*p, *len, n);
@@ -739,4 +753,21 @@ fn regression_huge_stack_count() {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An error on a line of 100,000 characters: miette pads its label arrows
+/// with a formatting width, which panicked ("Formatting argument out of
+/// range", exit 101) past column 65535.
+#[test]
+fn regression_very_long_lines() {
+    let far = format!("fn f(x: f32[N]) -> f32[N] {{ {} x + yy }}", " ".repeat(100_000));
+    let name = format!("let x = {}", "a".repeat(100_000));
+    let literal = format!("fn f(x: f32[N]) -> f32[N] {{ x + {} }}", "1".repeat(100_000));
+    for text in [far, name, literal] {
+        let out = nnc::check_source("long.nn", &text, &[]);
+        assert!(!out.diags.is_empty(), "each case has a mistake");
+        let shown = nnc::diag::render_all(&out.sources, &out.diags, nnc::diag::Style::Plain);
+        assert!(shown.len() < 2000, "a diagnostic names the place without drawing the line:\n{shown}");
+        assert!(shown.contains("long.nn:1:"), "{shown}");
+    }
 }
