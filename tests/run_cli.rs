@@ -260,7 +260,18 @@ fn pretrained_weights_load_by_name_and_frozen_ones_stay() {
 
 #[test]
 fn ctrl_c_saves_a_checkpoint_that_resumes() {
-    let dir = scratch("ctrl_c");
+    interrupt_saves_a_checkpoint_that_resumes("ctrl_c", "-INT");
+}
+
+/// `kill`, a job scheduler's time limit, `docker stop`: SIGTERM saves the
+/// run as Ctrl-C does.
+#[test]
+fn sigterm_saves_a_checkpoint_that_resumes() {
+    interrupt_saves_a_checkpoint_that_resumes("sigterm", "-TERM");
+}
+
+fn interrupt_saves_a_checkpoint_that_resumes(name: &str, signal: &str) {
+    let dir = scratch(name);
     let out = dir.join("run");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
         .args(["run", "examples/mnist.nn", "--quiet", "--eval-samples", "100", "--epochs", "50", "--out"])
@@ -275,7 +286,7 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let result = child.wait_with_output().unwrap();
     assert_eq!(result.status.code(), Some(130), "{}", String::from_utf8_lossy(&result.stderr));
@@ -407,4 +418,58 @@ experiment csv_blobs {{
         serde_json::from_str(&std::fs::read_to_string(dir.join("out/summary.json")).unwrap()).unwrap();
     let acc = summary["eval"]["accuracy"].as_f64().unwrap();
     assert!(acc >= 0.95, "eval accuracy {acc}: {stdout}");
+}
+
+#[test]
+fn a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten() {
+    let dir = scratch("reuse_dir");
+    ok(&short_run(&dir, &["--epochs", "1"]));
+    let first = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let e = err(&short_run(&dir, &["--epochs", "1"]));
+    assert!(e.contains("already holds a run") && e.contains("--overwrite") && e.contains("--resume"), "{e}");
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), first, "a refused run wrote to the log");
+    ok(&short_run(&dir, &["--epochs", "1", "--overwrite"]));
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let epochs = log.lines().filter(|l| l.contains("\"event\":\"train\"")).count();
+    assert_eq!(epochs, 1, "the overwritten run's events are still in the log:\n{log}");
+    let last = dir.join("checkpoints/last.safetensors");
+    ok(&short_run(&dir, &["--epochs", "2", "--resume", last.to_str().unwrap()]));
+}
+
+#[test]
+fn a_torn_last_log_line_is_not_appended_onto() {
+    let dir = scratch("torn_log");
+    ok(&short_run(&dir, &["--epochs", "1"]));
+    let log = dir.join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"event\": \"tr");
+    std::fs::write(&log, text).unwrap();
+    let last = dir.join("checkpoints/last.safetensors");
+    ok(&short_run(&dir, &["--epochs", "2", "--resume", last.to_str().unwrap()]));
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}
+
+#[test]
+fn a_diverged_run_names_the_checkpoint_it_kept_only_when_there_is_one() {
+    let dir = scratch("diverged");
+    let data = std::fs::canonicalize("data/mnist").unwrap();
+    for (name, every) in [("none", ""), ("kept", "    checkpoint = every 1 steps\n")] {
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let file = program_with_data(&sub, &data, |s| {
+            s.replace("adam(lr: 1e-3)", "sgd(lr: 1e30)")
+                .replace("use std.optim.adam", "use std.optim.sgd")
+                .replace("    seed      = 42\n", &format!("    seed      = 42\n{every}"))
+        });
+        let e = err(&run_file(&file, &sub.join("out")));
+        assert!(e.contains("the loss became"), "{e}");
+        if every.is_empty() {
+            assert!(e.contains("no checkpoint had been saved yet"), "{e}");
+        } else {
+            assert!(e.contains("last good checkpoint") && e.contains("last.safetensors"), "{e}");
+            assert!(sub.join("out/checkpoints/last.safetensors").is_file());
+        }
+    }
 }

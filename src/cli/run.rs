@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// and checkpoints saved with `s` in watch are always kept.
     #[arg(long, value_name = "N", default_value_t = 3)]
     keep_checkpoints: usize,
+    /// Replace the run already in `--out DIR` (its log and checkpoints are
+    /// deleted). Without it such a directory is refused, unless `--resume`
+    /// continues that run.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 impl RunArgs {
@@ -65,6 +70,7 @@ impl RunArgs {
             reload_step: None,
             reload_data: None,
             keep_checkpoints: self.keep_checkpoints,
+            overwrite: self.overwrite,
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum RunError {
     Diverged {
         step: u64,
         loss: f64,
+        /// The newest checkpoint in the run directory, left as it was.
+        kept: Option<std::path::PathBuf>,
     },
     /// A file of the run could not be written or read.
     Io {
@@ -102,10 +104,14 @@ impl fmt::Display for RunError {
             RunError::Compile(_, d) => write!(f, "{} error(s) in the experiment file", d.len()),
             RunError::Data(e) => write!(f, "{e}"),
             RunError::Ir(e) => write!(f, "internal compiler error: {e}"),
-            RunError::Diverged { step, loss } => write!(
-                f,
-                "the loss became {loss} at step {step}; the last good checkpoint is kept. Try a smaller learning rate or check the data scaling"
-            ),
+            RunError::Diverged { step, loss, kept } => {
+                write!(f, "the loss became {loss} at step {step}; ")?;
+                match kept {
+                    Some(p) => write!(f, "the last good checkpoint, {}, is kept", p.display())?,
+                    None => write!(f, "no checkpoint had been saved yet")?,
+                }
+                write!(f, ". Try a smaller learning rate or check the data scaling")
+            }
             RunError::Io { path, message } => write!(f, "{}: {message}", path.display()),
             RunError::Checkpoint { path, problems } => {
                 write!(f, "checkpoint {} does not fit this model:", path.display())?;

@@ -13,9 +13,24 @@ pub struct RunDir {
     metrics: File,
 }
 
+/// What to do when the run directory already holds a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// Refuse: two runs in one directory mix their metrics, and pruning
+    /// would delete the new run's checkpoints in favour of the old ones.
+    Refuse,
+    /// `--resume`: the same run goes on, appending to its log.
+    Append,
+    /// `--overwrite`: the old run's files are removed first.
+    Overwrite,
+}
+
+/// The files a run writes; their presence means a directory holds a run.
+const RUN_FILES: &[&str] = &["metrics.jsonl", "config.json", "summary.json", "vocab.json", "checkpoints"];
+
 impl RunDir {
     /// `out`, or `runs/<experiment>-<UTC timestamp>` (suffixed if taken).
-    pub fn create(out: Option<&Path>, experiment: &str) -> Result<RunDir, RunError> {
+    pub fn create(out: Option<&Path>, experiment: &str, reuse: Reuse) -> Result<RunDir, RunError> {
         let path = match out {
             Some(p) => p.to_path_buf(),
             None => fresh(&Path::new("runs").join(format!("{experiment}-{}", timestamp()))),
@@ -24,8 +39,26 @@ impl RunDir {
             path: path.clone(),
             message: format!("cannot create the run directory: {e}; choose another with `--out DIR`"),
         };
+        let held: Vec<&str> = RUN_FILES.iter().copied().filter(|f| path.join(f).exists()).collect();
+        match reuse {
+            Reuse::Refuse if !held.is_empty() => {
+                return Err(RunError::Io {
+                    path: path.clone(),
+                    message: format!(
+                        "already holds a run ({}); continue it with `--resume {}/checkpoints/last.safetensors`, \
+                         replace it with `--overwrite`, or choose another `--out DIR`",
+                        held.join(", "),
+                        path.display()
+                    ),
+                });
+            }
+            Reuse::Overwrite => held.iter().try_for_each(|f| remove(&path.join(f))).map_err(fail)?,
+            Reuse::Refuse | Reuse::Append => {}
+        }
         std::fs::create_dir_all(&path).map_err(fail)?;
-        let metrics = OpenOptions::new().create(true).append(true).open(path.join("metrics.jsonl")).map_err(fail)?;
+        let log = path.join("metrics.jsonl");
+        drop_torn_line(&log).map_err(fail)?;
+        let metrics = OpenOptions::new().create(true).append(true).open(log).map_err(fail)?;
         Ok(RunDir { path, metrics })
     }
 
@@ -42,6 +75,22 @@ impl RunDir {
             .and_then(|_| self.metrics.flush())
             .map_err(|e| RunError::Io { path: self.path.join("metrics.jsonl"), message: format!("cannot write: {e}") })
     }
+}
+
+fn remove(p: &Path) -> std::io::Result<()> {
+    if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }
+}
+
+/// A log whose last line was cut short (the disk filled mid-append, the
+/// process was killed) ends without a newline: cut that partial event off,
+/// so the next event starts a line of its own and every line parses.
+fn drop_torn_line(log: &Path) -> std::io::Result<()> {
+    let Ok(bytes) = std::fs::read(log) else { return Ok(()) };
+    if bytes.last().is_none_or(|&b| b == b'\n') {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    OpenOptions::new().write(true).open(log)?.set_len(keep as u64)
 }
 
 fn fresh(base: &Path) -> PathBuf {
@@ -74,6 +123,20 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn torn_last_line_is_cut_off() {
+        let dir = std::env::temp_dir().join(format!("nnc-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("metrics.jsonl");
+        std::fs::write(&log, "{\"a\": 1}\n{\"b\": 2").unwrap();
+        super::drop_torn_line(&log).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"a\": 1}\n");
+        std::fs::write(&log, "{\"b\"").unwrap();
+        super::drop_torn_line(&log).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));

@@ -5,7 +5,7 @@ use super::checkpoint::{self, Progress, Sums, Tensors};
 use super::data::{BatchPlan, Cursor, Order, SplitMix64, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
-use super::rundir::RunDir;
+use super::rundir::{Reuse, RunDir};
 use super::{Backend, Command, Control, RunError};
 use crate::ir::DType;
 use crate::lower::{Init, Lowered, OnReload, Period, ReloadPolicy};
@@ -43,6 +43,9 @@ pub struct RunOptions {
     /// Periodic checkpoints (`epoch-N`, `step-N`) kept on disk, newest
     /// first; 0 keeps them all. `last`, `final` and saved ones stay.
     pub keep_checkpoints: usize,
+    /// Replace a run already in `out` (without it, such a directory is refused
+    /// unless the run resumes from it).
+    pub overwrite: bool,
 }
 
 impl RunOptions {
@@ -136,7 +139,12 @@ impl<'a> Run<'a> {
             Some(p) => Some(load::load(p, opts.eval_samples)?),
             None => None,
         };
-        let dir = RunDir::create(opts.out.as_deref(), &l.name)?;
+        let reuse = match (&opts.resume, opts.overwrite) {
+            (_, true) => Reuse::Overwrite,
+            (Some(_), false) => Reuse::Append,
+            (None, false) => Reuse::Refuse,
+        };
+        let dir = RunDir::create(opts.out.as_deref(), &l.name, reuse)?;
         let summary =
             RunSummary { experiment: l.name.clone(), compile_ms, run_dir: dir.path.clone(), ..Default::default() };
         let epochs = opts.epochs.unwrap_or(l.epochs) as u64;
@@ -244,7 +252,8 @@ impl<'a> Run<'a> {
                 let loss = loss_at.map_or(f64::NAN, |i| values[i]);
                 if !loss.is_finite() {
                     bar.finish_and_clear();
-                    return Err(RunError::Diverged { step, loss });
+                    let last = self.dir.path.join("checkpoints/last.safetensors");
+                    return Err(RunError::Diverged { step, loss, kept: last.exists().then_some(last) });
                 }
                 if self.summary.first_step_ms == 0.0 {
                     self.summary.first_step_ms = start.elapsed().as_secs_f64() * 1e3;

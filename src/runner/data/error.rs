@@ -33,6 +33,8 @@ pub enum DataError {
     Vocab { file: PathBuf, reason: String },
     /// A class id outside `0..n_classes`. `record` is the sample index.
     ClassOutOfRange { file: PathBuf, field: String, record: usize, element: usize, value: i64, n_classes: usize },
+    /// A NaN or an infinity in a float field: it would poison training.
+    NonFinite { file: PathBuf, field: String, record: usize, element: usize, value: f64 },
     /// A field's per-sample shape differs from the one the model expects.
     ShapeMismatch { file: PathBuf, field: String, expected: Vec<usize>, found: Vec<usize> },
     /// A field holds a dtype the operation cannot use.
@@ -59,6 +61,7 @@ impl DataError {
             | Text { file, .. }
             | Vocab { file, .. }
             | ClassOutOfRange { file, .. }
+            | NonFinite { file, .. }
             | ShapeMismatch { file, .. }
             | DTypeMismatch { file, .. } => Some(file),
             MissingSplit { dir, .. } => Some(dir),
@@ -69,7 +72,7 @@ impl DataError {
     /// The record (sample index, or 1-based line for CSV) the error is about.
     pub fn record(&self) -> Option<usize> {
         match self {
-            DataError::ClassOutOfRange { record, .. } => Some(*record),
+            DataError::ClassOutOfRange { record, .. } | DataError::NonFinite { record, .. } => Some(*record),
             DataError::Csv { line, .. } => Some(*line),
             _ => None,
         }
@@ -92,6 +95,7 @@ impl DataError {
             Text { .. } => "nnc::data::text",
             Vocab { .. } => "nnc::data::vocab",
             ClassOutOfRange { .. } => "nnc::data::class_out_of_range",
+            NonFinite { .. } => "nnc::data::non_finite",
             ShapeMismatch { .. } => "nnc::data::shape_mismatch",
             DTypeMismatch { .. } => "nnc::data::dtype_mismatch",
             NoSuchField { .. } => "nnc::data::no_such_field",
@@ -151,6 +155,13 @@ impl fmt::Display for DataError {
                 }
                 write!(f, ": class id {value} out of range: expected 0..{n_classes}")
             }
+            NonFinite { file, field, record, element, value } => {
+                write!(
+                    f,
+                    "{}: field `{field}`, record {record}, element {element}: {value} is not a finite number",
+                    file.display()
+                )
+            }
             ShapeMismatch { file, field, expected, found } => write!(
                 f,
                 "{}: field `{field}`: expected per-sample shape {}, found {}",
@@ -194,6 +205,7 @@ impl miette::Diagnostic for DataError {
                  raw or gzip-compressed"
             }
             DataError::ClassOutOfRange { .. } => "the number of classes must match the model's output size",
+            DataError::NonFinite { .. } => "NaN and infinities make the loss NaN: fix or drop the record",
             _ => return None,
         };
         Some(Box::new(help))

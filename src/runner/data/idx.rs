@@ -82,6 +82,23 @@ impl IdxArray {
     pub fn into_field(self, name: &str, source: &Path) -> Result<Field, DataError> {
         let n = self.dims.first().copied().unwrap_or(0);
         let shape = self.dims.get(1..).unwrap_or(&[]).to_vec();
+        let per = shape.iter().product::<usize>().max(1);
+        let non_finite = |i: usize, value: f64| DataError::NonFinite {
+            file: source.to_path_buf(),
+            field: name.to_string(),
+            record: i / per,
+            element: i % per,
+            value,
+        };
+        // f64 is checked as it will be stored: 1e300 becomes inf in f32.
+        let bad = match &self.data {
+            IdxData::F32(v) => v.iter().position(|x| !x.is_finite()).map(|i| (i, f64::from(v[i]))),
+            IdxData::F64(v) => v.iter().position(|x| !(*x as f32).is_finite()).map(|i| (i, v[i])),
+            IdxData::U8(_) | IdxData::I8(_) | IdxData::I16(_) | IdxData::I32(_) => None,
+        };
+        if let Some((i, value)) = bad {
+            return Err(non_finite(i, value));
+        }
         let data = match self.data {
             IdxData::U8(v) => ColumnData::U8(v),
             IdxData::I8(v) => ColumnData::I32(v.into_iter().map(i32::from).collect()),
@@ -359,6 +376,20 @@ mod tests {
             let a = IdxArray { dims: vec![2, 3], data };
             let back = parse_idx(encode_idx(&a), p()).expect("round trip");
             assert_eq!(back, a);
+        }
+    }
+
+    #[test]
+    fn nan_and_infinity_are_refused_naming_the_record() {
+        for (data, record, element) in [
+            (IdxData::F32(vec![0.0, 1.0, 2.0, f32::NAN, 4.0, 5.0]), 1, 0),
+            (IdxData::F32(vec![0.0, f32::NEG_INFINITY, 2.0, 3.0, 4.0, 5.0]), 0, 1),
+            (IdxData::F64(vec![0.0, 1.0, 2.0, 3.0, 4.0, 1e300]), 1, 2),
+        ] {
+            let a = IdxArray { dims: vec![2, 3], data };
+            let e = a.into_field("x", p()).expect_err("non-finite");
+            assert!(matches!(e, DataError::NonFinite { record: r, element: el, .. } if r == record && el == element));
+            assert!(e.to_string().contains(&format!("record {record}")), "{e}");
         }
     }
 
