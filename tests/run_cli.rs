@@ -123,7 +123,10 @@ fn a_corrupt_checkpoint_is_an_error_not_a_crash() {
 /// A copy of the seed program whose dataset reads `data_dir`.
 fn program_with_data(dir: &Path, data_dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let src = std::fs::read_to_string("examples/mnist.nn").unwrap();
-    let src = src.replace("idx(\"data/mnist\")", &format!("idx(\"{}\")", data_dir.display()));
+    // The file is written elsewhere; its data path must still find the data.
+    let data_dir = std::path::absolute(data_dir).unwrap();
+    let src = src.replace("idx(\"../data/mnist\")", &format!("idx(\"{}\")", data_dir.display()));
+    assert!(src.contains(&data_dir.display().to_string()), "examples/mnist.nn names its data differently");
     let path = dir.join("exp.nn");
     std::fs::write(&path, edit(src)).unwrap();
     path
@@ -472,4 +475,33 @@ fn a_diverged_run_names_the_checkpoint_it_kept_only_when_there_is_one() {
             assert!(sub.join("out/checkpoints/last.safetensors").is_file());
         }
     }
+}
+
+/// Data paths are relative to the `.nn` file, so a run works from any
+/// working directory.
+#[test]
+fn data_paths_are_relative_to_the_file_that_names_them() {
+    let dir = scratch("elsewhere");
+    let file = std::path::absolute("examples/mnist.nn").unwrap();
+    let out = nnc()
+        .current_dir(&dir)
+        .args(["run", "--quiet", "--train-samples", "64", "--eval-samples", "64", "--epochs", "1", "--out", "out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(dir.join("out/checkpoints/final.safetensors").is_file());
+}
+
+#[test]
+fn a_missing_data_path_points_at_the_path_in_the_file_with_a_guess() {
+    let dir = scratch("data_typo");
+    let typo = std::path::absolute("data/mnst").unwrap();
+    let file = program_with_data(&dir, &typo, |s| s);
+    let out =
+        nnc().env("NO_COLOR", "1").args(["run", "--quiet", "--out"]).arg(dir.join("out")).arg(&file).output().unwrap();
+    let e = err(&out);
+    assert!(e.contains("data not found"), "{e}");
+    assert!(e.contains("exp.nn:28:"), "the error points at the path in the file: {e}");
+    assert!(e.contains("did you mean") && e.contains("data/mnist`"), "{e}");
 }

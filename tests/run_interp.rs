@@ -10,11 +10,13 @@
 use assert_cmd::Command;
 
 fn run(epochs: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("interp-{epochs}"));
+    let _ = std::fs::remove_dir_all(&dir);
     let out = Command::cargo_bin("nnc")
         .unwrap()
         .args(["run", "examples/mnist.nn", "--backend", "interp", "--train-samples", "2000", "--eval-samples", "1000"])
         .args(["--epochs", epochs, "--quiet", "--out"])
-        .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("interp-{epochs}")))
+        .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "nnc run failed: {}", String::from_utf8_lossy(&out.stderr));

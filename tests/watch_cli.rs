@@ -43,7 +43,11 @@ impl Watching {
             std::fs::write(dir.join(name), text).unwrap();
         }
         let file = dir.join("mnist.nn");
-        let mut text = std::fs::read_to_string("examples/mnist.nn").unwrap();
+        // The copy lives elsewhere: point its data path at the repository's data.
+        let data = std::path::absolute("data/mnist").unwrap();
+        let mut text = std::fs::read_to_string("examples/mnist.nn")
+            .unwrap()
+            .replace("idx(\"../data/mnist\")", &format!("idx(\"{}\")", data.display()));
         for (from, to) in changes {
             assert!(text.contains(from), "the test's edit does not apply: {from}");
             text = text.replacen(from, to, 1);

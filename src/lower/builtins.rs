@@ -166,12 +166,15 @@ impl Lowerer<'_> {
             Training => Ok(Val::Bool(self.training)),
             Idx | Csv | Text => {
                 source_options(b, a)?;
-                let named = b
-                    .params()
-                    .iter()
-                    .zip(&a.slots)
-                    .filter_map(|((n, _), s)| s.as_ref().map(|(v, _)| (n.to_string(), v.clone())));
-                Ok(Val::Source(b, named.collect()))
+                let path_at = a.span(0);
+                let named = b.params().iter().zip(&a.slots).filter_map(|((n, _), s)| {
+                    let (v, _) = s.as_ref()?;
+                    Some(match (n, v) {
+                        (&("dir" | "path"), Val::Str(p)) => (n.to_string(), Val::Str(self.beside_source(p, path_at))),
+                        _ => (n.to_string(), v.clone()),
+                    })
+                });
+                Ok(Val::Source(b, named.collect(), path_at))
             }
         }
     }
@@ -438,6 +441,21 @@ impl Lowerer<'_> {
 
 fn bad_axis(span: Span) -> Diag {
     Diag::error("axis out of range").at(span, "here")
+}
+
+impl Lowerer<'_> {
+    /// A data path as written in a file: relative to that file's directory,
+    /// as `use` paths are, so a run does not depend on the working directory.
+    fn beside_source(&self, path: &str, at: Span) -> String {
+        let file = self.program.sources.get(at.file);
+        let dir = file.path.as_deref().and_then(std::path::Path::parent);
+        match dir {
+            Some(d) if !std::path::Path::new(path).is_absolute() && !d.as_os_str().is_empty() => {
+                d.join(path).display().to_string()
+            }
+            _ => path.to_string(),
+        }
+    }
 }
 
 /// A data source's options in their domains: a bad value is an error at

@@ -65,6 +65,8 @@ pub struct DataField {
 #[derive(Clone, Debug)]
 pub struct SplitPlan {
     pub source: SourceSpec,
+    /// Where the source's path is written, for a missing file's error.
+    pub source_at: Span,
     pub split: String,
     pub batch: usize,
     pub shuffle: bool,
@@ -293,8 +295,13 @@ fn split_plan(
     };
     let source = l.in_frame(item.module, &[], |l| l.expr(&d.source))?;
     let fields = l.in_frame(item.module, &[], |l| l.raw_fields(d))?;
+    let source_at = match &source {
+        Val::Source(_, _, at) => *at,
+        _ => d.source.span,
+    };
     Ok(SplitPlan {
         source: source_spec(source, d.source.span)?,
+        source_at,
         split,
         batch,
         shuffle: matches!(get("shuffle"), Some(Val::Bool(true))),
@@ -304,7 +311,7 @@ fn split_plan(
 }
 
 fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
-    let Val::Source(b, args) = v else { return Err(Diag::error("expected a data source").at(span, "here")) };
+    let Val::Source(b, args, _) = v else { return Err(Diag::error("expected a data source").at(span, "here")) };
     let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let string = |k: &str| match get(k) {
         Some(Val::Str(s)) => Ok(s),

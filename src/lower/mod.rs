@@ -72,7 +72,9 @@ pub(crate) enum Val {
     Optimizer(ItemRef, Vec<(String, Val)>),
     Dataset(ItemRef),
     Split(ItemRef, String, Vec<(String, Val)>),
-    Source(Builtin, Vec<(String, Val)>),
+    /// A data source, its options, and the span of its path (resolved
+    /// against the directory of the file that wrote it).
+    Source(Builtin, Vec<(String, Val)>, Span),
     Module(ModuleId),
 }
 

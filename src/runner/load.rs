@@ -3,6 +3,7 @@
 
 use super::RunError;
 use super::data::{self, DataError, Dataset, Element, LastBatch, Samples, TextWindows};
+use crate::diag::{Diag, closest};
 use crate::lower::{DataField, SourceSpec, SplitPlan};
 use std::path::Path;
 
@@ -132,4 +133,32 @@ fn validate(split: &SplitData) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// A source path that does not exist, as an error at the path where the
+/// file writes it, with the nearest name in the directory it points into.
+pub fn missing_source(plan: &SplitPlan) -> Option<Diag> {
+    let path = match &plan.source {
+        SourceSpec::Idx { dir } => dir,
+        SourceSpec::Csv { path, .. } | SourceSpec::Text { path, .. } => path,
+    };
+    let p = Path::new(path);
+    if p.exists() {
+        return None;
+    }
+    let d = Diag::error(format!("data not found: {}", p.display())).at(plan.source_at, "no such file or directory");
+    let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Some(d.help(format!(
+            "`{}` does not exist either; data paths are relative to the .nn file that names them",
+            parent.display()
+        )));
+    };
+    let names: Vec<String> =
+        entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let want = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Some(match closest(&want, names.iter().map(String::as_str)) {
+        Some(c) => d.help(format!("did you mean `{}`?", parent.join(c).display())),
+        None => d.help("data paths are relative to the .nn file that names them"),
+    })
 }

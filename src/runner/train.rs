@@ -134,6 +134,11 @@ impl<'a> Run<'a> {
         let cache_key = cache::key(&l.train, &l.eval, opts.backend, opts.threads);
         let (train, eval) = cache::take(cache_key, &l.train, &l.eval, opts.backend, opts.threads)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        if let Some(d) =
+            [Some(&l.data.train), l.data.eval.as_ref()].into_iter().flatten().find_map(load::missing_source)
+        {
+            return Err(RunError::Compile(compiled.sources, vec![d]));
+        }
         let train_data = load::load(&l.data.train, opts.train_samples)?;
         let eval_data = match &l.data.eval {
             Some(p) => Some(load::load(p, opts.eval_samples)?),
