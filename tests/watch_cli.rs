@@ -266,3 +266,51 @@ fn a_file_broken_from_the_start_trains_once_fixed() {
     w.epoch_loss();
     w.quit();
 }
+
+/// A file written beside the experiment a thousand times a second (the
+/// run's own log redirected there, say) must not hold reloads back: only
+/// events on the watched files restart the quiet period.
+#[test]
+fn a_busy_neighbour_file_does_not_starve_reloads() {
+    let mut w = Watching::start("watch_busy", &[]);
+    w.epoch_loss();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let neighbour = w.file.with_file_name("train.log");
+    let flag = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(neighbour).unwrap();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            f.write_all(b"step\n").unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let mut latencies = Vec::new();
+    for (i, lr) in ["5e-4", "4e-4", "3e-4", "2e-4", "1e-4"].into_iter().enumerate() {
+        let from = if i == 0 { "1e-3".to_string() } else { ["5e-4", "4e-4", "3e-4", "2e-4"][i - 1].to_string() };
+        let saved = Instant::now();
+        w.edit(&format!("adam(lr: {from})"), &format!("adam(lr: {lr})"));
+        let report = w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
+        latencies.push(saved.elapsed());
+        assert!(report.contains("lr "), "{report}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    // A starved watcher never reloads while the writer runs; a working one
+    // takes tens of milliseconds. The bound leaves room for a loaded CI machine.
+    assert!(latencies.iter().all(|l| *l < Duration::from_secs(2)), "reload latencies {latencies:?}");
+    w.quit();
+}
+
+#[test]
+fn a_reload_that_fails_loading_its_data_is_logged() {
+    let mut w = Watching::start("watch_bad_data", &[]);
+    w.epoch_loss();
+    let data = std::path::absolute("data/mnist").unwrap().display().to_string();
+    w.edit(&format!("idx(\"{data}\")"), "idx(\"/nonexistent/mnist\")");
+    w.expect("saying the reload failed", |l| l.starts_with("reload failed"));
+    w.epoch_loss();
+    let (_, run) = w.quit();
+    let failed = events(&run, "failed_reload");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0]["error"].as_str().is_some_and(|e| e.contains("/nonexistent/mnist")), "{failed:?}");
+}

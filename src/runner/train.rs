@@ -317,6 +317,8 @@ impl<'a> Run<'a> {
                 Ok(()) => Ok(Flow::Replan),
                 Err(e) => {
                     eprintln!("reload failed: {e}\nwatch: training goes on with the last good program");
+                    let event = json!({ "event": "failed_reload", "step": self.progress.step, "error": e.to_string() });
+                    self.dir.log(&event)?;
                     Ok(Flow::Go)
                 }
             },

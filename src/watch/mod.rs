@@ -135,9 +135,14 @@ impl Recompiler {
                 continue;
             }
             let seen = Instant::now();
-            loop {
-                match events.recv_timeout(QUIET) {
-                    Ok(_) => continue,
+            // Only events on the watched files extend the quiet period: a
+            // log written beside the experiment every millisecond must not
+            // hold a reload back.
+            let mut last = seen;
+            while last.elapsed() < QUIET {
+                match events.recv_timeout(QUIET.saturating_sub(last.elapsed())) {
+                    Ok(Ok(e)) if self.files.touches(&e) => last = Instant::now(),
+                    Ok(_) => {}
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
