@@ -65,12 +65,26 @@ pub type Diags = Vec<Diag>;
 /// would report the same error at the same place.
 pub fn dedup(diags: Diags) -> Diags {
     let mut seen = std::collections::HashSet::new();
+    let mut same_mistake = std::collections::HashSet::new();
+    let at = |l: &Label| (l.span.file, l.span.start, l.span.end);
     diags
         .into_iter()
         .filter(|d| {
-            seen.insert((d.message.clone(), d.primary.as_ref().map(|l| (l.span.file, l.span.start, l.span.end))))
+            // The same mistake against the same declarations, made again
+            // elsewhere (`model(x)` in the loss and in the metrics, one
+            // evaluation), is said once, at its first place.
+            let declared: Vec<_> = d.secondary.iter().map(|l| (at(l), l.text.clone())).collect();
+            let again = !declared.is_empty()
+                && !same_mistake.insert((d.message.clone(), d.primary.as_ref().map(|l| l.text.clone()), declared));
+            !again && seen.insert((d.message.clone(), d.primary.as_ref().map(at)))
         })
         .collect()
+}
+
+/// "1 error in the experiment file", "3 errors in the experiment file".
+pub fn count_errors(diags: &[Diag]) -> String {
+    let n = diags.iter().filter(|d| d.is_error()).count().max(1);
+    format!("{n} error{} in the experiment file", if n == 1 { "" } else { "s" })
 }
 
 /// "did you mean `relu`?" — the closest candidate by edit distance, if close enough.

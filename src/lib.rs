@@ -34,6 +34,8 @@ use std::path::Path;
 pub struct CheckOutput {
     pub sources: SourceMap,
     pub diags: Diags,
+    /// The experiments that were lowered (none when checking failed first).
+    pub experiments: Vec<String>,
 }
 
 /// Parse, resolve and check one file and everything it imports.
@@ -63,16 +65,17 @@ fn check_with(program: &resolve::Program, diags: &mut Diags, overrides: &[String
 
 fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[String]) -> CheckOutput {
     let overrides = check_with(&program, &mut diags, overrides);
+    let mut experiments = Vec::new();
     if !diags.iter().any(|d| d.is_error()) {
-        let names: Vec<String> = lower::experiments(&program).iter().map(|e| e.name.name.clone()).collect();
-        for name in names {
-            let setup = lower::Setup { overrides: overrides.clone(), experiment: Some(name), eval_batch: None };
+        experiments = lower::experiments(&program).iter().map(|e| e.name.name.clone()).collect();
+        for name in &experiments {
+            let setup = lower::Setup { overrides: overrides.clone(), experiment: Some(name.clone()), eval_batch: None };
             if let Err(d) = lower::lower_experiment(&program, &setup) {
                 diags.extend(d);
             }
         }
     }
-    CheckOutput { sources: program.sources, diags: diag::dedup(diags) }
+    CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments }
 }
 
 /// Check source text as if it were a file named `name` (tests, fuzzing).
@@ -94,11 +97,11 @@ pub fn compile(path: &Path, overrides: &[String], mut setup: lower::Setup) -> Re
     let (program, mut diags) = resolve::load(path);
     setup.overrides = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
-        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags) });
+        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments: Vec::new() });
     }
     match lower::lower_experiment(&program, &setup) {
         Ok(lowered) => Ok(Compiled { sources: program.sources, lowered }),
-        Err(d) => Err(CheckOutput { sources: program.sources, diags: d }),
+        Err(d) => Err(CheckOutput { sources: program.sources, diags: d, experiments: Vec::new() }),
     }
 }
 
@@ -113,14 +116,14 @@ pub fn compile_predict(
     let (program, mut diags) = resolve::load(path);
     let overrides = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
-        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags) });
+        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments: Vec::new() });
     }
     let setup = lower::Setup { overrides, experiment, eval_batch: None };
     let mut out = Vec::with_capacity(batches.len());
     for &b in batches {
         match lower::lower_predict(&program, &setup, b) {
             Ok(p) => out.push(p),
-            Err(d) => return Err(CheckOutput { sources: program.sources, diags: d }),
+            Err(d) => return Err(CheckOutput { sources: program.sources, diags: d, experiments: Vec::new() }),
         }
     }
     Ok(out)

@@ -505,3 +505,63 @@ fn a_missing_data_path_points_at_the_path_in_the_file_with_a_guess() {
     assert!(e.contains("exp.nn:28:"), "the error points at the path in the file: {e}");
     assert!(e.contains("did you mean") && e.contains("data/mnist`"), "{e}");
 }
+
+/// `init_from` says what it loaded, what kept its initialiser and what in
+/// the file went unused; a file whose names match but whose shapes do not
+/// is not "named like no parameter".
+#[test]
+fn init_from_reports_what_it_loaded_and_names_real_mismatches() {
+    let (pre, fine) = (scratch("init_report_pre"), scratch("init_report"));
+    ok(&short_run(&pre, &["--epochs", "1"]));
+    let weights = pre.join("checkpoints/final.safetensors");
+    let data = std::path::absolute("data/mnist").unwrap();
+    let with = |edit: &dyn Fn(String) -> String| {
+        program_with_data(&fine, &data, |s| {
+            edit(s.replace(
+                "    epochs    = 5\n",
+                &format!("    epochs    = 1\n    init_from = \"{}\"\n", weights.display()),
+            ))
+        })
+    };
+    // A third layer the file does not have: loaded 4 of 6, l3 initialised.
+    let file = with(&|s: String| {
+        s.replace("    l2: Linear(hidden, 10)\n", "    l2: Linear(hidden, 10)\n    l3: Linear(10, 10)\n")
+            .replace("|> relu |> l2", "|> relu |> l2 |> l3")
+    });
+    let out = nnc()
+        .args(["run", "--train-samples", "64", "--eval-samples", "64", "--out"])
+        .arg(fine.join("a"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("loaded 4 of 6 parameters; initialised: l3.b, l3.w")
+            || stdout.contains("loaded 4 of 6 parameters; initialised: l3.w, l3.b"),
+        "{stdout}"
+    );
+    // Same names, other shapes: the mismatches are named, not "no tensor".
+    let file = with(&|s: String| s.replace("let hidden = 128", "let hidden = 64"));
+    let e = err(&run_file(&file, &fine.join("b")));
+    assert!(e.contains("`l1.w`: the model needs [784, 64]"), "{e}");
+    assert!(!e.contains("no tensor in the file"), "{e}");
+}
+
+/// `nnc check` on a good file says what it covered, in one line per file,
+/// as `cargo check` does; a broken one prints each mistake once.
+#[test]
+fn check_prints_a_summary_on_success_and_each_mistake_once() {
+    let out = nnc().args(["check", "examples/mnist.nn", "examples/char_gpt.nn"]).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("checked examples/mnist.nn: 6 files, experiment `seed_mlp` lowered"), "{stderr}");
+    assert!(stderr.contains("checked examples/char_gpt.nn:"), "{stderr}");
+    let dir = scratch("check_once");
+    let file = program_with_data(&dir, &std::path::absolute("data/mnist").unwrap(), |s| {
+        s.replace("x = f32(image) / 255.0", "x = image")
+    });
+    let out = nnc().env("NO_COLOR", "1").arg("check").arg(&file).output().unwrap();
+    let e = err(&out);
+    assert_eq!(e.matches("expected dtype f32, found u8").count(), 1, "{e}");
+    assert!(e.contains("f32(image) / 255.0"), "the hint names the fix at the dataset: {e}");
+}

@@ -85,7 +85,7 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BuildError::Compile(out) => write!(f, "{} error(s) in the experiment file", out.diags.len()),
+            BuildError::Compile(out) => write!(f, "{}", crate::diag::count_errors(&out.diags)),
             BuildError::Checkpoint { path, problems } => {
                 write!(f, "checkpoint {} does not fit this model:", path.display())?;
                 problems.iter().try_for_each(|p| write!(f, "\n  - {p}"))

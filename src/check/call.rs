@@ -139,6 +139,7 @@ impl Checker<'_> {
 
     /// Check a call of `f` (a function, forward or method) in `env`.
     pub(super) fn call_fn(&mut self, item: ItemRef, f: &ast::FnDecl, env: &Env, args: Vec<ArgVal>, call: Span) -> Val {
+        let layer = self.layer.take();
         let callee = f.name.as_ref().map_or_else(|| self.item_name(item), |n| n.name.clone());
         let Some(slots) = self.bind_args(&callee, &Self::param_specs(&f.params), args, call) else {
             return Val::Error;
@@ -159,10 +160,16 @@ impl Checker<'_> {
             if let Some(t) = &p.ty
                 && let Err(why) = self.match_type(t, &val, at)
             {
-                let d = Diag::error(format!("argument `{}` of `{callee}`: {why}", p.name.name))
-                    .at(at, format!("this is {}", self.show(&val)))
-                    .label(t.span, "declared here");
-                self.diags.push(why.explain(d));
+                let of = match &layer {
+                    Some((name, _)) => format!("layer `{name}` (`{callee}`)"),
+                    None => format!("`{callee}`"),
+                };
+                let mut d = Diag::error(format!("argument `{}` of {of}: {why}", p.name.name))
+                    .at(at, format!("this is {}", self.show(&val)));
+                if let Some((name, def)) = &layer {
+                    d = d.label(*def, format!("`{name}` is declared here"));
+                }
+                self.diags.push(why.explain(d.label(t.span, "declared here")));
                 ok = false;
             }
             let v = self.param_value(p, val);
@@ -314,10 +321,12 @@ impl Checker<'_> {
                     .help("add `fn (x: ...) -> ... { ... }` to the model"),
             );
         };
+        let layer = self.layer.take();
         let env = self.model_env(inst);
         if let Some(head) = output_layer(m, fwd) {
             self.heads.insert(call, head);
         }
+        self.layer = layer;
         self.call_fn(inst.item, fwd, &env, args, call)
     }
 }

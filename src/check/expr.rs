@@ -491,6 +491,10 @@ impl Checker<'_> {
         }
         let f = self.expr(callee);
         let argv = self.args(args);
+        // `x |> l2`: a mistyped input names the layer and its declaration.
+        if let (ExprKind::Name(n), Val::Model(_) | Val::Stack(..)) = (&callee.kind, &f) {
+            self.layer = self.lookup(n).and_then(|(_, def)| def).filter(|d| !d.is_empty()).map(|def| (n.clone(), def));
+        }
         self.apply(f, callee.span, argv, span)
     }
 

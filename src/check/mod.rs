@@ -109,6 +109,9 @@ pub(crate) struct Checker<'p> {
     /// Model calls and the layer that makes each one's output, so a
     /// clash with the output's width can point at that layer.
     heads: HashMap<Span, Span>,
+    /// The field a model call goes through (`l2` in `x |> l2`), from the
+    /// call to the forward's argument check.
+    layer: Option<(String, Span)>,
 }
 
 impl<'p> Checker<'p> {
@@ -127,6 +130,7 @@ impl<'p> Checker<'p> {
             instantiating: Vec::new(),
             uses: Vec::new(),
             heads: HashMap::new(),
+            layer: None,
         }
     }
 

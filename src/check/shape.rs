@@ -206,7 +206,13 @@ impl Checker<'_> {
             (TypeKind::Dims, Val::List(items)) if items.iter().all(|i| matches!(i, Val::Int(_))) => Ok(()),
             (TypeKind::Tensor { dtype, shape }, Val::Tensor(a)) => {
                 if *dtype != a.dtype {
-                    return Err(format!("expected dtype {}, found {}", dtype.name(), a.dtype.name()).into());
+                    let why = format!("expected dtype {}, found {}", dtype.name(), a.dtype.name());
+                    let help = (*dtype == DType::F32 && a.dtype == DType::U8).then(|| {
+                        "raw u8 data (pixels) becomes f32 in the dataset, where it is scaled once: \
+                         `x = f32(image) / 255.0`"
+                            .to_string()
+                    });
+                    return Err(Mismatch { why, labels: Vec::new(), help });
                 }
                 self.match_shape(shape, &a.shape, at)?;
                 self.match_classes(t.classes.as_ref(), a, at)

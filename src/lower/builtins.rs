@@ -446,7 +446,7 @@ fn bad_axis(span: Span) -> Diag {
 impl Lowerer<'_> {
     /// A data path as written in a file: relative to that file's directory,
     /// as `use` paths are, so a run does not depend on the working directory.
-    fn beside_source(&self, path: &str, at: Span) -> String {
+    pub(crate) fn beside_source(&self, path: &str, at: Span) -> String {
         let file = self.program.sources.get(at.file);
         let dir = file.path.as_deref().and_then(std::path::Path::parent);
         match dir {

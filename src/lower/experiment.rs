@@ -379,7 +379,7 @@ impl Lowerer<'_> {
             _ => None,
         };
         let init_from = match self.setting(settings, "init_from")? {
-            Some((Val::Str(s), _)) => Some(s),
+            Some((Val::Str(s), at)) => Some(self.beside_source(&s, at)),
             _ => None,
         };
         let mut on_reload = ReloadPolicy::default();

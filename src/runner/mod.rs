@@ -101,7 +101,7 @@ impl From<IrError> for RunError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunError::Compile(_, d) => write!(f, "{} error(s) in the experiment file", d.len()),
+            RunError::Compile(_, d) => write!(f, "{}", crate::diag::count_errors(d)),
             RunError::Data(e) => write!(f, "{e}"),
             RunError::Ir(e) => write!(f, "internal compiler error: {e}"),
             RunError::Diverged { step, loss, kept } => {

@@ -495,12 +495,17 @@ impl<'a> Run<'a> {
 
     /// Initial weights by name (pretrain elsewhere, fine-tune here): every
     /// tensor whose name matches a parameter must have its shape.
+    /// `init_from`: parameters by name and shape; says what it loaded,
+    /// what kept its initialiser and what in the file went unused.
     fn load_weights(&mut self, path: &Path) -> Result<(), RunError> {
         let (tensors, _) = checkpoint::load(path)?;
         let mut problems = Vec::new();
-        let mut loaded = 0;
+        let (mut loaded, mut initialised) = (Vec::new(), Vec::new());
         for p in &self.l.params {
-            let Some((shape, values)) = tensors.get(&p.name) else { continue };
+            let Some((shape, values)) = tensors.get(&p.name) else {
+                initialised.push(p.name.as_str());
+                continue;
+            };
             if *shape != p.shape {
                 problems.push(format!("`{}`: the model needs {:?}, the file has {shape:?}", p.name, p.shape));
                 continue;
@@ -509,13 +514,27 @@ impl<'a> Run<'a> {
                 b.copy_from_slice(values);
                 Ok(())
             })?;
-            loaded += 1;
+            loaded.push(p.name.as_str());
         }
-        if !problems.is_empty() || loaded == 0 {
-            if loaded == 0 {
-                problems.push("no tensor in the file is named like a parameter of the model".into());
-            }
+        if initialised.len() == self.l.params.len() {
+            problems.push("no tensor in the file is named like a parameter of the model".into());
+        }
+        if !problems.is_empty() {
             return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
+        }
+        let mut unused: Vec<&str> =
+            tensors.keys().map(String::as_str).filter(|n| !n.contains('@') && !loaded.contains(n)).collect();
+        unused.sort_unstable();
+        if !self.opts.quiet {
+            let list = |v: &[&str]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+            say(&format!(
+                "init_from {}: loaded {} of {} parameters; initialised: {}; unused in the file: {}",
+                path.display(),
+                loaded.len(),
+                self.l.params.len(),
+                list(&initialised),
+                list(&unused)
+            ));
         }
         Ok(())
     }
