@@ -327,3 +327,101 @@ fn the_cnn_example_builds_and_agrees_with_the_jit() {
     assert_eq!(exe.len(), 75);
     assert_close(&exe, &jit);
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut e, bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// `nnc predict` and the built executable share one reader and one printer
+/// (src/build/io.c): every input either both accept, with the same classes
+/// and the same text layout, or both refuse, with the same message.
+#[test]
+fn predict_and_the_executable_accept_and_refuse_the_same_inputs() {
+    if !have_cc() {
+        return;
+    }
+    let dir = scratch("same_inputs");
+    ok(&build(&dir, "m", &[]));
+    let pixels = idx_images(&dir.join("plain.idx"), 4);
+    let idx = std::fs::read(dir.join("plain.idx")).unwrap();
+    let rows: Vec<String> =
+        pixels.chunks(784).map(|r| r.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")).collect();
+    let csv = format!("{}\n", rows.join("\n"));
+    let raw: Vec<u8> = pixels.iter().flat_map(|&p| f32::from(p).to_le_bytes()).collect();
+    let hex = format!("{}\n", vec!["0x1p3"; 784].join(","));
+    let halves = [gzip(&csv.as_bytes()[..csv.len() / 2]), gzip(&csv.as_bytes()[csv.len() / 2..])].concat();
+    let mut after_nul = csv.clone().into_bytes();
+    after_nul.extend(b"\0trailing text");
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("a.idx", idx.clone(), false),
+        ("a.idx.gz", gzip(&idx), false),
+        ("a.csv", csv.clone().into_bytes(), false),
+        ("a.csv.gz", gzip(csv.as_bytes()), false),
+        ("bom.csv", [b"\xEF\xBB\xBF".as_slice(), csv.as_bytes()].concat(), false),
+        ("hex.csv", hex.into_bytes(), false),
+        ("members.csv.gz", halves, false),
+        ("nul.csv", after_nul, false),
+        ("a.f32", raw.clone(), true),
+        ("a.f32.gz", gzip(&raw), true),
+        ("short.csv", b"1,2,3\n".to_vec(), false),
+        ("frac.csv", format!("{}\n", vec!["0.5"; 784].join(",")).into_bytes(), false),
+        ("empty.csv", Vec::new(), false),
+    ];
+    for (name, bytes, raw) in cases {
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        let flag: &[&str] = if raw { &["--raw"] } else { &[] };
+        let exe = Command::new(dir.join("m")).args(flag).arg(name).current_dir(&dir).output().unwrap();
+        let jit = nnc()
+            .args(["predict", "examples/mnist.nn", "--checkpoint"])
+            .arg(&trained().1)
+            .args(flag)
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert_eq!(exe.status.code(), jit.status.code(), "{name}: exit codes differ\n{exe:?}\n{jit:?}");
+        if exe.status.success() {
+            let (e, j) = (String::from_utf8_lossy(&exe.stdout), String::from_utf8_lossy(&jit.stdout));
+            assert_close(&parse(&e), &parse(&j));
+            let shape = |t: &str| t.lines().map(|l| l.split(' ').count()).collect::<Vec<_>>();
+            assert_eq!(shape(&e), shape(&j), "{name}: the printed layout differs");
+        } else {
+            let tail = |o: &std::process::Output| {
+                let s = String::from_utf8_lossy(&o.stderr).into_owned();
+                s.split(&format!("{name}: ")).nth(1).unwrap_or(&s).trim().to_string()
+            };
+            assert_eq!(tail(&exe), tail(&jit), "{name}: the messages differ");
+        }
+    }
+}
+
+/// A diverged run's weights predict NaN for everything: refused.
+#[test]
+fn build_and_predict_refuse_non_finite_weights() {
+    let dir = scratch("nan_weights");
+    let bytes = std::fs::read(&trained().1).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec(), v.shape().to_vec())).collect();
+    let w = tensors.iter_mut().find(|t| t.0 == "l2.w").unwrap();
+    w.1[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+        })
+        .collect();
+    let ckpt = dir.join("nan.safetensors");
+    std::fs::write(&ckpt, safetensors::serialize(views, None).unwrap()).unwrap();
+    idx_images(&dir.join("x.idx"), 2);
+    let e = err(&nnc()
+        .args(["predict", "examples/mnist.nn", "--checkpoint"])
+        .arg(&ckpt)
+        .arg(dir.join("x.idx"))
+        .output()
+        .unwrap());
+    assert!(e.contains("`l2.w` holds NaN at element 0"), "{e}");
+    let e = err(&build_from(&ckpt, &dir, "m", &[]));
+    assert!(e.contains("`l2.w` holds NaN"), "{e}");
+}

@@ -11,6 +11,7 @@ const HEADER: &str = include_str!("nnc_model.h");
 const RUNTIME: &str = include_str!("rt.c");
 const MAIN: &str = include_str!("main.c");
 const INFLATE: &str = include_str!("inflate.c");
+const IO: &str = include_str!("io.c");
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -65,6 +66,7 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
         ("rt.c", RUNTIME.as_bytes()),
         ("main.c", MAIN.as_bytes()),
         ("inflate.c", INFLATE.as_bytes()),
+        ("io.c", IO.as_bytes()),
         ("model.o", obj),
     ] {
         let path = tmp.0.join(name);

@@ -104,7 +104,15 @@ fn classes(g: &Graph) -> Result<usize, BuildError> {
 /// tensors, such as optimizer states, are ignored), laid out in one buffer.
 fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<(Vec<Param>, Vec<u8>), BuildError> {
     let (tensors, _) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
-    let problems = checkpoint::missing(&tensors, want);
+    let mut problems = checkpoint::missing(&tensors, want);
+    // A diverged run's weights would predict NaN for every input.
+    for (name, _) in want {
+        if let Some((_, values)) = tensors.get(name)
+            && let Some(i) = values.iter().position(|v| !v.is_finite())
+        {
+            problems.push(format!("`{name}` holds {} at element {i}: the weights are not finite", values[i]));
+        }
+    }
     if !problems.is_empty() {
         return Err(BuildError::Checkpoint { path: ckpt.into(), problems });
     }

@@ -1,15 +1,14 @@
 //! `nnc predict`: the same inference graphs as a build, run with the JIT,
-//! printed in the built executable's format, to check a build against.
-//! Inputs are read as the executable reads them (IDX, here gzip too; CSV,
-//! one sample per line; raw little-endian f32), and batched the same way:
-//! full batches of the biggest step, then of each smaller one in turn.
+//! to check a build against. Inputs are read and predictions printed by the
+//! built executable's own C code (`io.c`, compiled into nnc by the build
+//! script), so both accept the same files and print the same bytes; batches
+//! are cut the same way: full batches of the biggest step, then of each
+//! smaller one in turn.
 
 use super::BuildError;
 use super::model::{Model, Step};
 use crate::ir::DType;
-use crate::runner::data::{IdxData, read_idx};
 use crate::runtime::{CompiledStep, Options};
-use std::fmt::Write;
 use std::path::Path;
 
 /// Each sample's class (argmax of the logits) and probabilities.
@@ -23,72 +22,71 @@ fn bad(path: &Path, message: String) -> BuildError {
     BuildError::Io { path: path.to_path_buf(), message }
 }
 
-/// The samples of `path` as f32 values, checked against the model's input.
+/// What `src/build/io.c` knows of one sample.
+#[repr(C)]
+struct IoInput {
+    rank: usize,
+    dims: *const usize,
+    size: usize,
+    dtype: i32,
+}
+
+// SAFETY (for the calls below): io.c reads `len` bytes of `bytes` and
+// writes at most the one spare byte after them; it writes at most `cap`
+// bytes of `err`, NUL-terminated; results are malloc'd and freed here.
+unsafe extern "C" {
+    fn nnc_io_read(
+        bytes: *mut u8,
+        len: usize,
+        raw: i32,
+        input: *const IoInput,
+        n: *mut usize,
+        err: *mut std::ffi::c_char,
+        cap: usize,
+    ) -> *mut f32;
+    fn nnc_io_format(
+        n: usize,
+        c: usize,
+        classes: *const i32,
+        probs: *const f32,
+        json: i32,
+        names: *const *const std::ffi::c_char,
+    ) -> *mut std::ffi::c_char;
+}
+
+/// The codes of nnc_model.h's NNC_F32, NNC_I32, NNC_U8, NNC_BOOL.
+fn dtype_code(d: DType) -> i32 {
+    match d {
+        DType::F32 => 0,
+        DType::I32 => 1,
+        DType::U8 => 2,
+        DType::Bool => 3,
+    }
+}
+
+/// The samples of `path` as f32 values, checked against the model's input,
+/// by the built executable's own reader (io.c).
 pub fn read_input(m: &Model, path: &Path, raw: bool) -> Result<Vec<f32>, BuildError> {
-    let per = m.input_size();
-    let bytes = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
-    let values = if raw {
-        if bytes.is_empty() || bytes.len() % (per * 4) != 0 {
-            return Err(bad(path, format!("{} bytes is not a whole number of {per}-value f32 samples", bytes.len())));
-        }
-        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-    } else if bytes.starts_with(&[0, 0]) || bytes.starts_with(&[0x1f, 0x8b]) {
-        // IDX, raw or gzip (CSV is text: it starts with neither).
-        idx_values(m, path)?
-    } else {
-        csv_values(path, &bytes, per)?
-    };
-    if values.is_empty() {
-        return Err(bad(path, "no samples".into()));
+    let mut bytes = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+    let len = bytes.len();
+    bytes.push(0); // the spare byte io.c's CSV reader writes its terminator into
+    let dims = &m.input.shape;
+    let input =
+        IoInput { rank: dims.len(), dims: dims.as_ptr(), size: m.input_size(), dtype: dtype_code(m.input.dtype) };
+    let mut err = [0 as std::ffi::c_char; 512];
+    let mut n = 0usize;
+    // SAFETY: see the extern block; `bytes` has len + 1 bytes.
+    let x =
+        unsafe { nnc_io_read(bytes.as_mut_ptr(), len, i32::from(raw), &input, &mut n, err.as_mut_ptr(), err.len()) };
+    if x.is_null() {
+        // SAFETY: io.c NUL-terminates what it writes into `err` (zeroed above).
+        let why = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) };
+        return Err(bad(path, why.to_string_lossy().into_owned()));
     }
-    match values.iter().position(|&v| !valid(m.input.dtype, v)) {
-        Some(i) => Err(bad(path, format!("sample {}, value {} is invalid: {}", i / per + 1, i % per + 1, values[i]))),
-        None => Ok(values),
-    }
-}
-
-fn idx_values(m: &Model, path: &Path) -> Result<Vec<f32>, BuildError> {
-    // The error names the file itself.
-    let a = read_idx(path).map_err(|e| BuildError::Other(e.to_string()))?;
-    if a.dims.get(1..) != Some(m.input.shape.as_slice()) {
-        return Err(bad(path, format!("samples of shape {:?}; the model needs {:?}", &a.dims[1..], m.input.shape)));
-    }
-    Ok(match a.data {
-        IdxData::U8(v) => v.into_iter().map(f32::from).collect(),
-        IdxData::I8(v) => v.into_iter().map(f32::from).collect(),
-        IdxData::I16(v) => v.into_iter().map(f32::from).collect(),
-        IdxData::I32(v) => v.into_iter().map(|x| x as f32).collect(),
-        IdxData::F32(v) => v,
-        IdxData::F64(v) => v.into_iter().map(|x| x as f32).collect(),
-    })
-}
-
-fn csv_values(path: &Path, bytes: &[u8], per: usize) -> Result<Vec<f32>, BuildError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| bad(path, format!("not CSV text: {e}")))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let row: Vec<f32> = line
-            .split(',')
-            .map(|v| v.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad(path, format!("line {}: {e}", i + 1)))?;
-        if row.len() != per {
-            return Err(bad(path, format!("line {} has {} values; a sample has {per}", i + 1, row.len())));
-        }
-        out.extend(row);
-    }
-    Ok(out)
-}
-
-/// Whether the input type holds `v` (as the shim's `nnc_check`).
-fn valid(dtype: DType, v: f32) -> bool {
-    let whole = v.is_finite() && v == v.floor();
-    match dtype {
-        DType::F32 => v.is_finite(),
-        DType::U8 => whole && (0.0..=255.0).contains(&v),
-        DType::I32 => whole && (-2147483648.0..2147483648.0).contains(&v),
-        DType::Bool => v == 0.0 || v == 1.0,
-    }
+    // SAFETY: on success `x` holds n * size floats, malloc'd by io.c.
+    let values = unsafe { std::slice::from_raw_parts(x, n * m.input_size()) }.to_vec();
+    unsafe { libc::free(x.cast()) };
+    Ok(values)
 }
 
 /// A compiled step with the weights loaded.
@@ -139,17 +137,27 @@ fn argmax(l: &[f32]) -> usize {
     (1..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best })
 }
 
-/// One line per sample: `class p0 p1 ...`, or a JSON object.
-pub fn format(p: &Predictions, json: bool) -> String {
-    let mut s = String::new();
-    for (class, probs) in p.classes.iter().zip(p.probs.chunks_exact(p.num_classes)) {
-        let ps: Vec<String> = probs.iter().map(|v| v.to_string()).collect();
-        // Writing to a String cannot fail.
-        let _ = if json {
-            writeln!(s, "{{\"class\": {class}, \"probs\": [{}]}}", ps.join(", "))
-        } else {
-            writeln!(s, "{class} {}", ps.join(" "))
-        };
+/// One line per sample: `class p0 p1 ...`, or a JSON object: io.c's
+/// printer, so the text is byte for byte the built executable's.
+pub fn format(p: &Predictions, json: bool) -> Result<String, BuildError> {
+    let classes: Vec<i32> = p.classes.iter().map(|&c| c as i32).collect();
+    // SAFETY: `classes` has n entries and `probs` n * num_classes; io.c
+    // returns a malloc'd NUL-terminated string or NULL.
+    let text = unsafe {
+        nnc_io_format(
+            classes.len(),
+            p.num_classes,
+            classes.as_ptr(),
+            p.probs.as_ptr(),
+            i32::from(json),
+            std::ptr::null(),
+        )
+    };
+    if text.is_null() {
+        return Err(BuildError::Other("out of memory formatting the predictions".into()));
     }
-    s
+    // SAFETY: non-null, NUL-terminated, owned by us from here.
+    let out = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned();
+    unsafe { libc::free(text.cast()) };
+    Ok(out)
 }
