@@ -17,7 +17,7 @@ fn shakespeare() -> PathBuf {
 
 #[test]
 fn csv_string_labels_are_mapped_and_recorded() {
-    let d = read_csv(&fixture("iris_small.csv"), "species", LabelKind::Auto).expect("valid csv");
+    let d = read_csv(&fixture("iris_small.csv"), Some("species"), LabelKind::Names).expect("valid csv");
     assert_eq!(d.feature_names, ["sepal_length", "sepal_width", "petal_length", "petal_width"]);
     assert_eq!(d.classes.as_deref(), Some(&["setosa".to_string(), "versicolor".into(), "virginica".into()][..]));
     let labels = d.dataset.field("labels").expect("labels");
@@ -28,7 +28,7 @@ fn csv_string_labels_are_mapped_and_recorded() {
 
 #[test]
 fn csv_bad_cell_names_file_line_and_column() {
-    let err = read_csv(&fixture("bad_cell.csv"), "label", LabelKind::Auto).expect_err("bad cell");
+    let err = read_csv(&fixture("bad_cell.csv"), Some("label"), LabelKind::Integer).expect_err("bad cell");
     assert!(matches!(&err, DataError::Csv { line: 3, .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("bad_cell.csv:3") && msg.contains("column 2 (`pixel1`)"), "{msg}");
@@ -37,7 +37,7 @@ fn csv_bad_cell_names_file_line_and_column() {
 
 #[test]
 fn csv_integer_label_out_of_range_names_record() {
-    let d = read_csv(&fixture("int_labels.csv"), "label", LabelKind::Integer).expect("valid csv");
+    let d = read_csv(&fixture("int_labels.csv"), Some("label"), LabelKind::Integer).expect("valid csv");
     let err = d.dataset.check_classes("labels", 10).expect_err("12 >= 10");
     assert_eq!(err.record(), Some(2));
     let msg = err.to_string();
@@ -46,7 +46,7 @@ fn csv_integer_label_out_of_range_names_record() {
 
 #[test]
 fn csv_missing_file_names_it() {
-    let err = read_csv(&fixture("nope.csv"), "label", LabelKind::Auto).expect_err("missing");
+    let err = read_csv(&fixture("nope.csv"), Some("label"), LabelKind::Integer).expect_err("missing");
     assert!(err.to_string().contains("nope.csv"));
 }
 

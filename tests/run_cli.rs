@@ -396,7 +396,7 @@ model Net {{
     fn (x: f32[B, 3]) -> f32[B, 2] {{ x |> l1 |> relu |> l2 }}
 }}
 
-dataset blobs = csv("{}", label: "kind", test_fraction: 0.25) {{
+dataset blobs = csv("{}", label: "kind", test_fraction: 0.25, label_names: true) {{
     features: f32[3]
     kind: i32 classes 2
 }}
@@ -421,6 +421,71 @@ experiment csv_blobs {{
         serde_json::from_str(&std::fs::read_to_string(dir.join("out/summary.json")).unwrap()).unwrap();
     let acc = summary["eval"]["accuracy"].as_f64().unwrap();
     assert!(acc >= 0.95, "eval accuracy {acc}: {stdout}");
+    // The names' ids are saved with the run, and predictions print names.
+    let names: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/classes.json")).unwrap()).unwrap();
+    assert_eq!(names, ["neg", "pos"]);
+    std::fs::write(dir.join("x.csv"), "1,1,0\n-1,-1,0\n").unwrap();
+    let ckpt = dir.join("out/checkpoints/final.safetensors");
+    let predicted =
+        ok(&nnc().args(["predict"]).arg(&file).arg("--checkpoint").arg(&ckpt).arg(dir.join("x.csv")).output().unwrap());
+    let classes: Vec<&str> = predicted.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(classes, ["pos", "neg"], "{predicted}");
+    // A built executable carries the names in it and prints the same.
+    if std::process::Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let exe = dir.join("blobs");
+        ok(&nnc().arg("build").arg(&file).arg("--checkpoint").arg(&ckpt).arg("-o").arg(&exe).output().unwrap());
+        let built = ok(&std::process::Command::new(&exe).arg(dir.join("x.csv")).output().unwrap());
+        let built: Vec<&str> = built.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(built, classes);
+    }
+    // Labels written as names without `label_names: true` are an error naming them.
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace(", label_names: true", "")).unwrap();
+    let e = err(&nnc().args(["run", "--quiet", "--out"]).arg(dir.join("out2")).arg(&file).output().unwrap());
+    assert!(e.contains("blobs.csv:2") && e.contains("label_names: true"), "{e}");
+}
+
+/// A float target column is a regression target, not class ids, and a
+/// dataset needs no dummy label to be read.
+#[test]
+fn a_csv_regression_target_stays_a_number() {
+    let dir = scratch("csv_regression");
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..200 {
+        let (a, b) = ((i as f64 * 0.37).sin(), (i as f64 * 0.11).cos());
+        csv.push_str(&format!("{a},{b},{}\n", 3.0 * a - 2.0 * b + 0.5));
+    }
+    std::fs::write(dir.join("r.csv"), csv).unwrap();
+    let program = r#"use std.nn.{Linear}
+use std.loss.mse
+use std.optim.adam
+
+model Reg {
+    l: Linear(2, 1)
+    fn (x: f32[B, 2]) -> f32[B] { (x |> l).reshape([B]) }
+}
+
+dataset r = csv("r.csv", label: "y") {
+    features: f32[2]
+    y: f32
+}
+
+experiment reg {
+    model     = Reg
+    data      = r.train(batch: 20, shuffle: true)
+    loss      = mse(model(features), y)
+    optimizer = adam(lr: 0.05)
+    epochs    = 60
+}
+"#;
+    let file = dir.join("reg.nn");
+    std::fs::write(&file, program).unwrap();
+    let out = nnc().args(["run", "--quiet", "--out"]).arg(dir.join("out")).arg(&file).output().unwrap();
+    let stdout = ok(&out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/summary.json")).unwrap()).unwrap();
+    let loss = summary["train"]["loss"].as_f64().unwrap();
+    assert!(loss < 0.01, "a linear target must be fitted: MSE {loss}\n{stdout}");
 }
 
 #[test]

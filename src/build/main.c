@@ -88,7 +88,13 @@ int main(int argc, char **argv) {
     if (!m || !probs || !classes) die(1, "out of memory");
     int rc = nnc_predict(m, x, n, probs, classes);
     if (rc != NNC_OK) die(1, "%s", nnc_strerror(rc));
-    char *text = nnc_io_format(n, nnc_classes(), classes, probs, json, NULL);
+    const char **names = NULL;
+    if (nnc_class_name(0)) {
+        names = malloc(nnc_classes() * sizeof *names);
+        if (!names) die(1, "out of memory");
+        for (size_t c = 0; c < nnc_classes(); c++) names[c] = nnc_class_name(c);
+    }
+    char *text = nnc_io_format(n, nnc_classes(), classes, probs, json, names);
     if (!text) die(1, "out of memory");
     fputs(text, stdout);
     nnc_destroy(m);

@@ -34,6 +34,8 @@ pub struct Model {
     /// The raw field the model reads, per sample.
     pub input: DataField,
     pub classes: usize,
+    /// Each class's name, when the checkpoint's training data named them.
+    pub class_names: Option<Vec<String>>,
     pub params: Vec<Param>,
     /// Every parameter's f32 values, little-endian, at its offset.
     pub weights: Vec<u8>,
@@ -64,9 +66,10 @@ impl Model {
         };
         let classes = classes(&first.graph)?;
         let want: Vec<(String, Vec<usize>)> = first.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
-        let (params, weights) = bind(ckpt, &want)?;
+        let (params, weights, class_names) = bind(ckpt, &want)?;
+        let class_names = class_names.filter(|n| n.len() == classes);
         let steps = predicts.iter().map(|p| step(p.batch, &p.graph)).collect::<Result<_, _>>()?;
-        Ok(Model { steps, input, classes, params, weights })
+        Ok(Model { steps, input, classes, class_names, params, weights })
     }
 
     /// Elements of one sample's input.
@@ -102,8 +105,10 @@ fn classes(g: &Graph) -> Result<usize, BuildError> {
 
 /// The checkpoint's tensors for `want`, checked by name and shape (extra
 /// tensors, such as optimizer states, are ignored), laid out in one buffer.
-fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<(Vec<Param>, Vec<u8>), BuildError> {
-    let (tensors, _) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
+type Bound = (Vec<Param>, Vec<u8>, Option<Vec<String>>);
+
+fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, BuildError> {
+    let (tensors, progress) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
     let mut problems = checkpoint::missing(&tensors, want);
     // A diverged run's weights would predict NaN for every input.
     for (name, _) in want {
@@ -126,5 +131,5 @@ fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<(Vec<Param>, Vec<u
         weights.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
     weights.resize(weights.len().next_multiple_of(ALIGN).max(ALIGN), 0);
-    Ok((params, weights))
+    Ok((params, weights, progress.and_then(|p| p.class_names)))
 }

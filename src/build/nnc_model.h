@@ -56,6 +56,9 @@ size_t nnc_input_dim(size_t axis); /* 0 for an axis >= the rank */
 int nnc_input_dtype(void);
 /* Classes per sample: the length of each sample's probabilities. */
 size_t nnc_classes(void);
+/* The name of class `i` when the training data named its classes (a CSV
+ * label column of names), else NULL. */
+const char *nnc_class_name(size_t i);
 
 /* The index of the first of `count` values that the input type cannot
  * hold (NaN or infinite; for integer types also fractional or out of

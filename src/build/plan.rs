@@ -26,6 +26,12 @@ pub fn header(m: &Model) -> Result<String, BuildError> {
         writeln!(h, "static const size_t nnc_input_dims[] = {{{}}};", [shape, vec!["0".into()]].concat().join(", "));
     let _ = writeln!(h, "#define NNC_INPUT_SIZE {}", m.input_size());
     let _ = writeln!(h, "#define NNC_CLASSES {}", m.classes);
+    let names = match &m.class_names {
+        Some(n) => n.iter().map(|s| c_string(s)).collect::<Vec<_>>().join(", "),
+        None => "0".to_string(),
+    };
+    let _ = writeln!(h, "static const char *const nnc_class_names[] = {{{names}}};");
+    let _ = writeln!(h, "#define NNC_HAS_CLASS_NAMES {}", i32::from(m.class_names.is_some()));
     let _ = writeln!(h, "#define NNC_PLANS {}", m.steps.len());
     let _ = writeln!(h, "NNC_INTERNAL extern const unsigned char {WEIGHTS}[];");
     let mut plans = Vec::new();
@@ -60,4 +66,13 @@ fn slot_entry(m: &Model, name: &str, role: SlotRole) -> Result<String, BuildErro
         (_, n) => return Err(BuildError::Codegen(format!("internal error: unexpected step slot `{n}`"))),
     };
     Ok(entry)
+}
+
+/// A C string literal of `s`: every byte but letters and digits escaped.
+fn c_string(s: &str) -> String {
+    let body: String = s
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("\\{b:03o}") })
+        .collect();
+    format!("\"{body}\"")
 }

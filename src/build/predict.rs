@@ -139,19 +139,18 @@ fn argmax(l: &[f32]) -> usize {
 
 /// One line per sample: `class p0 p1 ...`, or a JSON object: io.c's
 /// printer, so the text is byte for byte the built executable's.
-pub fn format(p: &Predictions, json: bool) -> Result<String, BuildError> {
+pub fn format(p: &Predictions, names: Option<&[String]>, json: bool) -> Result<String, BuildError> {
     let classes: Vec<i32> = p.classes.iter().map(|&c| c as i32).collect();
-    // SAFETY: `classes` has n entries and `probs` n * num_classes; io.c
-    // returns a malloc'd NUL-terminated string or NULL.
+    // Names come from a CSV cell: no NUL inside (a line of text).
+    let owned: Vec<std::ffi::CString> =
+        names.unwrap_or_default().iter().filter_map(|n| std::ffi::CString::new(n.as_str()).ok()).collect();
+    let ptrs: Vec<*const std::ffi::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+    let names = if names.is_some() && ptrs.len() == p.num_classes { ptrs.as_ptr() } else { std::ptr::null() };
+    // SAFETY: `classes` has n entries and `probs` n * num_classes; `names`
+    // is null or num_classes live C strings; io.c returns a malloc'd
+    // NUL-terminated string or NULL.
     let text = unsafe {
-        nnc_io_format(
-            classes.len(),
-            p.num_classes,
-            classes.as_ptr(),
-            p.probs.as_ptr(),
-            i32::from(json),
-            std::ptr::null(),
-        )
+        nnc_io_format(classes.len(), p.num_classes, classes.as_ptr(), p.probs.as_ptr(), i32::from(json), names)
     };
     if text.is_null() {
         return Err(BuildError::Other("out of memory formatting the predictions".into()));

@@ -342,6 +342,7 @@ size_t nnc_input_rank(void) { return NNC_INPUT_RANK; }
 size_t nnc_input_dim(size_t axis) { return axis < NNC_INPUT_RANK ? nnc_input_dims[axis] : 0; }
 int nnc_input_dtype(void) { return NNC_INPUT_DTYPE; }
 size_t nnc_classes(void) { return NNC_CLASSES; }
+const char *nnc_class_name(size_t i) { return NNC_HAS_CLASS_NAMES && i < NNC_CLASSES ? nnc_class_names[i] : NULL; }
 
 /* Whether v is a whole number, without floorf (which does not vectorize
  * under the default -ftrapping-math): from 2^23 up every float is whole;

@@ -65,7 +65,7 @@ builtins! {
     Constant = "constant"("value");
     Training = "training"();
     Idx = "idx"("dir");
-    Csv = "csv"("path", "label", "test_fraction" = ?);
+    Csv = "csv"("path", "label" = ?, "test_fraction" = ?, "label_names" = ?);
     Text = "text"("path", "context", "test_fraction" = ?, "stride" = ?);
 }
 
@@ -672,12 +672,14 @@ impl Checker<'_> {
             let ok = match *name {
                 "dir" | "path" | "label" => matches!(s.val, Val::Str(_)),
                 "context" | "stride" => matches!(s.val, Val::Int(Some(_))),
-                _ => matches!(s.val, Val::Float),
+                "label_names" => matches!(s.val, Val::Bool(_)),
+                _ => matches!(s.val, Val::Float | Val::Int(_)),
             };
             if !ok {
                 let want = match *name {
                     "dir" | "path" | "label" => "a string",
                     "context" | "stride" => "a constant int",
+                    "label_names" => "`true` or `false`",
                     _ => "a float",
                 };
                 let d = expected(want, &self.show(&s.val), s.span).help(format!("for `{}` of `{}`", name, b.name()));

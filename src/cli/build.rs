@@ -82,7 +82,7 @@ pub fn predict(a: PredictArgs) -> ExitCode {
     let run = || -> Result<String, BuildError> {
         let m = Model::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, &build::BATCHES)?;
         let x = build::predict::read_input(&m, &a.input, a.raw)?;
-        build::predict::format(&build::predict::predict(&m, &x)?, a.json)
+        build::predict::format(&build::predict::predict(&m, &x)?, m.class_names.as_deref(), a.json)
     };
     match run() {
         Ok(text) => {

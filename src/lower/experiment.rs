@@ -48,9 +48,23 @@ pub struct StateInfo {
 /// Where the data comes from, as written in the file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceSpec {
-    Idx { dir: String },
-    Csv { path: String, label: String, test_fraction: f64 },
-    Text { path: String, context: usize, test_fraction: f64, stride: usize },
+    Idx {
+        dir: String,
+    },
+    /// `label`: the column the last declared field reads, if any;
+    /// `label_names`: that column holds class names, not ids.
+    Csv {
+        path: String,
+        label: Option<String>,
+        test_fraction: f64,
+        label_names: bool,
+    },
+    Text {
+        path: String,
+        context: usize,
+        test_fraction: f64,
+        stride: usize,
+    },
 }
 
 /// One raw per-sample field the loader must provide.
@@ -331,8 +345,9 @@ fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
         "idx" => SourceSpec::Idx { dir: string("dir")? },
         "csv" => SourceSpec::Csv {
             path: string("path")?,
-            label: string("label")?,
+            label: get("label").and_then(|v| if let Val::Str(s) = v { Some(s) } else { None }),
             test_fraction: float("test_fraction", 0.0),
+            label_names: matches!(get("label_names"), Some(Val::Bool(true))),
         },
         _ => SourceSpec::Text {
             path: string("path")?,

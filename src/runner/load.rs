@@ -34,6 +34,9 @@ pub struct SplitData {
     /// For text sources: the character vocabulary the ids index, saved
     /// with the run so its predictions can be decoded.
     pub vocab: Option<data::Vocab>,
+    /// For CSV class names (`label_names: true`): the name of each id,
+    /// saved with the run and used by `predict` and `build`.
+    pub class_names: Option<Vec<String>>,
 }
 
 impl SplitData {
@@ -59,16 +62,20 @@ impl SplitData {
 /// Load the split a plan names; `limit` keeps only its first samples.
 pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunError> {
     let mut vocab = None;
+    let mut class_names = None;
     let (store, columns, n, test_range) = match &plan.source {
         SourceSpec::Idx { dir } => {
             let d = data::load_split(Path::new(dir), &plan.split)?;
             let n = d.len();
             (Store::Table(d), vec!["images", "labels"], n, None)
         }
-        SourceSpec::Csv { path, label, test_fraction } => {
-            let csv = data::read_csv(Path::new(path), label, data::LabelKind::Auto)?;
+        SourceSpec::Csv { path, label, test_fraction, label_names } => {
+            let kind = csv_label_kind(plan, *label_names)?;
+            let csv = data::read_csv(Path::new(path), label.as_deref(), kind)?;
             let n = csv.dataset.len();
-            (Store::Table(csv.dataset), vec!["features", "labels"], n, Some(*test_fraction))
+            class_names = csv.classes;
+            let columns = if label.is_some() { vec!["features", "labels"] } else { vec!["features"] };
+            (Store::Table(csv.dataset), columns, n, Some(*test_fraction))
         }
         SourceSpec::Text { path, context, test_fraction, stride } => {
             let t = data::read_text(Path::new(path), *context, *stride)?;
@@ -97,9 +104,28 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
         columns,
         last: if plan.keep_last { LastBatch::Keep } else { LastBatch::Drop },
         vocab,
+        class_names,
     };
     validate(&split)?;
     Ok(split)
+}
+
+/// The label column means what its declared field says: f32 is a
+/// regression target, an integer field class ids (or names, when asked).
+fn csv_label_kind(plan: &SplitPlan, names: bool) -> Result<data::LabelKind, RunError> {
+    let dtype = plan.fields.get(1).map(|f| f.dtype);
+    Ok(match (dtype, names) {
+        (Some(crate::ir::DType::F32), false) => data::LabelKind::Float,
+        (Some(crate::ir::DType::F32), true) => {
+            return Err(RunError::Other(format!(
+                "field `{}` is f32 but the source has `label_names: true`: class names need an integer field, \
+                 e.g. `species: i32 classes 3`",
+                plan.fields[1].name
+            )));
+        }
+        (_, true) => data::LabelKind::Names,
+        (_, false) => data::LabelKind::Integer,
+    })
 }
 
 /// Sources without split files hold out their last `fraction` as the test split.

@@ -26,7 +26,8 @@ pub enum Reuse {
 }
 
 /// The files a run writes; their presence means a directory holds a run.
-const RUN_FILES: &[&str] = &["metrics.jsonl", "config.json", "summary.json", "vocab.json", "checkpoints"];
+const RUN_FILES: &[&str] =
+    &["metrics.jsonl", "config.json", "summary.json", "vocab.json", "classes.json", "checkpoints"];
 
 impl RunDir {
     /// `out`, or `runs/<experiment>-<UTC timestamp>` (suffixed if taken).

@@ -157,6 +157,7 @@ impl<'a> Run<'a> {
             experiment: l.name.clone(),
             source_hash: source_hash.clone(),
             seed: l.seed,
+            class_names: train_data.class_names.clone(),
             ..Default::default()
         };
         let mut run = Run {
@@ -179,6 +180,9 @@ impl<'a> Run<'a> {
         };
         run.eval_rest = rest_engine(opts, &run.l, run.eval_data.as_ref())?;
         run.write_config()?;
+        if let Some(names) = &run.train_data.class_names {
+            run.dir.write_json("classes.json", &json!(names))?;
+        }
         if let Some(v) = &run.train_data.vocab {
             let path = run.dir.path.join("vocab.json");
             v.save(&path).map_err(RunError::Data)?;
@@ -336,6 +340,7 @@ impl<'a> Run<'a> {
             experiment: self.l.name.clone(),
             source_hash: self.source_hash.clone(),
             seed: self.l.seed,
+            class_names: self.progress.class_names.take(),
             ..Default::default()
         };
         self.dir.log(&json!({ "event": "restart", "after_step": step }))?;
