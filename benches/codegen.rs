@@ -167,7 +167,8 @@ fn gemm_gflops(m: usize, k: usize, n: usize, threads: usize) -> f64 {
     let c = Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![0] };
     let y = g.contract(a, b, c).expect("contract");
     g.set_output("y", y).expect("output");
-    let mut step = CompiledStep::compile_with(&g, Options { in_place: false, threads }).expect("compile");
+    let mut step =
+        CompiledStep::compile_with(&g, Options { in_place: false, threads, c_products: false }).expect("compile");
     let mut r = Lcg(1);
     step.input_mut::<f32>("a").expect("a").iter_mut().for_each(|x| *x = r.sym());
     step.input_mut::<f32>("b").expect("b").iter_mut().for_each(|x| *x = r.sym());
@@ -253,7 +254,8 @@ fn train_section() {
             }
         };
         for threads in [1, 2] {
-            let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads }).expect("compile");
+            let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads, c_products: false })
+                .expect("compile");
             fill_inputs(&g, &mut step);
             let once = time(1, 3, || step.run());
             let t = time(7, reps_for(once), || step.run());
@@ -271,7 +273,8 @@ fn profile_section() {
     {
         let Ok(g) = train_graph(Path::new(path), batch) else { continue };
         for threads in [1, 2] {
-            let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads }).expect("compile");
+            let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads, c_products: false })
+                .expect("compile");
             fill_inputs(&g, &mut step);
             step.run();
             let prof = step.profile(20);
@@ -306,7 +309,8 @@ fn compile_section() {
         };
         let mut result = Err(String::new());
         let t = time(5, 1, || {
-            result = CompiledStep::compile_with(&g, Options { in_place: true, threads: 1 }).map_err(|e| e.to_string())
+            result = CompiledStep::compile_with(&g, Options { in_place: true, threads: 1, c_products: false })
+                .map_err(|e| e.to_string())
         });
         match result {
             Ok(s) => println!("| {} | {:.1} ms | {} |", f.display(), t * 1e3, s.schedule().kernels.len()),

@@ -47,7 +47,7 @@ fn inputs(g: &Graph, seed: u64) -> HashMap<String, Value> {
 }
 
 fn compile(g: &Graph, in_place: bool, threads: usize) -> CompiledStep {
-    CompiledStep::compile_with(g, Options { in_place, threads }).expect("compile")
+    CompiledStep::compile_with(g, Options { in_place, threads, c_products: false }).expect("compile")
 }
 
 /// Runs compiled and interpreted on the same inputs; compares every output.

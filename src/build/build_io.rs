@@ -1,9 +1,22 @@
-//! Compiles the C reader and printer of predictions (`src/build/io.c`, with
-//! the gzip decoder it includes) into nnc, so `nnc predict` runs the very
-//! code a built executable runs.
+//! Compiles the C that `nnc predict` shares with built executables: the
+//! reader and printer of predictions (`src/build/io.c`, with the gzip
+//! decoder it includes) and the matrix products (`src/build/sgemm.c`), so
+//! `nnc predict` runs the very code a built executable runs. sgemm.c gets
+//! the flags `nnc build` gives it for the default target (`-march=native`),
+//! so predict and a default build print the same digits.
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/build/io.c");
-    println!("cargo:rerun-if-changed=src/build/inflate.c");
+    for f in ["io.c", "inflate.c", "sgemm.c"] {
+        println!("cargo:rerun-if-changed=src/build/{f}");
+    }
     cc::Build::new().file("src/build/io.c").include("src/build").opt_level(2).warnings(true).compile("nnc_io");
+    cc::Build::new()
+        .file("src/build/sgemm.c")
+        .opt_level(3)
+        .flag("-march=native")
+        .flag("-ffp-contract=fast")
+        .define("NNC_SGEMM_NAME", "nnc_c_sgemm")
+        .define("NNC_SGEMM_PROBE", None)
+        .warnings(true)
+        .compile("nnc_sgemm");
 }

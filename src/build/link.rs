@@ -12,6 +12,7 @@ const RUNTIME: &str = include_str!("rt.c");
 const MAIN: &str = include_str!("main.c");
 const INFLATE: &str = include_str!("inflate.c");
 const IO: &str = include_str!("io.c");
+const SGEMM: &str = include_str!("sgemm.c");
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -67,6 +68,7 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
         ("main.c", MAIN.as_bytes()),
         ("inflate.c", INFLATE.as_bytes()),
         ("io.c", IO.as_bytes()),
+        ("sgemm.c", SGEMM.as_bytes()),
         ("model.o", obj),
     ] {
         let path = tmp.0.join(name);

@@ -72,7 +72,8 @@ impl Engine {
                 outputs: HashMap::new(),
             })),
             Backend::Jit => {
-                let step = CompiledStep::compile_with(graph, Options { in_place: true, threads }).map_err(runtime)?;
+                let step = CompiledStep::compile_with(graph, Options { in_place: true, threads, c_products: false })
+                    .map_err(runtime)?;
                 Engine::Native(Box::new(step))
             }
         })

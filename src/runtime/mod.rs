@@ -2,7 +2,7 @@
 //! needs, allocated once.
 //!
 //! ```ignore
-//! let mut step = CompiledStep::compile_with(&graph, Options { in_place: true })?;
+//! let mut step = CompiledStep::compile_with(&graph, Options { in_place: true, ..Options::default() })?;
 //! step.input_mut::<f32>("l1.w")?.copy_from_slice(&init);  // once
 //! loop {
 //!     step.set_input::<u8>("image", batch)?;               // per step
@@ -133,6 +133,9 @@ pub struct Options {
     pub in_place: bool,
     /// Threads that big kernels are split across; 0: every available core.
     pub threads: usize,
+    /// Matrix products by the built executable's C kernels (src/build/sgemm.c)
+    /// instead of the gemm crate: `nnc predict` then prints a build's digits.
+    pub c_products: bool,
 }
 
 impl Options {
@@ -175,6 +178,11 @@ impl Drop for CompiledStep {
     }
 }
 
+/// Whether [`Options::c_products`] can run on this CPU.
+pub fn c_products_usable() -> bool {
+    rt::nnc_c_sgemm_usable() != 0
+}
+
 impl CompiledStep {
     /// Compiles `g` with every output in its own buffer.
     pub fn compile(g: &Graph) -> Result<CompiledStep, RuntimeError> {
@@ -185,7 +193,9 @@ impl CompiledStep {
         let schedule = schedule::schedule(g, schedule::Options { in_place: opts.in_place })?;
         let threads = opts.thread_count();
         let mut jb = JITBuilder::with_isa(codegen::host_isa(false)?, default_libcall_names());
-        jb.symbol(codegen::RT_SGEMM, rt::nnc_rt_sgemm as *const u8);
+        let c = opts.c_products && c_products_usable();
+        let sgemm = if c { rt::nnc_c_sgemm as *const u8 } else { rt::nnc_rt_sgemm as *const u8 };
+        jb.symbol(codegen::RT_SGEMM, sgemm);
         jb.symbol(codegen::RT_PARALLEL, pool::nnc_rt_parallel as *const u8);
         jb.symbol(codegen::RT_POWF, rt::nnc_rt_powf as *const u8);
         jb.symbol(codegen::RT_SINF, rt::nnc_rt_sinf as *const u8);

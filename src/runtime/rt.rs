@@ -56,6 +56,31 @@ pub unsafe extern "C" fn nnc_rt_sgemm(
     }
 }
 
+unsafe extern "C" {
+    /// Whether this CPU has what `nnc_c_sgemm` was compiled for.
+    pub safe fn nnc_c_sgemm_usable() -> i32;
+    /// The built executable's products (src/build/sgemm.c, compiled in by
+    /// the build script), with `nnc_rt_sgemm`'s signature and contract.
+    pub fn nnc_c_sgemm(
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        batch: i64,
+        m: i64,
+        n: i64,
+        k: i64,
+        a_bs: i64,
+        a_rs: i64,
+        a_cs: i64,
+        b_bs: i64,
+        b_rs: i64,
+        b_cs: i64,
+        c_bs: i64,
+        c_rs: i64,
+        c_cs: i64,
+    );
+}
+
 /// A matrix operand: its first element and strides in elements.
 #[derive(Clone, Copy)]
 struct Mat {
