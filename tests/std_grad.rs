@@ -213,3 +213,16 @@ fn relu_derivative_at_zero_is_zero() {
     let out = eval(&g, &vals);
     assert_eq!(out["grad/x"].iter().copied().collect::<Vec<f64>>(), vec![0.0, 0.0, 1.0]);
 }
+
+/// A builtin on a compile-time number is folded by the IR's own rule:
+/// `sign(0.0)` is 0 as `sign(x)` at x = 0 is (it was once 1, f64::signum's).
+#[test]
+fn folded_constants_agree_with_the_op_on_tensors() {
+    let case = Case { expr: "x * sign(0.0) + sign(x)", inputs: vec![f("x", &[2])] };
+    let (g, _, _, _) = build(&case);
+    let mut vals: HashMap<String, Value> = HashMap::new();
+    vals.insert("x".into(), Value::F64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![0.0, 3.0]).unwrap()));
+    vals.insert("r".into(), Value::F64(ArrayD::from_elem(IxDyn(&[2]), 1.0)));
+    let out = eval(&g, &vals);
+    assert_eq!(out["out"].iter().copied().collect::<Vec<f64>>(), vec![0.0, 1.0]);
+}

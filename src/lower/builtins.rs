@@ -181,22 +181,6 @@ impl Lowerer<'_> {
 
     fn unary_builtin(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
         use Builtin::*;
-        if let Some(Val::Int(_) | Val::Float(_)) = a.get(0) {
-            let v = a.float(0, 0.0)?;
-            return Ok(Val::Float(match b {
-                Exp => v.exp(),
-                Log => v.ln(),
-                Sqrt => v.sqrt(),
-                Rsqrt => 1.0 / v.sqrt(),
-                Tanh => v.tanh(),
-                Sigmoid => 1.0 / (1.0 + (-v).exp()),
-                Abs => v.abs(),
-                Sin => v.sin(),
-                Cos => v.cos(),
-                Floor => v.floor(),
-                _ => v.signum(),
-            }));
-        }
         let op = match b {
             Exp => UnaryOp::Exp,
             Log => UnaryOp::Log,
@@ -208,8 +192,20 @@ impl Lowerer<'_> {
             Sin => UnaryOp::Sin,
             Cos => UnaryOp::Cos,
             Floor => UnaryOp::Floor,
-            _ => UnaryOp::Sign,
+            Sign => UnaryOp::Sign,
+            // Never a default op: a builtin routed here by mistake must fail
+            // loudly, not compute something else.
+            other => {
+                let d = Diag::error(format!("internal compiler error: `{}` is not an elementwise op", other.name()));
+                return Err(d.at(a.call, "here"));
+            }
         };
+        if let Some(Val::Int(_) | Val::Float(_)) = a.get(0) {
+            let v = a.float(0, 0.0)?;
+            // Folded by the IR's own scalar rule, so constants and tensors agree.
+            let folded = op.fold_f64(v).ok_or_else(|| Diag::error("not a float op").at(a.call, "here"))?;
+            return Ok(Val::Float(folded));
+        }
         let x = self.x(a, 0)?;
         Ok(Val::Node(self.g.unary(op, x).map_err(at(a.call))?))
     }

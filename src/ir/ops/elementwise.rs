@@ -59,6 +59,12 @@ fn sign(x: f64) -> f64 {
 }
 
 impl UnaryOp {
+    /// The op on one float, as the interpreter computes it: lowering folds
+    /// compile-time numbers with it, so `sign(0.0)` is what `sign(x)` gives.
+    pub fn fold_f64(self, x: f64) -> Option<f64> {
+        self.fns().float.map(|f| f(x))
+    }
+
     fn fns(self) -> UnaryFns {
         use UnaryOp as U;
         match self {
