@@ -5,6 +5,7 @@
 
 use crate::span::{SourceMap, Span};
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use std::collections::HashMap;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,20 +66,32 @@ pub type Diags = Vec<Diag>;
 /// would report the same error at the same place.
 pub fn dedup(diags: Diags) -> Diags {
     let mut seen = std::collections::HashSet::new();
-    let mut same_mistake = std::collections::HashSet::new();
+    let mut same_mistake = HashMap::new();
     let at = |l: &Label| (l.span.file, l.span.start, l.span.end);
-    diags
-        .into_iter()
-        .filter(|d| {
-            // The same mistake against the same declarations, made again
-            // elsewhere (`model(x)` in the loss and in the metrics, one
-            // evaluation), is said once, at its first place.
-            let declared: Vec<_> = d.secondary.iter().map(|l| (at(l), l.text.clone())).collect();
-            let again = !declared.is_empty()
-                && !same_mistake.insert((d.message.clone(), d.primary.as_ref().map(|l| l.text.clone()), declared));
-            !again && seen.insert((d.message.clone(), d.primary.as_ref().map(at)))
-        })
-        .collect()
+    let mut out: Diags = Vec::new();
+    for d in diags {
+        if !seen.insert((d.message.clone(), d.primary.as_ref().map(at))) {
+            continue;
+        }
+        // The same mistake against the same declarations, made again
+        // elsewhere (`model(x)` in the loss and in the metrics), is one
+        // report that points at every place.
+        let declared: Vec<_> = d.secondary.iter().map(|l| (at(l), l.text.clone())).collect();
+        let key = (d.message.clone(), d.primary.as_ref().map(|l| l.text.clone()), declared);
+        if !key.2.is_empty()
+            && let Some(&first) = same_mistake.get(&key)
+            && let Some(p) = &d.primary
+        {
+            let kept: &mut Diag = &mut out[first];
+            kept.secondary.push(Label { span: p.span, text: "the same mistake again here".into() });
+            continue;
+        }
+        if !key.2.is_empty() {
+            same_mistake.insert(key, out.len());
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// "1 error in the experiment file", "3 errors in the experiment file".
@@ -253,7 +266,11 @@ fn shortened(d: &Diag) -> Diag {
 }
 
 fn elide(text: &str) -> String {
-    let long = |w: &str| w.chars().count() > MAX_WORD;
+    // Paths are words a user needs whole; a generated name is not.
+    let long = |w: &str| {
+        let n = w.chars().count();
+        n > MAX_WORD && (n > MAX_SNIPPET_LINE || !w.contains(['/', '\\']))
+    };
     if !text.split_whitespace().any(long) {
         return text.to_string();
     }
@@ -261,7 +278,7 @@ fn elide(text: &str) -> String {
         .split(' ')
         .map(|w| {
             let n = w.chars().count();
-            if n <= MAX_WORD {
+            if !long(w) {
                 return w.to_string();
             }
             let head: String = w.chars().take(24).collect();
@@ -279,7 +296,8 @@ fn too_wide(map: &SourceMap, diag: &Diag) -> bool {
         let (start, end) = (l.span.start as usize, l.span.end as usize);
         let from = text.get(..start).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
         let to = text.get(end..).and_then(|t| t.find('\n')).map_or(text.len(), |i| end + i);
-        to.saturating_sub(from) > MAX_SNIPPET_LINE
+        // The longest line the label touches, not the lines' total.
+        text.get(from..to).is_some_and(|lines| lines.split('\n').any(|line| line.len() > MAX_SNIPPET_LINE))
     })
 }
 

@@ -630,3 +630,24 @@ fn check_prints_a_summary_on_success_and_each_mistake_once() {
     assert_eq!(e.matches("expected dtype f32, found u8").count(), 1, "{e}");
     assert!(e.contains("f32(image) / 255.0"), "the hint names the fix at the dataset: {e}");
 }
+
+/// Names that start like a keyword are names; ids fit a table with spare
+/// rows; a head wider than the classes is allowed (no id reads nothing).
+#[test]
+fn programs_that_must_check() {
+    let text = r#"use std.nn.{Embedding}
+use std.loss.cross_entropy
+
+fn twice(assertion: float) -> float { assertion * 2.0 }
+
+model M {
+    e: Embedding(512, 8)
+    fn (ids: i32[B, 64] classes 100) -> f32[B, 64, 8] { e(ids) + e(arange(64)) }
+}
+
+fn wide(logits: f32[B, 12], y: i32[B] classes 10) -> f32 { cross_entropy(logits, y) }
+"#;
+    let out = nnc::check_source("ok.nn", text, &[]);
+    let shown = nnc::diag::render_all(&out.sources, &out.diags, nnc::diag::Style::Plain);
+    assert!(out.diags.is_empty(), "{shown}");
+}

@@ -228,6 +228,7 @@ NNC_INTERNAL void NNC_SGEMM_NAME(const float *a, const float *b, float *c, int64
  * script compiles it with -march=native; a target directory carried to an
  * older CPU must not execute an instruction it lacks). */
 int nnc_c_sgemm_usable(void) {
+#if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
 #if defined(__AVX512F__)
     if (!__builtin_cpu_supports("avx512f")) return 0;
@@ -237,6 +238,7 @@ int nnc_c_sgemm_usable(void) {
 #endif
 #if defined(__FMA__)
     if (!__builtin_cpu_supports("fma")) return 0;
+#endif
 #endif
     return 1;
 }

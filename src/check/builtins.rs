@@ -3,7 +3,7 @@
 
 use super::call::{ArgVal, ParamSpec};
 use super::dim::{Dim, Shape};
-use super::index::{Fit, normalize};
+use super::index::normalize;
 use super::val::{Classes, TensorTy, Val};
 use super::{Checker, expected};
 use crate::diag::Diag;
@@ -582,7 +582,7 @@ impl Checker<'_> {
             Val::Int(None) => Dim::sym(self.fresh_sym("n")),
             v => return self.error(expected("an int", &self.show(&v), a.span(1))),
         };
-        if let Err(d) = self.ids_fit("one_hot", &ids, a.span(0), (&n, a.span(1)), Fit::Exact) {
+        if let Err(d) = self.ids_fit("one_hot", &ids, a.span(0), (&n, a.span(1))) {
             return self.error(d);
         }
         let mut shape = ids.shape.clone();

@@ -312,6 +312,7 @@ impl Checker<'_> {
 
     /// A model call `m(x)`: its forward with the model's names in scope.
     pub(super) fn call_model(&mut self, inst: &ModelInst, args: Vec<ArgVal>, call: Span) -> Val {
+        let layer = self.layer.take();
         let ast::Item::Model(m) = self.item(inst.item) else { return Val::Error };
         let Some(fwd) = &m.forward else {
             return self.error(
@@ -321,7 +322,6 @@ impl Checker<'_> {
                     .help("add `fn (x: ...) -> ... { ... }` to the model"),
             );
         };
-        let layer = self.layer.take();
         let env = self.model_env(inst);
         if let Some(head) = output_layer(m, fwd) {
             self.heads.insert(call, head);

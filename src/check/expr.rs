@@ -151,7 +151,16 @@ impl Checker<'_> {
             Val::Bool(Some(true)) => a,
             Val::Bool(Some(false)) => b,
             _ if a.is_error() || b.is_error() => Val::Error,
-            _ if same_type(&a, &b) => a,
+            // Either branch may run: ids keep a count both branches share.
+            _ if same_type(&a, &b) => match (a, &b) {
+                (Val::Tensor(mut t), Val::Tensor(u)) => {
+                    if !matches!((&t.classes, &u.classes), (Some(x), Some(y)) if x.n == y.n) {
+                        t.classes = None;
+                    }
+                    Val::Tensor(t)
+                }
+                (a, _) => a,
+            },
             _ => self.error(
                 Diag::error(format!("the branches of this `if` differ: {} and {}", self.show(&a), self.show(&b)))
                     .at(then.span, format!("this is {}", self.show(&a)))

@@ -188,7 +188,7 @@ impl Checker<'_> {
         if ids.shape.rest.is_some() && axis > 0 {
             return self.error(Diag::error("`...` indices can only gather along axis 0").at(si, "here"));
         }
-        if let Err(d) = self.ids_fit("indexing", ids, si, (&t.shape.dims[axis], sx), Fit::AtMost) {
+        if let Err(d) = self.ids_fit("indexing", ids, si, (&t.shape.dims[axis], sx)) {
             return self.error(d);
         }
         dims.extend(ids.shape.dims.iter().cloned());
@@ -205,7 +205,6 @@ impl Checker<'_> {
         ids: &TensorTy,
         at: Span,
         (n, n_at): (&Dim, Span),
-        fit: Fit,
     ) -> Result<(), Diag> {
         let Some(c) = &ids.classes else {
             return Err(Diag::error(format!("{what} with ids whose range is not declared"))
@@ -213,8 +212,10 @@ impl Checker<'_> {
                 .label(n_at, format!("{} entries", self.show_dim(n)))
                 .help(super::shape::declare_classes_help(&self.show_dim(n))));
         };
-        let fits = match (fit, c.n.as_const(), n.as_const()) {
-            (Fit::AtMost, Some(k), Some(m)) => k <= m,
+        // A table may have spare rows (a padded vocabulary, positions 0..T
+        // of a longer table); sizes known only symbolically must agree.
+        let fits = match (c.n.as_const(), n.as_const()) {
+            (Some(k), Some(m)) => k <= m,
             _ => &c.n == n,
         };
         if fits {
@@ -227,17 +228,8 @@ impl Checker<'_> {
         if c.at != at {
             d = d.label(c.at, format!("`classes {k}` declared here"));
         }
-        Err(d.help(format!("the class count and the size they index must agree: make one of them {k} or {m}")))
+        Err(d.help(format!("the class count and the size they index must agree: make the table at least {k} long, or the count at most {m}")))
     }
-}
-
-/// How ids must fit the size they index.
-#[derive(Clone, Copy)]
-pub(super) enum Fit {
-    /// one_hot, `classes C` parameters: the same count.
-    Exact,
-    /// A table may have spare rows.
-    AtMost,
 }
 
 /// A possibly negative index into `n` items (Python's rule), shared by the

@@ -236,6 +236,26 @@ impl Checker<'_> {
     }
 
     fn check_return(&mut self, got: &Val, want: &Val, f: &ast::FnDecl, ret: Span) {
+        // A declared class count is a promise callers rely on: the body's
+        // ids must carry the same one.
+        if let (Val::Tensor(g), Val::Tensor(w)) = (got, want)
+            && let Some(c) = &w.classes
+            && same_type(got, want)
+            && g.classes.as_ref().is_none_or(|k| k.n != c.n)
+        {
+            let found = g.classes.as_ref().map_or("ids whose range is not declared".to_string(), |k| {
+                format!("ids in 0..{}", self.show_dim(&k.n))
+            });
+            let d = Diag::error(format!(
+                "the return type declares ids in 0..{}, the body gives {found}",
+                self.show_dim(&c.n)
+            ))
+            .at(f.body.tail.span, found)
+            .label(ret, "declared return type")
+            .help("arithmetic on ids forgets their range: declare the count where the ids come from");
+            self.diags.push(d);
+            return;
+        }
         if got.is_error() || want.is_error() || same_type(got, want) {
             return;
         }

@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// Replace the run already in `--out DIR` (its log and checkpoints are
     /// deleted). Without it such a directory is refused, unless `--resume`
     /// continues that run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
 }
 

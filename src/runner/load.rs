@@ -70,11 +70,19 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
             (Store::Table(d), vec!["images", "labels"], n, None)
         }
         SourceSpec::Csv { path, label, test_fraction, label_names } => {
+            if *label_names && label.is_none() {
+                return Err(RunError::Other(format!(
+                    "{path}: `label_names: true` needs the `label` column it applies to, e.g. `label: \"species\"`"
+                )));
+            }
+            let columns = if label.is_some() { vec!["features", "labels"] } else { vec!["features"] };
+            if plan.fields.len() != columns.len() {
+                return Err(field_count(&columns, plan.fields.len()));
+            }
             let kind = csv_label_kind(plan, *label_names)?;
             let csv = data::read_csv(Path::new(path), label.as_deref(), kind)?;
             let n = csv.dataset.len();
             class_names = csv.classes;
-            let columns = if label.is_some() { vec!["features", "labels"] } else { vec!["features"] };
             (Store::Table(csv.dataset), columns, n, Some(*test_fraction))
         }
         SourceSpec::Text { path, context, test_fraction, stride } => {
@@ -85,12 +93,7 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
         }
     };
     if plan.fields.len() != columns.len() {
-        return Err(RunError::Other(format!(
-            "the source gives {} fields ({}) but the dataset declares {}: declare one field per source column, in order",
-            columns.len(),
-            columns.join(", "),
-            plan.fields.len()
-        )));
+        return Err(field_count(&columns, plan.fields.len()));
     }
     let mut samples = split_range(n, &plan.split, test_range);
     if let Some(l) = limit {
@@ -110,17 +113,26 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
     Ok(split)
 }
 
+fn field_count(columns: &[&str], declared: usize) -> RunError {
+    RunError::Other(format!(
+        "the source gives {} fields ({}) but the dataset declares {declared}: declare one field per source column, in order",
+        columns.len(),
+        columns.join(", "),
+    ))
+}
+
 /// The label column means what its declared field says: f32 is a
 /// regression target, an integer field class ids (or names, when asked).
 fn csv_label_kind(plan: &SplitPlan, names: bool) -> Result<data::LabelKind, RunError> {
-    let dtype = plan.fields.get(1).map(|f| f.dtype);
-    Ok(match (dtype, names) {
+    // The field count was checked: a label column has its field.
+    let Some(label) = plan.fields.get(1) else { return Ok(data::LabelKind::Integer) };
+    Ok(match (Some(label.dtype), names) {
         (Some(crate::ir::DType::F32), false) => data::LabelKind::Float,
         (Some(crate::ir::DType::F32), true) => {
             return Err(RunError::Other(format!(
                 "field `{}` is f32 but the source has `label_names: true`: class names need an integer field, \
                  e.g. `species: i32 classes 3`",
-                plan.fields[1].name
+                label.name
             )));
         }
         (_, true) => data::LabelKind::Names,

@@ -168,7 +168,8 @@ impl Cx {
         // for `classes`: end the type where its last token ends.
         let last = parts.next();
         span.end = last.as_ref().map_or(self.span(&inner).end, |c| self.span(c).end);
-        let classes = last.and_then(|c| c.into_inner().next()).map(|d| self.dim_expr(d));
+        let classes =
+            last.and_then(|c| c.into_inner().find(|d| d.as_rule() == Rule::dim_expr)).map(|d| self.dim_expr(d));
         let kind = match inner.as_rule() {
             Rule::tensor_ty => {
                 let mut it = inner.into_inner();
@@ -292,7 +293,7 @@ impl Cx {
                     stmts.push(Stmt::Assign { name, value });
                 }
                 Rule::assert_stmt => {
-                    let mut it = c.into_inner();
+                    let mut it = c.into_inner().filter(|p| p.as_rule() != Rule::kw_assert);
                     let cond = it.next().map(|e| self.expr(e)).unwrap_or_else(|| self.missing_expr(span));
                     let message = it.next().map(|m| m.as_str().trim_matches('"').to_string());
                     stmts.push(Stmt::Assert { cond, message });
@@ -967,7 +968,8 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::use_group => "`{`",
         Rule::sweep => "`sweep`",
         Rule::ty | Rule::tensor_ty | Rule::scalar_ty => "a type",
-        Rule::classes_ann => "`classes N`",
+        Rule::classes_ann | Rule::kw_classes => "`classes N`",
+        Rule::kw_assert => "`assert`",
         Rule::dtype => "a dtype (`f32`, `i32`, `bool`, `u8`)",
         Rule::shape_items | Rule::shape_item | Rule::dim_expr | Rule::dim_term => "a dimension",
         Rule::rest => "`...`",
