@@ -77,16 +77,13 @@ pub fn dedup(diags: Diags) -> Diags {
         // elsewhere (`model(x)` in the loss and in the metrics), is one
         // report that points at every place.
         let declared: Vec<_> = d.secondary.iter().map(|l| (at(l), l.text.clone())).collect();
-        let key = (d.message.clone(), d.primary.as_ref().map(|l| l.text.clone()), declared);
-        if !key.2.is_empty()
-            && let Some(&first) = same_mistake.get(&key)
-            && let Some(p) = &d.primary
-        {
-            let kept: &mut Diag = &mut out[first];
-            kept.secondary.push(Label { span: p.span, text: "the same mistake again here".into() });
-            continue;
-        }
-        if !key.2.is_empty() {
+        if let (false, Some(p)) = (declared.is_empty(), &d.primary) {
+            let key = (d.message.clone(), p.text.clone(), declared);
+            if let Some(&first) = same_mistake.get(&key) {
+                let kept: &mut Diag = &mut out[first];
+                kept.secondary.push(Label { span: p.span, text: "the same mistake again here".into() });
+                continue;
+            }
             same_mistake.insert(key, out.len());
         }
         out.push(d);

@@ -38,6 +38,13 @@ pub struct CheckOutput {
     pub experiments: Vec<String>,
 }
 
+impl CheckOutput {
+    /// A program that did not get as far as lowering its experiments.
+    fn failed(sources: SourceMap, diags: Diags) -> CheckOutput {
+        CheckOutput { sources, diags, experiments: Vec::new() }
+    }
+}
+
 /// Parse, resolve and check one file and everything it imports.
 ///
 /// A file that checks is also lowered, experiment by experiment: what
@@ -97,11 +104,11 @@ pub fn compile(path: &Path, overrides: &[String], mut setup: lower::Setup) -> Re
     let (program, mut diags) = resolve::load(path);
     setup.overrides = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
-        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments: Vec::new() });
+        return Err(CheckOutput::failed(program.sources, diag::dedup(diags)));
     }
     match lower::lower_experiment(&program, &setup) {
         Ok(lowered) => Ok(Compiled { sources: program.sources, lowered }),
-        Err(d) => Err(CheckOutput { sources: program.sources, diags: d, experiments: Vec::new() }),
+        Err(d) => Err(CheckOutput::failed(program.sources, d)),
     }
 }
 
@@ -116,14 +123,14 @@ pub fn compile_predict(
     let (program, mut diags) = resolve::load(path);
     let overrides = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
-        return Err(CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments: Vec::new() });
+        return Err(CheckOutput::failed(program.sources, diag::dedup(diags)));
     }
     let setup = lower::Setup { overrides, experiment, eval_batch: None };
     let mut out = Vec::with_capacity(batches.len());
     for &b in batches {
         match lower::lower_predict(&program, &setup, b) {
             Ok(p) => out.push(p),
-            Err(d) => return Err(CheckOutput { sources: program.sources, diags: d, experiments: Vec::new() }),
+            Err(d) => return Err(CheckOutput::failed(program.sources, d)),
         }
     }
     Ok(out)

@@ -443,6 +443,28 @@ experiment csv_blobs {{
     std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace(", label_names: true", "")).unwrap();
     let e = err(&nnc().args(["run", "--quiet", "--out"]).arg(dir.join("out2")).arg(&file).output().unwrap());
     assert!(e.contains("blobs.csv:2") && e.contains("label_names: true"), "{e}");
+    // Resuming on data that numbers its classes otherwise is refused: the
+    // trained outputs would silently mean other classes.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("test_fraction: 0.25", "test_fraction: 0.25, label_names: true"),
+    )
+    .unwrap();
+    let renamed = std::fs::read_to_string(dir.join("blobs.csv")).unwrap().replace(",pos", ",aye");
+    std::fs::write(dir.join("blobs.csv"), renamed).unwrap();
+    let last = dir.join("out/checkpoints/last.safetensors");
+    let out = nnc()
+        .args(["run", "--quiet", "--out"])
+        .arg(dir.join("out"))
+        .arg("--resume")
+        .arg(&last)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let e = err(&out);
+    assert!(e.contains("trained on classes neg, pos") && e.contains("aye, neg"), "{e}");
 }
 
 /// A float target column is a regression target, not class ids, and a

@@ -53,6 +53,11 @@ impl Watching {
             text = text.replacen(from, to, 1);
         }
         std::fs::write(&file, text).unwrap();
+        Watching::spawn(&dir, file, extra)
+    }
+
+    /// `nnc watch` on `file` (in `dir`), training into `dir/run`.
+    fn spawn(dir: &Path, file: PathBuf, extra: &[&str]) -> Watching {
         let run = dir.join("run");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
             .args(["watch", "--train-samples", "20000", "--eval-samples", "200", "--epochs", "1000"])
@@ -313,4 +318,48 @@ fn a_reload_that_fails_loading_its_data_is_logged() {
     let failed = events(&run, "failed_reload");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0]["error"].as_str().is_some_and(|e| e.contains("/nonexistent/mnist")), "{failed:?}");
+}
+
+/// A reload onto data whose class names are numbered otherwise keeps the
+/// weights but would change what each output means: refused, training goes on.
+#[test]
+fn a_reload_onto_renumbered_classes_is_refused() {
+    let dir = scratch("watch_renumbered");
+    let mut a = String::from("x0,x1,kind\n");
+    for i in 0..4000 {
+        let c = if i % 2 == 0 { 1.0 } else { -1.0 };
+        a.push_str(&format!("{c},{},{}\n", -c, if c > 0.0 { "pos" } else { "neg" }));
+    }
+    std::fs::write(dir.join("a.csv"), &a).unwrap();
+    std::fs::write(dir.join("b.csv"), a.replace(",pos", ",aye")).unwrap();
+    let program = r#"use std.nn.{Linear}
+use std.loss.cross_entropy
+use std.optim.sgd
+
+model Net {
+    l: Linear(2, 2)
+    fn (x: f32[B, 2]) -> f32[B, 2] { x |> l }
+}
+
+dataset blobs = csv("a.csv", label: "kind", label_names: true) {
+    features: f32[2]
+    kind: i32 classes 2
+}
+
+experiment e {
+    model     = Net
+    data      = blobs.train(batch: 1)
+    loss      = cross_entropy(model(features), kind)
+    optimizer = sgd(lr: 0.01)
+}
+"#;
+    let file = dir.join("blobs.nn");
+    std::fs::write(&file, program).unwrap();
+    let mut w = Watching::spawn(&dir, file, &[]);
+    w.epoch_loss();
+    w.edit("csv(\"a.csv\"", "csv(\"b.csv\"");
+    let line = w.expect("saying the reload failed", |l| l.starts_with("reload failed"));
+    assert!(line.contains("numbers its classes differently"), "{line}");
+    w.epoch_loss();
+    w.quit();
 }

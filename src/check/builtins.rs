@@ -534,8 +534,7 @@ impl Checker<'_> {
             dims[k] = total;
         }
         // Ids joined with ids of the same range are still in that range.
-        let same = |t: &TensorTy| matches!((&t.classes, &first.classes), (Some(x), Some(y)) if x.n == y.n);
-        let classes = if ts.iter().all(same) { first.classes.clone() } else { None };
+        let classes = ts.iter().fold(first.classes.clone(), |c, t| Classes::shared(&c, &t.classes));
         Val::Tensor(TensorTy { dtype: first.dtype, shape: Shape { rest: first.shape.rest, dims }, classes })
     }
 

@@ -153,11 +153,8 @@ impl Checker<'_> {
             _ if a.is_error() || b.is_error() => Val::Error,
             // Either branch may run: ids keep a count both branches share.
             _ if same_type(&a, &b) => match (a, &b) {
-                (Val::Tensor(mut t), Val::Tensor(u)) => {
-                    if !matches!((&t.classes, &u.classes), (Some(x), Some(y)) if x.n == y.n) {
-                        t.classes = None;
-                    }
-                    Val::Tensor(t)
+                (Val::Tensor(t), Val::Tensor(u)) => {
+                    Val::Tensor(TensorTy { classes: super::val::Classes::shared(&t.classes, &u.classes), ..t })
                 }
                 (a, _) => a,
             },

@@ -241,7 +241,7 @@ impl Checker<'_> {
         if let (Val::Tensor(g), Val::Tensor(w)) = (got, want)
             && let Some(c) = &w.classes
             && same_type(got, want)
-            && g.classes.as_ref().is_none_or(|k| k.n != c.n)
+            && !g.classes.as_ref().is_some_and(|k| k.fits_in(&c.n))
         {
             let found = g.classes.as_ref().map_or("ids whose range is not declared".to_string(), |k| {
                 format!("ids in 0..{}", self.show_dim(&k.n))

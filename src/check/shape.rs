@@ -318,13 +318,7 @@ impl Checker<'_> {
             self.frame().dims.insert(id.name.clone(), DimBind::Dim(c.n.clone(), c.at));
         }
         let want = self.eval_dim(d, Unbound::Reject).map_err(|e| e.message)?;
-        // A count is an upper bound: ids in 0..k are ids in 0..C for k <= C
-        // (a table with spare rows, a head wider than the classes).
-        let fits = match (c.n.as_const(), want.as_const()) {
-            (Some(k), Some(w)) => k <= w,
-            _ => want == c.n,
-        };
-        if fits {
+        if c.fits_in(&want) {
             return Ok(());
         }
         let (w, k) = (self.show_dim(&want), self.show_dim(&c.n));

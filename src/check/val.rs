@@ -37,6 +37,26 @@ pub struct Classes {
     pub at: Span,
 }
 
+impl Classes {
+    /// Whether ids in `0..self.n` are ids in `0..n`: a count is an upper
+    /// bound (a table may have spare rows, a head more outputs); counts
+    /// known only symbolically must be equal.
+    pub fn fits_in(&self, n: &Dim) -> bool {
+        match (self.n.as_const(), n.as_const()) {
+            (Some(k), Some(m)) => k <= m,
+            _ => &self.n == n,
+        }
+    }
+
+    /// The count values from either `a` or `b` are sure to have.
+    pub fn shared(a: &Option<Classes>, b: &Option<Classes>) -> Option<Classes> {
+        match (a, b) {
+            (Some(x), Some(y)) if x.n == y.n => Some(x.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// An item of some module: a fn, model, optimizer, dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ItemRef {

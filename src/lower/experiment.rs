@@ -309,12 +309,9 @@ fn split_plan(
     };
     let source = l.in_frame(item.module, &[], |l| l.expr(&d.source))?;
     let fields = l.in_frame(item.module, &[], |l| l.raw_fields(d))?;
-    let source_at = match &source {
-        Val::Source(_, _, at) => *at,
-        _ => d.source.span,
-    };
+    let (source, source_at) = source_spec(source, d.source.span)?;
     Ok(SplitPlan {
-        source: source_spec(source, d.source.span)?,
+        source,
         source_at,
         split,
         batch,
@@ -324,8 +321,9 @@ fn split_plan(
     })
 }
 
-fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
-    let Val::Source(b, args, _) = v else { return Err(Diag::error("expected a data source").at(span, "here")) };
+/// The source and where its path is written.
+fn source_spec(v: Val, span: Span) -> Result<(SourceSpec, Span), Diag> {
+    let Val::Source(b, args, path_at) = v else { return Err(Diag::error("expected a data source").at(span, "here")) };
     let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let string = |k: &str| match get(k) {
         Some(Val::Str(s)) => Ok(s),
@@ -341,7 +339,7 @@ fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
         Some(Val::Int(i)) => usize::try_from(i).unwrap_or(d),
         _ => d,
     };
-    Ok(match b.name() {
+    let spec = match b.name() {
         "idx" => SourceSpec::Idx { dir: string("dir")? },
         "csv" => SourceSpec::Csv {
             path: string("path")?,
@@ -355,7 +353,8 @@ fn source_spec(v: Val, span: Span) -> Result<SourceSpec, Diag> {
             test_fraction: float("test_fraction", 0.1),
             stride: uint("stride", 1),
         },
-    })
+    };
+    Ok((spec, path_at))
 }
 
 /// What the training step lowering hands back besides the graph.

@@ -91,16 +91,12 @@ impl<'p> Lowerer<'p> {
             Val::Bool(false) => {
                 let mut names = Vec::new();
                 cond.names(&mut names);
-                let mut seen = Vec::new();
-                names.retain(|n| {
-                    !seen.contains(n) && {
-                        seen.push(n.clone());
-                        true
-                    }
-                });
+                let first = |i: usize, n: &String| !names[..i].contains(n);
                 let shown: Vec<String> = names
                     .iter()
-                    .filter_map(|n| match self.lookup(n, cond.span) {
+                    .enumerate()
+                    .filter(|&(i, n)| first(i, n))
+                    .filter_map(|(_, n)| match self.lookup(n, cond.span) {
                         Ok(Val::Float(f)) => Some(format!("{n} = {f}")),
                         Ok(Val::Int(i)) => Some(format!("{n} = {i}")),
                         Ok(Val::Bool(b)) => Some(format!("{n} = {b}")),

@@ -126,9 +126,9 @@ fn field_count(columns: &[&str], declared: usize) -> RunError {
 fn csv_label_kind(plan: &SplitPlan, names: bool) -> Result<data::LabelKind, RunError> {
     // The field count was checked: a label column has its field.
     let Some(label) = plan.fields.get(1) else { return Ok(data::LabelKind::Integer) };
-    Ok(match (Some(label.dtype), names) {
-        (Some(crate::ir::DType::F32), false) => data::LabelKind::Float,
-        (Some(crate::ir::DType::F32), true) => {
+    Ok(match (label.dtype, names) {
+        (crate::ir::DType::F32, false) => data::LabelKind::Float,
+        (crate::ir::DType::F32, true) => {
             return Err(RunError::Other(format!(
                 "field `{}` is f32 but the source has `label_names: true`: class names need an integer field, \
                  e.g. `species: i32 classes 3`",

@@ -46,6 +46,16 @@ impl Run<'_> {
             true => None,
             false => Some(load::load(&new.data.train, self.opts.train_samples)?),
         };
+        // Kept weights with classes numbered otherwise would silently mean other classes.
+        if let Some(d) = &train_data
+            && d.class_names != self.progress.class_names
+        {
+            return Err(RunError::Other(
+                "the edited data numbers its classes differently (see classes.json); the trained outputs would \
+                 change meaning: start a new run for it"
+                    .into(),
+            ));
+        }
         let eval_data = match (&self.l.data.eval, &new.data.eval) {
             (Some(a), Some(b)) if same_split(a, b) => None,
             (_, Some(b)) => Some(Some(load::load(b, self.opts.eval_samples)?)),

@@ -488,6 +488,17 @@ impl<'a> Run<'a> {
                 vec!["no training progress recorded: use `init_from` in the file to start from these weights".into()];
             return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
         };
+        // Ids are numbered by the data: went on with another numbering, the
+        // trained outputs would mean other classes without a word.
+        if progress.class_names != self.progress.class_names {
+            let show = |n: &Option<Vec<String>>| n.as_ref().map_or("class ids".to_string(), |n| n.join(", "));
+            let problem = format!(
+                "it was trained on classes {}, the data now names {}: resuming would give the outputs other meanings",
+                show(&progress.class_names),
+                show(&self.progress.class_names)
+            );
+            return Err(RunError::Checkpoint { path: path.to_path_buf(), problems: vec![problem] });
+        }
         for (name, (_, values)) in &tensors {
             self.train.fill::<f32>(name, |b| {
                 b.copy_from_slice(values);
@@ -498,9 +509,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Initial weights by name (pretrain elsewhere, fine-tune here): every
-    /// tensor whose name matches a parameter must have its shape.
-    /// `init_from`: parameters by name and shape; says what it loaded,
+    /// `init_from` (pretrain elsewhere, fine-tune here): every tensor whose
+    /// name matches a parameter must have its shape; says what it loaded,
     /// what kept its initialiser and what in the file went unused.
     fn load_weights(&mut self, path: &Path) -> Result<(), RunError> {
         let (tensors, _) = checkpoint::load(path)?;
