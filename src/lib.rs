@@ -11,6 +11,7 @@
 
 pub mod autodiff;
 pub mod build;
+pub mod builtins;
 pub mod check;
 pub mod cli;
 pub mod codegen;

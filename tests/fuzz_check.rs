@@ -390,9 +390,9 @@ fn range(pos: u32, n: u16, len: usize) -> (usize, usize) {
 /// Entry `i` (wrapping) of `list` followed by every builtin's name, taken
 /// from the compiler's own table so a new builtin is fuzzed too.
 fn pick(list: &'static [&'static str], i: usize) -> &'static str {
-    let builtins = nnc::check::Builtin::ALL;
+    let builtins: Vec<&'static str> = nnc::builtins::Builtin::all().map(|b| b.name()).collect();
     let k = i % (list.len() + builtins.len());
-    list.get(k).copied().unwrap_or_else(|| builtins[k - list.len()].name())
+    list.get(k).copied().unwrap_or_else(|| builtins[k - list.len()])
 }
 
 fn token(i: u16) -> &'static [u8] {

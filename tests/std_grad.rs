@@ -46,6 +46,7 @@ fn cases() -> Vec<Case> {
     vec![
         c("relu(x)", vec![f("x", &[3, 4])]),
         c("gelu(x)", vec![f("x", &[3, 4])]),
+        c("gelu(x, approximate: false)", vec![f("x", &[3, 4])]),
         c("silu(x)", vec![f("x", &[2, 5])]),
         c("sigmoid(x) + tanh(x)", vec![f("x", &[7])]),
         c("softmax(x)", vec![f("x", &[2, 3, 4])]),
@@ -225,4 +226,49 @@ fn folded_constants_agree_with_the_op_on_tensors() {
     vals.insert("r".into(), Value::F64(ArrayD::from_elem(IxDyn(&[2]), 1.0)));
     let out = eval(&g, &vals);
     assert_eq!(out["out"].iter().copied().collect::<Vec<f64>>(), vec![0.0, 1.0]);
+}
+
+fn run_f64(expr: &'static str, xs: &[f64]) -> Vec<f64> {
+    let case = Case { expr, inputs: vec![f("x", &[xs.len()])] };
+    let (g, _, _, _) = build(&case);
+    let mut vals: HashMap<String, Value> = HashMap::new();
+    vals.insert("x".into(), Value::F64(ArrayD::from_shape_vec(IxDyn(&[xs.len()]), xs.to_vec()).unwrap()));
+    vals.insert("r".into(), Value::F64(ArrayD::from_elem(IxDyn(&[xs.len()]), 1.0)));
+    eval(&g, &vals)["out"].iter().copied().collect()
+}
+
+/// Exact GELU is x Phi(x): the values PyTorch's `gelu(approximate="none")`
+/// gives, and the tanh form within 1e-3 of them.
+#[test]
+fn exact_gelu_is_x_times_the_normal_cdf() {
+    let xs = [-3.0, -0.5, 0.0, 1.0, 2.5];
+    let want = [-0.004049694094890, -0.154268769362993, 0.0, 0.841344746068543, 2.48447583668556];
+    let exact = run_f64("gelu(x, approximate: false)", &xs);
+    let tanh = run_f64("gelu(x)", &xs);
+    for ((e, t), w) in exact.iter().zip(&tanh).zip(want) {
+        assert!((e - w).abs() < 1e-8, "exact {e} vs {w}");
+        assert!((t - w).abs() < 1e-3 && (t != e || *e == 0.0), "tanh form {t} vs {w}");
+    }
+}
+
+/// Every elementwise builtin is reachable by name from a program and lowers
+/// to its own IR op: called on a tensor it gives the op's scalar function,
+/// and on a compile-time number the same value (folded by the same row).
+#[test]
+fn every_elementwise_builtin_lowers_to_its_op() {
+    let unary = nnc::builtins::Builtin::all().filter_map(|b| match b {
+        nnc::builtins::Builtin::Unary(op) => Some(op),
+        _ => None,
+    });
+    for op in unary {
+        let name = op.row().name;
+        let x = 0.375; // exact in f32, the inputs' dtype
+        let want = op.fold_f64(x).expect("a builtin takes floats");
+        let tensor: &'static str = Box::leak(format!("{name}(x)").into_boxed_str());
+        let folded: &'static str = Box::leak(format!("x * 0.0 + {name}({x})").into_boxed_str());
+        // Folded constants are stored as f32: compare to f32 rounding.
+        let close = |got: Vec<f64>| got.len() == 1 && (got[0] - want).abs() <= 1e-7 * want.abs().max(1.0);
+        assert!(close(run_f64(tensor, &[x])), "{name}(x)");
+        assert!(close(run_f64(folded, &[x])), "{name}({x})");
+    }
 }

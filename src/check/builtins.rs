@@ -1,91 +1,21 @@
-//! The builtins: one table of names, parameters and typing rules.
-//! Their lowering to IR lives in `lower`; their semantics in grammar/README.md.
+//! The typing rule of each builtin family (the table is `crate::builtins`;
+//! the semantics are in grammar/README.md).
 
 use super::call::{ArgVal, ParamSpec};
 use super::dim::{Dim, Shape};
-use super::index::normalize;
 use super::val::{Classes, TensorTy, Val};
 use super::{Checker, expected};
+use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
 use crate::span::Span;
 use crate::syntax::ast::DType;
 
-macro_rules! builtins {
-    ($($variant:ident = $name:literal ($($param:literal $(= $opt:tt)?),*);)*) => {
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Builtin { $($variant),* }
-
-        impl Builtin {
-            pub const ALL: &'static [Builtin] = &[$(Builtin::$variant),*];
-
-            pub fn name(self) -> &'static str {
-                match self { $(Builtin::$variant => $name),* }
-            }
-
-            /// `(name, required)` of each parameter, in order.
-            pub fn params(self) -> &'static [(&'static str, bool)] {
-                match self { $(Builtin::$variant => &[$(($param, builtins!(@req $($opt)?))),*]),* }
-            }
-        }
-    };
-    (@req) => { true };
-    (@req ?) => { false };
-}
-
-builtins! {
-    Exp = "exp"("x"); Log = "log"("x"); Sqrt = "sqrt"("x"); Rsqrt = "rsqrt"("x");
-    Tanh = "tanh"("x"); Sigmoid = "sigmoid"("x"); Abs = "abs"("x"); Sin = "sin"("x");
-    Cos = "cos"("x"); Floor = "floor"("x"); Sign = "sign"("x");
-    Max = "max"("x", "other" = ?, "axis" = ?, "keepdim" = ?);
-    Min = "min"("x", "other" = ?, "axis" = ?, "keepdim" = ?);
-    Sum = "sum"("x", "axis" = ?, "keepdim" = ?);
-    Mean = "mean"("x", "axis" = ?, "keepdim" = ?);
-    Argmax = "argmax"("x", "axis" = ?);
-    Where = "where"("cond", "a", "b");
-    Reshape = "reshape"("x", "shape");
-    Permute = "permute"("x", "perm");
-    Transpose = "transpose"("x", "a" = ?, "b" = ?);
-    Unsqueeze = "unsqueeze"("x", "axis");
-    Squeeze = "squeeze"("x", "axis");
-    Concat = "concat"("xs", "axis" = ?);
-    Stack = "stack"("xs", "axis" = ?);
-    Pad = "pad"("x", "widths");
-    Take = "take"("x", "ids", "axis" = ?);
-    OneHot = "one_hot"("ids", "n");
-    Arange = "arange"("n");
-    RandLike = "rand_like"("x");
-    RandnLike = "randn_like"("x");
-    Patches = "patches"("x", "size", "stride" = ?, "padding" = ?);
-    StopGradient = "stop_gradient"("x");
-    F32 = "f32"("x"); I32 = "i32"("x"); Bool = "bool"("x"); Float = "float"("x");
-    ShapeOf = "shape"("x");
-    Prod = "prod"("dims");
-    Uniform = "uniform"("lo", "hi");
-    Normal = "normal"("mean" = ?, "std" = ?);
-    Constant = "constant"("value");
-    Training = "training"();
-    Idx = "idx"("dir");
-    Csv = "csv"("path", "label" = ?, "test_fraction" = ?, "label_names" = ?);
-    Text = "text"("path", "context", "test_fraction" = ?, "stride" = ?);
-}
-
-impl Builtin {
-    pub fn from_name(name: &str) -> Option<Builtin> {
-        Builtin::ALL.iter().copied().find(|b| b.name() == name)
-    }
-
-    /// What the bare name evaluates to.
-    pub fn value(self) -> Val {
-        match self {
-            // Known only when a step is lowered (train or eval).
-            Builtin::Training => Val::Bool(None),
-            b => Val::Builtin(b),
-        }
-    }
-
-    fn unary_float(self) -> bool {
-        use Builtin::*;
-        matches!(self, Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign)
+/// What the bare name of builtin `b` evaluates to.
+pub(super) fn value(b: Builtin) -> Val {
+    match b {
+        // Known only when a step is lowered (train or eval).
+        Builtin::Training => Val::Bool(None),
+        b => Val::Builtin(b),
     }
 }
 
@@ -116,24 +46,24 @@ impl Checker<'_> {
         if a.slots.iter().flatten().any(|s| s.val.is_error()) {
             return Val::Error;
         }
-        use Builtin::*;
         match b {
-            _ if b.unary_float() => self.unary_builtin(b, &a),
-            Max | Min if a.has(1) => {
+            Builtin::Unary(op) => self.unary_builtin(op, &a),
+            Builtin::Reduce(Reduction::Max | Reduction::Min) if a.has(1) => {
                 self.binary(crate::syntax::ast::BinOp::Add, (a.val(0), a.span(0)), (a.val(1), a.span(1)), call)
             }
-            Max | Min | Sum | Mean => self.reduce(b, &a, 1, false),
-            Argmax => self.reduce(b, &a, 1, true),
-            Where => self.where_(&a),
-            Reshape => self.reshape(&a),
-            Permute => self.permute(&a),
-            Transpose => self.transpose(&a),
-            Unsqueeze | Squeeze => self.unsqueeze(b, &a),
-            Concat | Stack => self.concat(b, &a),
-            Pad => self.pad(&a),
-            Take => self.take(&a),
-            OneHot => self.one_hot(&a),
-            Arange => match a.val(0) {
+            Builtin::Reduce(r) => self.reduce(Some(r), &a, 1),
+            Builtin::Argmax => self.reduce(None, &a, 1),
+            Builtin::Where => self.where_(&a),
+            Builtin::Reshape => self.reshape(&a),
+            Builtin::Permute => self.permute(&a),
+            Builtin::Transpose => self.transpose(&a),
+            Builtin::Unsqueeze => self.unsqueeze(true, &a),
+            Builtin::Squeeze => self.unsqueeze(false, &a),
+            Builtin::Join { stack } => self.concat(b.name(), stack, &a),
+            Builtin::Pad => self.pad(&a),
+            Builtin::Take => self.take(&a),
+            Builtin::OneHot => self.one_hot(&a),
+            Builtin::Arange => match a.val(0) {
                 Val::Int(d) => {
                     let n = d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")));
                     let classes = Some(Classes { n: n.clone(), at: call });
@@ -141,38 +71,36 @@ impl Checker<'_> {
                 }
                 v => self.error(expected("an int", &self.show(&v), a.span(0))),
             },
-            RandLike | RandnLike | StopGradient => self.float_tensor(&a, 0).map_or(Val::Error, Val::Tensor),
-            Patches => self.patches(&a),
-            F32 | I32 | Bool => self.cast(b, &a),
-            Float => match a.val(0) {
+            Builtin::Random { .. } | Builtin::StopGradient => self.float_tensor(&a, 0).map_or(Val::Error, Val::Tensor),
+            Builtin::Patches => self.patches(&a),
+            Builtin::Cast(to) => self.cast(to, &a),
+            Builtin::Float => match a.val(0) {
                 Val::Int(_) | Val::Float => Val::Float,
                 v => self.error(expected("an int or float", &self.show(&v), a.span(0))),
             },
-            ShapeOf => match a.val(0) {
+            Builtin::ShapeOf => match a.val(0) {
                 Val::Tensor(t) => Val::Dims(t.shape.rest.is_none().then_some(t.shape.dims)),
                 v => self.error(expected("a tensor", &self.show(&v), a.span(0))),
             },
-            Prod => match a.val(0) {
+            Builtin::Prod => match a.val(0) {
                 Val::Dims(Some(d)) => Val::Int(Some(d.iter().fold(Dim::constant(1), |acc, x| acc.mul(x)))),
                 Val::Dims(None) => Val::Int(None),
                 v => self.error(expected("dims", &self.show(&v), a.span(0))),
             },
-            Uniform | Normal | Constant => self.init(&a),
-            Training => Val::Bool(None),
-            Idx | Csv | Text => self.source(b, &a),
-            Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign => Val::Error,
+            Builtin::Init(InitKind::Uniform | InitKind::Normal | InitKind::Constant) => self.init(&a),
+            Builtin::Training => Val::Bool(None),
+            Builtin::Source(_) => self.source(b, &a),
         }
     }
 
-    fn unary_builtin(&mut self, b: Builtin, a: &Args) -> Val {
+    /// An IR unary op: its row says which dtypes it takes.
+    fn unary_builtin(&mut self, op: crate::ir::UnaryOp, a: &Args) -> Val {
+        let row = op.row();
         match a.val(0) {
-            Val::Int(_) | Val::Float => Val::Float,
-            Val::Tensor(t) if t.dtype == DType::F32 => Val::Tensor(t),
-            Val::Tensor(t) if t.dtype == DType::I32 && matches!(b, Builtin::Abs | Builtin::Sign) => {
-                Val::tensor(t.dtype, t.shape)
-            }
+            Val::Int(_) | Val::Float if row.accepts(DType::F32) => Val::Float,
+            Val::Tensor(t) if row.accepts(t.dtype) => Val::tensor(t.dtype, t.shape),
             v => {
-                let d = Diag::error(format!("`{}` needs an f32 tensor or a number, found {}", b.name(), self.show(&v)))
+                let d = Diag::error(format!("`{}` needs an f32 tensor or a number, found {}", row.name, self.show(&v)))
                     .at(a.span(0), "wrong type")
                     .help("cast integer tensors with `f32(x)`");
                 self.error(d)
@@ -231,10 +159,13 @@ impl Checker<'_> {
         k
     }
 
-    /// Reductions: `sum(x)`, `x.mean(axis: 1)`, `argmax(x, axis: -1)`.
-    fn reduce(&mut self, b: Builtin, a: &Args, axis_slot: usize, arg: bool) -> Val {
+    /// Reductions: `sum(x)`, `x.mean(axis: 1)`; `r` is `None` for
+    /// `argmax(x, axis: -1)`, which takes one axis, the last by default.
+    fn reduce(&mut self, r: Option<Reduction>, a: &Args, axis_slot: usize) -> Val {
         let Some(t) = self.tensor(a, 0) else { return Val::Error };
-        let slot = if matches!(b, Builtin::Max | Builtin::Min) { axis_slot + 1 } else { axis_slot };
+        let arg = r.is_none();
+        let out_dtype = if arg { DType::I32 } else { t.dtype };
+        let slot = if matches!(r, Some(Reduction::Max | Reduction::Min)) { axis_slot + 1 } else { axis_slot };
         let keepdim = match a.slots.get(slot + 1).and_then(|s| s.as_ref()).map(|s| s.val.clone()) {
             None => false,
             Some(Val::Bool(Some(k))) => k,
@@ -249,7 +180,7 @@ impl Checker<'_> {
             None if arg => self.axis(&Val::Int(Some(Dim::constant(-1))), a.call, &t.shape, 0).map(|k| vec![k]),
             None => {
                 if t.shape.rest.is_some() {
-                    return Val::tensor(out_dtype(b, t.dtype), Shape::scalar());
+                    return Val::tensor(out_dtype, Shape::scalar());
                 }
                 Some((0..t.shape.dims.len()).collect())
             }
@@ -261,8 +192,10 @@ impl Checker<'_> {
             Some((v, span)) => self.axis(&v, span, &t.shape, 0).map(|k| vec![k]),
         };
         let Some(axes) = axes else { return Val::Error };
-        if matches!(b, Builtin::Sum | Builtin::Mean) && t.dtype == DType::Bool {
-            let d = Diag::error(format!("`{}` of a bool tensor", b.name()))
+        if let Some(r @ (Reduction::Sum | Reduction::Mean)) = r
+            && t.dtype == DType::Bool
+        {
+            let d = Diag::error(format!("`{}` of a bool tensor", Builtin::Reduce(r).name()))
                 .at(a.span(0), "bool")
                 .help("cast with `f32(x)` first");
             return self.error(d);
@@ -277,13 +210,13 @@ impl Checker<'_> {
         }
         // argmax over C scores is a class id in 0..C; the max or min of ids
         // is one of them.
-        let classes = match (b, axes.as_slice()) {
-            (Builtin::Argmax, [k]) => Some(Classes { n: t.shape.dims[*k].clone(), at: a.call }),
-            (Builtin::Max | Builtin::Min, _) => t.classes.clone(),
-            _ => None,
+        let classes = match (r, axes.as_slice()) {
+            (None, [k]) => Some(Classes { n: t.shape.dims[*k].clone(), at: a.call }),
+            (Some(Reduction::Max | Reduction::Min), _) => t.classes.clone(),
+            (None | Some(Reduction::Sum | Reduction::Mean), _) => None,
         };
         let shape = Shape { rest: t.shape.rest, dims };
-        Val::Tensor(TensorTy { dtype: out_dtype(b, t.dtype), shape, classes })
+        Val::Tensor(TensorTy { dtype: out_dtype, shape, classes })
     }
 
     fn where_(&mut self, a: &Args) -> Val {
@@ -454,12 +387,13 @@ impl Checker<'_> {
         Val::Tensor(t.with_shape(Shape { rest: t.shape.rest, dims }))
     }
 
-    fn unsqueeze(&mut self, b: Builtin, a: &Args) -> Val {
+    /// `unsqueeze` (`insert`) or `squeeze`.
+    fn unsqueeze(&mut self, insert: bool, a: &Args) -> Val {
         let Some(t) = self.tensor(a, 0) else { return Val::Error };
-        let extra = usize::from(b == Builtin::Unsqueeze);
+        let extra = usize::from(insert);
         let Some(k) = self.axis(&a.val(1), a.span(1), &t.shape, extra) else { return Val::Error };
         let mut dims = t.shape.dims.clone();
-        if b == Builtin::Unsqueeze {
+        if insert {
             dims.insert(k, Dim::constant(1));
         } else if !dims[k].is_one() {
             let d =
@@ -471,7 +405,7 @@ impl Checker<'_> {
         Val::Tensor(t.with_shape(Shape { rest: t.shape.rest, dims }))
     }
 
-    fn concat(&mut self, b: Builtin, a: &Args) -> Val {
+    fn concat(&mut self, name: &str, stack: bool, a: &Args) -> Val {
         let Val::List(xs) = a.val(0) else {
             return self.error(expected("a list of tensors `[a, b]`", &self.show(&a.val(0)), a.span(0)));
         };
@@ -490,10 +424,10 @@ impl Checker<'_> {
             }
         }
         let Some(first) = ts.first().cloned() else {
-            return self.error(Diag::error(format!("`{}` of an empty list", b.name())).at(a.span(0), "empty"));
+            return self.error(Diag::error(format!("`{}` of an empty list", name)).at(a.span(0), "empty"));
         };
         let axis_v = if a.has(1) { a.val(1) } else { Val::Int(Some(Dim::constant(0))) };
-        let extra = usize::from(b == Builtin::Stack);
+        let extra = usize::from(stack);
         let Some(k) = self.axis(&axis_v, a.span(1), &first.shape, extra) else { return Val::Error };
         let mut total = Dim::constant(0);
         for t in &ts {
@@ -509,7 +443,7 @@ impl Checker<'_> {
             if mismatch {
                 let d = Diag::error(format!(
                     "`{}` needs matching tensors, found {}{} and {}{}",
-                    b.name(),
+                    name,
                     first.dtype.name(),
                     self.show_shape(&first.shape),
                     t.dtype.name(),
@@ -637,12 +571,7 @@ impl Checker<'_> {
         Val::tensor(DType::F32, Shape::of(out_dims))
     }
 
-    fn cast(&mut self, b: Builtin, a: &Args) -> Val {
-        let to = match b {
-            Builtin::I32 => DType::I32,
-            Builtin::Bool => DType::Bool,
-            _ => DType::F32,
-        };
+    fn cast(&mut self, to: DType, a: &Args) -> Val {
         match a.val(0) {
             // Ids stay ids through a cast between integer types.
             Val::Tensor(t) if matches!(to, DType::I32) && matches!(t.dtype, DType::I32 | DType::U8) => {
@@ -668,30 +597,25 @@ impl Checker<'_> {
     fn source(&mut self, b: Builtin, a: &Args) -> Val {
         for (slot, (name, _)) in a.slots.iter().zip(b.params()) {
             let Some(s) = slot else { continue };
-            let ok = match *name {
-                "dir" | "path" | "label" => matches!(s.val, Val::Str(_)),
-                "context" | "stride" => matches!(s.val, Val::Int(Some(_))),
-                "label_names" => matches!(s.val, Val::Bool(_)),
-                _ => matches!(s.val, Val::Float | Val::Int(_)),
+            let Some(domain) = OptionDomain::of(name) else {
+                let d = Diag::error(format!("internal compiler error: `{name}` of `{}` has no domain", b.name()));
+                return self.error(d.at(s.span, "here"));
+            };
+            let ok = match domain {
+                OptionDomain::Path | OptionDomain::Str => matches!(s.val, Val::Str(_)),
+                OptionDomain::PositiveInt => matches!(s.val, Val::Int(Some(_))),
+                OptionDomain::Flag => matches!(s.val, Val::Bool(_)),
+                OptionDomain::Fraction => matches!(s.val, Val::Float | Val::Int(_)),
             };
             if !ok {
-                let want = match *name {
-                    "dir" | "path" | "label" => "a string",
-                    "context" | "stride" => "a constant int",
-                    "label_names" => "`true` or `false`",
-                    _ => "a float",
-                };
-                let d = expected(want, &self.show(&s.val), s.span).help(format!("for `{}` of `{}`", name, b.name()));
+                let d = expected(domain.kind(), &self.show(&s.val), s.span).help(format!(
+                    "for `{}` of `{}`",
+                    name,
+                    b.name()
+                ));
                 return self.error(d);
             }
         }
         Val::Source(b.name().to_string())
-    }
-}
-
-fn out_dtype(b: Builtin, input: DType) -> DType {
-    match b {
-        Builtin::Argmax => DType::I32,
-        _ => input,
     }
 }

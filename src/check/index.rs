@@ -3,6 +3,7 @@
 use super::Checker;
 use super::dim::{Dim, Shape};
 use super::val::{TensorTy, Val};
+use crate::builtins::normalize;
 use crate::diag::Diag;
 use crate::span::Span;
 use crate::syntax::ast::{DType, Expr, IndexItem};
@@ -224,11 +225,4 @@ impl Checker<'_> {
         }
         Err(d.help(format!("the class count and the size they index must agree: make the table at least {k} long, or the count at most {m}")))
     }
-}
-
-/// A possibly negative index into `n` items (Python's rule), shared by the
-/// checker and lowering.
-pub fn normalize(i: i64, n: usize) -> Option<usize> {
-    let k = if i < 0 { i + n as i64 } else { i };
-    (0..n as i64).contains(&k).then_some(k as usize)
 }

@@ -27,8 +27,7 @@ use dim::{Dim, Rest, Shape, Sym};
 use std::collections::HashMap;
 use val::{ItemRef, Val};
 
-pub use builtins::Builtin;
-pub use index::normalize;
+use crate::builtins::Builtin;
 
 /// A `--set name=value` override of a top-level constant of the root module.
 #[derive(Clone, Debug)]
@@ -244,7 +243,7 @@ impl<'p> Checker<'p> {
         if let Some((def, span)) = self.program.module(module).scope.get(name).copied() {
             return Some((self.def_value(def), Some(span)));
         }
-        Builtin::from_name(name).map(|b| (b.value(), None))
+        Builtin::from_name(name).map(|b| (builtins::value(b), None))
     }
 
     fn def_value(&mut self, def: Def) -> Val {
@@ -272,7 +271,7 @@ impl<'p> Checker<'p> {
             names.extend(f.dims.keys().cloned());
         }
         names.extend(self.program.module(self.module()).scope.keys().cloned());
-        names.extend(Builtin::ALL.iter().map(|b| b.name().to_string()));
+        names.extend(Builtin::all().map(|b| b.name().to_string()));
         names
     }
 

@@ -88,7 +88,7 @@ pub enum Val {
     Init,
     /// A named function item, callable or passable (`= glorot`).
     Fn(ItemRef),
-    Builtin(super::builtins::Builtin),
+    Builtin(crate::builtins::Builtin),
     ModelClass(ItemRef),
     Model(Rc<ModelInst>),
     /// `[Block(d); n]`: a stack applied in sequence.

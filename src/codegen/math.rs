@@ -233,6 +233,32 @@ pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
 }
 
 /// `x < y` etc. for a comparison op on floats or (widened) integers.
+/// erf: `x P(x²) / Q(x²)` on x clamped to [-4, 4] (where erf is ±1 in
+/// f32), the rational approximation Eigen and XLA use for f32; NaN stays NaN.
+pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
+    let w = lanes(b, x);
+    let (hi, lo) = (fconst(b, w, 4.0), fconst(b, w, -4.0));
+    let over = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+    let c = sel(b, over, hi, x);
+    let under = b.ins().fcmp(FloatCC::LessThan, c, lo);
+    let c = sel(b, under, lo, c);
+    let x2 = b.ins().fmul(c, c);
+    let alpha = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    let beta = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329_3e-3, -1.426_474e-2];
+    let p = horner(b, x2, &alpha);
+    let p = b.ins().fmul(p, c);
+    let q = horner(b, x2, &beta);
+    b.ins().fdiv(p, q)
+}
+
 pub fn compare(b: &mut FunctionBuilder, float_cc: FloatCC, int_cc: IntCC, is_float: bool, x: Value, y: Value) -> Value {
     if is_float { b.ins().fcmp(float_cc, x, y) } else { b.ins().icmp(int_cc, x, y) }
 }

@@ -43,6 +43,10 @@ impl DType {
         }
     }
 
+    pub fn from_name(name: &str) -> Option<DType> {
+        [DType::F32, DType::I32, DType::Bool, DType::U8].into_iter().find(|d| d.name() == name)
+    }
+
     /// Rounds `v` to the nearest value of this dtype, with Rust `as` semantics
     /// (saturating float-to-int, NaN to 0; bool is `v != 0`). Constants are stored
     /// rounded, so folding them gives exactly what an f32 kernel computes.

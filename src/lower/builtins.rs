@@ -2,8 +2,7 @@
 
 use super::expr::Arg;
 use super::{Init, LResult, Lowerer, MAX_ELEMENTS, Val, at, check_size, numel};
-use crate::check::Builtin;
-use crate::check::normalize;
+use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
 use crate::span::Span;
@@ -54,37 +53,36 @@ impl Lowerer<'_> {
     }
 
     fn builtin_args(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
-        use Builtin::*;
         let span = a.call;
         let node = |r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span));
         match b {
-            Exp | Log | Sqrt | Rsqrt | Tanh | Sigmoid | Abs | Sin | Cos | Floor | Sign => self.unary_builtin(b, a),
-            Max | Min if a.get(1).is_some() => {
+            Builtin::Unary(op) => self.unary_builtin(op, a),
+            Builtin::Reduce(r @ (Reduction::Max | Reduction::Min)) if a.get(1).is_some() => {
                 let (x, y) = (a.get(0).cloned().unwrap_or(Val::Int(0)), a.get(1).cloned().unwrap_or(Val::Int(0)));
-                self.elementwise_minmax(b == Max, x, y, span)
+                self.elementwise_minmax(r == Reduction::Max, x, y, span)
             }
-            Max | Min => self.reduce(b, a, 2, 3),
-            Sum | Mean => self.reduce(b, a, 1, 2),
-            Argmax => self.argmax(a),
-            Where => {
+            Builtin::Reduce(r @ (Reduction::Max | Reduction::Min)) => self.reduce(r, a, 2, 3),
+            Builtin::Reduce(r @ (Reduction::Sum | Reduction::Mean)) => self.reduce(r, a, 1, 2),
+            Builtin::Argmax => self.argmax(a),
+            Builtin::Where => {
                 let c = self.x(a, 0)?;
                 let (x, y) = (a.get(1).cloned().unwrap_or(Val::Int(0)), a.get(2).cloned().unwrap_or(Val::Int(0)));
                 let like = [&x, &y].iter().find_map(|v| if let Val::Node(n) = v { Some(self.dtype(*n)) } else { None });
                 let (x, y) = (self.node(&x, like, a.span(1))?, self.node(&y, like, a.span(2))?);
                 node(self.g.select(c, x, y))
             }
-            Reshape => {
+            Builtin::Reshape => {
                 let x = self.x(a, 0)?;
                 let dims = self.reshape_dims(x, a)?;
                 node(self.g.reshape(x, &dims))
             }
-            Permute => {
+            Builtin::Permute => {
                 let x = self.x(a, 0)?;
                 let rank = self.shape(x).len();
                 let perm = self.axes(a.get(1), rank, a.span(1))?;
                 node(self.g.permute(x, &perm))
             }
-            Transpose => {
+            Builtin::Transpose => {
                 let x = self.x(a, 0)?;
                 let rank = self.shape(x).len();
                 let i = normalize(a.int_or(1, -2)?, rank).ok_or_else(|| bad_axis(a.span(1)))?;
@@ -93,26 +91,27 @@ impl Lowerer<'_> {
                 perm.swap(i, j);
                 node(self.g.permute(x, &perm))
             }
-            Unsqueeze | Squeeze => {
+            Builtin::Unsqueeze | Builtin::Squeeze => {
                 let x = self.x(a, 0)?;
                 let mut shape = self.shape(x);
-                let extra = usize::from(b == Unsqueeze);
-                let k = normalize(a.int_or(1, 0)?, shape.len() + extra).ok_or_else(|| bad_axis(a.span(1)))?;
-                if b == Unsqueeze {
+                let insert = b == Builtin::Unsqueeze;
+                let k =
+                    normalize(a.int_or(1, 0)?, shape.len() + usize::from(insert)).ok_or_else(|| bad_axis(a.span(1)))?;
+                if insert {
                     shape.insert(k, 1)
                 } else {
                     shape.remove(k);
                 }
                 node(self.g.reshape(x, &shape))
             }
-            Concat | Stack => self.concat(b == Stack, a),
-            Pad => self.pad(a),
-            Take => {
+            Builtin::Join { stack } => self.concat(stack, a),
+            Builtin::Pad => self.pad(a),
+            Builtin::Take => {
                 let (x, ids) = (self.x(a, 0)?, self.x(a, 1)?);
                 let k = normalize(a.int_or(2, 0)?, self.shape(x).len()).ok_or_else(|| bad_axis(a.span(2)))?;
                 node(self.g.gather(x, ids, k))
             }
-            OneHot => {
+            Builtin::OneHot => {
                 let ids = self.x(a, 0)?;
                 let n = usize::try_from(a.int_or(1, 0)?)
                     .map_err(|_| Diag::error("`one_hot` needs a non-negative class count").at(a.span(1), "here"))?;
@@ -124,47 +123,44 @@ impl Lowerer<'_> {
                 let eq = self.g.broadcast_binary(BinaryOp::Eq, ids, iota).map_err(at(span))?;
                 node(self.g.cast(eq, DType::F32))
             }
-            Arange => {
+            Builtin::Arange => {
                 let n = a.int_or(0, 0)?.max(0) as usize;
                 check_size(&[n], span)?;
                 node(self.g.iota(&[n], 0))
             }
-            RandLike | RandnLike => self.random(b == RandnLike, a),
-            Patches => self.patches(a),
-            StopGradient => {
+            Builtin::Random { normal } => self.random(normal, a),
+            Builtin::Patches => self.patches(a),
+            Builtin::StopGradient => {
                 let x = self.x(a, 0)?;
                 node(self.g.stop_gradient(x))
             }
-            F32 | I32 | Bool => match a.get(0) {
-                Some(Val::Node(n)) => {
-                    let to = match b {
-                        F32 => DType::F32,
-                        I32 => DType::I32,
-                        _ => DType::Bool,
-                    };
-                    node(self.g.cast(*n, to))
-                }
-                Some(Val::Int(i)) if b == F32 => Ok(Val::Float(*i as f64)),
+            Builtin::Cast(to) => match a.get(0) {
+                Some(Val::Node(n)) => node(self.g.cast(*n, to)),
+                Some(Val::Int(i)) if to == DType::F32 => Ok(Val::Float(*i as f64)),
                 Some(v) => Ok(v.clone()),
                 None => Err(Diag::error("missing argument").at(span, "here")),
             },
-            Float => Ok(Val::Float(a.float(0, 0.0)?)),
-            ShapeOf => {
+            Builtin::Float => Ok(Val::Float(a.float(0, 0.0)?)),
+            Builtin::ShapeOf => {
                 let x = self.x(a, 0)?;
                 Ok(Val::Dims(self.shape(x)))
             }
-            Prod => match a.get(0) {
+            Builtin::Prod => match a.get(0) {
                 Some(Val::Dims(d)) => match numel(d).and_then(|n| i64::try_from(n).ok()) {
                     Some(n) => Ok(Val::Int(n)),
                     None => Err(Diag::error(format!("`prod` of {d:?} overflows 64 bits")).at(a.span(0), "here")),
                 },
                 _ => Err(Diag::error("expected dims").at(a.span(0), "here")),
             },
-            Uniform => Ok(Val::Init(Init::Uniform { lo: a.float(0, 0.0)?, hi: a.float(1, 1.0)? })),
-            Normal => Ok(Val::Init(Init::Normal { mean: a.float(0, 0.0)?, std: a.float(1, 1.0)? })),
-            Constant => Ok(Val::Init(Init::Constant(a.float(0, 0.0)?))),
-            Training => Ok(Val::Bool(self.training)),
-            Idx | Csv | Text => {
+            Builtin::Init(InitKind::Uniform) => {
+                Ok(Val::Init(Init::Uniform { lo: a.float(0, 0.0)?, hi: a.float(1, 1.0)? }))
+            }
+            Builtin::Init(InitKind::Normal) => {
+                Ok(Val::Init(Init::Normal { mean: a.float(0, 0.0)?, std: a.float(1, 1.0)? }))
+            }
+            Builtin::Init(InitKind::Constant) => Ok(Val::Init(Init::Constant(a.float(0, 0.0)?))),
+            Builtin::Training => Ok(Val::Bool(self.training)),
+            Builtin::Source(kind) => {
                 source_options(b, a)?;
                 let path_at = a.span(0);
                 let named = b.params().iter().zip(&a.slots).filter_map(|((n, _), s)| {
@@ -174,32 +170,12 @@ impl Lowerer<'_> {
                         _ => (n.to_string(), v.clone()),
                     })
                 });
-                Ok(Val::Source(b, named.collect(), path_at))
+                Ok(Val::Source(kind, named.collect(), path_at))
             }
         }
     }
 
-    fn unary_builtin(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
-        use Builtin::*;
-        let op = match b {
-            Exp => UnaryOp::Exp,
-            Log => UnaryOp::Log,
-            Sqrt => UnaryOp::Sqrt,
-            Rsqrt => UnaryOp::Rsqrt,
-            Tanh => UnaryOp::Tanh,
-            Sigmoid => UnaryOp::Sigmoid,
-            Abs => UnaryOp::Abs,
-            Sin => UnaryOp::Sin,
-            Cos => UnaryOp::Cos,
-            Floor => UnaryOp::Floor,
-            Sign => UnaryOp::Sign,
-            // Never a default op: a builtin routed here by mistake must fail
-            // loudly, not compute something else.
-            other => {
-                let d = Diag::error(format!("internal compiler error: `{}` is not an elementwise op", other.name()));
-                return Err(d.at(a.call, "here"));
-            }
-        };
+    fn unary_builtin(&mut self, op: UnaryOp, a: &Args) -> LResult<Val> {
         if let Some(Val::Int(_) | Val::Float(_)) = a.get(0) {
             let v = a.float(0, 0.0)?;
             // Folded by the IR's own scalar rule, so constants and tensors agree.
@@ -238,18 +214,18 @@ impl Lowerer<'_> {
 
     /// `sum mean max min (x, axis, keepdim)`; `axis_slot` and `keep_slot`
     /// differ because `max`/`min` have an `other` parameter in between.
-    fn reduce(&mut self, b: Builtin, a: &Args, axis_slot: usize, keep_slot: usize) -> LResult<Val> {
+    fn reduce(&mut self, r: Reduction, a: &Args, axis_slot: usize, keep_slot: usize) -> LResult<Val> {
         let x = self.x(a, 0)?;
         let rank = self.shape(x).len();
         let axes = self.axes(a.get(axis_slot), rank, a.span(axis_slot))?;
         let keep = a.flag(keep_slot);
         let span = a.call;
         let g = &mut self.g;
-        let r = match b {
-            Builtin::Sum => g.sum_axes(x, &axes, keep),
-            Builtin::Mean => g.mean(x, &axes, keep),
-            Builtin::Max => g.max_axes(x, &axes, keep),
-            _ => {
+        let r = match r {
+            Reduction::Sum => g.sum_axes(x, &axes, keep),
+            Reduction::Mean => g.mean(x, &axes, keep),
+            Reduction::Max => g.max_axes(x, &axes, keep),
+            Reduction::Min => {
                 let n = g.unary(UnaryOp::Neg, x).map_err(at(span))?;
                 let m = g.max_axes(n, &axes, keep).map_err(at(span))?;
                 g.unary(UnaryOp::Neg, m)
@@ -458,19 +434,17 @@ impl Lowerer<'_> {
 /// its span, never replaced by a default.
 fn source_options(b: Builtin, a: &Args) -> LResult<()> {
     for (i, (name, _)) in b.params().iter().enumerate() {
-        let ok = match (*name, a.get(i)) {
-            (_, None) => true,
-            ("context" | "stride", Some(Val::Int(n))) => *n >= 1,
-            ("test_fraction", Some(Val::Float(f))) => (0.0..1.0).contains(f),
-            ("test_fraction", Some(Val::Int(n))) => *n == 0,
-            _ => true,
+        let (Some(v), Some(domain)) = (a.get(i), OptionDomain::of(name)) else { continue };
+        let ok = match (domain, v) {
+            (OptionDomain::PositiveInt, Val::Int(n)) => *n >= 1,
+            (OptionDomain::Fraction, Val::Float(f)) => (0.0..1.0).contains(f),
+            (OptionDomain::Fraction, Val::Int(n)) => *n == 0,
+            // The checker checked the kind; the rest have no range.
+            (OptionDomain::PositiveInt | OptionDomain::Fraction | OptionDomain::Path, _)
+            | (OptionDomain::Str | OptionDomain::Flag, _) => true,
         };
-        if !ok {
-            let domain = match *name {
-                "test_fraction" => "a fraction in [0, 1)",
-                _ => "a positive int",
-            };
-            return Err(Diag::error(format!("`{name}` of `{}` must be {domain}", b.name()))
+        if let (false, Some(range)) = (ok, domain.range()) {
+            return Err(Diag::error(format!("`{name}` of `{}` must be {range}", b.name()))
                 .at(a.span(i), "out of range")
                 .help(match *name {
                     "context" => "the number of ids in each window, e.g. `context: 64`",

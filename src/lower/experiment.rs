@@ -11,6 +11,7 @@
 use super::expr::Arg;
 use super::{Init, ItemRef, LResult, Lowerer, Val, at};
 use crate::autodiff;
+use crate::builtins::{Builtin, SourceKind};
 use crate::diag::{Diag, Diags};
 use crate::ir::{DType, Graph, InputRole, NodeId, Type};
 use crate::resolve::{ModuleId, Program};
@@ -323,11 +324,13 @@ fn split_plan(
 
 /// The source and where its path is written.
 fn source_spec(v: Val, span: Span) -> Result<(SourceSpec, Span), Diag> {
-    let Val::Source(b, args, path_at) = v else { return Err(Diag::error("expected a data source").at(span, "here")) };
+    let Val::Source(kind, args, path_at) = v else {
+        return Err(Diag::error("expected a data source").at(span, "here"));
+    };
     let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let string = |k: &str| match get(k) {
         Some(Val::Str(s)) => Ok(s),
-        _ => Err(Diag::error(format!("`{}` needs a string `{k}`", b.name())).at(span, "here")),
+        _ => Err(Diag::error(format!("`{}` needs a string `{k}`", Builtin::Source(kind).name())).at(span, "here")),
     };
     let float = |k: &str, d: f64| match get(k) {
         Some(Val::Float(f)) => f,
@@ -339,15 +342,15 @@ fn source_spec(v: Val, span: Span) -> Result<(SourceSpec, Span), Diag> {
         Some(Val::Int(i)) => usize::try_from(i).unwrap_or(d),
         _ => d,
     };
-    let spec = match b.name() {
-        "idx" => SourceSpec::Idx { dir: string("dir")? },
-        "csv" => SourceSpec::Csv {
+    let spec = match kind {
+        SourceKind::Idx => SourceSpec::Idx { dir: string("dir")? },
+        SourceKind::Csv => SourceSpec::Csv {
             path: string("path")?,
             label: get("label").and_then(|v| if let Val::Str(s) = v { Some(s) } else { None }),
             test_fraction: float("test_fraction", 0.0),
             label_names: matches!(get("label_names"), Some(Val::Bool(true))),
         },
-        _ => SourceSpec::Text {
+        SourceKind::Text => SourceSpec::Text {
             path: string("path")?,
             context: uint("context", 64),
             test_fraction: float("test_fraction", 0.1),

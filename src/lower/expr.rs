@@ -1,7 +1,7 @@
 //! Expressions → IR nodes or compile-time values.
 
-use super::{ItemRef, LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size, ir_dtype};
-use crate::check::normalize;
+use super::{ItemRef, LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size};
+use crate::builtins::normalize;
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
 use crate::span::Span;
@@ -445,7 +445,7 @@ impl<'p> Lowerer<'p> {
                 }
             }
         }
-        Ok((ir_dtype(*dtype), dims))
+        Ok((*dtype, dims))
     }
 
     pub(crate) fn dim(&mut self, d: &ast::DimExpr) -> LResult<usize> {

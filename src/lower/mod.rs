@@ -12,7 +12,7 @@ mod experiment;
 mod expr;
 mod predict;
 
-use crate::check::Builtin;
+use crate::builtins::{Builtin, SourceKind};
 use crate::diag::Diag;
 use crate::ir::{self, Graph, NodeId};
 use crate::resolve::{Def, ModuleId, Program};
@@ -74,7 +74,7 @@ pub(crate) enum Val {
     Split(ItemRef, String, Vec<(String, Val)>),
     /// A data source, its options, and the span of its path (resolved
     /// against the directory of the file that wrote it).
-    Source(Builtin, Vec<(String, Val)>, Span),
+    Source(SourceKind, Vec<(String, Val)>, Span),
     Module(ModuleId),
 }
 
@@ -234,15 +234,6 @@ impl<'p> Lowerer<'p> {
         };
         self.consts.insert(item, v.clone());
         Ok(v)
-    }
-}
-
-pub(crate) fn ir_dtype(d: ast::DType) -> ir::DType {
-    match d {
-        ast::DType::F32 => ir::DType::F32,
-        ast::DType::I32 => ir::DType::I32,
-        ast::DType::Bool => ir::DType::Bool,
-        ast::DType::U8 => ir::DType::U8,
     }
 }
 

@@ -81,34 +81,8 @@ pub enum ConstValue {
     Sweep(Vec<Expr>, Span),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    F32,
-    I32,
-    Bool,
-    U8,
-}
-
-impl DType {
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::I32 => "i32",
-            DType::Bool => "bool",
-            DType::U8 => "u8",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<DType> {
-        Some(match name {
-            "f32" => DType::F32,
-            "i32" => DType::I32,
-            "bool" => DType::Bool,
-            "u8" => DType::U8,
-            _ => return None,
-        })
-    }
-}
+/// The language's element types are the IR's.
+pub use crate::ir::DType;
 
 #[derive(Clone, Debug)]
 pub struct Type {

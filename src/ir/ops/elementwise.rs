@@ -19,33 +19,44 @@ use crate::ir::op::{LoweringClass, Op, OpRule, Rewrite, VjpCtx, arity, no_grad};
 use crate::ir::tensor::{Elem, Tensor, same_elems, with_dtype, with_elem};
 use crate::ir::types::{DType, NodeId, Type};
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum UnaryOp {
-    Neg,
-    Abs,
-    Exp,
-    Log,
-    Sqrt,
-    Rsqrt,
-    Tanh,
-    Sigmoid,
-    Sin,
-    Cos,
-    Floor,
-    Sign,
-    Not,
-    Recip,
+closed_enum! {
+    /// Unary elementwise ops. Each has one row in [`UnaryOp::row`] (name,
+    /// whether the language exposes it as a builtin, scalar functions per
+    /// dtype) and one arm in its cotangent rule.
+    pub enum UnaryOp {
+        Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Sin, Cos, Floor, Sign, Erf, Not, Recip,
+    }
 }
 
-/// The scalar functions of a unary op, per dtype; `None` = dtype not accepted.
-struct UnaryFns {
+/// One unary op: its printed name (also the builtin's, when exposed), and
+/// its scalar functions per dtype (`None` = dtype not accepted).
+pub struct UnaryRow {
+    pub name: &'static str,
+    /// Whether `.nn` programs can call it by name (`exp(x)`); the others are
+    /// reached through operators (`-x`, `!b`) or only built by the compiler.
+    pub builtin: bool,
     float: Option<fn(f64) -> f64>,
     int: Option<fn(i32) -> i32>,
     boolean: Option<fn(bool) -> bool>,
+    /// An interval on which the float function is smooth (away from poles,
+    /// branch cuts and kinks): where the per-op tests check its derivative.
+    pub smooth: (f64, f64),
 }
 
-const fn float_only(f: fn(f64) -> f64) -> UnaryFns {
-    UnaryFns { float: Some(f), int: None, boolean: None }
+impl UnaryRow {
+    pub fn accepts(&self, dtype: DType) -> bool {
+        match dtype {
+            DType::F32 => self.float.is_some(),
+            DType::I32 => self.int.is_some(),
+            DType::Bool => self.boolean.is_some(),
+            DType::U8 => false,
+        }
+    }
+}
+
+/// A float function exposed as a builtin, smooth on `smooth`.
+const fn builtin(name: &'static str, f: fn(f64) -> f64, smooth: (f64, f64)) -> UnaryRow {
+    UnaryRow { name, builtin: true, float: Some(f), int: None, boolean: None, smooth }
 }
 
 fn sign(x: f64) -> f64 {
@@ -62,26 +73,31 @@ impl UnaryOp {
     /// The op on one float, as the interpreter computes it: lowering folds
     /// compile-time numbers with it, so `sign(0.0)` is what `sign(x)` gives.
     pub fn fold_f64(self, x: f64) -> Option<f64> {
-        self.fns().float.map(|f| f(x))
+        self.row().float.map(|f| f(x))
     }
 
-    fn fns(self) -> UnaryFns {
+    /// The op's row: the one place a new unary op is described.
+    pub fn row(self) -> UnaryRow {
         use UnaryOp as U;
+        let row =
+            |name, builtin, float, int, boolean| UnaryRow { name, builtin, float, int, boolean, smooth: (-2.0, 2.0) };
+        let positive = (0.2, 3.0);
         match self {
-            U::Neg => UnaryFns { float: Some(|x| -x), int: Some(i32::wrapping_neg), boolean: None },
-            U::Abs => UnaryFns { float: Some(f64::abs), int: Some(i32::wrapping_abs), boolean: None },
-            U::Sign => UnaryFns { float: Some(sign), int: Some(i32::signum), boolean: None },
-            U::Exp => float_only(f64::exp),
-            U::Log => float_only(f64::ln),
-            U::Sqrt => float_only(f64::sqrt),
-            U::Rsqrt => float_only(|x| 1.0 / x.sqrt()),
-            U::Tanh => float_only(f64::tanh),
-            U::Sigmoid => float_only(|x| 1.0 / (1.0 + (-x).exp())),
-            U::Sin => float_only(f64::sin),
-            U::Cos => float_only(f64::cos),
-            U::Floor => float_only(f64::floor),
-            U::Recip => float_only(|x| 1.0 / x),
-            U::Not => UnaryFns { float: None, int: None, boolean: Some(|b| !b) },
+            U::Neg => row("neg", false, Some(|x| -x), Some(i32::wrapping_neg), None),
+            U::Abs => row("abs", true, Some(f64::abs), Some(i32::wrapping_abs), None),
+            U::Sign => row("sign", true, Some(sign), Some(i32::signum), None),
+            U::Exp => builtin("exp", f64::exp, (-2.0, 2.0)),
+            U::Log => builtin("log", f64::ln, positive),
+            U::Sqrt => builtin("sqrt", f64::sqrt, positive),
+            U::Rsqrt => builtin("rsqrt", |x| 1.0 / x.sqrt(), positive),
+            U::Tanh => builtin("tanh", f64::tanh, (-2.0, 2.0)),
+            U::Sigmoid => builtin("sigmoid", |x| 1.0 / (1.0 + (-x).exp()), (-3.0, 3.0)),
+            U::Sin => builtin("sin", f64::sin, (-3.0, 3.0)),
+            U::Cos => builtin("cos", f64::cos, (-3.0, 3.0)),
+            U::Floor => builtin("floor", f64::floor, (-3.0, 3.0)),
+            U::Erf => builtin("erf", libm::erf, (-3.0, 3.0)),
+            U::Recip => UnaryRow { smooth: (0.3, 3.0), ..row("recip", false, Some(|x| 1.0 / x), None, None) },
+            U::Not => row("not", false, None, None, Some(|b| !b)),
         }
     }
 
@@ -126,6 +142,14 @@ impl UnaryOp {
                 let t = g.mul(ct, s)?;
                 g.neg(t)?
             }
+            U::Erf => {
+                // d/dx erf x = 2/sqrt(pi) exp(-x^2)
+                let x2 = g.mul(x, x)?;
+                let n = g.neg(x2)?;
+                let e = g.exp(n)?;
+                let t = g.mul(ct, e)?;
+                g.mul_scalar(t, std::f64::consts::FRAC_2_SQRT_PI)?
+            }
             U::Recip => {
                 let y2 = g.mul(y, y)?;
                 let t = g.mul(ct, y2)?;
@@ -140,43 +164,20 @@ impl UnaryOp {
 
 impl OpRule for UnaryOp {
     fn name(&self) -> &'static str {
-        use UnaryOp as U;
-        match self {
-            U::Neg => "neg",
-            U::Abs => "abs",
-            U::Exp => "exp",
-            U::Log => "log",
-            U::Sqrt => "sqrt",
-            U::Rsqrt => "rsqrt",
-            U::Tanh => "tanh",
-            U::Sigmoid => "sigmoid",
-            U::Sin => "sin",
-            U::Cos => "cos",
-            U::Floor => "floor",
-            U::Sign => "sign",
-            U::Not => "not",
-            U::Recip => "recip",
-        }
+        self.row().name
     }
     fn class(&self) -> LoweringClass {
         LoweringClass::Elementwise
     }
     fn infer(&self, ins: &[&Type]) -> Result<Type, IrError> {
         arity(self.name(), ins, 1)?;
-        let f = self.fns();
-        let ok = match ins[0].dtype {
-            DType::F32 => f.float.is_some(),
-            DType::I32 => f.int.is_some(),
-            DType::Bool => f.boolean.is_some(),
-            DType::U8 => false,
-        };
-        if !ok {
+        if !self.row().accepts(ins[0].dtype) {
             return Err(IrError::ty(self.name(), format!("not defined on {}", ins[0])));
         }
         Ok(ins[0].clone())
     }
     fn eval(&self, _ty: &Type, ins: &[&Tensor]) -> Result<Tensor, IrError> {
-        let f = self.fns();
+        let f = self.row();
         let bad = || IrError::ty(self.name(), format!("not defined on {}", ins[0].dtype()));
         Ok(match ins[0] {
             Tensor::Float(a) => Tensor::Float(a.mapv(f.float.ok_or_else(bad)?)),
@@ -196,23 +197,11 @@ impl OpRule for UnaryOp {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Max,
-    Min,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-    And,
-    Or,
+closed_enum! {
+    /// Binary elementwise ops on operands of one shape.
+    pub enum BinaryOp {
+        Add, Sub, Mul, Div, Pow, Max, Min, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
+    }
 }
 
 /// The scalar functions of a binary op.
