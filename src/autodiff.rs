@@ -9,6 +9,8 @@
 //! Only f32 nodes carry gradients; `stop_gradient` blocks them; the sum over
 //! broadcast copies is the `broadcast` VJP.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use crate::ir::{DType, Graph, IrError, NodeId, Op, Type, VjpCtx};
 
 /// The gradients of the scalar f32 `loss` with respect to each of `wrt`, as

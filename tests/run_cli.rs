@@ -673,3 +673,19 @@ fn wide(logits: f32[B, 12], y: i32[B] classes 10) -> f32 { cross_entropy(logits,
     let shown = nnc::diag::render_all(&out.sources, &out.diags, nnc::diag::Style::Plain);
     assert!(out.diags.is_empty(), "{shown}");
 }
+
+/// `nnc ir --stage kernels` prints the kernels `nnc run` compiles: the
+/// runner's native step is built by the same entry point with the same
+/// options, and its schedule prints the same text.
+#[test]
+fn ir_kernels_are_what_run_compiles() {
+    for file in ["examples/mnist.nn", "examples/mnist_cnn.nn", "examples/char_gpt.nn"] {
+        let printed = ok(&nnc().args(["ir", file, "--stage", "kernels"]).output().unwrap());
+        let compiled =
+            nnc::compile(Path::new(file), &[], nnc::lower::Setup::default()).unwrap_or_else(|_| panic!("{file}"));
+        let opts =
+            nnc::runtime::Options { in_place: nnc::runner::STEP_SCHEDULE.in_place, threads: 1, c_products: false };
+        let step = nnc::runtime::CompiledStep::compile_with(&compiled.lowered.train, opts).unwrap();
+        assert_eq!(printed, step.schedule().to_string(), "{file}");
+    }
+}

@@ -84,10 +84,9 @@ impl Model {
 }
 
 fn step(batch: usize, g: &Graph) -> Result<Step, BuildError> {
-    let graph = crate::opt::optimize(g).map_err(|e| BuildError::Codegen(format!("internal compiler error: {e}")))?;
-    let schedule = schedule::schedule(&graph, schedule::Options { in_place: false })
-        .map_err(|e| BuildError::Codegen(e.to_string()))?;
-    Ok(Step { batch, graph, schedule })
+    let p = schedule::prepare(g, schedule::Options { in_place: false })
+        .map_err(|e| BuildError::Codegen(format!("internal compiler error: {e}")))?;
+    Ok(Step { batch, graph: p.graph, schedule: p.schedule })
 }
 
 /// C of a `[B, C]` output; other outputs are refused: what a build prints

@@ -38,6 +38,7 @@ impl Args {
 }
 
 impl Checker<'_> {
+    #[warn(clippy::wildcard_enum_match_arm)] // one arm per family, no fall-through
     pub(super) fn builtin(&mut self, b: Builtin, args: Vec<ArgVal>, call: Span) -> Val {
         let specs: Vec<ParamSpec> =
             b.params().iter().map(|(n, r)| ParamSpec { name: n, required: *r, span: None }).collect();
@@ -63,33 +64,49 @@ impl Checker<'_> {
             Builtin::Pad => self.pad(&a),
             Builtin::Take => self.take(&a),
             Builtin::OneHot => self.one_hot(&a),
-            Builtin::Arange => match a.val(0) {
-                Val::Int(d) => {
-                    let n = d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")));
-                    let classes = Some(Classes { n: n.clone(), at: call });
-                    Val::Tensor(TensorTy { dtype: DType::I32, shape: Shape::of(vec![n]), classes })
-                }
-                v => self.error(expected("an int", &self.show(&v), a.span(0))),
-            },
+            Builtin::Arange => self.arange(&a),
             Builtin::Random { .. } | Builtin::StopGradient => self.float_tensor(&a, 0).map_or(Val::Error, Val::Tensor),
             Builtin::Patches => self.patches(&a),
             Builtin::Cast(to) => self.cast(to, &a),
-            Builtin::Float => match a.val(0) {
-                Val::Int(_) | Val::Float => Val::Float,
-                v => self.error(expected("an int or float", &self.show(&v), a.span(0))),
-            },
-            Builtin::ShapeOf => match a.val(0) {
-                Val::Tensor(t) => Val::Dims(t.shape.rest.is_none().then_some(t.shape.dims)),
-                v => self.error(expected("a tensor", &self.show(&v), a.span(0))),
-            },
-            Builtin::Prod => match a.val(0) {
-                Val::Dims(Some(d)) => Val::Int(Some(d.iter().fold(Dim::constant(1), |acc, x| acc.mul(x)))),
-                Val::Dims(None) => Val::Int(None),
-                v => self.error(expected("dims", &self.show(&v), a.span(0))),
-            },
+            Builtin::Float => self.float_of(&a),
+            Builtin::ShapeOf => self.shape_of(&a),
+            Builtin::Prod => self.prod(&a),
             Builtin::Init(InitKind::Uniform | InitKind::Normal | InitKind::Constant) => self.init(&a),
             Builtin::Training => Val::Bool(None),
             Builtin::Source(_) => self.source(b, &a),
+        }
+    }
+
+    fn arange(&mut self, a: &Args) -> Val {
+        match a.val(0) {
+            Val::Int(d) => {
+                let n = d.unwrap_or_else(|| Dim::sym(self.fresh_sym("n")));
+                let classes = Some(Classes { n: n.clone(), at: a.call });
+                Val::Tensor(TensorTy { dtype: DType::I32, shape: Shape::of(vec![n]), classes })
+            }
+            v => self.error(expected("an int", &self.show(&v), a.span(0))),
+        }
+    }
+
+    fn float_of(&mut self, a: &Args) -> Val {
+        match a.val(0) {
+            Val::Int(_) | Val::Float => Val::Float,
+            v => self.error(expected("an int or float", &self.show(&v), a.span(0))),
+        }
+    }
+
+    fn shape_of(&mut self, a: &Args) -> Val {
+        match a.val(0) {
+            Val::Tensor(t) => Val::Dims(t.shape.rest.is_none().then_some(t.shape.dims)),
+            v => self.error(expected("a tensor", &self.show(&v), a.span(0))),
+        }
+    }
+
+    fn prod(&mut self, a: &Args) -> Val {
+        match a.val(0) {
+            Val::Dims(Some(d)) => Val::Int(Some(d.iter().fold(Dim::constant(1), |acc, x| acc.mul(x)))),
+            Val::Dims(None) => Val::Int(None),
+            v => self.error(expected("dims", &self.show(&v), a.span(0))),
         }
     }
 

@@ -13,16 +13,18 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{BlockArg, ConstantData, FuncRef, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::CodegenError;
 use super::math::{self, fconst, iconst, reg_ty, sel};
+use super::{CodegenError, RtCall};
 use crate::ir::{BinaryOp, DType, UnaryOp};
 use crate::schedule::{BufId, Buffer, ENode, Expr, ExprId, LoopKernel, Store, StoreMode, View, elem_size};
 
-/// Runtime functions a kernel may call.
-pub(super) struct Calls {
-    pub powf: FuncRef,
-    pub sinf: FuncRef,
-    pub cosf: FuncRef,
+/// Runtime functions a kernel may call, by [`RtCall`] row.
+pub(super) struct Calls(pub [FuncRef; RtCall::ALL.len()]);
+
+impl Calls {
+    fn get(&self, call: RtCall) -> FuncRef {
+        self.0[call as usize]
+    }
 }
 
 /// Memory accesses: in bounds by construction, alignment unknown.
@@ -119,7 +121,9 @@ impl<'a> Gen<'a> {
         let (lo, hi) = match range {
             Range::Outer(s, e) if d == 0 => (Bound::dynamic(s), Bound::dynamic(e)),
             Range::Inner(s, e) if last => (Bound::dynamic(s), Bound::dynamic(e)),
-            _ => (Bound::known(b, 0), Bound::known(b, self.k.space[d] as i64)),
+            Range::Whole | Range::Outer(..) | Range::Inner(..) => {
+                (Bound::known(b, 0), Bound::known(b, self.k.space[d] as i64))
+            }
         };
         if d + 1 == self.k.space.len() {
             let outer = self.outer_offsets(b, idx);
@@ -334,7 +338,7 @@ impl<'a> Gen<'a> {
         let dt = self.bufs[st.buf.index()].dtype;
         let v = match st.mode {
             StoreMode::Assign => v,
-            mode => {
+            mode @ (StoreMode::Add | StoreMode::Max) => {
                 let old = load(b, dt, w, a);
                 combine(b, mode, dt, old, v)
             }
@@ -457,7 +461,7 @@ impl<'a> Gen<'a> {
         let top = match node(*src).dtype {
             DType::U8 => 255u8,
             DType::Bool => 1,
-            _ => return None,
+            DType::F32 | DType::I32 => return None,
         };
         let (c, r) = (*c as f32, 1.0 / *c as f32);
         // Steps run with denormals flushed (FTZ/DAZ), which this check does
@@ -494,8 +498,8 @@ impl<'a> Gen<'a> {
             U::Tanh if f32_only => math::tanh(b, x),
             U::Sigmoid if f32_only => math::sigmoid(b, x),
             U::Erf if f32_only => math::erf(b, x),
-            U::Sin if f32_only => call1(b, self.calls.sinf, x),
-            U::Cos if f32_only => call1(b, self.calls.cosf, x),
+            U::Sin if f32_only => call1(b, self.calls.get(RtCall::Sinf), x),
+            U::Cos if f32_only => call1(b, self.calls.get(RtCall::Cosf), x),
             U::Floor if f32_only => b.ins().floor(x),
             U::Recip if f32_only => {
                 let one = fconst(b, w, 1.0);
@@ -642,7 +646,7 @@ fn binary(
         B::Mul if float => b.ins().fmul(x, y),
         B::Div if float => b.ins().fdiv(x, y),
         B::Pow if float => {
-            let c = b.ins().call(calls.powf, &[x, y]);
+            let c = b.ins().call(calls.get(RtCall::Powf), &[x, y]);
             b.inst_results(c)[0]
         }
         B::Max if float => math::fmax(b, x, y, true),

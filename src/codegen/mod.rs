@@ -14,6 +14,8 @@
 //! The lowering is generic over [`cranelift_module::Module`]: the JIT
 //! (`runtime`) and object files (`build`) share it.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod loops;
 pub mod math;
 
@@ -28,12 +30,49 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 use crate::schedule::{BufId, GemmKernel, KernelBody, Place, Schedule};
 
-/// Symbols of the runtime functions generated code imports.
-pub const RT_SGEMM: &str = "nnc_rt_sgemm";
-pub const RT_PARALLEL: &str = "nnc_rt_parallel";
-pub const RT_POWF: &str = "nnc_rt_powf";
-pub const RT_SINF: &str = "nnc_rt_sinf";
-pub const RT_COSF: &str = "nnc_rt_cosf";
+/// The runtime functions generated code calls: one row each, with its
+/// symbol and signature. The JIT binds every row to a Rust function
+/// (`runtime::rt::address`); a build links the C runtime, which defines
+/// every symbol (a test compiles and links one of each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtCall {
+    /// `(16 x i64)`: a strided, batched product over a row or column range.
+    Sgemm,
+    /// `(7 x i64)`: run a kernel across the thread pool.
+    Parallel,
+    Powf,
+    Sinf,
+    Cosf,
+}
+
+impl RtCall {
+    pub const ALL: [RtCall; 5] = [RtCall::Sgemm, RtCall::Parallel, RtCall::Powf, RtCall::Sinf, RtCall::Cosf];
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            RtCall::Sgemm => "nnc_rt_sgemm",
+            RtCall::Parallel => "nnc_rt_parallel",
+            RtCall::Powf => "nnc_rt_powf",
+            RtCall::Sinf => "nnc_rt_sinf",
+            RtCall::Cosf => "nnc_rt_cosf",
+        }
+    }
+
+    fn signature<M: Module>(self, m: &M) -> cranelift_codegen::ir::Signature {
+        let mut sig = m.make_signature();
+        let (params, ty, ret) = match self {
+            RtCall::Sgemm => (16, types::I64, false),
+            RtCall::Parallel => (7, types::I64, false),
+            RtCall::Powf => (2, types::F32, true),
+            RtCall::Sinf | RtCall::Cosf => (1, types::F32, true),
+        };
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(ty), params));
+        if ret {
+            sig.returns.push(AbiParam::new(ty));
+        }
+        sig
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum CodegenError {
@@ -114,33 +153,22 @@ fn kernel_sig<M: Module>(m: &M) -> Signature {
     sig
 }
 
-struct Imports {
-    sgemm: FuncId,
-    parallel: FuncId,
-    powf: FuncId,
-    sinf: FuncId,
-    cosf: FuncId,
+/// Every runtime function, declared in the module, by [`RtCall`] row.
+struct Imports([FuncId; RtCall::ALL.len()]);
+
+impl Imports {
+    fn get(&self, call: RtCall) -> FuncId {
+        self.0[call as usize]
+    }
 }
 
 fn declare_imports<M: Module>(m: &mut M) -> Result<Imports, CodegenError> {
-    let mut sig = m.make_signature();
-    sig.params.extend([AbiParam::new(types::I64); 16]);
-    let sgemm = m.declare_function(RT_SGEMM, Linkage::Import, &sig).map_err(cl)?;
-    let mut par = m.make_signature();
-    par.params.extend([AbiParam::new(types::I64); 7]);
-    let parallel = m.declare_function(RT_PARALLEL, Linkage::Import, &par).map_err(cl)?;
-    let mut f1 = m.make_signature();
-    f1.params.push(AbiParam::new(types::F32));
-    f1.returns.push(AbiParam::new(types::F32));
-    let mut f2 = f1.clone();
-    f2.params.push(AbiParam::new(types::F32));
-    Ok(Imports {
-        sgemm,
-        parallel,
-        powf: m.declare_function(RT_POWF, Linkage::Import, &f2).map_err(cl)?,
-        sinf: m.declare_function(RT_SINF, Linkage::Import, &f1).map_err(cl)?,
-        cosf: m.declare_function(RT_COSF, Linkage::Import, &f1).map_err(cl)?,
-    })
+    let mut ids = Vec::with_capacity(RtCall::ALL.len());
+    for call in RtCall::ALL {
+        ids.push(m.declare_function(call.symbol(), Linkage::Import, &call.signature(m)).map_err(cl)?);
+    }
+    let ids = ids.try_into().map_err(|_| CodegenError::Internal("runtime call table".into()))?;
+    Ok(Imports(ids))
 }
 
 /// Which axis of a product threads split.
@@ -247,7 +275,7 @@ pub fn define_step<M: Module>(
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let args = b.block_params(entry).to_vec();
-        let par = module.declare_func_in_func(imports.parallel, b.func);
+        let par = module.declare_func_in_func(imports.get(RtCall::Parallel), b.func);
         for &(id, split, units, grain) in &ids {
             let f = module.declare_func_in_func(id, b.func);
             let n = b.ins().iconst(types::I64, units as i64);
@@ -299,11 +327,7 @@ fn define_kernel<M: Module>(
         b.switch_to_block(entry);
         let args = b.block_params(entry).to_vec();
         let bases = base_pointers(&mut b, s, &k.body, &args);
-        let calls = loops::Calls {
-            powf: module.declare_func_in_func(imports.powf, b.func),
-            sinf: module.declare_func_in_func(imports.sinf, b.func),
-            cosf: module.declare_func_in_func(imports.cosf, b.func),
-        };
+        let calls = loops::Calls(RtCall::ALL.map(|c| module.declare_func_in_func(imports.get(c), b.func)));
         let range = split.then(|| (args[3], args[4]));
         match &k.body {
             KernelBody::Loop(l) => {
@@ -311,7 +335,7 @@ fn define_kernel<M: Module>(
                 loops::Gen::new(l, &s.buffers, &bases, &calls).emit(&mut b, part)?
             }
             KernelBody::Gemm(g) => {
-                let f = module.declare_func_in_func(imports.sgemm, b.func);
+                let f = module.declare_func_in_func(imports.get(RtCall::Sgemm), b.func);
                 let (start, end) = match range {
                     Some(r) => r,
                     None => (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, split_units(&k.body) as i64)),

@@ -213,9 +213,11 @@ fn canonical(op: Op, inputs: &[NodeId]) -> (Op, Vec<NodeId>) {
     {
         inputs.swap(0, 1);
     }
-    let op = match op {
-        Op::Const(c) => Op::Const(Const { value: Scalar(c.ty.dtype.round(c.value.0)), ty: c.ty }),
-        other => other,
+    // Constants are stored rounded to their dtype.
+    let op = if let Op::Const(c) = op {
+        Op::Const(Const { value: Scalar(c.ty.dtype.round(c.value.0)), ty: c.ty })
+    } else {
+        op
     };
     (op, inputs)
 }

@@ -143,17 +143,14 @@ fn eval_tensors(
             vals.push(None);
             continue;
         }
-        let t = match &n.op {
-            Op::Input(inp) => {
-                let err = |message: String| IrError::Input { name: inp.name.clone(), message };
-                let v = inputs.get(&inp.name).ok_or_else(|| err("no value supplied".into()))?;
-                v.to_tensor(&n.ty, prec).map_err(err)?
-            }
-            op => {
-                let ins = n.inputs.iter().map(|x| vals[x.index()].as_ref().ok_or(IrError::UnknownNode(*x)));
-                let ins: Vec<&Tensor> = ins.collect::<Result<_, _>>()?;
-                round(op.rule().eval(&n.ty, &ins)?, prec)
-            }
+        let t = if let Op::Input(inp) = &n.op {
+            let err = |message: String| IrError::Input { name: inp.name.clone(), message };
+            let v = inputs.get(&inp.name).ok_or_else(|| err("no value supplied".into()))?;
+            v.to_tensor(&n.ty, prec).map_err(err)?
+        } else {
+            let ins = n.inputs.iter().map(|x| vals[x.index()].as_ref().ok_or(IrError::UnknownNode(*x)));
+            let ins: Vec<&Tensor> = ins.collect::<Result<_, _>>()?;
+            round(n.op.rule().eval(&n.ty, &ins)?, prec)
         };
         if t.shape() != n.ty.shape.as_slice() || t.dtype() != n.ty.dtype {
             let msg = format!("{} evaluated to {}{:?}, expected {}", n.op.name(), t.dtype(), t.shape(), n.ty);

@@ -19,6 +19,8 @@
 //! Per-op rules (inference, reference evaluation, VJP, simplification,
 //! lowering class) live together per op family under `ops/`.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod builder;
 mod error;
 mod graph;

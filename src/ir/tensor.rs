@@ -96,17 +96,17 @@ impl Tensor {
 
     /// The float array, or an error naming `op` if this is not a float tensor.
     pub fn float(&self, op: &'static str) -> Result<&ArrayD<f64>, IrError> {
-        match self {
-            Tensor::Float(a) => Ok(a),
-            other => Err(IrError::ty(op, format!("expected f32 values, got {}", other.dtype()))),
+        if let Tensor::Float(a) = self {
+            return Ok(a);
         }
+        Err(IrError::ty(op, format!("expected f32 values, got {}", self.dtype())))
     }
 
     pub fn int(&self, op: &'static str) -> Result<&ArrayD<i32>, IrError> {
-        match self {
-            Tensor::Int(a) => Ok(a),
-            other => Err(IrError::ty(op, format!("expected i32 values, got {}", other.dtype()))),
+        if let Tensor::Int(a) = self {
+            return Ok(a);
         }
+        Err(IrError::ty(op, format!("expected i32 values, got {}", self.dtype())))
     }
 }
 

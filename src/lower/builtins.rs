@@ -52,6 +52,7 @@ impl Lowerer<'_> {
         self.node(&v, None, a.span(i))
     }
 
+    #[warn(clippy::wildcard_enum_match_arm)] // one arm per family, no fall-through
     fn builtin_args(&mut self, b: Builtin, a: &Args) -> LResult<Val> {
         let span = a.call;
         let node = |r: Result<NodeId, crate::ir::IrError>| r.map(Val::Node).map_err(at(span));

@@ -4,6 +4,8 @@
 //! to whatever a pass produces. [`optimize`] runs them to a fixed point, with
 //! the verifier between passes in debug builds.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 pub mod cse;
 pub mod dce;
 pub mod fold;

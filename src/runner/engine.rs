@@ -62,6 +62,10 @@ fn runtime(e: crate::runtime::RuntimeError) -> RunError {
     RunError::Other(format!("native step: {e}"))
 }
 
+/// How the runner schedules every step: parameters and optimizer states
+/// are updated in place. `nnc ir --stage kernels` schedules with the same.
+pub const STEP_SCHEDULE: crate::schedule::Options = crate::schedule::Options { in_place: true };
+
 impl Engine {
     /// `threads`: how many threads big native kernels split across (0: every core).
     pub fn new(graph: &Graph, backend: Backend, threads: usize) -> Result<Engine, RunError> {
@@ -72,8 +76,11 @@ impl Engine {
                 outputs: HashMap::new(),
             })),
             Backend::Jit => {
-                let step = CompiledStep::compile_with(graph, Options { in_place: true, threads, c_products: false })
-                    .map_err(runtime)?;
+                let step = CompiledStep::compile_with(
+                    graph,
+                    Options { in_place: STEP_SCHEDULE.in_place, threads, c_products: false },
+                )
+                .map_err(runtime)?;
                 Engine::Native(Box::new(step))
             }
         })
@@ -81,9 +88,8 @@ impl Engine {
 
     /// The shape of input `name` as the graph declares it.
     fn input_shape(graph: &Graph, name: &str) -> Option<Vec<usize>> {
-        graph.inputs().iter().find_map(|&id| match &graph.node(id).op {
-            Op::Input(i) if i.name == name => Some(i.ty.shape.clone()),
-            _ => None,
+        graph.inputs().iter().find_map(|&id| {
+            if let Op::Input(i) = &graph.node(id).op { (i.name == name).then(|| i.ty.shape.clone()) } else { None }
         })
     }
 

@@ -14,6 +14,7 @@ mod rundir;
 pub mod sweep;
 mod train;
 
+pub use engine::STEP_SCHEDULE;
 pub use train::{RunOptions, RunSummary, fmt_metrics, interrupted, run, run_with};
 
 use crate::diag::Diags;

@@ -190,16 +190,13 @@ impl CompiledStep {
     }
 
     pub fn compile_with(g: &Graph, opts: Options) -> Result<CompiledStep, RuntimeError> {
-        let schedule = schedule::schedule(g, schedule::Options { in_place: opts.in_place })?;
+        let schedule = schedule::prepare(g, schedule::Options { in_place: opts.in_place })?.schedule;
         let threads = opts.thread_count();
         let mut jb = JITBuilder::with_isa(codegen::host_isa(false)?, default_libcall_names());
-        let c = opts.c_products && c_products_usable();
-        let sgemm = if c { rt::nnc_c_sgemm as *const u8 } else { rt::nnc_rt_sgemm as *const u8 };
-        jb.symbol(codegen::RT_SGEMM, sgemm);
-        jb.symbol(codegen::RT_PARALLEL, pool::nnc_rt_parallel as *const u8);
-        jb.symbol(codegen::RT_POWF, rt::nnc_rt_powf as *const u8);
-        jb.symbol(codegen::RT_SINF, rt::nnc_rt_sinf as *const u8);
-        jb.symbol(codegen::RT_COSF, rt::nnc_rt_cosf as *const u8);
+        let c_products = opts.c_products && c_products_usable();
+        for call in codegen::RtCall::ALL {
+            jb.symbol(call.symbol(), rt::address(call, c_products));
+        }
         let mut module = JITModule::new(jb);
         let funcs = codegen::define_step(&mut module, &schedule, "nnc_step", threads)?;
         module.finalize_definitions().map_err(|e| CodegenError::Cranelift(e.to_string()))?;

@@ -2,6 +2,7 @@
 //! and sizes from the schedule, which guarantees they describe live,
 //! in-bounds buffers; none of them can panic.
 
+use crate::codegen::RtCall;
 use gemm::Parallelism;
 use std::cell::RefCell;
 
@@ -223,6 +224,20 @@ unsafe fn transpose_avx(src: *const f32, m: usize, n: usize, dst: *mut f32, dst_
     }
     // SAFETY: as the caller guarantees.
     unsafe { transpose_tail(src, m, n, dst, dst_rs, m8, n8) };
+}
+
+/// The address the JIT binds each runtime call to: one arm per row of the
+/// code generator's table. `c_products`: products by the built
+/// executable's C kernels, so `nnc predict` prints a build's digits.
+pub fn address(call: RtCall, c_products: bool) -> *const u8 {
+    match call {
+        RtCall::Sgemm if c_products => nnc_c_sgemm as *const u8,
+        RtCall::Sgemm => nnc_rt_sgemm as *const u8,
+        RtCall::Parallel => super::pool::nnc_rt_parallel as *const u8,
+        RtCall::Powf => nnc_rt_powf as *const u8,
+        RtCall::Sinf => nnc_rt_sinf as *const u8,
+        RtCall::Cosf => nnc_rt_cosf as *const u8,
+    }
 }
 
 // The reference computes these in f64 and rounds; so do we, exactly.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use super::view::{Tf, View};
 use super::{
-    BufId, Buffer, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel, MatOperand, Options, Place,
+    Access, BufId, Buffer, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel, MatOperand, Options, Place,
     Scatter, Schedule, ScheduleError, Slot, SlotRole, Store, StoreMode, elem_size,
 };
 use crate::ir::ops::contract::free_dims;
@@ -106,7 +106,9 @@ fn initial(g: &Graph) -> Vec<bool> {
                 let expands = g.node(x).ty.numel() < n.ty.numel();
                 mat[x.index()] |= expands && !cheap(&g.node(x).op);
             }
-            _ => {}
+            Op::Input(_) | Op::Const(_) | Op::Literal(_) | Op::Iota(_) | Op::Random(_) | Op::Unary(_) => {}
+            Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient | Op::Reduce(_) | Op::Reshape(_) => {}
+            Op::Permute(_) | Op::Slice(_) | Op::Pad(_) | Op::Concat(_) | Op::Contract(_) | Op::ScatterAdd(_) => {}
         }
     }
     for (_, id) in g.outputs() {
@@ -146,10 +148,7 @@ fn layouts(g: &Graph) -> Vec<Option<Vec<usize>>> {
     for id in g.ids().filter(|id| need[id.index()]) {
         let n = g.node(id);
         for &x in &n.inputs {
-            let seen = match &n.op {
-                Op::Permute(p) => Some(p.perm.clone()),
-                _ => None,
-            };
+            let seen = if let Op::Permute(p) = &n.op { Some(p.perm.clone()) } else { None };
             let slot = &mut perms[x.index()];
             *slot = match slot.take() {
                 None => Some(seen),
@@ -280,7 +279,14 @@ impl<'g> Builder<'g> {
                     }
                     Place::Const(at)
                 }
-                _ => Place::Arena(0),
+                // Everything computed lives in the arena until the plan
+                // binds outputs to slots.
+                Op::Const(_) | Op::Iota(_) | Op::Random(_) | Op::Unary(_) | Op::Binary(_) | Op::Select => {
+                    Place::Arena(0)
+                }
+                Op::Cast(_) | Op::StopGradient | Op::Reduce(_) | Op::Reshape(_) | Op::Permute(_) => Place::Arena(0),
+                Op::Broadcast(_) | Op::Slice(_) | Op::Pad(_) | Op::Concat(_) | Op::Contract(_) => Place::Arena(0),
+                Op::Gather(_) | Op::ScatterAdd(_) => Place::Arena(0),
             };
             self.buf_of[id.index()] = Some(self.new_buffer(&n.ty, place, Some(id)));
         }
@@ -418,7 +424,22 @@ impl<'g> Builder<'g> {
                 self.push_loop(&label, space, e, vec![st]);
             }
             Op::Contract(c) => self.gemm(&label, id, c)?,
-            _ => {
+            // One fused elementwise loop computes the node from its inputs.
+            Op::Input(_)
+            | Op::Const(_)
+            | Op::Literal(_)
+            | Op::Iota(_)
+            | Op::Random(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Select
+            | Op::Cast(_)
+            | Op::StopGradient
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Broadcast(_)
+            | Op::Slice(_)
+            | Op::Gather(_) => {
                 let mut e = Exprs::default();
                 let value = self.op_expr(&mut e, id, Vec::new())?;
                 let view = View::contiguous(&n.ty.shape);
@@ -645,10 +666,10 @@ fn same_element_only(k: &Kernel, out: BufId, inp: BufId) -> bool {
     let out_views: Vec<&View> = l.stores.iter().filter(|s| s.buf == out).map(|s| &s.view).collect();
     let plain = l.stores.iter().all(|s| s.buf != out || (s.mode == StoreMode::Assign && s.scatter.is_none()));
     plain
-        && l.nodes.iter().all(|n| match &n.expr {
-            Expr::Load { buf, view } if *buf == inp => out_views.iter().all(|v| *v == view),
-            Expr::Gather { buf, .. } => *buf != inp,
-            _ => true,
+        && l.nodes.iter().all(|n| match n.expr.reads() {
+            Access::Element(buf, view) => buf != inp || out_views.iter().all(|v| *v == view),
+            Access::Indexed(buf) => buf != inp,
+            Access::Nothing => true,
         })
 }
 

@@ -13,7 +13,9 @@
 //!
 //! Afterwards, stores into arena buffers nobody reads are dropped.
 
-use super::{BufId, Buffer, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel, Place, Store, View};
+use super::{
+    Access, BufId, Buffer, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel, Place, Store, View,
+};
 
 /// How many earlier kernels a kernel looks at for a partner.
 const WINDOW: usize = 32;
@@ -126,10 +128,10 @@ fn fuse_loops(a: &LoopKernel, b: &LoopKernel, bufs: &[Buffer], outside: &[(BufId
         if written.iter().any(|w| mem(bufs, w.0) == m) {
             return None;
         }
-        let read_elsewhere = a.nodes.iter().any(|n| match &n.expr {
-            Expr::Load { buf, view } => mem(bufs, *buf) == m && !(plain(s) && *view == s.view),
-            Expr::Gather { buf, .. } => mem(bufs, *buf) == m,
-            _ => false,
+        let read_elsewhere = a.nodes.iter().any(|n| match n.expr.reads() {
+            Access::Element(buf, view) => mem(bufs, buf) == m && !(plain(s) && *view == s.view),
+            Access::Indexed(buf) => mem(bufs, buf) == m,
+            Access::Nothing => false,
         });
         if read_elsewhere {
             return None;
@@ -139,14 +141,14 @@ fn fuse_loops(a: &LoopKernel, b: &LoopKernel, bufs: &[Buffer], outside: &[(BufId
     let mut map: Vec<ExprId> = Vec::with_capacity(b.nodes.len());
     for n in &b.nodes {
         let hit = |buf: BufId| written.iter().find(|w| mem(bufs, w.0) == mem(bufs, buf));
-        let id = match &n.expr {
-            Expr::Load { buf, view } => match hit(*buf) {
-                Some(&(wb, wv, value, true)) if wb == *buf && wv == view => value,
+        let id = match n.expr.reads() {
+            Access::Element(buf, view) => match hit(buf) {
+                Some(&(wb, wv, value, true)) if wb == buf && wv == view => value,
                 Some(_) => return None,
                 None => None,
             },
-            Expr::Gather { buf, .. } if hit(*buf).is_some() => return None,
-            _ => None,
+            Access::Indexed(buf) if hit(buf).is_some() => return None,
+            Access::Indexed(_) | Access::Nothing => None,
         };
         let id = match id {
             Some(v) => v,
@@ -227,7 +229,7 @@ fn prune(l: &mut LoopKernel) {
     }
     for i in (0..l.nodes.len()).rev() {
         if live[i] {
-            operands(&l.nodes[i].expr, |x| live[x as usize] = true);
+            l.nodes[i].expr.operands(|x| live[x as usize] = true);
         }
     }
     let mut map = vec![0 as ExprId; l.nodes.len()];
@@ -240,21 +242,4 @@ fn prune(l: &mut LoopKernel) {
     }
     l.stores = l.stores.iter().map(|s| remap_store(s, &map)).collect();
     l.nodes = nodes;
-}
-
-fn operands(e: &Expr, mut f: impl FnMut(ExprId)) {
-    match e {
-        Expr::Load { .. } | Expr::Const(_) | Expr::Iota(_) => {}
-        Expr::Random { key, .. } => f(*key),
-        Expr::Unary(_, x) | Expr::Cast(_, x) | Expr::Gather { index: x, .. } => f(*x),
-        Expr::Binary(_, x, y) => {
-            f(*x);
-            f(*y);
-        }
-        Expr::Select(c, x, y) => {
-            f(*c);
-            f(*x);
-            f(*y);
-        }
-    }
 }

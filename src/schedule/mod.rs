@@ -27,11 +27,14 @@
 //! inside its buffer (views are derived from in-bounds movement ops, gather
 //! and scatter indices are range-checked by the generated code).
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod collapse;
 mod fuse;
 mod merge;
 mod plan;
 mod print;
+mod verify;
 pub mod view;
 
 use std::fmt;
@@ -266,21 +269,86 @@ pub struct Schedule {
     pub consts: Vec<u8>,
 }
 
-/// Schedules `g` (which should already be optimized and verified).
+/// A graph ready for code generation: optimized, and its schedule.
+pub struct Prepared {
+    pub graph: Graph,
+    pub schedule: Schedule,
+}
+
+/// The back end's one entry point: graph → verify → optimize → schedule →
+/// verify the schedule. `nnc run`, `watch`, `predict` (through the JIT in
+/// `runtime`), `build` (an object file) and `nnc ir --stage kernels` all
+/// compile what this returns, so what `ir` shows is what runs.
+pub fn prepare(g: &Graph, opts: Options) -> Result<Prepared, ScheduleError> {
+    fn ir(stage: &'static str) -> impl Fn(crate::ir::IrError) -> ScheduleError {
+        move |e| ScheduleError::Invalid(format!("{stage}: {e}"))
+    }
+    crate::ir::verify(g).map_err(ir("the lowered graph"))?;
+    let graph = crate::opt::optimize(g).map_err(ir("optimizing"))?;
+    crate::ir::verify(&graph).map_err(ir("the optimized graph"))?;
+    let schedule = schedule(&graph, opts)?;
+    Ok(Prepared { graph, schedule })
+}
+
+/// Schedules `g` (which should already be optimized and verified); the
+/// plan is verified before it is returned.
 pub fn schedule(g: &Graph, opts: Options) -> Result<Schedule, ScheduleError> {
     let mut s = fuse::run(g, opts)?;
     s.kernels = merge::run(std::mem::take(&mut s.kernels), &s.buffers);
     s.kernels.iter_mut().for_each(collapse::run);
     plan::run(&mut s)?;
+    verify::verify(&s)?;
     Ok(s)
+}
+
+/// How one expression reads memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Access<'a> {
+    Nothing,
+    /// The element of `buf` at this view of the kernel's index.
+    Element(BufId, &'a View),
+    /// Any element of `buf`: the index is data.
+    Indexed(BufId),
+}
+
+impl Expr {
+    /// The memory this expression reads. Every buffer analysis (liveness,
+    /// in-place and merge safety, the schedule verifier) asks this one
+    /// exhaustive method, so a new kind of read cannot slip past them.
+    pub fn reads(&self) -> Access<'_> {
+        match self {
+            Expr::Load { buf, view } => Access::Element(*buf, view),
+            Expr::Gather { buf, .. } => Access::Indexed(*buf),
+            Expr::Const(_) | Expr::Iota(_) | Expr::Random { .. } => Access::Nothing,
+            Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) | Expr::Cast(..) => Access::Nothing,
+        }
+    }
+
+    /// The expression's operands (earlier nodes of its kernel).
+    pub fn operands(&self, mut f: impl FnMut(ExprId)) {
+        match self {
+            Expr::Load { .. } | Expr::Const(_) | Expr::Iota(_) => {}
+            Expr::Random { key, .. } => f(*key),
+            Expr::Unary(_, x) | Expr::Cast(_, x) | Expr::Gather { index: x, .. } => f(*x),
+            Expr::Binary(_, x, y) => {
+                f(*x);
+                f(*y);
+            }
+            Expr::Select(c, x, y) => {
+                f(*c);
+                f(*x);
+                f(*y);
+            }
+        }
+    }
 }
 
 impl LoopKernel {
     /// Buffers this kernel reads.
     pub fn reads(&self) -> impl Iterator<Item = BufId> + '_ {
-        self.nodes.iter().filter_map(|n| match &n.expr {
-            Expr::Load { buf, .. } | Expr::Gather { buf, .. } => Some(*buf),
-            _ => None,
+        self.nodes.iter().filter_map(|n| match n.expr.reads() {
+            Access::Element(buf, _) | Access::Indexed(buf) => Some(buf),
+            Access::Nothing => None,
         })
     }
 }
