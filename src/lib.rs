@@ -56,34 +56,44 @@ pub fn check_file(path: &Path, overrides: &[String]) -> CheckOutput {
     check_program(program, diags, overrides)
 }
 
-/// Parse the `--set` strings and check the program; the overrides come
-/// back as `(name, value)` pairs for lowering.
-fn check_with(program: &resolve::Program, diags: &mut Diags, overrides: &[String]) -> Vec<(String, String)> {
+/// Parse the `--set` strings and check the program; its diagnostics go
+/// into `diags`, the rest of what it found comes back for lowering.
+fn check_with(program: &resolve::Program, diags: &mut Diags, overrides: &[String]) -> check::Checked {
     match check::parse_overrides(overrides) {
         Ok(o) => {
-            diags.extend(check::check(program, &o));
-            o.into_iter().map(|o| (o.name, o.value)).collect()
+            let mut checked = check::check(program, &o);
+            diags.append(&mut checked.diags);
+            checked
         }
         Err(d) => {
             diags.push(d);
-            Vec::new()
+            check::Checked::default()
         }
     }
 }
 
 fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[String]) -> CheckOutput {
-    let overrides = check_with(&program, &mut diags, overrides);
+    let checked = check_with(&program, &mut diags, overrides);
     let mut experiments = Vec::new();
     if !diags.iter().any(|d| d.is_error()) {
-        experiments = lower::experiments(&program).iter().map(|e| e.name.name.clone()).collect();
+        experiments = checked.experiments.iter().map(|e| e.name.clone()).collect();
         for name in &experiments {
-            let setup = lower::Setup { overrides: overrides.clone(), experiment: Some(name.clone()), eval_batch: None };
-            if let Err(d) = lower::lower_experiment(&program, &setup) {
+            let setup = lower::Setup { experiment: Some(name.clone()), eval_batch: None };
+            if let Err(d) = lower::lower_experiment(&program, &checked, &setup) {
                 diags.extend(d);
             }
         }
     }
     CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments }
+}
+
+/// The sweep axes of `path` not pinned by `overrides`: empty when nothing
+/// is swept, or when the file does not check (the run reports why).
+pub fn sweep_axes(path: &Path, overrides: &[String]) -> Vec<check::spec::SweepAxis> {
+    let (program, mut diags) = resolve::load(path);
+    let checked = check_with(&program, &mut diags, overrides);
+    let pinned = |name: &str| checked.overrides.iter().any(|(n, _)| n == name);
+    checked.sweeps.into_iter().filter(|a| !pinned(&a.name)).collect()
 }
 
 /// Check source text as if it were a file named `name` (tests, fuzzing).
@@ -101,13 +111,13 @@ pub struct Compiled {
 
 /// Check `path`, then lower its experiment as `setup` says; `overrides`
 /// are the raw `--set NAME=VALUE` strings.
-pub fn compile(path: &Path, overrides: &[String], mut setup: lower::Setup) -> Result<Compiled, CheckOutput> {
+pub fn compile(path: &Path, overrides: &[String], setup: lower::Setup) -> Result<Compiled, CheckOutput> {
     let (program, mut diags) = resolve::load(path);
-    setup.overrides = check_with(&program, &mut diags, overrides);
+    let checked = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
         return Err(CheckOutput::failed(program.sources, diag::dedup(diags)));
     }
-    match lower::lower_experiment(&program, &setup) {
+    match lower::lower_experiment(&program, &checked, &setup) {
         Ok(lowered) => Ok(Compiled { sources: program.sources, lowered }),
         Err(d) => Err(CheckOutput::failed(program.sources, d)),
     }
@@ -122,14 +132,14 @@ pub fn compile_predict(
     batches: &[usize],
 ) -> Result<Vec<lower::Predict>, CheckOutput> {
     let (program, mut diags) = resolve::load(path);
-    let overrides = check_with(&program, &mut diags, overrides);
+    let checked = check_with(&program, &mut diags, overrides);
     if diags.iter().any(|d| d.is_error()) {
         return Err(CheckOutput::failed(program.sources, diag::dedup(diags)));
     }
-    let setup = lower::Setup { overrides, experiment, eval_batch: None };
+    let setup = lower::Setup { experiment, eval_batch: None };
     let mut out = Vec::with_capacity(batches.len());
     for &b in batches {
-        match lower::lower_predict(&program, &setup, b) {
+        match lower::lower_predict(&program, &checked, &setup, b) {
             Ok(p) => out.push(p),
             Err(d) => return Err(CheckOutput::failed(program.sources, d)),
         }

@@ -689,3 +689,20 @@ fn ir_kernels_are_what_run_compiles() {
         assert_eq!(printed, step.schedule().to_string(), "{file}");
     }
 }
+
+/// `--set` is parsed once, by the checker, as the constant's type: an
+/// integer given for a float constant is the float, so `lr / 4` stays a
+/// float division (lowering once read `--set lr=1` as the int 1, and
+/// `1 / 4` trained with a learning rate of 0).
+#[test]
+fn an_integer_set_on_a_float_constant_stays_a_float() {
+    let dir = scratch("set_float");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |s| {
+        let s = s.replace("let hidden = 128", "let hidden = 128\nlet lr = 1e-3");
+        s.replace("adam(lr: 1e-3)", "adam(lr: lr / 4)")
+    });
+    let compiled = nnc::compile(&file, &["lr=1".into()], nnc::lower::Setup::default()).unwrap_or_else(|_| panic!());
+    assert_eq!(compiled.lowered.lr, 0.25);
+    let lr = compiled.lowered.hyperparameters.iter().find(|(k, _)| k == "lr").map(|(_, v)| v.clone());
+    assert_eq!(lr.as_deref(), Some("1"));
+}

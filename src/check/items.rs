@@ -5,29 +5,12 @@ use super::call::{ArgVal, Env, ParamSpec};
 use super::dim::{Dim, Shape};
 use super::expr::same_type;
 use super::shape::Unbound;
+use super::spec::{ExperimentSpec, Literal, SETTINGS};
 use super::val::{ItemRef, TensorTy, Val};
 use super::{Checker, expected};
 use crate::diag::{Diag, did_you_mean};
 use crate::span::Span;
 use crate::syntax::ast::{self, DType, FieldKind, TypeKind};
-
-/// The settings an experiment understands.
-const SETTINGS: &[&str] = &[
-    "model",
-    "data",
-    "loss",
-    "optimizer",
-    "schedule",
-    "epochs",
-    "seed",
-    "metrics",
-    "eval",
-    "checkpoint",
-    "early_stop",
-    "freeze",
-    "init_from",
-    "on_reload",
-];
 
 impl Checker<'_> {
     pub(super) fn check_item(&mut self, item: ItemRef) {
@@ -50,7 +33,7 @@ impl Checker<'_> {
             ast::Item::Dataset(d) => {
                 self.dataset_fields(item, d);
             }
-            ast::Item::Experiment(e) => self.check_experiment(e),
+            ast::Item::Experiment(e) => self.check_experiment(e, item.module.0 == 0),
         }
         self.pop_frame();
         self.active.pop();
@@ -71,6 +54,10 @@ impl Checker<'_> {
             },
             _ => v,
         };
+        if let Some(ast::ConstValue::Sweep(values, _)) = (item.module.0 == 0).then_some(&c.value) {
+            let values = values.iter().map(|e| self.program.sources.text(e.span).to_string()).collect();
+            self.sweeps.push(super::spec::SweepAxis { name: c.name.name.clone(), values });
+        }
         // A value only known per run (a sweep) is one symbol wherever it is used.
         let v = match v {
             Val::Int(None) => Val::Int(Some(Dim::sym(self.fresh_sym(&c.name.name)))),
@@ -137,14 +124,27 @@ impl Checker<'_> {
         }
     }
 
+    /// `--set NAME=raw` for constant `c`, parsed as the kind of value `c`
+    /// has; the typed value is kept for lowering.
     fn override_value(&mut self, c: &ast::Const, current: &Val, raw: &str) -> Val {
+        let declared_float = matches!(c.ty.as_ref().map(|t| &t.kind), Some(TypeKind::Float));
         let parsed = match current {
-            Val::Int(_) => raw.parse::<i64>().ok().map(|i| Val::Int(Some(Dim::constant(i)))),
-            Val::Float => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(|_| Val::Float),
-            Val::Bool(_) => raw.parse::<bool>().ok().map(|b| Val::Bool(Some(b))),
-            Val::Str(_) => Some(Val::Str(raw.to_string())),
+            Val::Int(_) if declared_float => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float),
+            Val::Int(_) => raw.parse::<i64>().ok().map(Literal::Int),
+            Val::Float => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float),
+            Val::Bool(_) => raw.parse::<bool>().ok().map(Literal::Bool),
+            Val::Str(_) => Some(Literal::Str(raw.to_string())),
             _ => None,
         };
+        let parsed = parsed.map(|lit| {
+            self.typed_overrides.push((c.name.name.clone(), lit.clone()));
+            match lit {
+                Literal::Int(i) => Val::Int(Some(Dim::constant(i))),
+                Literal::Float(_) => Val::Float,
+                Literal::Bool(b) => Val::Bool(Some(b)),
+                Literal::Str(s) => Val::Str(s),
+            }
+        });
         parsed.unwrap_or_else(|| {
             let d =
                 Diag::error(format!("bad `--set {}={raw}`: `{}` is {}", c.name.name, c.name.name, self.show(current)))
@@ -570,7 +570,8 @@ impl Checker<'_> {
 
     // ---- experiments ----------------------------------------------------------
 
-    fn check_experiment(&mut self, e: &ast::ExperimentDecl) {
+    /// `root`: the experiment is in the file being run (its spec is kept).
+    fn check_experiment(&mut self, e: &ast::ExperimentDecl, root: bool) {
         let mut seen: Vec<&ast::Setting> = Vec::new();
         for s in &e.settings {
             if let Some(first) = seen.iter().find(|x| x.key.name == s.key.name) {
@@ -580,17 +581,18 @@ impl Checker<'_> {
                 self.diags.push(d);
                 continue;
             }
-            if !SETTINGS.contains(&s.key.name.as_str()) {
-                let hint = did_you_mean(&s.key.name, SETTINGS.iter().copied())
-                    .unwrap_or_else(|| format!("the settings are: {}", SETTINGS.join(", ")));
+            let Some(rule) = SETTINGS.iter().find(|r| r.key == s.key.name) else {
+                let keys = SETTINGS.iter().map(|r| r.key);
+                let hint = did_you_mean(&s.key.name, keys.clone())
+                    .unwrap_or_else(|| format!("the settings are: {}", keys.collect::<Vec<_>>().join(", ")));
                 let d = Diag::error(format!("unknown experiment setting `{}`", s.key.name))
                     .at(s.key.span, "unknown")
                     .help(hint);
                 self.diags.push(d);
                 continue;
-            }
+            };
             if let Some(ev) = &s.every
-                && !matches!(s.key.name.as_str(), "eval" | "checkpoint")
+                && !rule.periodic
             {
                 let d = Diag::error(format!("`{}` takes no `every`", s.key.name))
                     .at(ev.unit.span, "not a periodic setting")
@@ -603,19 +605,16 @@ impl Checker<'_> {
             seen.push(s);
         }
         let get = |k: &str| seen.iter().find(|s| s.key.name == k).copied();
-        for required in ["model", "data", "loss", "optimizer"] {
-            if get(required).is_none() {
-                let example = match required {
-                    "model" => "model = Mlp",
-                    "data" => "data = mnist.train(batch: 32)",
-                    "loss" => "loss = cross_entropy(model(x), y)",
-                    _ => "optimizer = adam(lr: 1e-3)",
-                };
-                let d = Diag::error(format!("experiment `{}` has no `{required}`", e.name.name))
-                    .at(e.name.span, format!("`{required}` missing"))
+        for (key, example) in SETTINGS.iter().filter_map(|r| Some((r.key, r.required?))) {
+            if get(key).is_none() {
+                let d = Diag::error(format!("experiment `{}` has no `{key}`", e.name.name))
+                    .at(e.name.span, format!("`{key}` missing"))
                     .help(format!("add `{example}`"));
                 self.diags.push(d);
             }
+        }
+        if root {
+            self.experiments.extend(ExperimentSpec::new(e, &seen));
         }
         let model = get("model").map(|s| self.setting_model(s)).unwrap_or(Val::Error);
         let fields = get("data").map(|s| self.setting_data(s)).unwrap_or_default();

@@ -17,6 +17,7 @@ mod expr;
 mod index;
 mod items;
 mod shape;
+pub mod spec;
 pub mod val;
 
 use crate::diag::{Diag, Diags, did_you_mean};
@@ -49,8 +50,19 @@ pub fn parse_overrides(raw: &[String]) -> Result<Vec<Override>, Diag> {
         .collect()
 }
 
+/// The checker's output: its diagnostics and, for lowering, the typed
+/// overrides, the spec of every experiment of the root file and its sweeps.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub diags: Diags,
+    /// `--set` values, each parsed once as its constant's type.
+    pub overrides: Vec<(String, spec::Literal)>,
+    pub experiments: Vec<spec::ExperimentSpec>,
+    pub sweeps: Vec<spec::SweepAxis>,
+}
+
 /// Check a loaded program: every item of every module.
-pub fn check(program: &Program, overrides: &[Override]) -> Diags {
+pub fn check(program: &Program, overrides: &[Override]) -> Checked {
     let mut cx = Checker::new(program, overrides);
     cx.check_overrides();
     for m in 0..program.modules.len() {
@@ -60,7 +72,13 @@ pub fn check(program: &Program, overrides: &[Override]) -> Diags {
         }
     }
     cx.check_recursion();
-    cx.diags
+    // Constants are checked when first used: put the axes in source order.
+    let position = |name: &str| {
+        let root = &program.module(ModuleId(0)).ast.items;
+        root.iter().position(|i| matches!(i, ast::Item::Const(c) if c.name.name == name))
+    };
+    cx.sweeps.sort_by_key(|a| position(&a.name));
+    Checked { diags: cx.diags, overrides: cx.typed_overrides, experiments: cx.experiments, sweeps: cx.sweeps }
 }
 
 /// A bound name: its value and where it was bound (for secondary labels).
@@ -111,6 +129,10 @@ pub(crate) struct Checker<'p> {
     /// The field a model call goes through (`l2` in `x |> l2`), from the
     /// call to the forward's argument check.
     layer: Option<(String, Span)>,
+    /// What lowering is handed (see [`Checked`]).
+    typed_overrides: Vec<(String, spec::Literal)>,
+    experiments: Vec<spec::ExperimentSpec>,
+    sweeps: Vec<spec::SweepAxis>,
 }
 
 impl<'p> Checker<'p> {
@@ -130,6 +152,9 @@ impl<'p> Checker<'p> {
             uses: Vec::new(),
             heads: HashMap::new(),
             layer: None,
+            typed_overrides: Vec::new(),
+            experiments: Vec::new(),
+            sweeps: Vec::new(),
         }
     }
 

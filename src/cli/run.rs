@@ -77,7 +77,7 @@ impl RunArgs {
 
 pub fn run(a: RunArgs) -> ExitCode {
     let opts = a.options();
-    let grid = runner::sweep::points(&opts.file, &opts.sets);
+    let grid = runner::sweep::points(&crate::sweep_axes(&opts.file, &opts.sets));
     if grid.is_empty() {
         return match runner::run(&opts) {
             Ok(s) => {

@@ -27,7 +27,7 @@ pub struct WatchArgs {
 pub fn watch(a: WatchArgs) -> ExitCode {
     let mut opts = a.run.options();
     (opts.reload_step, opts.reload_data) = (a.reload_step, a.reload_data);
-    if !runner::sweep::points(&opts.file, &opts.sets).is_empty() {
+    if !crate::sweep_axes(&opts.file, &opts.sets).is_empty() {
         eprintln!(
             "error: `nnc watch` trains one program, and this file sweeps; pick a point with `--set NAME=VALUE` for each swept constant"
         );

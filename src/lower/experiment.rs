@@ -12,6 +12,8 @@ use super::expr::Arg;
 use super::{Init, ItemRef, LResult, Lowerer, Val, at};
 use crate::autodiff;
 use crate::builtins::{Builtin, SourceKind};
+use crate::check::Checked;
+use crate::check::spec::{ExperimentSpec, Literal};
 use crate::diag::{Diag, Diags};
 use crate::ir::{DType, Graph, InputRole, NodeId, Type};
 use crate::resolve::{ModuleId, Program};
@@ -19,10 +21,10 @@ use crate::span::Span;
 use crate::syntax::ast;
 use std::collections::HashMap;
 
-/// Choices made outside the file: `--set` values and the batch sizes.
+/// Choices made outside the file, besides `--set` (the checker parsed
+/// those into [`Checked::overrides`]).
 #[derive(Clone, Debug, Default)]
 pub struct Setup {
-    pub overrides: Vec<(String, String)>,
     /// Which experiment, when the file has several.
     pub experiment: Option<String>,
     /// Lower the evaluation step for this batch size instead of the file's
@@ -155,52 +157,59 @@ pub struct EarlyStop {
     pub maximize: bool,
 }
 
-/// What every lowering of an experiment starts from: the experiment
-/// `setup` names, the `--set` values, its settings by key, and its
-/// training data plan.
-pub(super) struct Chosen<'p> {
-    pub exp: &'p ast::ExperimentDecl,
+/// What every lowering of an experiment starts from: the checked spec of
+/// the experiment `setup` names, the `--set` values, and its training data
+/// plan.
+pub(super) struct Chosen<'c> {
+    pub spec: &'c ExperimentSpec,
     pub overrides: HashMap<String, Val>,
-    pub settings: Settings<'p>,
     pub data: SplitPlan,
 }
 
-pub(super) fn choose<'p>(program: &'p Program, setup: &Setup) -> Result<Chosen<'p>, Diags> {
-    let exp = find_experiment(program, setup).map_err(|d| vec![d])?;
-    let overrides = parse_overrides(&setup.overrides);
-    let settings: Settings = exp.settings.iter().map(|s| (s.key.name.as_str(), s)).collect();
-    let data = split_plan(program, &overrides, settings.get("data").copied(), None).map_err(|d| vec![d])?;
-    Ok(Chosen { exp, overrides, settings, data })
+pub(super) fn choose<'c>(program: &Program, checked: &'c Checked, setup: &Setup) -> Result<Chosen<'c>, Diags> {
+    let spec = find_experiment(checked, setup).map_err(|d| vec![d])?;
+    let overrides = checked.overrides.iter().map(|(k, v)| (k.clone(), literal(v))).collect();
+    let data = split_plan(program, &overrides, &spec.data, None).map_err(|d| vec![d])?;
+    Ok(Chosen { spec, overrides, data })
+}
+
+fn literal(v: &Literal) -> Val {
+    match v {
+        Literal::Int(i) => Val::Int(*i),
+        Literal::Float(f) => Val::Float(*f),
+        Literal::Bool(b) => Val::Bool(*b),
+        Literal::Str(s) => Val::Str(s.clone()),
+    }
 }
 
 /// Lower the experiment chosen by `setup` in the root module.
-pub fn lower_experiment(program: &Program, setup: &Setup) -> Result<Lowered, Diags> {
-    let Chosen { exp, overrides, settings, data } = choose(program, setup)?;
-    let eval = match settings.get("eval") {
-        Some(s) => Some(split_plan(program, &overrides, Some(s), Some(data.batch)).map_err(|d| vec![d])?),
+pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> Result<Lowered, Diags> {
+    let Chosen { spec, overrides, data } = choose(program, checked, setup)?;
+    let eval = match &spec.eval {
+        Some(s) => Some(split_plan(program, &overrides, s, Some(data.batch)).map_err(|d| vec![d])?),
         None => None,
     };
     let mut train = Lowerer::new(program, overrides.clone(), true);
-    let step = train.train_step(&settings, &data).map_err(|d| vec![d])?;
+    let step = train.train_step(spec, &data).map_err(|d| vec![d])?;
     let mut ev = Lowerer::new(program, overrides.clone(), false);
     let eval_batch = setup.eval_batch.unwrap_or(eval.as_ref().map_or(data.batch, |e| e.batch));
-    ev.eval_step(&settings, &data.fields, eval_batch).map_err(|d| vec![d])?;
+    ev.eval_step(spec, &data.fields, eval_batch).map_err(|d| vec![d])?;
     let mut consts = Lowerer::new(program, overrides, false);
-    let int = |l: &mut Lowerer, key: &str, default: i64| -> Result<i64, Diags> {
-        match settings.get(key).and_then(|s| s.value.as_ref()) {
-            Some(e) => match l.expr(e).map_err(|d| vec![d])? {
+    let int = |l: &mut Lowerer, setting: &Option<ast::Setting>, default: i64| -> Result<i64, Diags> {
+        match setting.as_ref().and_then(|s| Some((s.key.name.as_str(), s.value.as_ref()?))) {
+            Some((key, e)) => match l.expr(e).map_err(|d| vec![d])? {
                 Val::Int(i) => Ok(i),
                 _ => Err(vec![Diag::error(format!("`{key}` must be an int")).at(e.span, "here")]),
             },
             None => Ok(default),
         }
     };
-    let epochs = int(&mut consts, "epochs", 1)?.max(1) as usize;
-    let seed = int(&mut consts, "seed", 0)? as u64;
-    let extras = consts.run_settings(&settings).map_err(|d| vec![d])?;
+    let epochs = int(&mut consts, &spec.epochs, 1)?.max(1) as usize;
+    let seed = int(&mut consts, &spec.seed, 0)? as u64;
+    let extras = consts.run_settings(spec).map_err(|d| vec![d])?;
     let hyperparameters = consts.hyperparameters();
     Ok(Lowered {
-        name: exp.name.name.clone(),
+        name: spec.name.clone(),
         train: train.g,
         eval: ev.g,
         params: step.params,
@@ -235,8 +244,8 @@ fn period(every: Option<&ast::Every>) -> Period {
 }
 
 /// The span of the string `name` in `freeze = [...]`, else of the setting.
-fn freeze_span(settings: &Settings, name: &str) -> Span {
-    let Some(e) = settings.get("freeze").and_then(|s| s.value.as_ref()) else {
+fn freeze_span(spec: &ExperimentSpec, name: &str) -> Span {
+    let Some(e) = spec.freeze.as_ref().and_then(|s| s.value.as_ref()) else {
         return Span::new(crate::span::FileId(0), 0, 0);
     };
     match &e.kind {
@@ -247,54 +256,27 @@ fn freeze_span(settings: &Settings, name: &str) -> Span {
     }
 }
 
-/// The experiments of the root module, in source order.
-pub fn experiments(program: &Program) -> Vec<&ast::ExperimentDecl> {
-    let Some(root) = program.modules.first() else { return Vec::new() };
-    root.ast.items.iter().filter_map(|i| if let ast::Item::Experiment(e) = i { Some(e) } else { None }).collect()
-}
-
-fn find_experiment<'p>(program: &'p Program, setup: &Setup) -> Result<&'p ast::ExperimentDecl, Diag> {
-    let exps = experiments(program);
+fn find_experiment<'c>(checked: &'c Checked, setup: &Setup) -> Result<&'c ExperimentSpec, Diag> {
+    let exps = &checked.experiments;
     match &setup.experiment {
-        Some(n) => exps.iter().find(|e| e.name.name == *n).copied().ok_or_else(|| {
-            Diag::error(format!("no experiment `{n}` in this file")).help(format!(
-                "experiments: {}",
-                exps.iter().map(|e| e.name.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))
+        Some(n) => exps.iter().find(|e| e.name == *n).ok_or_else(|| {
+            Diag::error(format!("no experiment `{n}` in this file"))
+                .help(format!("experiments: {}", exps.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")))
         }),
-        None => exps.first().copied().ok_or_else(|| {
+        None => exps.first().ok_or_else(|| {
             Diag::error("this file has no experiment")
                 .help("add `experiment name { model = ..., data = ..., loss = ..., optimizer = ... }`")
         }),
     }
 }
 
-/// `--set` strings as values: int, then float, then bool, then string.
-fn parse_overrides(raw: &[(String, String)]) -> HashMap<String, Val> {
-    raw.iter()
-        .map(|(k, v)| {
-            let val = if let Ok(i) = v.parse::<i64>() {
-                Val::Int(i)
-            } else if let Ok(f) = v.parse::<f64>() {
-                Val::Float(f)
-            } else if let Ok(b) = v.parse::<bool>() {
-                Val::Bool(b)
-            } else {
-                Val::Str(v.clone())
-            };
-            (k.clone(), val)
-        })
-        .collect()
-}
-
 /// What a data split setting asks for: source, fields and batching.
 fn split_plan(
     program: &Program,
     overrides: &HashMap<String, Val>,
-    s: Option<&ast::Setting>,
+    s: &ast::Setting,
     default_batch: Option<usize>,
 ) -> Result<SplitPlan, Diag> {
-    let s = s.ok_or_else(|| Diag::error("the experiment has no `data`"))?;
     let e = s.value.as_ref().ok_or_else(|| Diag::error("`data` needs a value").at(s.key.span, "here"))?;
     let mut l = Lowerer::new(program, overrides.clone(), false);
     let (item, split, args) = match l.expr(e)? {
@@ -368,15 +350,13 @@ struct StepInfo {
     lr: f64,
 }
 
-pub(super) type Settings<'a> = HashMap<&'a str, &'a ast::Setting>;
-
 /// Named compile-time arguments, in declaration order.
 type Args = Vec<(String, Val)>;
 
 impl Lowerer<'_> {
-    fn run_settings(&mut self, settings: &Settings) -> LResult<RunSettings> {
-        let every = |k: &str| period(settings.get(k).and_then(|s| s.every.as_ref()));
-        let early_stop = match self.setting(settings, "early_stop")? {
+    fn run_settings(&mut self, spec: &ExperimentSpec) -> LResult<RunSettings> {
+        let every = |s: &Option<ast::Setting>| period(s.as_ref().and_then(|s| s.every.as_ref()));
+        let early_stop = match self.setting(spec.early_stop.as_ref())? {
             Some((Val::Record(r), _)) => {
                 let get = |k: &str| r.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                 let metric = match get("metric") {
@@ -395,12 +375,12 @@ impl Lowerer<'_> {
             }
             _ => None,
         };
-        let init_from = match self.setting(settings, "init_from")? {
+        let init_from = match self.setting(spec.init_from.as_ref())? {
             Some((Val::Str(s), at)) => Some(self.beside_source(&s, at)),
             _ => None,
         };
         let mut on_reload = ReloadPolicy::default();
-        if let Some((Val::Record(r), _)) = self.setting(settings, "on_reload")? {
+        if let Some((Val::Record(r), _)) = self.setting(spec.on_reload.as_ref())? {
             for (k, v) in &r {
                 let choice =
                     if matches!(v, Val::Str(s) if s == "restart") { OnReload::Restart } else { OnReload::Continue };
@@ -411,8 +391,8 @@ impl Lowerer<'_> {
             }
         }
         Ok(RunSettings {
-            eval_every: every("eval"),
-            checkpoint_every: every("checkpoint"),
+            eval_every: every(&spec.eval),
+            checkpoint_every: every(&spec.checkpoint),
             early_stop,
             init_from,
             on_reload,
@@ -450,18 +430,18 @@ impl Lowerer<'_> {
         Ok(out)
     }
 
-    fn setting(&mut self, settings: &Settings, key: &str) -> LResult<Option<(Val, Span)>> {
-        match settings.get(key).and_then(|s| s.value.as_ref()) {
+    fn setting(&mut self, setting: Option<&ast::Setting>) -> LResult<Option<(Val, Span)>> {
+        match setting.and_then(|s| s.value.as_ref()) {
             Some(e) => Ok(Some((self.expr(e)?, e.span))),
             None => Ok(None),
         }
     }
 
     /// Bind `B`, `model` and the batch's fields (raw as inputs, derived computed).
-    pub(super) fn batch_scope(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
+    pub(super) fn batch_scope(&mut self, spec: &ExperimentSpec, fields: &[DataField], batch: usize) -> LResult<()> {
         self.bind("B", Val::Int(batch as i64));
         let (model, span) =
-            self.setting(settings, "model")?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;
+            self.setting(Some(&spec.model))?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;
         let model = match model {
             Val::ModelClass(item) => self.instantiate(item, Vec::new(), span, None)?,
             Val::Model(m) => Val::Model(m),
@@ -473,13 +453,13 @@ impl Lowerer<'_> {
             let n = self.g.input(&f.name, InputRole::Data, Type::new(f.dtype, shape)).map_err(at(span))?;
             self.bind(&f.name, Val::Node(n));
         }
-        self.derived_fields(settings, batch)
+        self.derived_fields(spec, batch)
     }
 
     /// Preprocessing is written per sample and applied to the whole batch,
     /// which is only the same thing for batch-transparent (elementwise) code.
-    fn derived_fields(&mut self, settings: &Settings, batch: usize) -> LResult<()> {
-        let Some(data) = settings.get("data").and_then(|s| s.value.as_ref()) else { return Ok(()) };
+    fn derived_fields(&mut self, spec: &ExperimentSpec, batch: usize) -> LResult<()> {
+        let Some(data) = spec.data.value.as_ref() else { return Ok(()) };
         let Val::Split(item, _, _) = self.expr(data)? else { return Ok(()) };
         let ast::Item::Dataset(d) = self.item(item) else { return Ok(()) };
         let env: Vec<(String, Val)> = d
@@ -518,12 +498,12 @@ impl Lowerer<'_> {
     }
 
     /// Loss and metrics in the batch scope; returns (loss, [(name, node)]).
-    fn objectives(&mut self, settings: &Settings) -> LResult<(NodeId, Vec<(String, NodeId)>)> {
+    fn objectives(&mut self, spec: &ExperimentSpec) -> LResult<(NodeId, Vec<(String, NodeId)>)> {
         let (loss, span) =
-            self.setting(settings, "loss")?.ok_or_else(|| Diag::error("the experiment has no `loss`"))?;
+            self.setting(Some(&spec.loss))?.ok_or_else(|| Diag::error("the experiment has no `loss`"))?;
         let loss = self.scalar_node(loss, span)?;
         let mut metrics = Vec::new();
-        if let Some(e) = settings.get("metrics").and_then(|s| s.value.as_ref())
+        if let Some(e) = spec.metrics.as_ref().and_then(|s| s.value.as_ref())
             && let ast::ExprKind::Record(entries) = &e.kind
         {
             for (k, v) in entries {
@@ -534,10 +514,10 @@ impl Lowerer<'_> {
         Ok((loss, metrics))
     }
 
-    fn eval_step(&mut self, settings: &Settings, fields: &[DataField], batch: usize) -> LResult<()> {
-        self.batch_scope(settings, fields, batch)?;
-        let (loss, metrics) = self.objectives(settings)?;
-        let span = settings.get("loss").map_or(Span::new(crate::span::FileId(0), 0, 0), |s| s.key.span);
+    fn eval_step(&mut self, spec: &ExperimentSpec, fields: &[DataField], batch: usize) -> LResult<()> {
+        self.batch_scope(spec, fields, batch)?;
+        let (loss, metrics) = self.objectives(spec)?;
+        let span = spec.loss.key.span;
         self.g.set_output("loss", loss).map_err(at(span))?;
         for (k, n) in metrics {
             self.g.set_output(format!("metric/{k}"), n).map_err(at(span))?;
@@ -545,8 +525,8 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    fn train_step(&mut self, settings: &Settings, data: &SplitPlan) -> LResult<StepInfo> {
-        let span = settings.get("loss").map_or(Span::new(crate::span::FileId(0), 0, 0), |s| s.key.span);
+    fn train_step(&mut self, spec: &ExperimentSpec, data: &SplitPlan) -> LResult<StepInfo> {
+        let span = spec.loss.key.span;
         let scalar = Type::new(DType::F32, Vec::<usize>::new());
         let step = self.g.input("step", InputRole::Scalar, scalar.clone()).map_err(at(span))?;
         let total = self.g.input("total_steps", InputRole::Scalar, scalar.clone()).map_err(at(span))?;
@@ -554,13 +534,13 @@ impl Lowerer<'_> {
         let key =
             self.g.input("rng", InputRole::RngKey, Type::new(DType::I32, Vec::<usize>::new())).map_err(at(span))?;
         self.rng_key = Some(key);
-        self.batch_scope(settings, &data.fields, data.batch)?;
-        let (loss, metrics) = self.objectives(settings)?;
+        self.batch_scope(spec, &data.fields, data.batch)?;
+        let (loss, metrics) = self.objectives(spec)?;
         self.g.set_output("loss", loss).map_err(at(span))?;
         for (k, n) in &metrics {
             self.g.set_output(format!("metric/{k}"), *n).map_err(at(span))?;
         }
-        let frozen = self.frozen(settings)?;
+        let frozen = self.frozen(spec)?;
         let decls = std::mem::take(&mut self.params);
         let trainable: Vec<&super::ParamDecl> = decls.iter().filter(|p| !frozen.contains(&p.name)).collect();
         let nodes: Vec<NodeId> = trainable
@@ -568,8 +548,8 @@ impl Lowerer<'_> {
             .map(|p| self.g.find_input(&p.name).ok_or_else(|| Diag::error("parameter vanished")))
             .collect::<LResult<_>>()?;
         let grads = autodiff::grad(&mut self.g, loss, &nodes).map_err(at(span))?;
-        let lr_eff = self.schedule(settings, step, total, lr_in)?;
-        let (opt_item, opt_args, opt_span) = self.optimizer(settings)?;
+        let lr_eff = self.schedule(spec, step, total, lr_in)?;
+        let (opt_item, opt_args, opt_span) = self.optimizer(spec)?;
         let mut states = Vec::new();
         for ((p, node), grad) in trainable.iter().zip(&nodes).zip(&grads) {
             let update = self.update(opt_item, &opt_args, (p, *node, *grad), step, lr_eff, opt_span);
@@ -597,15 +577,15 @@ impl Lowerer<'_> {
         Ok(StepInfo { params, states, metrics: metrics.into_iter().map(|(k, _)| k).collect(), lr })
     }
 
-    fn frozen(&mut self, settings: &Settings) -> LResult<Vec<String>> {
-        let Some((Val::List(xs), _)) = self.setting(settings, "freeze")? else { return Ok(Vec::new()) };
+    fn frozen(&mut self, spec: &ExperimentSpec) -> LResult<Vec<String>> {
+        let Some((Val::List(xs), _)) = self.setting(spec.freeze.as_ref())? else { return Ok(Vec::new()) };
         let names: Vec<String> =
             xs.into_iter().filter_map(|x| if let Val::Str(s) = x { Some(s) } else { None }).collect();
         // A name freezes that parameter and, as a prefix, everything under it.
         let covers = |p: &str, n: &str| p == n || p.starts_with(&format!("{n}."));
         for n in &names {
             if !self.params.iter().any(|p| covers(&p.name, n)) {
-                let span = freeze_span(settings, n);
+                let span = freeze_span(spec, n);
                 let help = crate::diag::did_you_mean(n, self.params.iter().map(|p| p.name.as_str()))
                     .unwrap_or_else(|| "name a parameter (`l1.w`) or a sub-model (`l1`)".into());
                 return Err(Diag::error(format!("`freeze` names no parameter: `{n}`"))
@@ -622,8 +602,8 @@ impl Lowerer<'_> {
     }
 
     /// `lr * schedule(step, total, ...)`, or the plain `lr` input.
-    fn schedule(&mut self, settings: &Settings, step: NodeId, total: NodeId, lr: NodeId) -> LResult<NodeId> {
-        let Some(e) = settings.get("schedule").and_then(|s| s.value.as_ref()) else { return Ok(lr) };
+    fn schedule(&mut self, spec: &ExperimentSpec, step: NodeId, total: NodeId, lr: NodeId) -> LResult<NodeId> {
+        let Some(e) = spec.schedule.as_ref().and_then(|s| s.value.as_ref()) else { return Ok(lr) };
         let (callee, args) = match &e.kind {
             ast::ExprKind::Call { callee, args } => (callee.as_ref(), self.args(args)?),
             _ => (e, Vec::new()),
@@ -644,9 +624,9 @@ impl Lowerer<'_> {
         self.g.broadcast_binary(crate::ir::BinaryOp::Mul, lr, m).map_err(at(e.span))
     }
 
-    fn optimizer(&mut self, settings: &Settings) -> LResult<(ItemRef, Args, Span)> {
+    fn optimizer(&mut self, spec: &ExperimentSpec) -> LResult<(ItemRef, Args, Span)> {
         let (v, span) =
-            self.setting(settings, "optimizer")?.ok_or_else(|| Diag::error("the experiment has no `optimizer`"))?;
+            self.setting(Some(&spec.optimizer))?.ok_or_else(|| Diag::error("the experiment has no `optimizer`"))?;
         match v {
             Val::Optimizer(item, args) => Ok((item, args, span)),
             Val::OptimizerClass(item) => match self.apply(Val::OptimizerClass(item), Vec::new(), span)? {

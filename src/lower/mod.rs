@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 pub use experiment::{
     DataField, DataPlan, EarlyStop, Lowered, OnReload, ParamInfo, Period, ReloadPolicy, Setup, SourceSpec, SplitPlan,
-    StateInfo, experiments, lower_experiment,
+    StateInfo, lower_experiment,
 };
 pub use predict::{Predict, lower_predict};
 

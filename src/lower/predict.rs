@@ -11,8 +11,10 @@
 //! parameters. Outputs: `logits`, the model's output, and, when that is a
 //! matrix `[B, C]`, `probs`, its softmax over the classes.
 
-use super::experiment::{Chosen, Settings, choose};
+use super::experiment::{Chosen, choose};
 use super::{Lowerer, ParamInfo, at};
+use crate::check::Checked;
+use crate::check::spec::ExperimentSpec;
 use crate::diag::{Diag, Diags};
 use crate::ir::{BinaryOp, DType, Graph, IrError, NodeId, UnaryOp};
 use crate::resolve::Program;
@@ -32,15 +34,15 @@ pub struct Predict {
 }
 
 /// Lower the inference graph of the experiment `setup` names, for `batch` samples.
-pub fn lower_predict(program: &Program, setup: &Setup, batch: usize) -> Result<Predict, Diags> {
-    let Chosen { exp, overrides, settings, data } = choose(program, setup)?;
-    let call = model_call(&settings).ok_or_else(|| {
-        vec![Diag::error("cannot tell what the model is applied to").at(exp.name.span, "in this experiment").help(
+pub fn lower_predict(program: &Program, checked: &Checked, setup: &Setup, batch: usize) -> Result<Predict, Diags> {
+    let Chosen { spec, overrides, data } = choose(program, checked, setup)?;
+    let call = model_call(spec).ok_or_else(|| {
+        vec![Diag::error("cannot tell what the model is applied to").at(spec.span, "in this experiment").help(
             "`nnc build` and `nnc predict` run the call `model(...)` that `loss` or a metric makes; write the loss as `f(model(x), y)`",
         )]
     })?;
     let mut l = Lowerer::new(program, overrides, false);
-    l.batch_scope(&settings, &data.fields, batch).map_err(|d| vec![d])?;
+    l.batch_scope(spec, &data.fields, batch).map_err(|d| vec![d])?;
     let out = l.expr(call).map_err(|d| vec![d])?;
     let out = l.node(&out, Some(DType::F32), call.span).map_err(|d| vec![d])?;
     outputs(&mut l.g, out).map_err(at(call.span)).map_err(|d| vec![d])?;
@@ -72,9 +74,9 @@ fn outputs(g: &mut Graph, logits: NodeId) -> Result<(), IrError> {
 }
 
 /// The first `model(...)` call of `loss`, else of a metric.
-fn model_call<'a>(settings: &Settings<'a>) -> Option<&'a ast::Expr> {
-    let value = |k: &str| settings.get(k).and_then(|s| s.value.as_ref());
-    value("loss").and_then(find_call).or_else(|| value("metrics").and_then(find_call))
+fn model_call(spec: &ExperimentSpec) -> Option<&ast::Expr> {
+    let metrics = spec.metrics.as_ref().and_then(|s| s.value.as_ref());
+    spec.loss.value.as_ref().and_then(find_call).or_else(|| metrics.and_then(find_call))
 }
 
 fn find_call(e: &ast::Expr) -> Option<&ast::Expr> {
