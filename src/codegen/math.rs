@@ -233,8 +233,8 @@ pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
 }
 
 /// `x < y` etc. for a comparison op on floats or (widened) integers.
-/// erf: `x P(x²) / Q(x²)` on x clamped to [-4, 4] (where erf is ±1 in
-/// f32), the rational approximation Eigen and XLA use for f32; NaN stays NaN.
+/// erf: `x P(x²) / Q(x²)`, the rational approximation Eigen and XLA use
+/// for f32, on x clamped to [-4, 4]; ±1 past 3.92; NaN stays NaN.
 pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     let w = lanes(b, x);
     let (hi, lo) = (fconst(b, w, 4.0), fconst(b, w, -4.0));
@@ -256,7 +256,20 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     let p = horner(b, x2, &alpha);
     let p = b.ins().fmul(p, c);
     let q = horner(b, x2, &beta);
-    b.ins().fdiv(p, q)
+    let r = b.ins().fdiv(p, q);
+    // Past 3.92, erf rounds to ±1 in f32: give exactly that, as the
+    // reference does (a last-ulp miss would turn pow(erf x, y) into NaN).
+    let a = b.ins().fabs(x);
+    let edge = fconst(b, w, 3.92);
+    let sat = b.ins().fcmp(FloatCC::GreaterThanOrEqual, a, edge);
+    // ±1 from x's sign bit (x86 has no vector copysign).
+    let xb = bits(b, x);
+    let sign_mask = iconst(b, w, i32::MIN);
+    let sign = b.ins().band(xb, sign_mask);
+    let one = iconst(b, w, 1.0f32.to_bits() as i32);
+    let unit = b.ins().bor(sign, one);
+    let unit = float(b, unit);
+    sel(b, sat, unit, r)
 }
 
 pub fn compare(b: &mut FunctionBuilder, float_cc: FloatCC, int_cc: IntCC, is_float: bool, x: Value, y: Value) -> Value {

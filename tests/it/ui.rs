@@ -14,7 +14,7 @@
 //! To (re)write the expected outputs after an intended change of a message:
 //!
 //! ```text
-//! NNC_BLESS=1 cargo test --release --test ui
+//! INSTA_UPDATE=always cargo test --release ui
 //! ```
 //!
 //! then read every changed `.stderr` (`git diff tests/ui`) before committing.
@@ -91,7 +91,8 @@ fn diff(expected: &str, actual: &str) -> String {
 #[test]
 fn ui() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bless = std::env::var_os("NNC_BLESS").is_some_and(|v| !v.is_empty() && v != "0");
+    // The one blessing switch of the suite, insta's own: see tests/README.md.
+    let bless = std::env::var("INSTA_UPDATE").is_ok_and(|v| v == "always");
     let cases = cases();
     assert!(!cases.is_empty(), "no cases in {UI_DIR}");
     let mut failures: Vec<String> = Vec::new();
@@ -134,7 +135,7 @@ fn ui() {
                 diff(&expected, &stderr)
             )),
             Err(_) => failures.push(format!(
-                "{}: no {} (run with NNC_BLESS=1 to write it)\n--- stderr ---\n{stderr}",
+                "{}: no {} (run with INSTA_UPDATE=always to write it)\n--- stderr ---\n{stderr}",
                 case.name,
                 expected_path.strip_prefix(root).unwrap_or(&expected_path).display()
             )),

@@ -1,6 +1,6 @@
 //! The passes: each preserves interpreter results, and does its job.
 
-mod ir_util;
+use crate::ir_util;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,6 @@
 //! The reference interpreter on hand-computed values, one family at a time.
 //! Graphs are built `unfolded` so the interpreter, not the folder, computes.
 
-mod ir_util;
 
 use std::collections::HashMap;
 

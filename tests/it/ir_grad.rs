@@ -2,7 +2,7 @@
 //! `ir_util::grad_check` for the step and tolerance), on seeded random shapes
 //! that include size-1 and broadcast dims; then composites built from them.
 
-mod ir_util;
+use crate::ir_util;
 
 use ir_util::{Arg, Rng, grad_check};
 use nnc::ir::{BinaryOp, Contract, DType, Graph, IrError, NodeId, ReduceOp, UnaryOp};

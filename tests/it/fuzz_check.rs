@@ -26,16 +26,16 @@ use std::time::{Duration, Instant};
 /// The corpus, under the names the files have in the repository so relative
 /// imports resolve from the crate root as they would for `nnc check`.
 const CORPUS: &[(&str, &str)] = &[
-    ("examples/mnist.nn", include_str!("../examples/mnist.nn")),
-    ("examples/mnist_cnn.nn", include_str!("../examples/mnist_cnn.nn")),
-    ("examples/mnist_sweep.nn", include_str!("../examples/mnist_sweep.nn")),
-    ("examples/char_gpt.nn", include_str!("../examples/char_gpt.nn")),
-    ("std/nn.nn", include_str!("../std/nn.nn")),
-    ("std/init.nn", include_str!("../std/init.nn")),
-    ("std/loss.nn", include_str!("../std/loss.nn")),
-    ("std/metrics.nn", include_str!("../std/metrics.nn")),
-    ("std/optim.nn", include_str!("../std/optim.nn")),
-    ("std/schedule.nn", include_str!("../std/schedule.nn")),
+    ("examples/mnist.nn", include_str!("../../examples/mnist.nn")),
+    ("examples/mnist_cnn.nn", include_str!("../../examples/mnist_cnn.nn")),
+    ("examples/mnist_sweep.nn", include_str!("../../examples/mnist_sweep.nn")),
+    ("examples/char_gpt.nn", include_str!("../../examples/char_gpt.nn")),
+    ("std/nn.nn", include_str!("../../std/nn.nn")),
+    ("std/init.nn", include_str!("../../std/init.nn")),
+    ("std/loss.nn", include_str!("../../std/loss.nn")),
+    ("std/metrics.nn", include_str!("../../std/metrics.nn")),
+    ("std/optim.nn", include_str!("../../std/optim.nn")),
+    ("std/schedule.nn", include_str!("../../std/schedule.nn")),
 ];
 
 /// Tokens of the language (and a few near misses) to splice in.
@@ -719,7 +719,7 @@ fn assert_no_panic(name: &str, text: &str, overrides: &[&str]) {
 /// debug builds; in release it silently wraps).
 #[test]
 fn regression_huge_hidden_override() {
-    assert_no_panic("examples/mnist.nn", include_str!("../examples/mnist.nn"), &["hidden=9223372036854775807"]);
+    assert_no_panic("examples/mnist.nn", include_str!("../../examples/mnist.nn"), &["hidden=9223372036854775807"]);
 }
 
 /// `batch: 9223372036854775807` in an experiment's data split: an element
@@ -727,7 +727,7 @@ fn regression_huge_hidden_override() {
 /// in debug builds; in release it silently wraps).
 #[test]
 fn regression_huge_batch() {
-    let text = include_str!("../examples/mnist.nn").replace("batch: 32", "batch: 9223372036854775807");
+    let text = include_str!("../../examples/mnist.nn").replace("batch: 32", "batch: 9223372036854775807");
     assert!(text.contains("9223372036854775807"));
     assert_no_panic("examples/mnist.nn", &text, &[]);
 }

@@ -1,0 +1,26 @@
+//! The integration tests, one crate: each module below was its own test
+//! crate, and each of those linked the whole compiler. One crate links it
+//! once. `tests/README.md` says where each kind of test goes.
+
+mod build_cli;
+mod codegen_fusion;
+mod codegen_math;
+mod codegen_mnist;
+mod codegen_ops;
+mod data_batch;
+mod data_formats;
+mod data_mnist;
+mod fuzz_check;
+mod ir_builder;
+mod ir_golden;
+mod ir_grad;
+mod ir_interp;
+mod ir_opt;
+mod ir_print;
+mod ir_util;
+mod oracle;
+mod run_cli;
+mod run_interp;
+mod std_grad;
+mod ui;
+mod watch_cli;
