@@ -13,6 +13,7 @@
 mod builtins;
 mod call;
 pub mod dim;
+mod experiment;
 mod expr;
 mod index;
 mod items;

@@ -18,6 +18,7 @@
 
 mod loops;
 pub mod math;
+mod ops;
 
 use std::collections::HashMap;
 use std::fmt;

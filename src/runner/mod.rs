@@ -11,11 +11,13 @@ mod engine;
 mod load;
 mod reload;
 mod rundir;
+mod state;
 pub mod sweep;
 mod train;
 
 pub use engine::STEP_SCHEDULE;
-pub use train::{RunOptions, RunSummary, fmt_metrics, interrupted, run, run_with};
+pub use state::{RunOptions, RunSummary};
+pub use train::{fmt_metrics, interrupted, run, run_with};
 
 use crate::diag::Diags;
 use crate::ir::IrError;

@@ -11,21 +11,10 @@ use super::RunError;
 use super::cache;
 use super::engine::Engine;
 use super::load;
-use super::train::{Run, batch_plan, hash_sources, init_state, rest_engine, say};
+use super::state::{Pending, Run, batch_plan, hash_sources, init_state, rest_engine, say};
 use crate::lower::{Lowered, OnReload, SplitPlan};
 use serde_json::{Value, json};
 use std::time::Instant;
-
-/// A reload's report, completed by the first step of the new program.
-pub(super) struct Pending {
-    seen: Instant,
-    /// From the edit being noticed to the new step being in place.
-    swap_ms: f64,
-    /// The step counter right after the swap.
-    step_at: u64,
-    summary: String,
-    event: Value,
-}
 
 /// What the new program's tensors start from.
 #[derive(Default)]

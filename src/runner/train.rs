@@ -2,111 +2,23 @@
 
 use super::cache;
 use super::checkpoint::{self, Progress, Sums, Tensors};
-use super::data::{BatchPlan, Cursor, Order, SplitMix64, mix64};
+use super::data::{BatchPlan, Cursor, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
 use super::rundir::{Reuse, RunDir};
-use super::{Backend, Command, Control, RunError};
+use super::state::{
+    Flow, Run, RunOptions, RunSummary, batch_plan, eval_batch, hash_sources, init_state, rest_engine, say,
+};
+use super::{Command, Control, RunError};
 use crate::ir::DType;
-use crate::lower::{Init, Lowered, OnReload, Period, ReloadPolicy};
+use crate::lower::{Lowered, Period};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub file: PathBuf,
-    pub sets: Vec<String>,
-    pub experiment: Option<String>,
-    pub backend: Backend,
-    /// Train on the first N training samples only.
-    pub train_samples: Option<usize>,
-    /// Evaluate on the first N evaluation samples only.
-    pub eval_samples: Option<usize>,
-    /// Override the experiment's epoch count.
-    pub epochs: Option<usize>,
-    /// The run directory; default `runs/<experiment>-<timestamp>`.
-    pub out: Option<PathBuf>,
-    /// Continue from this checkpoint.
-    pub resume: Option<PathBuf>,
-    /// Threads for the native backend; 0 uses every core.
-    pub threads: usize,
-    pub quiet: bool,
-    /// What a hot reload does with the step counter and the data position,
-    /// overriding the file's `on_reload` (`nnc watch` only).
-    pub reload_step: Option<OnReload>,
-    pub reload_data: Option<OnReload>,
-    /// Periodic checkpoints (`epoch-N`, `step-N`) kept on disk, newest
-    /// first; 0 keeps them all. `last`, `final` and saved ones stay.
-    pub keep_checkpoints: usize,
-    /// Replace a run already in `out` (without it, such a directory is refused
-    /// unless the run resumes from it).
-    pub overwrite: bool,
-}
-
-impl RunOptions {
-    /// How to lower the file: the chosen experiment, the file's own batch sizes.
-    pub fn setup(&self) -> crate::lower::Setup {
-        crate::lower::Setup { experiment: self.experiment.clone(), ..Default::default() }
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct RunSummary {
-    pub experiment: String,
-    pub steps: u64,
-    /// Mean loss and metrics over the last training epoch.
-    pub train: Vec<(String, f64)>,
-    /// Loss and metrics on the evaluation split at the last evaluation.
-    pub eval: Vec<(String, f64)>,
-    pub samples_per_sec: f64,
-    pub compile_ms: f64,
-    /// From the start of the run (compile and data loading included) to the
-    /// end of the first training step.
-    pub first_step_ms: f64,
-    pub wall_s: f64,
-    pub run_dir: PathBuf,
-    /// Why training ended before its schedule, if it did.
-    pub stopped_early: Option<String>,
-}
-
-/// Everything one run holds while it trains.
-pub(super) struct Run<'a> {
-    pub(super) opts: &'a RunOptions,
-    pub(super) l: Lowered,
-    pub(super) train: Engine,
-    pub(super) eval: Engine,
-    pub(super) train_data: SplitData,
-    pub(super) eval_data: Option<SplitData>,
-    pub(super) dir: RunDir,
-    pub(super) progress: Progress,
-    summary: RunSummary,
-    pub(super) epochs: u64,
-    pub(super) source_hash: String,
-    /// Where the compiled steps go back when the run ends well.
-    pub(super) cache_key: u64,
-    /// The evaluation step for the split's last, partial batch; compiled
-    /// up front, so an evaluation never depends on the file as it is now.
-    pub(super) eval_rest: Option<Engine>,
-    /// Samples trained and seconds spent training (waiting excluded).
-    samples: usize,
-    train_secs: f64,
-    /// A reload whose report waits for the first step of the new program.
-    pub(super) pending: Option<super::reload::Pending>,
-}
-
-/// What the loop does after a step or a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Flow {
-    Go,
-    /// The program or the position changed: rebuild the batch plan.
-    Replan,
-    Quit,
-}
 
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     run_with(opts, None)
@@ -346,12 +258,6 @@ impl<'a> Run<'a> {
         self.dir.log(&json!({ "event": "restart", "after_step": step }))?;
         say("restarted from scratch: every tensor re-initialised, step 0, epoch 1");
         Ok(())
-    }
-
-    /// The reload policy: the file's `on_reload`, overridden by flags.
-    pub(super) fn policy(&self) -> ReloadPolicy {
-        let p = self.l.on_reload;
-        ReloadPolicy { step: self.opts.reload_step.unwrap_or(p.step), data: self.opts.reload_data.unwrap_or(p.data) }
     }
 
     fn after_step(&mut self, bar: &ProgressBar, rate: f64) -> Result<(), RunError> {
@@ -642,19 +548,6 @@ fn interrupt_flag() -> &'static AtomicBool {
     })
 }
 
-/// A line on stdout; a closed pipe (`nnc run ... | head`) is not an error.
-pub(super) fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-}
-
-/// FNV-1a of every source file the program read, in load order.
-pub(super) fn hash_sources(sources: &crate::span::SourceMap) -> String {
-    let files = (0..sources.len()).map(|i| sources.get(crate::span::FileId(i as u32)));
-    let h = files.fold(FNV_OFFSET, |h, f| fnv1a(h, f.text.as_bytes()));
-    format!("{h:016x}")
-}
-
 fn short(name: &str) -> String {
     name.trim_start_matches("metric/").to_string()
 }
@@ -752,71 +645,4 @@ fn copy_params(l: &Lowered, from: &mut Engine, to: &mut [&mut Engine]) -> Result
         }
     }
     Ok(())
-}
-
-/// The order of the training batches, epoch by epoch.
-pub(super) fn batch_plan(l: &Lowered, data: &SplitData) -> Result<BatchPlan, RunError> {
-    let order = if l.data.train.shuffle { Order::Shuffled { seed: l.seed } } else { Order::Sequential };
-    Ok(BatchPlan::new(data.len(), l.data.train.batch, data.last, order)?)
-}
-
-/// The evaluation step for the split's last, partial batch, if it has one.
-pub(super) fn rest_engine(
-    opts: &RunOptions,
-    l: &Lowered,
-    data: Option<&SplitData>,
-) -> Result<Option<Engine>, RunError> {
-    let Some(data) = data else { return Ok(None) };
-    let rest = data.len() % eval_batch(l);
-    if rest == 0 {
-        return Ok(None);
-    }
-    Ok(Some(Engine::new(&eval_graph_for(opts, rest)?, opts.backend, opts.threads)?))
-}
-
-fn eval_batch(l: &Lowered) -> usize {
-    l.data.eval.as_ref().map_or(l.data.train.batch, |e| e.batch)
-}
-
-fn eval_graph_for(opts: &RunOptions, batch: usize) -> Result<crate::ir::Graph, RunError> {
-    let setup = crate::lower::Setup { eval_batch: Some(batch), ..opts.setup() };
-    let c = crate::compile(&opts.file, &opts.sets, setup).map_err(|o| RunError::Compile(o.sources, o.diags))?;
-    Ok(c.lowered.eval)
-}
-
-/// Draw every parameter and state but those in `keep` from its
-/// initialiser. Each tensor has its own stream, derived from the seed and
-/// its name, so adding a layer does not change how the others start.
-pub(super) fn init_state(l: &Lowered, e: &mut Engine, keep: &[String]) -> Result<(), RunError> {
-    let params = l.params.iter().map(|p| (&p.name, &p.init));
-    for (name, init) in params.chain(l.states.iter().map(|s| (&s.name, &s.init))) {
-        if !e.has_input(name) || keep.contains(name) {
-            continue;
-        }
-        let mut rng = SplitMix64::new(l.seed ^ mix64(fnv1a(FNV_OFFSET, name.as_bytes())));
-        e.fill::<f32>(name, |b| {
-            b.iter_mut().for_each(|x| *x = draw(init, &mut rng));
-            Ok(())
-        })?;
-    }
-    Ok(())
-}
-
-fn draw(init: &Init, rng: &mut SplitMix64) -> f32 {
-    let unit = |r: &mut SplitMix64| (r.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    match *init {
-        Init::Constant(v) => v as f32,
-        Init::Uniform { lo, hi } => (lo + (hi - lo) * unit(rng)) as f32,
-        Init::Normal { mean, std } => {
-            // Box–Muller; 1 - u is in (0, 1] so the log is finite.
-            let (u, v) = (1.0 - unit(rng), unit(rng));
-            (mean + std * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        }
-    }
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -1,7 +1,6 @@
 //! The reference interpreter on hand-computed values, one family at a time.
 //! Graphs are built `unfolded` so the interpreter, not the folder, computes.
 
-
 use std::collections::HashMap;
 
 use ndarray::{ArrayD, IxDyn};

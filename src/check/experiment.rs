@@ -1,0 +1,378 @@
+//! Experiments: the settings that tie a model, its data, loss, optimizer
+//! and schedule together, each checked as the runner will use it; the
+//! checked settings become the experiment's [`ExperimentSpec`].
+
+use super::call::ArgVal;
+use super::dim::{Dim, Shape};
+use super::expr::same_type;
+use super::spec::{ExperimentSpec, SETTINGS};
+use super::val::Val;
+use super::{Checker, expected};
+use crate::diag::{Diag, did_you_mean};
+use crate::span::Span;
+use crate::syntax::ast::{self, DType};
+
+impl Checker<'_> {
+    /// `root`: the experiment is in the file being run (its spec is kept).
+    pub(super) fn check_experiment(&mut self, e: &ast::ExperimentDecl, root: bool) {
+        let mut seen: Vec<&ast::Setting> = Vec::new();
+        for s in &e.settings {
+            if let Some(first) = seen.iter().find(|x| x.key.name == s.key.name) {
+                let d = Diag::error(format!("`{}` is set twice in experiment `{}`", s.key.name, e.name.name))
+                    .at(s.key.span, "again")
+                    .label(first.key.span, "first set here");
+                self.diags.push(d);
+                continue;
+            }
+            let Some(rule) = SETTINGS.iter().find(|r| r.key == s.key.name) else {
+                let keys = SETTINGS.iter().map(|r| r.key);
+                let hint = did_you_mean(&s.key.name, keys.clone())
+                    .unwrap_or_else(|| format!("the settings are: {}", keys.collect::<Vec<_>>().join(", ")));
+                let d = Diag::error(format!("unknown experiment setting `{}`", s.key.name))
+                    .at(s.key.span, "unknown")
+                    .help(hint);
+                self.diags.push(d);
+                continue;
+            };
+            if let Some(ev) = &s.every
+                && !rule.periodic
+            {
+                let d = Diag::error(format!("`{}` takes no `every`", s.key.name))
+                    .at(ev.unit.span, "not a periodic setting")
+                    .help("only `eval` and `checkpoint` take a period: `eval = data.test(batch: 100) every epoch`");
+                self.diags.push(d);
+            }
+            if s.key.name == "early_stop" {
+                self.check_early_stop_metric(e, s);
+            }
+            seen.push(s);
+        }
+        let get = |k: &str| seen.iter().find(|s| s.key.name == k).copied();
+        for (key, example) in SETTINGS.iter().filter_map(|r| Some((r.key, r.required?))) {
+            if get(key).is_none() {
+                let d = Diag::error(format!("experiment `{}` has no `{key}`", e.name.name))
+                    .at(e.name.span, format!("`{key}` missing"))
+                    .help(format!("add `{example}`"));
+                self.diags.push(d);
+            }
+        }
+        if root {
+            self.experiments.extend(ExperimentSpec::new(e, &seen));
+        }
+        let model = get("model").map(|s| self.setting_model(s)).unwrap_or(Val::Error);
+        let fields = get("data").map(|s| self.setting_data(s)).unwrap_or_default();
+        self.bind_batch_scope(model, &fields);
+        if let Some(s) = get("loss") {
+            self.setting_scalar(s, "the loss");
+        }
+        if let Some(s) = get("metrics") {
+            self.setting_metrics(s);
+        }
+        if let Some(s) = get("optimizer") {
+            self.setting_optimizer(s);
+        }
+        if let Some(s) = get("schedule") {
+            self.setting_schedule(s);
+        }
+        for key in ["epochs", "seed"] {
+            if let Some(s) = get(key) {
+                self.setting_count(s, key == "seed");
+            }
+        }
+        if let Some(s) = get("eval") {
+            self.setting_eval(s, &fields);
+        }
+        for key in ["checkpoint", "early_stop", "freeze", "init_from", "on_reload"] {
+            if let Some(s) = get(key) {
+                self.setting_misc(s, seen.iter().any(|x| x.key.name == "metrics"));
+            }
+        }
+    }
+
+    fn value(&mut self, s: &ast::Setting) -> (Val, Span) {
+        match &s.value {
+            Some(e) => (self.expr(e), e.span),
+            None => (Val::Error, s.key.span),
+        }
+    }
+
+    fn setting_model(&mut self, s: &ast::Setting) -> Val {
+        let (v, span) = self.value(s);
+        self.as_model(v, span)
+    }
+
+    fn setting_data(&mut self, s: &ast::Setting) -> Vec<(String, Val, Span)> {
+        let (v, span) = self.value(s);
+        match v {
+            Val::Split(item, _) => {
+                let ast::Item::Dataset(d) = self.item(item) else { return Vec::new() };
+                self.dataset_fields(item, d)
+            }
+            Val::Dataset(item) => {
+                let d = Diag::error(format!("`data` needs a split of `{}`", self.item_name(item)))
+                    .at(span, "a whole dataset")
+                    .help(format!("write `{}.train(batch: 32)`", self.item_name(item)));
+                self.diags.push(d);
+                // Its fields are still the names `loss` and `metrics` use:
+                // bind them as poison, not leave them unknown.
+                let ast::Item::Dataset(d) = self.item(item) else { return Vec::new() };
+                let names = d.fields.iter().map(|f| &f.name).chain(d.derived.iter().map(|(n, _)| n));
+                names.map(|n| (n.name.clone(), Val::Error, n.span)).collect()
+            }
+            Val::Error => Vec::new(),
+            other => {
+                self.diags.push(expected("a dataset split like `mnist.train(batch: 32)`", &self.show(&other), span));
+                Vec::new()
+            }
+        }
+    }
+
+    /// In `loss` and `metrics`: `model`, `B`, and every field with `B` in front.
+    fn bind_batch_scope(&mut self, model: Val, fields: &[(String, Val, Span)]) {
+        let b = self.fresh_sym("B");
+        let span = Span::new(self.program.module(self.module()).file, 0, 0);
+        self.bind("B", Val::Int(Some(Dim::sym(b))), span);
+        self.bind("model", model, span);
+        for (name, v, s) in fields {
+            let batched = match v {
+                Val::Tensor(t) if t.shape.rest.is_none() => {
+                    let mut dims = vec![Dim::sym(b)];
+                    dims.extend(t.shape.dims.iter().cloned());
+                    Val::Tensor(t.with_shape(Shape::of(dims)))
+                }
+                other => other.clone(),
+            };
+            self.bind(name, batched, *s);
+        }
+    }
+
+    fn setting_scalar(&mut self, s: &ast::Setting, what: &str) {
+        let (v, span) = self.value(s);
+        if !is_f32_scalar(&v) && !v.is_error() {
+            let d = Diag::error(format!("{what} must be an f32 scalar, found {}", self.show(&v)))
+                .at(span, format!("this is {}", self.show(&v)))
+                .help("reduce it, e.g. with `.mean()`");
+            self.diags.push(d);
+        }
+    }
+
+    fn setting_metrics(&mut self, s: &ast::Setting) {
+        let Some(ast::ExprKind::Record(entries)) = s.value.as_ref().map(|e| &e.kind) else {
+            let (v, span) = self.value(s);
+            let d = expected("a record `{ accuracy: accuracy(model(x), y) }`", &self.show(&v), span);
+            self.diags.push(d);
+            return;
+        };
+        for (k, e) in entries {
+            let v = self.expr(e);
+            if !is_f32_scalar(&v) && !v.is_error() {
+                let d = Diag::error(format!("metric `{}` must be an f32 scalar, found {}", k.name, self.show(&v)))
+                    .at(e.span, format!("this is {}", self.show(&v)))
+                    .help("metrics are averaged over batches: reduce to a scalar, e.g. `.mean()`");
+                self.diags.push(d);
+            }
+        }
+    }
+
+    fn setting_optimizer(&mut self, s: &ast::Setting) {
+        let (v, span) = self.value(s);
+        let v = match v {
+            Val::OptimizerClass(item) => self.configure_optimizer(item, Vec::new(), span),
+            v => v,
+        };
+        if !matches!(v, Val::Optimizer(_) | Val::Error) {
+            self.diags.push(expected("an optimizer like `adam(lr: 1e-3)`", &self.show(&v), span));
+        }
+    }
+
+    /// `schedule = cosine(warmup: 100)`: a function of `(step, total, ...)`
+    /// whose first two arguments the runner supplies every step.
+    fn setting_schedule(&mut self, s: &ast::Setting) {
+        let Some(e) = &s.value else { return };
+        let (callee, args): (&ast::Expr, &[ast::Arg]) = match &e.kind {
+            ast::ExprKind::Call { callee, args } => (callee, args),
+            _ => (e, &[]),
+        };
+        let f = self.expr(callee);
+        let Val::Fn(item) = f else {
+            if !f.is_error() {
+                self.diags.push(expected(
+                    "a schedule function like `cosine(warmup: 100)`",
+                    &self.show(&f),
+                    callee.span,
+                ));
+            }
+            return;
+        };
+        let ast::Item::Fn(decl) = self.item(item) else { return };
+        let implicit = decl.params.iter().take(2).map(|p| p.name.name.as_str()).collect::<Vec<_>>();
+        if implicit != ["step", "total"] {
+            let d = Diag::error(format!("`{}` is not a schedule", self.item_name(item)))
+                .at(callee.span, "not a schedule")
+                .help("a schedule's first parameters are `(step: f32, total: f32, ...)`");
+            self.diags.push(d);
+            return;
+        }
+        let mut argv = vec![
+            ArgVal { name: None, val: Val::scalar(DType::F32), span: callee.span },
+            ArgVal { name: None, val: Val::scalar(DType::F32), span: callee.span },
+        ];
+        argv.extend(self.args(args));
+        let out = self.call_fn(item, decl, &Vec::new(), argv, e.span);
+        if !is_f32_scalar(&out) && !out.is_error() {
+            self.diags.push(
+                Diag::error(format!("a schedule must return an f32 scalar, found {}", self.show(&out)))
+                    .at(e.span, "here"),
+            );
+        }
+    }
+
+    fn setting_count(&mut self, s: &ast::Setting, zero_ok: bool) {
+        let (v, span) = self.value(s);
+        let ok = match &v {
+            Val::Int(Some(d)) => d.as_const().is_some_and(|n| n >= i64::from(!zero_ok)),
+            Val::Int(None) | Val::Error => true,
+            _ => false,
+        };
+        if !ok {
+            let want = if zero_ok { "a non-negative int" } else { "a positive int" };
+            self.diags.push(expected(want, &self.show(&v), span).help(format!("for `{}`", s.key.name)));
+        }
+    }
+
+    fn setting_eval(&mut self, s: &ast::Setting, train_fields: &[(String, Val, Span)]) {
+        let (v, span) = self.value(s);
+        let fields = match v {
+            Val::Split(item, _) => {
+                let ast::Item::Dataset(d) = self.item(item) else { return };
+                self.dataset_fields(item, d)
+            }
+            Val::Error => return,
+            other => {
+                self.diags.push(expected("a dataset split like `mnist.test`", &self.show(&other), span));
+                return;
+            }
+        };
+        for (name, v, _) in train_fields {
+            let other = fields.iter().find(|(n, _, _)| n == name);
+            if !other.is_some_and(|(_, w, _)| same_type(v, w)) {
+                let d = Diag::error(format!("the eval split has no field `{name}` of type {}", self.show(v)))
+                    .at(span, "evaluated here")
+                    .help(
+                        "loss and metrics are computed on the eval split too: its fields must match the training data",
+                    );
+                self.diags.push(d);
+                return;
+            }
+        }
+        self.check_every(s);
+    }
+
+    /// `early_stop = { metric: "acuracy" }`: the metric must be `loss` or
+    /// one of the experiment's `metrics`.
+    fn check_early_stop_metric(&mut self, e: &ast::ExperimentDecl, s: &ast::Setting) {
+        let Some(ast::Expr { kind: ast::ExprKind::Record(entries), .. }) = &s.value else { return };
+        let Some((_, m)) = entries.iter().find(|(k, _)| k.name == "metric") else { return };
+        let ast::ExprKind::Str(name) = &m.kind else { return };
+        let mut names = vec!["loss"];
+        for x in &e.settings {
+            if x.key.name == "metrics"
+                && let Some(ast::Expr { kind: ast::ExprKind::Record(ms), .. }) = &x.value
+            {
+                names.extend(ms.iter().map(|(k, _)| k.name.as_str()));
+            }
+        }
+        if !names.contains(&name.as_str()) {
+            let help = did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("the metrics are: {}", names.join(", ")));
+            let d = Diag::error(format!("`early_stop` watches an unknown metric `{name}`"))
+                .at(m.span, "not `loss` or a metric of this experiment")
+                .help(help);
+            self.diags.push(d);
+        }
+    }
+
+    fn check_every(&mut self, s: &ast::Setting) {
+        let Some(ev) = &s.every else { return };
+        const UNITS: &[&str] = &["epoch", "epochs", "step", "steps"];
+        if !UNITS.contains(&ev.unit.name.as_str()) {
+            let d = Diag::error(format!("unknown unit `{}`", ev.unit.name)).at(ev.unit.span, "unknown").help(
+                did_you_mean(&ev.unit.name, UNITS.iter().copied())
+                    .unwrap_or_else(|| "write `every epoch` or `every 500 steps`".into()),
+            );
+            self.diags.push(d);
+        }
+        if let Some((0, span)) = ev.count {
+            self.diags.push(Diag::error("`every 0` never happens").at(span, "zero").help("use a positive count"));
+        }
+    }
+
+    fn setting_misc(&mut self, s: &ast::Setting, _has_metrics: bool) {
+        match s.key.name.as_str() {
+            "checkpoint" => {
+                if s.every.is_none() {
+                    let d = Diag::error("`checkpoint` needs a period")
+                        .at(s.key.span, "when?")
+                        .help("write `checkpoint = every epoch`");
+                    self.diags.push(d);
+                }
+                self.check_every(s);
+            }
+            "early_stop" => {
+                let (v, span) = self.value(s);
+                let ok =
+                    matches!(&v, Val::Record(r) if r.iter().any(|(k, v)| k == "metric" && matches!(v, Val::Str(_))));
+                if !ok && !v.is_error() {
+                    self.diags.push(expected("`{ metric: \"accuracy\", patience: 3 }`", &self.show(&v), span));
+                }
+            }
+            "freeze" => {
+                let (v, span) = self.value(s);
+                if !matches!(&v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Str(_)))) && !v.is_error() {
+                    self.diags.push(expected("a list of parameter names like `[\"l1.w\"]`", &self.show(&v), span));
+                }
+            }
+            "on_reload" => self.setting_on_reload(s),
+            _ => {
+                let (v, span) = self.value(s);
+                if !matches!(v, Val::Str(_) | Val::Error) {
+                    self.diags.push(expected("a path string", &self.show(&v), span));
+                }
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// `on_reload = { step: "continue", data: "restart" }`: what `nnc watch`
+    /// does with the step counter and the data position on a reload.
+    fn setting_on_reload(&mut self, s: &ast::Setting) {
+        let example = "`{ step: \"continue\", data: \"restart\" }`";
+        let fields = match s.value.as_ref().map(|e| &e.kind) {
+            Some(ast::ExprKind::Record(fields)) => fields,
+            _ => {
+                let (v, span) = self.value(s);
+                if !v.is_error() {
+                    self.diags.push(expected(example, &self.show(&v), span));
+                }
+                return;
+            }
+        };
+        for (key, e) in fields {
+            let v = self.expr(e);
+            if !matches!(key.name.as_str(), "step" | "data") {
+                let d = Diag::error(format!("`on_reload` has no field `{}`", key.name))
+                    .at(key.span, "unknown field")
+                    .help("`on_reload` takes `step` and `data`, each \"continue\" or \"restart\"");
+                self.diags.push(d);
+            } else if !matches!(&v, Val::Str(s) if s == "continue" || s == "restart") && !v.is_error() {
+                let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
+                self.diags.push(expected("\"continue\" or \"restart\"", &shown, e.span));
+            }
+        }
+    }
+}
+
+fn is_f32_scalar(v: &Val) -> bool {
+    matches!(v, Val::Tensor(t) if t.dtype == DType::F32 && t.shape.is_scalar())
+}
