@@ -21,6 +21,20 @@
 
 #![warn(clippy::wildcard_enum_match_arm)]
 
+/// An op-kind enum and `ALL`, the list of its variants: per-op tests walk
+/// `ALL`, so a new variant is tested without anyone listing it again.
+macro_rules! closed_enum {
+    ($(#[$m:meta])* pub enum $name:ident { $($v:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+        pub enum $name { $($v),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),*];
+        }
+    };
+}
+
 mod builder;
 mod error;
 mod graph;
@@ -35,7 +49,7 @@ mod verify;
 pub use builder::broadcast_shapes;
 pub use error::IrError;
 pub use graph::{Graph, Node};
-pub use op::{LoweringClass, Op, OpRule, Rewrite, VjpCtx};
+pub use op::{LoweringClass, Op, OpKind, OpRule, Rewrite, VjpCtx};
 pub use ops::contract::Contract;
 pub use ops::elementwise::{BinaryOp, Cast, UnaryOp};
 pub use ops::gather::{Gather, ScatterAdd};

@@ -63,7 +63,40 @@ pub enum Op {
     ScatterAdd(ScatterAdd),
 }
 
+closed_enum! {
+    /// The kinds of [`Op`], without payloads: per-op tests walk `ALL`.
+    pub enum OpKind {
+        Input, Const, Literal, Iota, Random, Unary, Binary, Select, Cast, StopGradient, Reduce, Reshape, Permute,
+        Broadcast, Slice, Pad, Concat, Contract, Gather, ScatterAdd,
+    }
+}
+
 impl Op {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Input(_) => OpKind::Input,
+            Op::Const(_) => OpKind::Const,
+            Op::Literal(_) => OpKind::Literal,
+            Op::Iota(_) => OpKind::Iota,
+            Op::Random(_) => OpKind::Random,
+            Op::Unary(_) => OpKind::Unary,
+            Op::Binary(_) => OpKind::Binary,
+            Op::Select => OpKind::Select,
+            Op::Cast(_) => OpKind::Cast,
+            Op::StopGradient => OpKind::StopGradient,
+            Op::Reduce(_) => OpKind::Reduce,
+            Op::Reshape(_) => OpKind::Reshape,
+            Op::Permute(_) => OpKind::Permute,
+            Op::Broadcast(_) => OpKind::Broadcast,
+            Op::Slice(_) => OpKind::Slice,
+            Op::Pad(_) => OpKind::Pad,
+            Op::Concat(_) => OpKind::Concat,
+            Op::Contract(_) => OpKind::Contract,
+            Op::Gather(_) => OpKind::Gather,
+            Op::ScatterAdd(_) => OpKind::ScatterAdd,
+        }
+    }
+
     /// The rules of this op.
     pub fn rule(&self) -> &dyn OpRule {
         match self {

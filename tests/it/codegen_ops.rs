@@ -57,7 +57,7 @@ fn close(got: f64, want: f64, abs: f64, rel: f64) -> bool {
 }
 
 /// Compiles `g`, runs both on the same inputs, compares every output.
-fn check_with(g: &Graph, seed: u64, specials: bool, abs: f64, rel: f64) -> Result<(), String> {
+pub(crate) fn check_with(g: &Graph, seed: u64, specials: bool, abs: f64, rel: f64) -> Result<(), String> {
     let ins = inputs(g, seed, specials);
     let want = interp::run(g, &ins, Precision::F32).map_err(|e| format!("interp: {e}"))?;
     let mut step = CompiledStep::compile(g).map_err(|e| format!("compile: {e}"))?;

@@ -18,6 +18,7 @@ mod ir_interp;
 mod ir_opt;
 mod ir_print;
 mod ir_util;
+mod op_table;
 mod oracle;
 mod run_cli;
 mod run_interp;
