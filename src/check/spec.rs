@@ -47,6 +47,42 @@ pub struct ExperimentSpec {
     pub on_reload: Option<ast::Setting>,
 }
 
+// What the runner is told, once lowering has the numbers.
+
+/// `on_reload = { step: "continue", data: "restart" }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadPolicy {
+    /// The step counter drives schedules and Adam's bias correction.
+    pub step: OnReload,
+    /// The position in the epoch's batch order.
+    pub data: OnReload,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnReload {
+    /// Carry on from where the previous program was.
+    #[default]
+    Continue,
+    /// Start again from zero.
+    Restart,
+}
+
+/// `every N epochs` / `every N steps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    Epochs(u64),
+    Steps(u64),
+}
+
+/// `early_stop = { metric: "accuracy", patience: 3, mode: "max" }`: stop
+/// when the eval metric has not improved for `patience` evaluations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EarlyStop {
+    pub metric: String,
+    pub patience: u64,
+    pub maximize: bool,
+}
+
 /// One experiment setting: its key, and whether it takes `every`.
 pub(super) struct SettingRule {
     pub key: &'static str,

@@ -1,8 +1,8 @@
 //! `nnc watch`: train, and swap in each saved edit of the file.
 
 use super::run::{RunArgs, fail, print_summary, say};
+use crate::check::spec::OnReload;
 use crate::diag;
-use crate::lower::OnReload;
 use crate::runner::{self, Command, Control, RunError};
 use crate::watch::Watch;
 use std::process::ExitCode;

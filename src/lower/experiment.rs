@@ -13,7 +13,7 @@ use super::{Init, ItemRef, LResult, Lowerer, Val, at};
 use crate::autodiff;
 use crate::builtins::{Builtin, SourceKind};
 use crate::check::Checked;
-use crate::check::spec::{ExperimentSpec, Literal};
+use crate::check::spec::{EarlyStop, ExperimentSpec, Literal, OnReload, Period, ReloadPolicy};
 use crate::diag::{Diag, Diags};
 use crate::ir::{DType, Graph, InputRole, NodeId, Type};
 use crate::resolve::{ModuleId, Program};
@@ -121,40 +121,6 @@ pub struct Lowered {
     /// What `nnc watch` does with the step counter and data position when
     /// it swaps in an edited program.
     pub on_reload: ReloadPolicy,
-}
-
-/// `on_reload = { step: "continue", data: "restart" }`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReloadPolicy {
-    /// The step counter drives schedules and Adam's bias correction.
-    pub step: OnReload,
-    /// The position in the epoch's batch order.
-    pub data: OnReload,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnReload {
-    /// Carry on from where the previous program was.
-    #[default]
-    Continue,
-    /// Start again from zero.
-    Restart,
-}
-
-/// `every N epochs` / `every N steps`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Period {
-    Epochs(u64),
-    Steps(u64),
-}
-
-/// `early_stop = { metric: "accuracy", patience: 3, mode: "max" }`: stop
-/// when the eval metric has not improved for `patience` evaluations.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EarlyStop {
-    pub metric: String,
-    pub patience: u64,
-    pub maximize: bool,
 }
 
 /// What every lowering of an experiment starts from: the checked spec of

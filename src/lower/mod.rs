@@ -22,8 +22,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, EarlyStop, Lowered, OnReload, ParamInfo, Period, ReloadPolicy, Setup, SourceSpec, SplitPlan,
-    StateInfo, lower_experiment,
+    DataField, DataPlan, Lowered, ParamInfo, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment,
 };
 pub use predict::{Predict, lower_predict};
 

@@ -12,7 +12,8 @@ use super::cache;
 use super::engine::Engine;
 use super::load;
 use super::state::{Pending, Run, batch_plan, hash_sources, init_state, rest_engine, say};
-use crate::lower::{Lowered, OnReload, SplitPlan};
+use crate::check::spec::OnReload;
+use crate::lower::{Lowered, SplitPlan};
 use serde_json::{Value, json};
 use std::time::Instant;
 

@@ -10,8 +10,9 @@ use super::state::{
     Flow, Run, RunOptions, RunSummary, batch_plan, eval_batch, hash_sources, init_state, rest_engine, say,
 };
 use super::{Command, Control, RunError};
+use crate::check::spec::Period;
 use crate::ir::DType;
-use crate::lower::{Lowered, Period};
+use crate::lower::Lowered;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
