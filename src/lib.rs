@@ -92,6 +92,9 @@ fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[Strin
 pub fn sweep_axes(path: &Path, overrides: &[String]) -> Vec<check::spec::SweepAxis> {
     let (program, mut diags) = resolve::load(path);
     let checked = check_with(&program, &mut diags, overrides);
+    if diags.iter().any(|d| d.is_error()) {
+        return Vec::new();
+    }
     let pinned = |name: &str| checked.overrides.iter().any(|(n, _)| n == name);
     checked.sweeps.into_iter().filter(|a| !pinned(&a.name)).collect()
 }

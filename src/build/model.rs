@@ -84,8 +84,10 @@ impl Model {
 }
 
 fn step(batch: usize, g: &Graph) -> Result<Step, BuildError> {
-    let p = schedule::prepare(g, schedule::Options { in_place: false })
-        .map_err(|e| BuildError::Codegen(format!("internal compiler error: {e}")))?;
+    let p = schedule::prepare(g, schedule::Options { in_place: false }).map_err(|e| match e {
+        schedule::ScheduleError::Invalid(_) => BuildError::Codegen(format!("internal compiler error: {e}")),
+        schedule::ScheduleError::TooLarge(_) => BuildError::Codegen(e.to_string()),
+    })?;
     Ok(Step { batch, graph: p.graph, schedule: p.schedule })
 }
 

@@ -12,11 +12,8 @@ use crate::syntax::ast::DType;
 
 /// What the bare name of builtin `b` evaluates to.
 pub(super) fn value(b: Builtin) -> Val {
-    match b {
-        // Known only when a step is lowered (train or eval).
-        Builtin::Training => Val::Bool(None),
-        b => Val::Builtin(b),
-    }
+    // `training` is known only when a step is lowered (train or eval).
+    if b == Builtin::Training { Val::Bool(None) } else { Val::Builtin(b) }
 }
 
 /// Bound arguments of one builtin call, by parameter position.

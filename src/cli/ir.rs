@@ -29,17 +29,23 @@ pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Op
     let graph = match stage {
         Stage::Forward => compiled.lowered.eval,
         Stage::Train => compiled.lowered.train,
-        // What `nnc run` compiles: the same entry point, the same options.
-        Stage::Optimized | Stage::Kernels => {
-            match crate::schedule::prepare(&compiled.lowered.train, crate::runner::STEP_SCHEDULE) {
-                Ok(p) if matches!(stage, Stage::Kernels) => return emit(&p.schedule.to_string()),
-                Ok(p) => p.graph,
-                Err(e) => {
-                    eprintln!("error: compiling the training step failed: {e}");
-                    return ExitCode::from(1);
-                }
+        // The optimizer `schedule::prepare` runs, alone: the graph shows
+        // even where scheduling would fail.
+        Stage::Optimized => match crate::opt::optimize(&compiled.lowered.train) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: optimizing the training step failed: {e}");
+                return ExitCode::from(1);
             }
-        }
+        },
+        // What `nnc run` compiles: the same entry point, the same options.
+        Stage::Kernels => match crate::schedule::prepare(&compiled.lowered.train, crate::runner::STEP_SCHEDULE) {
+            Ok(p) => return emit(&p.schedule.to_string()),
+            Err(e) => {
+                eprintln!("error: compiling the training step failed: {e}");
+                return ExitCode::from(1);
+            }
+        },
     };
     if dot { emit(&crate::ir::dot(&graph)) } else { emit(&graph.to_string()) }
 }

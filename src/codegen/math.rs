@@ -232,7 +232,6 @@ pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
     b.ins().fdiv(one, d)
 }
 
-/// `x < y` etc. for a comparison op on floats or (widened) integers.
 /// erf: `x P(x²) / Q(x²)`, the rational approximation Eigen and XLA use
 /// for f32, on x clamped to [-4, 4]; ±1 past 3.92; NaN stays NaN.
 pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
@@ -257,6 +256,13 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     let p = b.ins().fmul(p, c);
     let q = horner(b, x2, &beta);
     let r = b.ins().fdiv(p, q);
+    // A few ulp of error near 3.7 would otherwise reach 1.0000001, and
+    // `1 - erf x` would go negative.
+    let (lo, hi) = (fconst(b, w, -1.0), fconst(b, w, 1.0));
+    let above = b.ins().fcmp(FloatCC::GreaterThan, r, hi);
+    let r = sel(b, above, hi, r);
+    let below = b.ins().fcmp(FloatCC::LessThan, r, lo);
+    let r = sel(b, below, lo, r);
     // Past 3.92, erf rounds to ±1 in f32: give exactly that, as the
     // reference does (a last-ulp miss would turn pow(erf x, y) into NaN).
     let a = b.ins().fabs(x);
@@ -272,6 +278,7 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     sel(b, sat, unit, r)
 }
 
+/// `x < y` etc. for a comparison op on floats or (widened) integers.
 pub fn compare(b: &mut FunctionBuilder, float_cc: FloatCC, int_cc: IntCC, is_float: bool, x: Value, y: Value) -> Value {
     if is_float { b.ins().fcmp(float_cc, x, y) } else { b.ins().icmp(int_cc, x, y) }
 }

@@ -421,3 +421,17 @@ fn gemm_call(
     b.ins().call(f, &args);
     Ok(())
 }
+
+#[cfg(test)]
+mod rt_call_tests {
+    use super::RtCall;
+
+    /// Imports and calls are indexed by `call as usize`: `ALL` must list
+    /// every call in declaration order.
+    #[test]
+    fn the_table_is_in_declaration_order() {
+        for (i, c) in RtCall::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+        }
+    }
+}

@@ -185,11 +185,9 @@ impl<'p> Lowerer<'p> {
         if let Some((def, _)) = self.program.module(self.module).scope.get(name).copied() {
             return self.def_value(def, span);
         }
-        match Builtin::from_name(name) {
-            Some(Builtin::Training) => Ok(Val::Bool(self.training)),
-            Some(b) => Ok(Val::Builtin(b)),
-            None => Err(Diag::error(format!("unknown name `{name}`")).at(span, "not found")),
-        }
+        let b = Builtin::from_name(name)
+            .ok_or_else(|| Diag::error(format!("unknown name `{name}`")).at(span, "not found"))?;
+        Ok(if b == Builtin::Training { Val::Bool(self.training) } else { Val::Builtin(b) })
     }
 
     fn def_value(&mut self, def: Def, span: Span) -> LResult<Val> {

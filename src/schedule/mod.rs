@@ -400,7 +400,7 @@ impl LoopKernel {
                 Expr::Load { view, .. } => n.dtype != DType::Bool && (0..=1).contains(&view.inner_stride()),
                 Expr::Const(_) | Expr::Select(..) | Expr::Iota(_) => true,
                 Expr::Random { .. } | Expr::Gather { .. } => false,
-                Expr::Unary(op, _) => !matches!(op, UnaryOp::Sin | UnaryOp::Cos),
+                Expr::Unary(op, _) => unary_vectorizable(*op),
                 Expr::Binary(op, a, _) => {
                     let int_div = *op == BinaryOp::Div && dt(*a) != DType::F32;
                     *op != BinaryOp::Pow && !int_div && !(dt(*a) == DType::Bool && is_compare(*op))
@@ -417,8 +417,21 @@ fn store_vectorizable(s: &Store, bufs: &[Buffer]) -> bool {
         && (stride == 1 || (stride == 0 && s.mode != StoreMode::Assign))
 }
 
+/// Whether `op` has a four-lane form; `sin` and `cos` are scalar calls.
+fn unary_vectorizable(op: UnaryOp) -> bool {
+    use UnaryOp as U;
+    match op {
+        U::Sin | U::Cos => false,
+        U::Neg | U::Abs | U::Exp | U::Log | U::Sqrt | U::Rsqrt | U::Tanh | U::Sigmoid | U::Floor | U::Sign => true,
+        U::Erf | U::Not | U::Recip => true,
+    }
+}
+
 /// Whether `op` compares (its result is bool).
 pub fn is_compare(op: BinaryOp) -> bool {
     use BinaryOp as B;
-    matches!(op, B::Lt | B::Le | B::Gt | B::Ge | B::Eq | B::Ne)
+    match op {
+        B::Lt | B::Le | B::Gt | B::Ge | B::Eq | B::Ne => true,
+        B::Add | B::Sub | B::Mul | B::Div | B::Pow | B::Max | B::Min | B::And | B::Or => false,
+    }
 }

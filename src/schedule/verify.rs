@@ -10,7 +10,7 @@
 //!    by the plan, and an in-place output only from the kernel that writes
 //!    it, after the last read of the input it replaces.
 
-use super::{BufId, Kernel, KernelBody, Place, Schedule, ScheduleError, SlotRole, elem_size};
+use super::{Access, BufId, Kernel, KernelBody, Place, Schedule, ScheduleError, SlotRole, StoreMode, elem_size};
 
 fn invalid(m: String) -> Result<(), ScheduleError> {
     Err(ScheduleError::Invalid(format!("schedule verifier: {m}")))
@@ -21,6 +21,14 @@ pub fn verify(s: &Schedule) -> Result<(), ScheduleError> {
     // (first kernel that writes, last kernel that touches)
     let mut first_write: Vec<Option<usize>> = vec![None; n];
     let mut last_use: Vec<Option<usize>> = vec![None; n];
+    // A slot's buffer holds the caller's value only if no kernel writes it
+    // (in an in-place slot, the other buffer is the new value).
+    let mut ever_written = vec![false; n];
+    for b in s.kernels.iter().flat_map(Kernel::writes) {
+        if let Some(w) = ever_written.get_mut(b.index()) {
+            *w = true;
+        }
+    }
     for (k, kernel) in s.kernels.iter().enumerate() {
         for b in kernel.reads().into_iter().chain(kernel.writes()) {
             if b.index() >= n {
@@ -30,7 +38,7 @@ pub fn verify(s: &Schedule) -> Result<(), ScheduleError> {
         }
         for b in kernel.reads() {
             let ready = match &s.buffers[b.index()].place {
-                Place::Slot(i) => s.slots[*i].role != SlotRole::Output,
+                Place::Slot(i) => s.slots[*i].role != SlotRole::Output && !ever_written[b.index()],
                 Place::Const(_) => true,
                 Place::Arena(_) => false,
             };
@@ -109,7 +117,10 @@ fn shared_memory(s: &Schedule, live: &dyn Fn(usize) -> Option<(usize, usize)>) -
             }
             let (Some(la), Some(lb)) = (live(a), live(b)) else { continue };
             let (first, second) = if la.0 <= lb.0 { (la, lb) } else { (lb, la) };
-            let apart = if seg == 0 { first.1 <= second.0 } else { first.1 < second.0 };
+            // An in-place pair may meet at one kernel: the one that reads
+            // the old value element by element where it writes the new.
+            let meet = seg == 0 && first.1 == second.0;
+            let apart = first.1 < second.0 || (meet && same_element_only(&s.kernels[second.0], a, b));
             if !apart {
                 return invalid(format!(
                     "b{a} (kernels {}..={}) and b{b} (kernels {}..={}) share memory while both are alive",
@@ -119,6 +130,23 @@ fn shared_memory(s: &Schedule, live: &dyn Fn(usize) -> Option<(usize, usize)>) -
         }
     }
     Ok(())
+}
+
+/// Whether `kernel` touches `a` and `b` (one slot) only as an elementwise
+/// in-place update: a loop whose every read of the one is at the view of
+/// every store to the other.
+fn same_element_only(kernel: &Kernel, a: usize, b: usize) -> bool {
+    let KernelBody::Loop(l) = &kernel.body else { return false };
+    let stored = |x: usize| l.stores.iter().filter(move |s| s.buf.index() == x);
+    let (new, old) = if stored(a).next().is_some() { (a, b) } else { (b, a) };
+    let plain = stored(new).all(|s| s.mode == StoreMode::Assign && s.scatter.is_none());
+    plain
+        && stored(old).next().is_none()
+        && l.nodes.iter().all(|n| match n.expr.reads() {
+            Access::Element(buf, view) => buf.index() != old || stored(new).all(|s| s.view == *view),
+            Access::Indexed(buf) => buf.index() != old,
+            Access::Nothing => true,
+        })
 }
 
 #[cfg(test)]

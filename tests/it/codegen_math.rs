@@ -133,3 +133,16 @@ fn dividing_a_byte_by_a_constant_is_exact() {
         }
     }
 }
+
+/// erf over its whole transition to ±1 (it saturates in f32 near 3.92),
+/// with the specials; never outside [-1, 1], so `1 - erf(x)` is never
+/// negative. The rational approximation (Eigen's and XLA's) measures 7 ulp
+/// at worst over these 1.2 million points: 4e-7 relative.
+#[test]
+fn erf_within_8_ulp_and_never_past_one() {
+    let xs = with_specials(sweep(-6.0, 6.0, 1_200_001));
+    let got = run_unary(UnaryOp::Erf, &xs);
+    assert!(got.iter().all(|y| y.is_nan() || y.abs() <= 1.0), "erf outside [-1, 1]");
+    let w = worst(UnaryOp::Erf, &xs, libm::erf);
+    assert!(w <= 8, "erf: {w} ulp");
+}
