@@ -76,6 +76,16 @@ pub fn fmax(b: &mut FunctionBuilder, x: Value, y: Value, is_max: bool) -> Value 
     sel(b, nan, x, r)
 }
 
+/// `x` limited to `[lo, hi]`, NaN kept (both compares are false for it).
+fn clamp(b: &mut FunctionBuilder, x: Value, lo: f32, hi: f32) -> Value {
+    let w = lanes(b, x);
+    let (lo, hi) = (fconst(b, w, lo), fconst(b, w, hi));
+    let over = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+    let x = sel(b, over, hi, x);
+    let under = b.ins().fcmp(FloatCC::LessThan, x, lo);
+    sel(b, under, lo, x)
+}
+
 /// `p(x)` by Horner's rule with FMA, coefficients highest degree first.
 fn horner(b: &mut FunctionBuilder, x: Value, c: &[f32]) -> Value {
     let w = lanes(b, x);
@@ -101,11 +111,7 @@ fn pow2i(b: &mut FunctionBuilder, n: Value) -> Value {
 /// exponent field early nor loses the natural overflow to inf.
 pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let w = lanes(b, x);
-    let (hi, lo) = (fconst(b, w, 88.8), fconst(b, w, -104.0));
-    let over = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
-    let x = sel(b, over, hi, x);
-    let under = b.ins().fcmp(FloatCC::LessThan, x, lo);
-    let x = sel(b, under, lo, x);
+    let x = clamp(b, x, -104.0, 88.8);
     // j = x log2e + 1.5*2^23: the nearest integer n sits in j's low bits.
     let (log2e, magic) = (fconst(b, w, std::f32::consts::LOG2_E), fconst(b, w, 12_582_912.0));
     let j = b.ins().fma(x, log2e, magic);
@@ -236,11 +242,7 @@ pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
 /// for f32, on x clamped to [-4, 4]; ±1 past 3.92; NaN stays NaN.
 pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     let w = lanes(b, x);
-    let (hi, lo) = (fconst(b, w, 4.0), fconst(b, w, -4.0));
-    let over = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
-    let c = sel(b, over, hi, x);
-    let under = b.ins().fcmp(FloatCC::LessThan, c, lo);
-    let c = sel(b, under, lo, c);
+    let c = clamp(b, x, -4.0, 4.0);
     let x2 = b.ins().fmul(c, c);
     let alpha = [
         -2.726_142_3e-10,
@@ -258,11 +260,7 @@ pub fn erf(b: &mut FunctionBuilder, x: Value) -> Value {
     let r = b.ins().fdiv(p, q);
     // A few ulp of error near 3.7 would otherwise reach 1.0000001, and
     // `1 - erf x` would go negative.
-    let (lo, hi) = (fconst(b, w, -1.0), fconst(b, w, 1.0));
-    let above = b.ins().fcmp(FloatCC::GreaterThan, r, hi);
-    let r = sel(b, above, hi, r);
-    let below = b.ins().fcmp(FloatCC::LessThan, r, lo);
-    let r = sel(b, below, lo, r);
+    let r = clamp(b, r, -1.0, 1.0);
     // Past 3.92, erf rounds to ±1 in f32: give exactly that, as the
     // reference does (a last-ulp miss would turn pow(erf x, y) into NaN).
     let a = b.ins().fabs(x);

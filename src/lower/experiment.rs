@@ -350,9 +350,11 @@ impl Lowerer<'_> {
             for (k, v) in &r {
                 let choice =
                     if matches!(v, Val::Str(s) if s == "restart") { OnReload::Restart } else { OnReload::Continue };
+                // The checker allows only these two keys.
                 match k.as_str() {
                     "step" => on_reload.step = choice,
-                    _ => on_reload.data = choice,
+                    "data" => on_reload.data = choice,
+                    other => return Err(Diag::error(format!("internal compiler error: `on_reload` key `{other}`"))),
                 }
             }
         }
