@@ -10,6 +10,7 @@
 //! executable or object file.
 
 pub mod autodiff;
+pub mod bind;
 pub mod build;
 pub mod builtins;
 pub mod check;

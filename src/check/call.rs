@@ -1,9 +1,11 @@
 //! Calls: binding arguments to parameters, and checking a call of a
 //! function, a model or an optimizer against its signature.
 
-use super::val::{ItemRef, ModelInst, Val};
+use super::val::{ModelInst, Val};
 use super::{Checker, shape::Unbound};
+use crate::bind::{BindError, bind};
 use crate::diag::{Diag, did_you_mean};
+use crate::resolve::ItemRef;
 use crate::span::Span;
 use crate::syntax::ast;
 use std::rc::Rc;
@@ -36,91 +38,63 @@ impl Checker<'_> {
         args: Vec<ArgVal>,
         call: Span,
     ) -> Option<Vec<Option<ArgVal>>> {
-        let mut slots: Vec<Option<ArgVal>> = vec![None; params.len()];
-        let mut ok = true;
-        let mut next = 0;
-        let given = args.len();
-        // The first named argument, once one was seen.
-        let mut named: Option<Span> = None;
-        // The "too many arguments" error, reported once for all the extra ones.
-        let mut extra: Option<Diag> = None;
-        for arg in args {
-            let after_named = named;
-            if let Some(n) = &arg.name {
-                named.get_or_insert(n.span.to(arg.span));
-            }
-            let slot = match &arg.name {
-                None if after_named.is_some() => {
-                    let mut d = Diag::error("positional argument after a named one")
-                        .at(arg.span, "positional argument")
-                        .help("put the positional arguments first, or name this one too");
-                    if let Some(n) = after_named {
-                        d = d.label(n, "named argument here");
-                    }
-                    self.diags.push(d);
-                    ok = false;
-                    continue;
-                }
-                None => {
-                    if next >= params.len() {
-                        extra = Some(match extra.take() {
-                            Some(d) => d.label(arg.span, "unexpected argument"),
-                            None => Diag::error(format!(
-                                "`{callee}` takes {} argument{}, found {given}",
-                                params.len(),
-                                if params.len() == 1 { "" } else { "s" }
-                            ))
-                            .at(arg.span, "unexpected argument"),
-                        });
-                        ok = false;
-                        continue;
-                    }
-                    next += 1;
-                    next - 1
-                }
-                Some(n) => match params.iter().position(|p| p.name == n.name) {
-                    Some(i) => i,
-                    None => {
-                        let mut d = Diag::error(format!("`{callee}` has no parameter `{}`", n.name))
-                            .at(n.span, "unknown parameter");
-                        let hint = did_you_mean(&n.name, params.iter().map(|p| p.name)).unwrap_or_else(|| {
-                            format!(
-                                "its parameters are: {}",
-                                params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-                            )
-                        });
-                        d = d.help(hint);
-                        self.diags.push(d);
-                        ok = false;
-                        continue;
-                    }
-                },
-            };
-            if let Some(prev) = &slots[slot] {
-                let d = Diag::error(format!("argument `{}` of `{callee}` is given twice", params[slot].name))
-                    .at(arg.span, "given again here")
-                    .label(prev.span, "first given here");
-                self.diags.push(d);
-                ok = false;
-                continue;
-            }
-            slots[slot] = Some(arg);
-        }
-        if let Some(d) = extra {
+        let specs: Vec<(&str, bool)> = params.iter().map(|p| (p.name, p.required)).collect();
+        let names: Vec<Option<&str>> = args.iter().map(|a| a.name.as_ref().map(|n| n.name.as_str())).collect();
+        let (slots, errors) = bind(&specs, &names);
+        for e in &errors {
+            let d = self.bind_error(callee, params, &args, call, e);
             self.diags.push(d);
         }
-        for (p, s) in params.iter().zip(&slots) {
-            if p.required && s.is_none() {
-                let mut d = Diag::error(format!("missing argument `{}` in call of `{callee}`", p.name))
-                    .at(call, format!("`{}` is not given", p.name));
-                if let Some(def) = p.span {
-                    d = d.label(def, "parameter declared here");
+        if !errors.is_empty() {
+            return None;
+        }
+        let mut args: Vec<Option<ArgVal>> = args.into_iter().map(Some).collect();
+        Some(slots.into_iter().map(|s| s.and_then(|i| args[i].take())).collect())
+    }
+
+    fn bind_error(&self, callee: &str, params: &[ParamSpec], args: &[ArgVal], call: Span, e: &BindError) -> Diag {
+        let named_span = |a: &ArgVal| a.name.as_ref().map_or(a.span, |n| n.span.to(a.span));
+        match e {
+            BindError::AfterNamed { arg, first_named } => Diag::error("positional argument after a named one")
+                .at(args[*arg].span, "positional argument")
+                .help("put the positional arguments first, or name this one too")
+                .label(named_span(&args[*first_named]), "named argument here"),
+            BindError::Unknown { arg } => {
+                let n = args[*arg].name.as_ref().map_or("", |n| n.name.as_str());
+                let at = args[*arg].name.as_ref().map_or(args[*arg].span, |n| n.span);
+                let hint = did_you_mean(n, params.iter().map(|p| p.name)).unwrap_or_else(|| {
+                    format!("its parameters are: {}", params.iter().map(|p| p.name).collect::<Vec<_>>().join(", "))
+                });
+                Diag::error(format!("`{callee}` has no parameter `{n}`")).at(at, "unknown parameter").help(hint)
+            }
+            BindError::Twice { arg, first, param } => {
+                Diag::error(format!("argument `{}` of `{callee}` is given twice", params[*param].name))
+                    .at(args[*arg].span, "given again here")
+                    .label(args[*first].span, "first given here")
+            }
+            BindError::TooMany { args: extra } => {
+                let mut d = Diag::error(format!(
+                    "`{callee}` takes {} argument{}, found {}",
+                    params.len(),
+                    if params.len() == 1 { "" } else { "s" },
+                    args.len()
+                ))
+                .at(args[extra[0]].span, "unexpected argument");
+                for &i in &extra[1..] {
+                    d = d.label(args[i].span, "unexpected argument");
                 }
-                self.diags.push(d);
-                ok = false;
+                d
+            }
+            BindError::Missing { param } => {
+                let p = &params[*param];
+                let d = Diag::error(format!("missing argument `{}` in call of `{callee}`", p.name))
+                    .at(call, format!("`{}` is not given", p.name));
+                match p.span {
+                    Some(def) => d.label(def, "parameter declared here"),
+                    None => d,
+                }
             }
         }
-        ok.then_some(slots)
     }
 
     fn param_specs(params: &[ast::Param]) -> Vec<ParamSpec<'_>> {

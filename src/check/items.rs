@@ -6,9 +6,10 @@ use super::dim::{Dim, Shape};
 use super::expr::same_type;
 use super::shape::Unbound;
 use super::spec::Literal;
-use super::val::{ItemRef, TensorTy, Val};
+use super::val::{TensorTy, Val};
 use super::{Checker, expected};
 use crate::diag::{Diag, did_you_mean};
+use crate::resolve::ItemRef;
 use crate::span::Span;
 use crate::syntax::ast::{self, DType, FieldKind, TypeKind};
 

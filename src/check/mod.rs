@@ -22,12 +22,13 @@ pub mod spec;
 pub mod val;
 
 use crate::diag::{Diag, Diags, did_you_mean};
+use crate::resolve::ItemRef;
 use crate::resolve::{Def, ModuleId, Program};
 use crate::span::Span;
 use crate::syntax::ast;
 use dim::{Dim, Rest, Shape, Sym};
 use std::collections::HashMap;
-use val::{ItemRef, Val};
+use val::Val;
 
 use crate::builtins::Builtin;
 

@@ -2,7 +2,7 @@
 //! values (ints, bools) as much of the value as is known.
 
 use super::dim::{Dim, Shape};
-use crate::resolve::ModuleId;
+use crate::resolve::{ItemRef, ModuleId};
 use crate::span::Span;
 use crate::syntax::ast::DType;
 use std::rc::Rc;
@@ -55,13 +55,6 @@ impl Classes {
             _ => None,
         }
     }
-}
-
-/// An item of some module: a fn, model, optimizer, dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ItemRef {
-    pub module: ModuleId,
-    pub index: usize,
 }
 
 /// A model with its parameters bound: `Linear(784, hidden)`.

@@ -9,13 +9,14 @@
 //! and state under the input's own name, so the runner swaps them in place.
 
 use super::expr::Arg;
-use super::{Init, ItemRef, LResult, Lowerer, Val, at};
+use super::{Init, LResult, Lowerer, Val, at};
 use crate::autodiff;
 use crate::builtins::{Builtin, SourceKind};
 use crate::check::Checked;
 use crate::check::spec::{EarlyStop, ExperimentSpec, Literal, OnReload, Period, ReloadPolicy};
 use crate::diag::{Diag, Diags};
 use crate::ir::{DType, Graph, InputRole, NodeId, Type};
+use crate::resolve::ItemRef;
 use crate::resolve::{ModuleId, Program};
 use crate::span::Span;
 use crate::syntax::ast;

@@ -1,9 +1,10 @@
 //! Expressions → IR nodes or compile-time values.
 
-use super::{ItemRef, LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size};
+use super::{LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size};
 use crate::builtins::normalize;
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
+use crate::resolve::ItemRef;
 use crate::span::Span;
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind, FieldKind, IndexItem, Stmt, UnOp};
 use std::rc::Rc;
@@ -581,23 +582,18 @@ impl<'p> Lowerer<'p> {
 
 /// Positional, then named arguments into one slot per parameter. The
 /// checker has already reported every binding mistake; this guards the rest.
+/// `args` bound to `params` by the rule the checker applied (`crate::bind`).
 pub(crate) fn slots(params: &[&str], args: Vec<Arg>) -> LResult<Vec<Option<(Val, Span)>>> {
-    let mut slots: Vec<Option<(Val, Span)>> = vec![None; params.len()];
-    let mut next = 0;
-    for a in args {
-        let i = match &a.name {
-            Some(n) => params.iter().position(|p| p == n),
-            None => {
-                next += 1;
-                Some(next - 1)
-            }
-        };
-        match i {
-            Some(i) if i < slots.len() => slots[i] = Some((a.val, a.span)),
-            _ => return Err(Diag::error("unexpected argument").at(a.span, "here")),
-        }
+    let specs: Vec<(&str, bool)> = params.iter().map(|p| (*p, false)).collect();
+    let names: Vec<Option<&str>> = args.iter().map(|a| a.name.as_deref()).collect();
+    let (slots, errors) = crate::bind::bind(&specs, &names);
+    if let Some(e) = errors.first() {
+        let at = args.first().map_or(Span::new(crate::span::FileId(0), 0, 0), |a| a.span);
+        return Err(Diag::error(format!("internal compiler error: arguments the checker accepted do not bind: {e:?}"))
+            .at(at, "in this call"));
     }
-    Ok(slots)
+    let mut args: Vec<Option<Arg>> = args.into_iter().map(Some).collect();
+    Ok(slots.into_iter().map(|s| s.and_then(|i| args[i].take()).map(|a| (a.val, a.span))).collect())
 }
 
 fn item_params(item: &ast::Item) -> &[ast::Param] {

@@ -15,7 +15,7 @@ mod predict;
 use crate::builtins::{Builtin, SourceKind};
 use crate::diag::Diag;
 use crate::ir::{self, Graph, NodeId};
-use crate::resolve::{Def, ModuleId, Program};
+use crate::resolve::{Def, ItemRef, ModuleId, Program};
 use crate::span::Span;
 use crate::syntax::ast;
 use std::collections::HashMap;
@@ -32,13 +32,6 @@ pub enum Init {
     Uniform { lo: f64, hi: f64 },
     Normal { mean: f64, std: f64 },
     Constant(f64),
-}
-
-/// An item of some module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct ItemRef {
-    pub module: ModuleId,
-    pub index: usize,
 }
 
 /// A model instance: its parameters' values and its fields (parameter

@@ -18,6 +18,14 @@ pub use stdlib::STD_MODULES;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ModuleId(pub u32);
 
+/// An item of some module (a constant, fn, model, optimizer, dataset or
+/// experiment): the id `check` and `lower` both key items by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ItemRef {
+    pub module: ModuleId,
+    pub index: usize,
+}
+
 /// What a name in a module's scope refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Def {
