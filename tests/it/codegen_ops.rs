@@ -98,6 +98,15 @@ fn unary_f32() -> Vec<UnaryOp> {
     UnaryOp::ALL.iter().copied().filter(|u| u.row().accepts(DType::F32)).collect()
 }
 
+/// The float unary ops random chains are built from: all but those whose
+/// result a last-ulp difference upstream (a sum in another order) can move
+/// arbitrarily far: `sin`/`cos` of large values, and the jumps of `floor`
+/// and `sign`. Each of those is compared exactly on its own above.
+fn chain_unary() -> Vec<UnaryOp> {
+    let ill_conditioned = [UnaryOp::Sin, UnaryOp::Cos, UnaryOp::Floor, UnaryOp::Sign];
+    unary_f32().into_iter().filter(|u| !ill_conditioned.contains(u)).collect()
+}
+
 /// Every unary op of the IR's table, on every dtype its row accepts: a new
 /// op is compiled and compared without being listed here.
 #[test]
@@ -331,7 +340,7 @@ enum Step {
 fn chain_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<bool>, Vec<Step>, u64)> {
     let shape = prop::collection::vec(1usize..9, 1..4);
     let step = prop_oneof![
-        (0usize..unary_f32().len()).prop_map(Step::Unary),
+        (0usize..chain_unary().len()).prop_map(Step::Unary),
         (0usize..7).prop_map(Step::Binary),
         Just(Step::Permute),
         (0usize..3, any::<bool>()).prop_map(|(a, m)| Step::ReduceAxis(a, m)),
@@ -349,7 +358,7 @@ fn build_chain(shape: &[usize], ones: &[bool], steps: &[Step]) -> Graph {
     for s in steps {
         let cur = g.ty(x).expect("ty").shape;
         x = match *s {
-            Step::Unary(i) => g.unary(unary_f32()[i], x).expect("unary"),
+            Step::Unary(i) => g.unary(chain_unary()[i], x).expect("unary"),
             Step::Binary(i) if cur == shape => {
                 let bb = g.broadcast_to(b, &cur).expect("broadcast");
                 g.binary(BinaryOp::ALL[i], x, bb).expect("binary")
