@@ -86,9 +86,22 @@ pub(super) fn unary(
     })
 }
 
+/// A call of the scalar runtime function `f`, lane by lane on a vector:
+/// so every unary op has a four-lane form and never keeps a loop scalar.
 pub(super) fn call1(b: &mut FunctionBuilder, f: FuncRef, x: Value) -> Value {
-    let c = b.ins().call(f, &[x]);
-    b.inst_results(c)[0]
+    let ty = b.func.dfg.value_type(x);
+    if !ty.is_vector() {
+        let c = b.ins().call(f, &[x]);
+        return b.inst_results(c)[0];
+    }
+    let mut out = x;
+    for lane in 0..ty.lane_count() as u8 {
+        let v = b.ins().extractlane(x, lane);
+        let c = b.ins().call(f, &[v]);
+        let r = b.inst_results(c)[0];
+        out = b.ins().insertlane(out, r, lane);
+    }
+    out
 }
 
 /// `x / c` as `q = x * r`, corrected by the remainder `x - q * c` (exact

@@ -400,7 +400,8 @@ impl LoopKernel {
                 Expr::Load { view, .. } => n.dtype != DType::Bool && (0..=1).contains(&view.inner_stride()),
                 Expr::Const(_) | Expr::Select(..) | Expr::Iota(_) => true,
                 Expr::Random { .. } | Expr::Gather { .. } => false,
-                Expr::Unary(op, _) => unary_vectorizable(*op),
+                // Scalar runtime calls (sin, cos) go lane by lane.
+                Expr::Unary(..) => true,
                 Expr::Binary(op, a, _) => {
                     let int_div = *op == BinaryOp::Div && dt(*a) != DType::F32;
                     *op != BinaryOp::Pow && !int_div && !(dt(*a) == DType::Bool && is_compare(*op))
@@ -415,16 +416,6 @@ fn store_vectorizable(s: &Store, bufs: &[Buffer]) -> bool {
     s.scatter.is_none()
         && matches!(bufs[s.buf.index()].dtype, DType::F32 | DType::I32)
         && (stride == 1 || (stride == 0 && s.mode != StoreMode::Assign))
-}
-
-/// Whether `op` has a four-lane form; `sin` and `cos` are scalar calls.
-fn unary_vectorizable(op: UnaryOp) -> bool {
-    use UnaryOp as U;
-    match op {
-        U::Sin | U::Cos => false,
-        U::Neg | U::Abs | U::Exp | U::Log | U::Sqrt | U::Rsqrt | U::Tanh | U::Sigmoid | U::Floor | U::Sign => true,
-        U::Erf | U::Not | U::Recip => true,
-    }
 }
 
 /// Whether `op` compares (its result is bool).
