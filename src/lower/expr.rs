@@ -476,7 +476,22 @@ impl<'p> Lowerer<'p> {
         let Some(fwd) = &decl.forward else {
             return Err(Diag::error(format!("model `{}` has no forward function", m.name)).at(span, "here"));
         };
-        self.call_fn(m.item, fwd, &m.env.clone(), args, span)
+        // Written in the experiment (depth 0), not inside a function: the
+        // same call in the loss and a metric is one forward pass (Keras'
+        // `y_pred`). Calls inside functions each draw their own randoms.
+        let nodes: Option<Vec<NodeId>> =
+            args.iter().map(|a| if let Val::Node(n) = a.val { Some(n) } else { None }).collect();
+        let key = nodes.filter(|_| self.depth == 0 && args.iter().all(|a| a.name.is_none()));
+        if let Some(nodes) = &key
+            && let Some((_, _, v)) = self.experiment_calls.iter().find(|(p, n, _)| Rc::ptr_eq(p, m) && n == nodes)
+        {
+            return Ok(v.clone());
+        }
+        let out = self.call_fn(m.item, fwd, &m.env.clone(), args, span)?;
+        if let Some(nodes) = key {
+            self.experiment_calls.push((m.clone(), nodes, out.clone()));
+        }
+        Ok(out)
     }
 
     // ---- access ---------------------------------------------------------------

@@ -123,6 +123,10 @@ pub(crate) struct Lowerer<'p> {
     pub params: Vec<ParamDecl>,
     /// Inlining depth, to stop runaway recursion the checker missed.
     depth: usize,
+    /// Model calls written in the experiment itself (`model(x)` in `loss`
+    /// and in `metrics`), by model and argument nodes: one evaluation,
+    /// with one set of random draws, however often it is written.
+    experiment_calls: Vec<(Rc<Model>, Vec<NodeId>, Val)>,
 }
 
 impl<'p> Lowerer<'p> {
@@ -139,6 +143,7 @@ impl<'p> Lowerer<'p> {
             salt: 0,
             params: Vec::new(),
             depth: 0,
+            experiment_calls: Vec::new(),
         }
     }
 

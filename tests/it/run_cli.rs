@@ -706,3 +706,29 @@ fn an_integer_set_on_a_float_constant_stays_a_float() {
     let lr = compiled.lowered.hyperparameters.iter().find(|(k, _)| k == "lr").map(|(_, v)| v.clone());
     assert_eq!(lr.as_deref(), Some("1"));
 }
+
+/// `model(x)` written in the loss and in a metric is one forward pass with
+/// one set of random draws (Keras' `y_pred`): with dropout in the model, a
+/// metric that repeats the loss is the loss's own node, and the step draws
+/// one dropout mask, not two.
+#[test]
+fn the_loss_and_the_metrics_share_one_forward_pass() {
+    let dir = scratch("one_forward");
+    let with = |metrics: &'static str| {
+        move |s: String| {
+            let s = s.replace("use std.nn.{Linear, relu}", "use std.nn.{Linear, relu, dropout}");
+            let s = s.replace("|> l1 |> relu |> l2", "|> l1 |> relu |> dropout(0.5) |> l2");
+            s.replace("metrics   = { accuracy: accuracy(model(x), y) }", metrics)
+        }
+    };
+    let compile = |file: &Path| nnc::compile(file, &[], nnc::lower::Setup::default()).unwrap_or_else(|_| panic!());
+    let file =
+        program_with_data(&dir, Path::new("data/mnist"), with("metrics = { again: cross_entropy(model(x), y) }"));
+    let train = compile(&file).lowered.train;
+    assert_eq!(train.output("metric/again"), train.output("loss"));
+    let randoms = |g: &nnc::ir::Graph| g.ids().filter(|&id| matches!(g.node(id).op, nnc::ir::Op::Random(_))).count();
+    let masks = randoms(&train);
+    assert!(masks > 0, "the model has dropout");
+    let file = program_with_data(&dir, Path::new("data/mnist"), with("metrics = { acc: accuracy(model(x), y) }"));
+    assert_eq!(randoms(&compile(&file).lowered.train), masks);
+}
