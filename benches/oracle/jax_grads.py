@@ -1,4 +1,4 @@
-"""Gradients from JAX, the outside oracle for nnc's autodiff (tests/oracle.rs).
+"""Gradients from JAX, the outside oracle for nnc's autodiff (tests/it/oracle.rs).
 
 Writes tests/fixtures/oracle/: the loss and every parameter's gradient, in
 float64, for
@@ -6,7 +6,7 @@ float64, for
     cross-entropy on integer labels) on the first 32 MNIST training images;
   * one transformer block of std (std/nn.nn `Block(16, 2)`) on a fixed input,
     with loss = sum(block(x) * r).
-Weights and inputs come from closed-form formulas that tests/oracle.rs
+Weights and inputs come from closed-form formulas that tests/it/oracle.rs
 repeats, so nothing but the gradients needs to be stored.
 
 Run from the repository root:  python3 benches/oracle/jax_grads.py

@@ -3,7 +3,7 @@
 //! exp/log/tanh/sigmoid (Cranelift has none).
 //!
 //! Accuracy against f64 libm rounded to f32, measured by
-//! `tests/codegen_math.rs` over the whole finite range: exp and log within
+//! `tests/it/codegen_math.rs` over the whole finite range: exp and log within
 //! 2 ulp (relative 2.4e-7), tanh within 3 ulp, sigmoid within 3 ulp except
 //! where the result is below ~1e-38 (flushed to zero under FTZ). Specials:
 //! exp(+inf)=inf, exp(-inf)=0, log(0)=-inf, log(x<0)=NaN, log(+inf)=inf,
