@@ -23,8 +23,6 @@ pub struct Param {
 /// The inference step for one batch size.
 pub struct Step {
     pub batch: usize,
-    /// Optimized.
-    pub graph: Graph,
     pub schedule: Schedule,
 }
 
@@ -88,7 +86,7 @@ fn step(batch: usize, g: &Graph) -> Result<Step, BuildError> {
         schedule::ScheduleError::Invalid(_) => BuildError::Codegen(format!("internal compiler error: {e}")),
         schedule::ScheduleError::TooLarge(_) => BuildError::Codegen(e.to_string()),
     })?;
-    Ok(Step { batch, graph: p.graph, schedule: p.schedule })
+    Ok(Step { batch, schedule: p.schedule })
 }
 
 /// C of a `[B, C]` output; other outputs are refused: what a build prints

@@ -55,10 +55,6 @@ impl Checker<'_> {
             },
             _ => v,
         };
-        if let Some(ast::ConstValue::Sweep(values, _)) = (item.module.0 == 0).then_some(&c.value) {
-            let values = values.iter().map(|e| self.program.sources.text(e.span).to_string()).collect();
-            self.sweeps.push(super::spec::SweepAxis { name: c.name.name.clone(), values });
-        }
         // A value only known per run (a sweep) is one symbol wherever it is used.
         let v = match v {
             Val::Int(None) => Val::Int(Some(Dim::sym(self.fresh_sym(&c.name.name)))),

@@ -22,8 +22,7 @@ pub mod spec;
 pub mod val;
 
 use crate::diag::{Diag, Diags, did_you_mean};
-use crate::resolve::ItemRef;
-use crate::resolve::{Def, ModuleId, Program};
+use crate::resolve::{Def, ItemRef, ModuleId, Program};
 use crate::span::Span;
 use crate::syntax::ast;
 use dim::{Dim, Rest, Shape, Sym};
@@ -74,13 +73,21 @@ pub fn check(program: &Program, overrides: &[Override]) -> Checked {
         }
     }
     cx.check_recursion();
-    // Constants are checked when first used: put the axes in source order.
-    let position = |name: &str| {
-        let root = &program.module(ModuleId(0)).ast.items;
-        root.iter().position(|i| matches!(i, ast::Item::Const(c) if c.name.name == name))
+    Checked { diags: cx.diags, overrides: cx.typed_overrides, experiments: cx.experiments, sweeps: sweeps(program) }
+}
+
+/// `let name = sweep [...]` in the root file, in source order, each value
+/// as written (the checker has checked them with the rest of the file).
+fn sweeps(program: &Program) -> Vec<spec::SweepAxis> {
+    let root = &program.module(ModuleId(0)).ast.items;
+    let axis = |c: &ast::Const| match &c.value {
+        ast::ConstValue::Sweep(values, _) => Some(spec::SweepAxis {
+            name: c.name.name.clone(),
+            values: values.iter().map(|e| program.sources.text(e.span).to_string()).collect(),
+        }),
+        ast::ConstValue::Expr(_) => None,
     };
-    cx.sweeps.sort_by_key(|a| position(&a.name));
-    Checked { diags: cx.diags, overrides: cx.typed_overrides, experiments: cx.experiments, sweeps: cx.sweeps }
+    root.iter().filter_map(|i| if let ast::Item::Const(c) = i { axis(c) } else { None }).collect()
 }
 
 /// A bound name: its value and where it was bound (for secondary labels).
@@ -134,7 +141,6 @@ pub(crate) struct Checker<'p> {
     /// What lowering is handed (see [`Checked`]).
     typed_overrides: Vec<(String, spec::Literal)>,
     experiments: Vec<spec::ExperimentSpec>,
-    sweeps: Vec<spec::SweepAxis>,
 }
 
 impl<'p> Checker<'p> {
@@ -156,7 +162,6 @@ impl<'p> Checker<'p> {
             layer: None,
             typed_overrides: Vec::new(),
             experiments: Vec::new(),
-            sweeps: Vec::new(),
         }
     }
 

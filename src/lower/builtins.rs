@@ -441,8 +441,7 @@ fn source_options(b: Builtin, a: &Args) -> LResult<()> {
             (OptionDomain::Fraction, Val::Float(f)) => (0.0..1.0).contains(f),
             (OptionDomain::Fraction, Val::Int(n)) => *n == 0,
             // The checker checked the kind; the rest have no range.
-            (OptionDomain::PositiveInt | OptionDomain::Fraction | OptionDomain::Path, _)
-            | (OptionDomain::Str | OptionDomain::Flag, _) => true,
+            _ => true,
         };
         if let (false, Some(range)) = (ok, domain.range()) {
             return Err(Diag::error(format!("`{name}` of `{}` must be {range}", b.name()))

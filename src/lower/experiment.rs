@@ -162,17 +162,8 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
     let eval_batch = setup.eval_batch.unwrap_or(eval.as_ref().map_or(data.batch, |e| e.batch));
     ev.eval_step(spec, &data.fields, eval_batch).map_err(|d| vec![d])?;
     let mut consts = Lowerer::new(program, overrides, false);
-    let int = |l: &mut Lowerer, setting: &Option<ast::Setting>, default: i64| -> Result<i64, Diags> {
-        match setting.as_ref().and_then(|s| Some((s.key.name.as_str(), s.value.as_ref()?))) {
-            Some((key, e)) => match l.expr(e).map_err(|d| vec![d])? {
-                Val::Int(i) => Ok(i),
-                _ => Err(vec![Diag::error(format!("`{key}` must be an int")).at(e.span, "here")]),
-            },
-            None => Ok(default),
-        }
-    };
-    let epochs = int(&mut consts, &spec.epochs, 1)?.max(1) as usize;
-    let seed = int(&mut consts, &spec.seed, 0)? as u64;
+    let epochs = consts.int_setting(spec.epochs.as_ref(), 1).map_err(|d| vec![d])?.max(1) as usize;
+    let seed = consts.int_setting(spec.seed.as_ref(), 0).map_err(|d| vec![d])? as u64;
     let extras = consts.run_settings(spec).map_err(|d| vec![d])?;
     let hyperparameters = consts.hyperparameters();
     Ok(Lowered {
@@ -406,11 +397,28 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A setting the checker requires a value for (`model`, `loss`, ...).
+    fn required(&mut self, setting: &ast::Setting) -> LResult<(Val, Span)> {
+        self.setting(Some(setting))?
+            .ok_or_else(|| Diag::error(format!("`{}` needs a value", setting.key.name)).at(setting.key.span, "here"))
+    }
+
+    /// An int setting (`epochs`, `seed`), `default` when absent.
+    fn int_setting(&mut self, setting: Option<&ast::Setting>, default: i64) -> LResult<i64> {
+        match self.setting(setting)? {
+            None => Ok(default),
+            Some((Val::Int(i), _)) => Ok(i),
+            Some((_, at)) => {
+                let key = setting.map_or("setting", |s| s.key.name.as_str());
+                Err(Diag::error(format!("`{key}` must be an int")).at(at, "here"))
+            }
+        }
+    }
+
     /// Bind `B`, `model` and the batch's fields (raw as inputs, derived computed).
     pub(super) fn batch_scope(&mut self, spec: &ExperimentSpec, fields: &[DataField], batch: usize) -> LResult<()> {
         self.bind("B", Val::Int(batch as i64));
-        let (model, span) =
-            self.setting(Some(&spec.model))?.ok_or_else(|| Diag::error("the experiment has no `model`"))?;
+        let (model, span) = self.required(&spec.model)?;
         let model = match model {
             Val::ModelClass(item) => self.instantiate(item, Vec::new(), span, None)?,
             Val::Model(m) => Val::Model(m),
@@ -468,8 +476,7 @@ impl Lowerer<'_> {
 
     /// Loss and metrics in the batch scope; returns (loss, [(name, node)]).
     fn objectives(&mut self, spec: &ExperimentSpec) -> LResult<(NodeId, Vec<(String, NodeId)>)> {
-        let (loss, span) =
-            self.setting(Some(&spec.loss))?.ok_or_else(|| Diag::error("the experiment has no `loss`"))?;
+        let (loss, span) = self.required(&spec.loss)?;
         let loss = self.scalar_node(loss, span)?;
         let mut metrics = Vec::new();
         if let Some(e) = spec.metrics.as_ref().and_then(|s| s.value.as_ref())
@@ -594,8 +601,7 @@ impl Lowerer<'_> {
     }
 
     fn optimizer(&mut self, spec: &ExperimentSpec) -> LResult<(ItemRef, Args, Span)> {
-        let (v, span) =
-            self.setting(Some(&spec.optimizer))?.ok_or_else(|| Diag::error("the experiment has no `optimizer`"))?;
+        let (v, span) = self.required(&spec.optimizer)?;
         match v {
             Val::Optimizer(item, args) => Ok((item, args, span)),
             Val::OptimizerClass(item) => match self.apply(Val::OptimizerClass(item), Vec::new(), span)? {

@@ -191,6 +191,13 @@ impl CompiledStep {
 
     pub fn compile_with(g: &Graph, opts: Options) -> Result<CompiledStep, RuntimeError> {
         let schedule = schedule::prepare(g, schedule::Options { in_place: opts.in_place })?.schedule;
+        CompiledStep::from_schedule(schedule, opts)
+    }
+
+    /// JIT-compiles a schedule `schedule::prepare` made (with the same
+    /// `in_place` as `opts`): `nnc predict` runs the very schedule a build
+    /// compiles, without preparing it again.
+    pub fn from_schedule(schedule: Schedule, opts: Options) -> Result<CompiledStep, RuntimeError> {
         let threads = opts.thread_count();
         let mut jb = JITBuilder::with_isa(codegen::host_isa(false)?, default_libcall_names());
         let c_products = opts.c_products && c_products_usable();
