@@ -39,6 +39,13 @@ pub enum Builtin {
         normal: bool,
     },
     Patches,
+    /// `conv(x, w, ..)`: the IR's convolution (`ir::ops::conv`).
+    Conv,
+    /// `window_max` and `window_mean`: a reduction over each spatial
+    /// window of an NHWC image (pooling).
+    Window {
+        max: bool,
+    },
     StopGradient,
     /// `f32(x)`, `i32(x)`, `bool(x)`.
     Cast(DType),
@@ -109,6 +116,9 @@ const NAMED: &[(&str, Builtin, &[Param])] = {
         ("rand_like", B::Random { normal: false }, &[req("x")]),
         ("randn_like", B::Random { normal: true }, &[req("x")]),
         ("patches", B::Patches, &[req("x"), req("size"), opt("stride"), opt("padding")]),
+        ("conv", B::Conv, &[req("x"), req("w"), opt("stride"), opt("padding"), opt("dilation"), opt("groups")]),
+        ("window_max", B::Window { max: true }, &[req("x"), req("size"), opt("stride")]),
+        ("window_mean", B::Window { max: false }, &[req("x"), req("size"), opt("stride")]),
         ("stop_gradient", B::StopGradient, &[req("x")]),
         ("f32", B::Cast(DType::F32), &[req("x")]),
         ("i32", B::Cast(DType::I32), &[req("x")]),

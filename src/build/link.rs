@@ -13,6 +13,7 @@ const MAIN: &str = include_str!("main.c");
 const INFLATE: &str = include_str!("inflate.c");
 const IO: &str = include_str!("io.c");
 const SGEMM: &str = include_str!("sgemm.c");
+const CONV: &str = include_str!("conv.c");
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -69,6 +70,7 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
         ("inflate.c", INFLATE.as_bytes()),
         ("io.c", IO.as_bytes()),
         ("sgemm.c", SGEMM.as_bytes()),
+        ("conv.c", CONV.as_bytes()),
         ("model.o", obj),
     ] {
         let path = tmp.0.join(name);

@@ -52,6 +52,11 @@ NNC_INTERNAL float nnc_rt_sinf(float x) { return (float)sin((double)x); }
 NNC_INTERNAL float nnc_rt_cosf(float x) { return (float)cos((double)x); }
 
 #include "sgemm.c"
+#include "conv.c"
+
+NNC_INTERNAL void nnc_rt_conv(const int64_t *desc, float *x, float *w, float *y, int64_t start, int64_t end) {
+    nnc_conv_run(desc, x, w, y, start, end, nnc_rt_sgemm);
+}
 
 /* ---- the C ABI ---- */
 

@@ -7,6 +7,7 @@ use super::val::{Classes, TensorTy, Val};
 use super::{Checker, expected};
 use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
+use crate::ir::ops::conv::{ConvAttrs, Extents, PerDim, conv_shape, window_dim};
 use crate::span::Span;
 use crate::syntax::ast::DType;
 
@@ -64,6 +65,8 @@ impl Checker<'_> {
             Builtin::Arange => self.arange(&a),
             Builtin::Random { .. } | Builtin::StopGradient => self.float_tensor(&a, 0).map_or(Val::Error, Val::Tensor),
             Builtin::Patches => self.patches(&a),
+            Builtin::Conv => self.conv(&a),
+            Builtin::Window { .. } => self.window(&a),
             Builtin::Cast(to) => self.cast(to, &a),
             Builtin::Float => self.float_of(&a),
             Builtin::ShapeOf => self.shape_of(&a),
@@ -585,6 +588,121 @@ impl Checker<'_> {
         Val::tensor(DType::F32, Shape::of(out_dims))
     }
 
+    /// The IR's own shape rule (`ir::ops::conv::conv_shape`), on symbolic dims.
+    fn conv(&mut self, a: &Args) -> Val {
+        let (Some(x), Some(w)) = (self.float_tensor(a, 0), self.float_tensor(a, 1)) else { return Val::Error };
+        for (t, i) in [(&x, 0), (&w, 1)] {
+            if t.shape.rest.is_some() {
+                let d = expected("a tensor of known rank", &self.show(&a.val(i)), a.span(i));
+                return self.error(d.help("an image is [batch, spatial.., channels], a kernel [window.., cin, cout]"));
+            }
+        }
+        let n = x.shape.dims.len().saturating_sub(2);
+        let mut per = Vec::new();
+        for (i, default) in [(2, 1), (3, 0), (4, 1)] {
+            match self.per_dim(a, i, default) {
+                Ok(p) => per.push(p),
+                Err(d) => return self.error(d),
+            }
+        }
+        let groups = match (a.has(5), a.val(5)) {
+            (false, _) => Some(1),
+            (true, Val::Int(d)) => d.and_then(|d| d.as_const()),
+            (true, v) => return self.error(expected("an int", &self.show(&v), a.span(5))),
+        };
+        let (Some(per), Some(groups)) = (per.into_iter().collect::<Option<Vec<PerDim>>>(), groups) else {
+            // Not known here: lowering checks the concrete sizes.
+            let mut dims = vec![x.shape.dims[0].clone()];
+            dims.extend((0..n).map(|_| Dim::sym(self.fresh_sym("o"))));
+            dims.extend(w.shape.dims.last().cloned());
+            return Val::tensor(DType::F32, Shape::of(dims));
+        };
+        let window: Vec<Option<i64>> = w.shape.dims.iter().take(n).map(Dim::as_const).collect();
+        let per: [PerDim; 3] = per.try_into().unwrap_or([PerDim::All(1), PerDim::All(0), PerDim::All(1)]);
+        let attrs = match ConvAttrs::from_args(n, &window, per, groups) {
+            Ok(at) => at,
+            Err(m) => return self.error(Diag::error(m).at(a.call, "in this convolution")),
+        };
+        let mut e = SymExtents { ck: self, span: a.call };
+        match conv_shape(&mut e, &x.shape.dims, &w.shape.dims, &attrs) {
+            Ok(dims) => Val::tensor(DType::F32, Shape::of(dims)),
+            Err(m) => {
+                let d =
+                    Diag::error(format!("cannot convolve {} with {}: {m}", self.show(&a.val(0)), self.show(&a.val(1))))
+                        .at(a.call, "in this convolution")
+                        .help(
+                            "images are NHWC [batch, spatial.., channels]; kernels HWIO [window.., cin / groups, cout]",
+                        );
+                self.error(d)
+            }
+        }
+    }
+
+    /// `window_max` / `window_mean`: the IR's window rule per spatial dim.
+    fn window(&mut self, a: &Args) -> Val {
+        let Some(x) = self.float_tensor(a, 0) else { return Val::Error };
+        if x.shape.rest.is_some() || x.shape.dims.len() < 3 {
+            let d = expected("an f32[batch, spatial.., channels] tensor", &self.show(&a.val(0)), a.span(0));
+            return self.error(d);
+        }
+        let n = x.shape.dims.len() - 2;
+        let mut per = Vec::new();
+        for i in [1, 2] {
+            match self.per_dim(a, i, 0) {
+                Ok(Some(PerDim::All(v))) => per.push(Some(vec![v; n])),
+                Ok(Some(PerDim::Each(v))) if v.len() == n => per.push(Some(v)),
+                Ok(None) => per.push(None),
+                Ok(Some(_)) => {
+                    let d = Diag::error(format!("expected an int or a list of {n} ints (one per spatial dim)"));
+                    return self.error(d.at(a.span(i), "here"));
+                }
+                Err(d) => return self.error(d),
+            }
+        }
+        let size = per[0].clone();
+        let stride = if a.has(2) { per[1].clone() } else { size.clone() };
+        let mut dims = vec![x.shape.dims[0].clone()];
+        for i in 0..n {
+            let (Some(k), Some(s)) = (size.as_ref().map(|v| v[i]), stride.as_ref().map(|v| v[i])) else {
+                dims.push(Dim::sym(self.fresh_sym("o")));
+                continue;
+            };
+            if k < 1 || s < 1 {
+                return self.error(Diag::error("window sizes and strides must be at least 1").at(a.call, "here"));
+            }
+            let mut e = SymExtents { ck: self, span: a.call };
+            match window_dim(&mut e, &x.shape.dims[i + 1], &Dim::constant(k), s as usize, [0, 0], 1) {
+                Ok(d) => dims.push(d),
+                Err(m) => return self.error(Diag::error(m).at(a.call, "in this pooling")),
+            }
+        }
+        dims.push(x.shape.dims[n + 1].clone());
+        Val::tensor(DType::F32, Shape::of(dims))
+    }
+
+    /// A per-dim `conv` argument; `Ok(None)` when its value is not known here.
+    fn per_dim(&mut self, a: &Args, i: usize, default: i64) -> Result<Option<PerDim>, Diag> {
+        if !a.has(i) {
+            return Ok(Some(PerDim::All(default)));
+        }
+        let bad = |ck: &Self, v: &Val| expected("an int, a list of ints or \"same\"", &ck.show(v), a.span(i));
+        match a.val(i) {
+            Val::Int(d) => Ok(d.and_then(|d| d.as_const()).map(PerDim::All)),
+            Val::Str(s) if s == "same" => Ok(Some(PerDim::Same)),
+            Val::List(xs) => {
+                let mut each = Vec::new();
+                for x in &xs {
+                    match x {
+                        Val::Int(d) => each.push(d.as_ref().and_then(Dim::as_const)),
+                        v => return Err(bad(self, v)),
+                    }
+                }
+                Ok(each.into_iter().collect::<Option<Vec<i64>>>().map(PerDim::Each))
+            }
+            v => Err(bad(self, &v)),
+        }
+    }
+
     fn cast(&mut self, to: DType, a: &Args) -> Val {
         match a.val(0) {
             // Ids stay ids through a cast between integer types.
@@ -631,5 +749,40 @@ impl Checker<'_> {
             }
         }
         Val::Source(b.name().to_string())
+    }
+}
+
+/// Symbolic dims for the IR's shape rules: a quotient that is not exact
+/// becomes the checker's opaque symbol for it.
+struct SymExtents<'c, 'a> {
+    ck: &'c mut Checker<'a>,
+    span: Span,
+}
+
+impl Extents for SymExtents<'_, '_> {
+    type Dim = Dim;
+    fn lit(&self, v: i64) -> Dim {
+        Dim::constant(v)
+    }
+    fn known(&self, d: &Dim) -> Option<i64> {
+        d.as_const()
+    }
+    fn add(&mut self, a: &Dim, b: &Dim) -> Dim {
+        a.add(b)
+    }
+    fn mul(&mut self, a: &Dim, b: &Dim) -> Dim {
+        a.mul(b)
+    }
+    fn floor_div(&mut self, a: &Dim, by: i64) -> Result<Dim, String> {
+        match a.as_const() {
+            Some(v) => Ok(Dim::constant(v.div_euclid(by))),
+            None => self.ck.quotient(a, &Dim::constant(by), self.span).map_err(|d| d.message),
+        }
+    }
+    fn same(&self, a: &Dim, b: &Dim) -> bool {
+        a == b
+    }
+    fn show(&self, d: &Dim) -> String {
+        self.ck.show_dim(d)
     }
 }

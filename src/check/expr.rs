@@ -156,6 +156,9 @@ impl Checker<'_> {
                 (Val::Tensor(t), Val::Tensor(u)) => {
                     Val::Tensor(TensorTy { classes: super::val::Classes::shared(&t.classes, &u.classes), ..t })
                 }
+                // Either value: known only if both branches agree.
+                (Val::Int(x), Val::Int(y)) => Val::Int(x.filter(|x| Some(x) == y.as_ref())),
+                (Val::Bool(x), Val::Bool(y)) => Val::Bool(x.filter(|x| Some(x) == y.as_ref())),
                 (a, _) => a,
             },
             _ => self.error(
@@ -258,6 +261,20 @@ impl Checker<'_> {
             },
             (Div | Rem | Pow, Val::Int(_), Val::Int(_)) => Val::Int(None),
             (Add | Sub | Mul | Div | Pow, Val::Int(_) | Val::Float, Val::Int(_) | Val::Float) => Val::Float,
+            // Known ints compare at compile time (`if stride > 0 {..}` picks a branch).
+            (Eq | Ne | Lt | Le | Gt | Ge, Val::Int(Some(x)), Val::Int(Some(y)))
+                if x.as_const().is_some() && y.as_const().is_some() =>
+            {
+                let (p, q) = (x.as_const().unwrap_or(0), y.as_const().unwrap_or(0));
+                Val::Bool(Some(match op {
+                    Eq => p == q,
+                    Ne => p != q,
+                    Lt => p < q,
+                    Le => p <= q,
+                    Gt => p > q,
+                    _ => p >= q,
+                }))
+            }
             (Eq | Ne | Lt | Le | Gt | Ge, Val::Int(_) | Val::Float, Val::Int(_) | Val::Float) => Val::Bool(None),
             (And | Or, Val::Bool(x), Val::Bool(y)) => Val::Bool(match (op, x, y) {
                 (And, Some(x), Some(y)) => Some(*x && *y),

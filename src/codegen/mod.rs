@@ -29,7 +29,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module};
 
-use crate::schedule::{BufId, GemmKernel, KernelBody, Place, Schedule};
+use crate::schedule::{BufId, ConvKernel, GemmKernel, KernelBody, Place, Schedule};
 
 /// The runtime functions generated code calls: one row each, with its
 /// symbol and signature. The JIT binds every row to a Rust function
@@ -41,18 +41,22 @@ pub enum RtCall {
     Sgemm,
     /// `(7 x i64)`: run a kernel across the thread pool.
     Parallel,
+    /// `(desc, x, w, y, start, end)`: one convolution role over a unit range.
+    Conv,
     Powf,
     Sinf,
     Cosf,
 }
 
 impl RtCall {
-    pub const ALL: [RtCall; 5] = [RtCall::Sgemm, RtCall::Parallel, RtCall::Powf, RtCall::Sinf, RtCall::Cosf];
+    pub const ALL: [RtCall; 6] =
+        [RtCall::Sgemm, RtCall::Parallel, RtCall::Conv, RtCall::Powf, RtCall::Sinf, RtCall::Cosf];
 
     pub fn symbol(self) -> &'static str {
         match self {
             RtCall::Sgemm => "nnc_rt_sgemm",
             RtCall::Parallel => "nnc_rt_parallel",
+            RtCall::Conv => "nnc_rt_conv",
             RtCall::Powf => "nnc_rt_powf",
             RtCall::Sinf => "nnc_rt_sinf",
             RtCall::Cosf => "nnc_rt_cosf",
@@ -64,6 +68,7 @@ impl RtCall {
         let (params, ty, ret) = match self {
             RtCall::Sgemm => (16, types::I64, false),
             RtCall::Parallel => (7, types::I64, false),
+            RtCall::Conv => (6, types::I64, false),
             RtCall::Powf => (2, types::F32, true),
             RtCall::Sinf | RtCall::Cosf => (1, types::F32, true),
         };
@@ -213,6 +218,7 @@ pub fn split_units(k: &KernelBody) -> usize {
             GemmAxis::Rows => g.m,
             GemmAxis::Cols => g.n,
         },
+        KernelBody::Conv(c) => c.geom.units(),
     }
 }
 
@@ -222,7 +228,7 @@ pub fn split_units(k: &KernelBody) -> usize {
 pub fn split_grain(k: &KernelBody) -> i64 {
     match k {
         KernelBody::Loop(_) => 16,
-        KernelBody::Gemm(_) => -1,
+        KernelBody::Gemm(_) | KernelBody::Conv(_) => -1,
     }
 }
 
@@ -242,6 +248,8 @@ pub fn parallel(k: &KernelBody) -> bool {
         KernelBody::Gemm(g) => {
             2 * g.batch * g.m * g.n * g.k >= MIN_SPLIT_FLOPS && split_units(k) > 1 && epilogue_splits(g, gemm_axis(g))
         }
+        // Every role writes disjoint elements per unit (see `ConvGeom::units`).
+        KernelBody::Conv(c) => c.geom.flops() >= MIN_SPLIT_FLOPS && split_units(k) > 1,
     }
 }
 
@@ -351,6 +359,14 @@ fn define_kernel<M: Module>(
                     loops::Gen::new(e, &s.buffers, &bases, &calls).emit(&mut b, part)?;
                 }
             }
+            KernelBody::Conv(c) => {
+                let f = module.declare_func_in_func(imports.get(RtCall::Conv), b.func);
+                let (start, end) = match range {
+                    Some(r) => r,
+                    None => (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, c.geom.units() as i64)),
+                };
+                conv_call(&mut b, c, &bases, args[1], f, (start, end))?;
+            }
         }
         b.ins().return_(&[]);
         b.seal_all_blocks();
@@ -418,6 +434,26 @@ fn gemm_call(
     for v in [lhs.bs, lhs.rs, lhs.cs, rhs.bs, rhs.rs, rhs.cs, out.bs, out.rs, out.cs] {
         args.push(b.ins().iconst(types::I64, v));
     }
+    b.ins().call(f, &args);
+    Ok(())
+}
+
+/// `nnc_rt_conv(desc, x, w, y, start, end)`, the descriptor in the
+/// constant segment.
+fn conv_call(
+    b: &mut FunctionBuilder,
+    c: &ConvKernel,
+    bases: &HashMap<BufId, Value>,
+    consts: Value,
+    f: cranelift_codegen::ir::FuncRef,
+    (start, end): (Value, Value),
+) -> Result<(), CodegenError> {
+    let mut args = vec![b.ins().iadd_imm_s(consts, c.desc as i64)];
+    for (buf, offset) in [c.x, c.w, c.y] {
+        let base = bases.get(&buf).copied().ok_or_else(|| CodegenError::Internal(format!("no base for {buf}")))?;
+        args.push(b.ins().iadd_imm_s(base, offset * 4));
+    }
+    args.extend([start, end]);
     b.ins().call(f, &args);
     Ok(())
 }

@@ -9,6 +9,7 @@ use super::graph::Graph;
 use super::op::Op;
 use super::ops::{
     contract::Contract,
+    conv::{Conv, ConvAttrs, ConvRole},
     elementwise::{BinaryOp, Cast, UnaryOp},
     gather::{Gather, ScatterAdd},
     movement::{Broadcast, Concat, Pad, Permute, Reshape, Slice},
@@ -287,6 +288,17 @@ impl Graph {
                 self.contract(a, b, dims).map_err(|_| err())
             }
         }
+    }
+
+    /// A convolution of NHWC `x` with HWIO `w` (see `ops::conv`).
+    pub fn conv(&mut self, x: NodeId, w: NodeId, attrs: ConvAttrs) -> Result<NodeId, IrError> {
+        let (tx, tw) = (self.ty(x)?, self.ty(w)?);
+        if tx.rank() < 3 || tw.rank() + 2 < tx.rank() {
+            return Err(IrError::ty("conv", format!("cannot convolve {tx} with {tw}: NHWC image, HWIO kernel")));
+        }
+        let n = tx.rank() - 2;
+        let (image, window) = (tx.shape[1..=n].to_vec(), tw.shape[..n].to_vec());
+        self.insert(Op::Conv(Conv { role: ConvRole::Forward, attrs, image, window }), &[x, w])
     }
 
     /// `np.take(data, indices, axis)`; out-of-range indices give 0.

@@ -51,6 +51,7 @@ pub use error::IrError;
 pub use graph::{Graph, Node};
 pub use op::{LoweringClass, Op, OpKind, OpRule, Rewrite, VjpCtx};
 pub use ops::contract::Contract;
+pub use ops::conv::{Conv, ConvAttrs, ConvRole};
 pub use ops::elementwise::{BinaryOp, Cast, UnaryOp};
 pub use ops::gather::{Gather, ScatterAdd};
 pub use ops::movement::{Broadcast, Concat, Pad, Permute, Reshape, Slice};

@@ -9,6 +9,7 @@ use super::error::IrError;
 use super::graph::Graph;
 use super::ops::{
     contract::Contract,
+    conv::Conv,
     elementwise::{BinaryOp, Cast, SelectOp, StopGradient, UnaryOp},
     gather::{Gather, ScatterAdd},
     movement::{Broadcast, Concat, Pad, Permute, Reshape, Slice},
@@ -59,6 +60,7 @@ pub enum Op {
     Pad(Pad),
     Concat(Concat),
     Contract(Contract),
+    Conv(Conv),
     Gather(Gather),
     ScatterAdd(ScatterAdd),
 }
@@ -67,7 +69,7 @@ closed_enum! {
     /// The kinds of [`Op`], without payloads: per-op tests walk `ALL`.
     pub enum OpKind {
         Input, Const, Literal, Iota, Random, Unary, Binary, Select, Cast, StopGradient, Reduce, Reshape, Permute,
-        Broadcast, Slice, Pad, Concat, Contract, Gather, ScatterAdd,
+        Broadcast, Slice, Pad, Concat, Contract, Conv, Gather, ScatterAdd,
     }
 }
 
@@ -92,6 +94,7 @@ impl Op {
             Op::Pad(_) => OpKind::Pad,
             Op::Concat(_) => OpKind::Concat,
             Op::Contract(_) => OpKind::Contract,
+            Op::Conv(_) => OpKind::Conv,
             Op::Gather(_) => OpKind::Gather,
             Op::ScatterAdd(_) => OpKind::ScatterAdd,
         }
@@ -118,6 +121,7 @@ impl Op {
             Op::Pad(x) => x,
             Op::Concat(x) => x,
             Op::Contract(x) => x,
+            Op::Conv(x) => x,
             Op::Gather(x) => x,
             Op::ScatterAdd(x) => x,
         }

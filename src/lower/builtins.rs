@@ -4,7 +4,8 @@ use super::expr::Arg;
 use super::{Init, LResult, Lowerer, MAX_ELEMENTS, Val, at, check_size, numel};
 use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
-use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
+use crate::ir::ops::conv::PerDim;
+use crate::ir::{BinaryOp, ConvAttrs, DType, NodeId, Type, UnaryOp};
 use crate::span::Span;
 
 /// Bound builtin arguments by parameter position.
@@ -131,6 +132,8 @@ impl Lowerer<'_> {
             }
             Builtin::Random { normal } => self.random(normal, a),
             Builtin::Patches => self.patches(a),
+            Builtin::Conv => self.conv(a),
+            Builtin::Window { max } => self.window(max, a),
             Builtin::StopGradient => {
                 let x = self.x(a, 0)?;
                 node(self.g.stop_gradient(x))
@@ -361,6 +364,100 @@ impl Lowerer<'_> {
         Ok(Val::Node(g.broadcast_binary(BinaryOp::Mul, r, c).map_err(at(span))?))
     }
 
+    /// The IR's convolution, its attributes by the rule the checker used.
+    fn conv(&mut self, a: &Args) -> LResult<Val> {
+        let (x, w) = (self.x(a, 0)?, self.x(a, 1)?);
+        let (xs, ws) = (self.shape(x), self.shape(w));
+        let n = xs.len().saturating_sub(2);
+        let per = [(2, 1), (3, 0), (4, 1)].map(|(i, default)| per_dim(a, i, default));
+        let [stride, padding, dilation] = per;
+        let window: Vec<Option<i64>> = ws.iter().take(n).map(|&k| Some(k as i64)).collect();
+        let attrs = ConvAttrs::from_args(n, &window, [stride?, padding?, dilation?], a.int_or(5, 1)?)
+            .map_err(|m| Diag::error(m).at(a.call, "in this convolution"))?;
+        Ok(Val::Node(self.g.conv(x, w, attrs).map_err(at(a.call))?))
+    }
+
+    /// Pooling. Windows that tile the image (stride = size) are a slice, a
+    /// reshape that gives each window its own axes, and a reduction over
+    /// them: the backward pass is elementwise on the image (gather form).
+    /// Other strides take the reduction of one strided slice per window
+    /// offset.
+    fn window(&mut self, max: bool, a: &Args) -> LResult<Val> {
+        let x = self.x(a, 0)?;
+        let shape = self.shape(x);
+        let n = shape.len().saturating_sub(2);
+        let list = |i: usize| -> LResult<Vec<usize>> {
+            let p = per_dim(a, i, 1)?;
+            let v = match p {
+                PerDim::All(v) => vec![v; n],
+                PerDim::Each(v) if v.len() == n => v,
+                PerDim::Each(_) | PerDim::Same => {
+                    return Err(Diag::error("expected one int per spatial dim").at(a.span(i), "here"));
+                }
+            };
+            if v.iter().any(|&k| k < 1) {
+                return Err(Diag::error("window sizes and strides must be at least 1").at(a.span(i), "here"));
+            }
+            Ok(v.into_iter().map(|k| k as usize).collect())
+        };
+        let size = list(1)?;
+        let stride = if a.get(2).is_some() { list(2)? } else { size.clone() };
+        let span = a.call;
+        let mut out = vec![shape[0]];
+        for i in 0..n {
+            let d = crate::ir::ops::conv::window_dim(
+                &mut crate::ir::ops::conv::Sizes,
+                &(shape[i + 1] as i64),
+                &(size[i] as i64),
+                stride[i],
+                [0, 0],
+                1,
+            )
+            .map_err(|m| Diag::error(m).at(span, "in this pooling"))?;
+            out.push(d as usize);
+        }
+        out.push(shape[n + 1]);
+        let g = &mut self.g;
+        if size == stride {
+            let end: Vec<usize> =
+                (0..n + 2).map(|d| if d == 0 || d == n + 1 { shape[d] } else { out[d] * size[d - 1] }).collect();
+            let tiled = g.slice(x, &vec![0; n + 2], &end, &vec![1; n + 2]).map_err(at(span))?;
+            let mut split = vec![shape[0]];
+            for i in 0..n {
+                split.extend([out[i + 1], size[i]]);
+            }
+            split.push(shape[n + 1]);
+            let windows = g.reshape(tiled, &split).map_err(at(span))?;
+            let axes: Vec<usize> = (0..n).map(|i| 2 + 2 * i).collect();
+            let r = if max { g.max_axes(windows, &axes, false) } else { g.mean(windows, &axes, false) };
+            return Ok(Val::Node(r.map_err(at(span))?));
+        }
+        let mut acc: Option<NodeId> = None;
+        let offsets: usize = size.iter().product();
+        for off in 0..offsets {
+            let mut k = vec![0; n];
+            let mut rest = off;
+            for i in (0..n).rev() {
+                k[i] = rest % size[i];
+                rest /= size[i];
+            }
+            let start: Vec<usize> = (0..n + 2).map(|d| if d == 0 || d == n + 1 { 0 } else { k[d - 1] }).collect();
+            let end: Vec<usize> = (0..n + 2)
+                .map(|d| if d == 0 || d == n + 1 { shape[d] } else { k[d - 1] + stride[d - 1] * (out[d] - 1) + 1 })
+                .collect();
+            let step: Vec<usize> = (0..n + 2).map(|d| if d == 0 || d == n + 1 { 1 } else { stride[d - 1] }).collect();
+            let s = g.slice(x, &start, &end, &step).map_err(at(span))?;
+            acc = Some(match acc {
+                None => s,
+                Some(prev) if max => g.binary(BinaryOp::Max, prev, s).map_err(at(span))?,
+                Some(prev) => g.add(prev, s).map_err(at(span))?,
+            });
+        }
+        let sum = acc.ok_or_else(|| Diag::error("an empty window").at(span, "here"))?;
+        let r = if max { Ok(sum) } else { g.mul_scalar(sum, 1.0 / offsets as f64) };
+        Ok(Val::Node(r.map_err(at(span))?))
+    }
+
     /// im2col: every kh×kw window as one row ordered (kh, kw, c), by
     /// concatenating kh·kw strided slices of the padded input.
     fn patches(&mut self, a: &Args) -> LResult<Val> {
@@ -428,6 +525,21 @@ impl Lowerer<'_> {
             }
             _ => path.to_string(),
         }
+    }
+}
+
+/// A per-dim `conv` argument (see `ConvAttrs::from_args`).
+fn per_dim(a: &Args, i: usize, default: i64) -> LResult<PerDim> {
+    let bad = || Diag::error("expected an int, a list of ints or \"same\"").at(a.span(i), "here");
+    match a.get(i) {
+        None => Ok(PerDim::All(default)),
+        Some(Val::Int(v)) => Ok(PerDim::All(*v)),
+        Some(Val::Str(s)) if s == "same" => Ok(PerDim::Same),
+        Some(Val::List(xs)) => {
+            let each = xs.iter().map(|x| if let Val::Int(v) = x { Some(*v) } else { None });
+            each.collect::<Option<Vec<i64>>>().map(PerDim::Each).ok_or_else(bad)
+        }
+        Some(_) => Err(bad()),
     }
 }
 

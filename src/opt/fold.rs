@@ -45,6 +45,6 @@ fn constant_value(g: &Graph, id: NodeId) -> Result<Option<Tensor>, IrError> {
         Op::Input(_) | Op::Iota(_) | Op::Random(_) => Ok(None),
         Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient | Op::Reduce(_) => Ok(None),
         Op::Reshape(_) | Op::Permute(_) | Op::Broadcast(_) | Op::Slice(_) | Op::Pad(_) | Op::Concat(_) => Ok(None),
-        Op::Contract(_) | Op::Gather(_) | Op::ScatterAdd(_) => Ok(None),
+        Op::Contract(_) | Op::Conv(_) | Op::Gather(_) | Op::ScatterAdd(_) => Ok(None),
     }
 }

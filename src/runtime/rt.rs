@@ -82,6 +82,54 @@ unsafe extern "C" {
     );
 }
 
+/// [`nnc_rt_sgemm`]'s signature, which the convolution driver is given.
+type SgemmFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *mut f32,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+unsafe extern "C" {
+    /// The convolution driver (src/build/conv.c), compiled for the baseline
+    /// target: `x`, `w`, `y` as the descriptor describes, units
+    /// `[start, end)`, products through `sgemm`.
+    fn nnc_conv_run(desc: *const i64, x: *mut f32, w: *mut f32, y: *mut f32, start: i64, end: i64, sgemm: SgemmFn);
+    /// The same driver compiled as a build compiles it (`-march=native`).
+    fn nnc_c_conv_run(desc: *const i64, x: *mut f32, w: *mut f32, y: *mut f32, start: i64, end: i64, sgemm: SgemmFn);
+}
+
+/// One role of a convolution (see `schedule::ConvKernel`).
+///
+/// # Safety
+/// `desc` is a descriptor the scheduler wrote and `x`, `w`, `y` are the
+/// dense buffers it describes, the written one not overlapping the others.
+pub unsafe extern "C" fn nnc_rt_conv(desc: *const i64, x: *mut f32, w: *mut f32, y: *mut f32, start: i64, end: i64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { nnc_conv_run(desc, x, w, y, start, end, nnc_rt_sgemm) }
+}
+
+/// [`nnc_rt_conv`] with the built executable's driver and products.
+///
+/// # Safety
+/// As [`nnc_rt_conv`], on a CPU where [`nnc_c_sgemm_usable`] holds.
+pub unsafe extern "C" fn nnc_rt_conv_c(desc: *const i64, x: *mut f32, w: *mut f32, y: *mut f32, start: i64, end: i64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { nnc_c_conv_run(desc, x, w, y, start, end, nnc_c_sgemm) }
+}
+
 /// A matrix operand: its first element and strides in elements.
 #[derive(Clone, Copy)]
 struct Mat {
@@ -234,6 +282,8 @@ pub fn address(call: RtCall, c_products: bool) -> *const u8 {
         RtCall::Sgemm if c_products => nnc_c_sgemm as *const u8,
         RtCall::Sgemm => nnc_rt_sgemm as *const u8,
         RtCall::Parallel => super::pool::nnc_rt_parallel as *const u8,
+        RtCall::Conv if c_products => nnc_rt_conv_c as *const u8,
+        RtCall::Conv => nnc_rt_conv as *const u8,
         RtCall::Powf => nnc_rt_powf as *const u8,
         RtCall::Sinf => nnc_rt_sinf as *const u8,
         RtCall::Cosf => nnc_rt_cosf as *const u8,

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 
 use super::view::{Tf, View};
 use super::{
-    Access, BufId, Buffer, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel, MatOperand, Options, Place,
-    Scatter, Schedule, ScheduleError, Slot, SlotRole, Store, StoreMode, elem_size,
+    Access, BufId, Buffer, ConvGeom, ConvKernel, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel,
+    MatOperand, Options, Place, Scatter, Schedule, ScheduleError, Slot, SlotRole, Store, StoreMode, elem_size,
 };
 use crate::ir::ops::contract::free_dims;
-use crate::ir::{Contract, DType, Graph, NodeId, Op, ReduceOp, Shape, Type};
+use crate::ir::{Contract, Conv, ConvRole, DType, Graph, NodeId, Op, ReduceOp, Shape, Type};
 
 /// Why building kernels stopped.
 enum Stop {
@@ -73,14 +73,14 @@ fn cheap(op: &Op) -> bool {
         Op::Reshape(_) | Op::Permute(_) | Op::Broadcast(_) | Op::Slice(_) => true,
         Op::Input(_) | Op::Literal(_) | Op::Random(_) | Op::Unary(_) | Op::Binary(_) => false,
         Op::Select | Op::Cast(_) | Op::Reduce(_) | Op::Pad(_) | Op::Concat(_) => false,
-        Op::Contract(_) | Op::Gather(_) | Op::ScatterAdd(_) => false,
+        Op::Contract(_) | Op::Conv(_) | Op::Gather(_) | Op::ScatterAdd(_) => false,
     }
 }
 
 /// Ops that always get their own buffer (and kernel, unless a source).
 fn own_buffer(op: &Op) -> bool {
     match op {
-        Op::Input(_) | Op::Literal(_) | Op::Random(_) | Op::Reduce(_) | Op::Contract(_) => true,
+        Op::Input(_) | Op::Literal(_) | Op::Random(_) | Op::Reduce(_) | Op::Contract(_) | Op::Conv(_) => true,
         Op::Pad(_) | Op::Concat(_) | Op::ScatterAdd(_) => true,
         Op::Const(_) | Op::Iota(_) | Op::Unary(_) | Op::Binary(_) | Op::Select => false,
         Op::Cast(_) | Op::StopGradient | Op::Reshape(_) | Op::Permute(_) => false,
@@ -109,6 +109,7 @@ fn initial(g: &Graph) -> Vec<bool> {
             Op::Input(_) | Op::Const(_) | Op::Literal(_) | Op::Iota(_) | Op::Random(_) | Op::Unary(_) => {}
             Op::Binary(_) | Op::Select | Op::Cast(_) | Op::StopGradient | Op::Reduce(_) | Op::Reshape(_) => {}
             Op::Permute(_) | Op::Slice(_) | Op::Pad(_) | Op::Concat(_) | Op::Contract(_) | Op::ScatterAdd(_) => {}
+            Op::Conv(_) => {}
         }
     }
     for (_, id) in g.outputs() {
@@ -286,7 +287,7 @@ impl<'g> Builder<'g> {
                 }
                 Op::Cast(_) | Op::StopGradient | Op::Reduce(_) | Op::Reshape(_) | Op::Permute(_) => Place::Arena(0),
                 Op::Broadcast(_) | Op::Slice(_) | Op::Pad(_) | Op::Concat(_) | Op::Contract(_) => Place::Arena(0),
-                Op::Gather(_) | Op::ScatterAdd(_) => Place::Arena(0),
+                Op::Conv(_) | Op::Gather(_) | Op::ScatterAdd(_) => Place::Arena(0),
             };
             self.buf_of[id.index()] = Some(self.new_buffer(&n.ty, place, Some(id)));
         }
@@ -424,6 +425,7 @@ impl<'g> Builder<'g> {
                 self.push_loop(&label, space, e, vec![st]);
             }
             Op::Contract(c) => self.gemm(&label, id, c)?,
+            Op::Conv(c) => self.conv(&label, id, c)?,
             // One fused elementwise loop computes the node from its inputs.
             Op::Input(_)
             | Op::Const(_)
@@ -557,7 +559,7 @@ impl<'g> Builder<'g> {
                 let (stride, dim) = (c[gth.axis], data.shape[gth.axis]);
                 e.push(Expr::Gather { buf, view: dview, index, stride, dim }, dt)
             }
-            Op::Input(_) | Op::Literal(_) | Op::Reduce(_) | Op::Contract(_) => {
+            Op::Input(_) | Op::Literal(_) | Op::Reduce(_) | Op::Contract(_) | Op::Conv(_) => {
                 return Err(invalid(format!("{x} ({}) must be materialised", n.op.name())));
             }
             Op::Pad(_) | Op::Concat(_) | Op::ScatterAdd(_) => {
@@ -597,6 +599,70 @@ impl<'g> Builder<'g> {
         });
         self.kernels.push(Kernel { label: label.to_string(), body });
         Ok(())
+    }
+
+    /// A convolution role as a call into the runtime's driver, its
+    /// descriptor in the constant segment.
+    fn conv(&mut self, label: &str, id: NodeId, c: &Conv) -> Result<(), Stop> {
+        let n = self.g.node(id);
+        let (a, b) = (self.dense(label, n.inputs[0])?, self.dense(label, n.inputs[1])?);
+        let out = (self.buf(id)?, 0);
+        let shape = |x: NodeId| self.g.node(x).ty.shape.clone();
+        let (sa, sb) = (shape(n.inputs[0]), shape(n.inputs[1]));
+        let ((x, w, y), (xs, ws, ys)) = match c.role {
+            ConvRole::Forward => ((a, b, out), (&sa, &sb, &n.ty.shape)),
+            ConvRole::InputGrad => ((out, b, a), (&n.ty.shape, &sb, &sa)),
+            ConvRole::FilterGrad => ((a, out, b), (&sa, &n.ty.shape, &sb)),
+        };
+        let sp = c.image.len();
+        if sp > 3 {
+            return Err(invalid(format!("{id}: conv over {sp} spatial dims (the driver has 3)")));
+        }
+        // 1- and 2-D as 3-D with leading size-1 dims.
+        let three = |v: &[usize], fill: usize| {
+            let mut t = [fill; 3];
+            t[3 - sp..].copy_from_slice(v);
+            t
+        };
+        let geom = ConvGeom {
+            role: c.role,
+            batch: xs[0],
+            cin: xs[sp + 1],
+            cout: ys[sp + 1],
+            groups: c.attrs.groups,
+            image: three(&xs[1..=sp], 1),
+            window: three(&ws[..sp], 1),
+            out: three(&ys[1..=sp], 1),
+            stride: three(&c.attrs.stride, 1),
+            pad: three(&c.attrs.pad.iter().map(|p| p[0]).collect::<Vec<_>>(), 0),
+            dilation: three(&c.attrs.dilation, 1),
+        };
+        let desc = self.consts.len().next_multiple_of(64);
+        self.consts.resize(desc, 0);
+        for v in geom.words() {
+            self.consts.extend_from_slice(&v.to_le_bytes());
+        }
+        let body = KernelBody::Conv(ConvKernel { geom, desc, x, w, y });
+        self.kernels.push(Kernel { label: label.to_string(), body });
+        Ok(())
+    }
+
+    /// Node `x` as a dense row-major buffer and an element offset into it:
+    /// its own, when it lies so, else a packed copy.
+    fn dense(&mut self, label: &str, x: NodeId) -> Result<(BufId, i64), Stop> {
+        let ty = self.g.node(x).ty.clone();
+        let mut e = Exprs::default();
+        let value = self.expr(&mut e, x, Vec::new())?;
+        if let Expr::Load { buf, view } = &e.nodes[value as usize].expr {
+            let all: Vec<usize> = (0..ty.rank()).collect();
+            if merge(view, &all).is_some_and(|s| s == 1 || ty.numel() == 1) {
+                return Ok((*buf, view.offset));
+            }
+        }
+        let tmp = self.new_buffer(&ty, Place::Arena(0), None);
+        let st = store(tmp, View::contiguous(&ty.shape), value, StoreMode::Assign);
+        self.push_loop(&format!("{label} (pack {x})"), ty.shape.clone(), e, vec![st]);
+        Ok((tmp, 0))
     }
 
     fn operand(&mut self, label: &str, x: NodeId, groups: [&[usize]; 3]) -> Result<MatOperand, Stop> {

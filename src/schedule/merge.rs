@@ -76,6 +76,7 @@ fn fuse(a: &Kernel, b: &Kernel, bufs: &[Buffer]) -> Option<Kernel> {
     let body = match &a.body {
         KernelBody::Loop(la) => KernelBody::Loop(fuse_loops(la, lb, bufs, &[])?),
         KernelBody::Gemm(g) => KernelBody::Gemm(with_epilogue(g, lb, bufs)?),
+        KernelBody::Conv(_) => return None,
     };
     Some(Kernel { label: format!("{} + {}", a.label, b.label), body })
 }
@@ -211,6 +212,7 @@ fn drop_dead_stores(kernels: &mut Vec<Kernel>, bufs: &[Buffer]) {
                 Some(e) => e,
                 None => continue,
             },
+            KernelBody::Conv(_) => continue,
         };
         l.stores.retain(|s| !dead(s));
         prune(l);

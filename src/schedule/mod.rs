@@ -16,6 +16,9 @@
 //!   update is one pass), producers feeding consumers through registers.
 //!   An elementwise consumer of a matrix product becomes its epilogue.
 //!   Dims that every view walks contiguously are then collapsed into one.
+//! - A convolution is a [`ConvKernel`]: a call into the runtime's driver,
+//!   which tiles im2col and products (see `src/build/conv.c`), over dense
+//!   operands (others are packed by a loop kernel first).
 //! - Gather is an expression node (fusable); scatter-add, pad and concat are
 //!   loop kernels with special destinations.
 //! - Every buffer is bound to a caller slot (graph inputs and outputs) or
@@ -39,7 +42,7 @@ pub mod view;
 
 use std::fmt;
 
-use crate::ir::{BinaryOp, DType, Graph, NodeId, Shape, UnaryOp};
+use crate::ir::{BinaryOp, ConvRole, DType, Graph, NodeId, Shape, UnaryOp};
 pub use view::{Tf, View};
 
 /// Scheduling options.
@@ -244,10 +247,80 @@ pub struct GemmKernel {
     pub epilogue: Option<LoopKernel>,
 }
 
+/// A convolution's geometry as the runtime's driver (`src/build/conv.c`)
+/// reads it: three spatial dims (1- and 2-D ones padded with leading 1s).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvGeom {
+    pub role: ConvRole,
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub groups: usize,
+    pub image: [usize; 3],
+    pub window: [usize; 3],
+    pub out: [usize; 3],
+    pub stride: [usize; 3],
+    pub pad: [usize; 3],
+    pub dilation: [usize; 3],
+}
+
+impl ConvGeom {
+    /// The driver's descriptor, word for word (`nnc_conv_desc`).
+    pub fn words(&self) -> Vec<i64> {
+        let role = match self.role {
+            ConvRole::Forward => 0,
+            ConvRole::InputGrad => 1,
+            ConvRole::FilterGrad => 2,
+        };
+        let head = [role, self.batch, self.cin, self.cout, self.groups];
+        let dims = [self.image, self.window, self.out, self.stride, self.pad, self.dilation];
+        head.into_iter().chain(dims.into_iter().flatten()).map(|v| v as i64).collect()
+    }
+
+    /// The units threads split: batch entries, or for the kernel gradient
+    /// the rows of the kernel matrix (window offsets x channels per group).
+    pub fn units(&self) -> usize {
+        match self.role {
+            ConvRole::Forward | ConvRole::InputGrad => self.batch,
+            ConvRole::FilterGrad => self.window.iter().product::<usize>() * (self.cin / self.groups.max(1)),
+        }
+    }
+
+    /// Multiply-adds, twice.
+    pub fn flops(&self) -> usize {
+        let pixels = self.batch * self.out.iter().product::<usize>();
+        2 * pixels * self.window.iter().product::<usize>() * (self.cin / self.groups.max(1)) * self.cout
+    }
+}
+
+/// One role of a convolution over dense NHWC / HWIO buffers (offsets in
+/// elements), by the runtime's driver; `desc` is the byte offset of
+/// [`ConvGeom::words`] in the constant segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvKernel {
+    pub geom: ConvGeom,
+    pub desc: usize,
+    pub x: (BufId, i64),
+    pub w: (BufId, i64),
+    pub y: (BufId, i64),
+}
+
+impl ConvKernel {
+    /// The operands the role reads and the one it writes.
+    pub fn roles(&self) -> ([(BufId, i64); 2], (BufId, i64)) {
+        match self.geom.role {
+            ConvRole::Forward => ([self.x, self.w], self.y),
+            ConvRole::InputGrad => ([self.y, self.w], self.x),
+            ConvRole::FilterGrad => ([self.x, self.y], self.w),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelBody {
     Loop(LoopKernel),
     Gemm(GemmKernel),
+    Conv(ConvKernel),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -365,6 +438,7 @@ impl Kernel {
                 let epi = g.epilogue.iter().flat_map(|l| l.reads());
                 [g.lhs.buf, g.rhs.buf].into_iter().chain(epi).collect()
             }
+            KernelBody::Conv(c) => c.roles().0.iter().map(|r| r.0).collect(),
         }
     }
 
@@ -375,6 +449,7 @@ impl Kernel {
                 let epi = g.epilogue.iter().flat_map(|l| l.stores.iter().map(|s| s.buf));
                 std::iter::once(g.out.buf).chain(epi).collect()
             }
+            KernelBody::Conv(c) => vec![c.roles().1.0],
         }
     }
 }

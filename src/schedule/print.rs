@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
-use super::{Expr, Kernel, KernelBody, LoopKernel, MatOperand, Place, Schedule, SlotRole, StoreMode, View};
+use super::{BufId, Expr, Kernel, KernelBody, LoopKernel, MatOperand, Place, Schedule, SlotRole, StoreMode, View};
 use crate::ir::OpRule;
 
 struct V<'a>(&'a View);
@@ -83,6 +83,28 @@ impl Display for Kernel {
                     }
                     None => Ok(()),
                 }
+            }
+            KernelBody::Conv(c) => {
+                let g = &c.geom;
+                let d = |v: [usize; 3]| dims(&v);
+                writeln!(f, "conv {:?} x{} groups={}  ; {}", g.role, g.batch, g.groups, self.label)?;
+                let at = |(b, o): (BufId, i64)| if o == 0 { format!("{b}") } else { format!("{b}+{o}") };
+                writeln!(
+                    f,
+                    "    x={} {}x{} w={} {} y={} {}x{} stride={} pad={} dil={} (desc const @{})",
+                    at(c.x),
+                    d(g.image),
+                    g.cin,
+                    at(c.w),
+                    d(g.window),
+                    at(c.y),
+                    d(g.out),
+                    g.cout,
+                    d(g.stride),
+                    d(g.pad),
+                    d(g.dilation),
+                    c.desc
+                )
             }
         }
     }

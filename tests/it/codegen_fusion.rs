@@ -162,7 +162,7 @@ fn a_transposed_product_is_written_transposed() {
     let s = step.schedule();
     let gemm = s.kernels.iter().find_map(|k| match &k.body {
         KernelBody::Gemm(gk) => Some(gk.clone()),
-        KernelBody::Loop(_) => None,
+        KernelBody::Loop(_) | KernelBody::Conv(_) => None,
     });
     let gemm = gemm.expect("a gemm kernel");
     assert_eq!((gemm.out.rs, gemm.out.cs), (1, 12), "{s}");
@@ -171,7 +171,7 @@ fn a_transposed_product_is_written_transposed() {
             nnc::schedule::Expr::Load { view, .. } => view.inner_stride() <= 1,
             _ => true,
         }),
-        KernelBody::Gemm(_) => true,
+        KernelBody::Gemm(_) | KernelBody::Conv(_) => true,
     });
     assert!(contiguous, "{s}");
     check(&g, &mut step, 1e-6 * 16.0 * 4.0, 1e-5);
@@ -254,7 +254,7 @@ fn input_gradient_products_match_the_interpreter() {
         let step = compile(&g, false, 1);
         let gemm = step.schedule().kernels.iter().find_map(|k| match &k.body {
             KernelBody::Gemm(gk) => Some(gk.clone()),
-            KernelBody::Loop(_) => None,
+            KernelBody::Loop(_) | KernelBody::Conv(_) => None,
         });
         let gemm = gemm.expect("a gemm kernel");
         assert_eq!((gemm.rhs.rs, gemm.out.cs), (1, 1), "not the detour's layout: {}", step.schedule());

@@ -7,6 +7,7 @@ mod codegen_fusion;
 mod codegen_math;
 mod codegen_mnist;
 mod codegen_ops;
+mod conv;
 mod data_batch;
 mod data_formats;
 mod data_mnist;

@@ -7,7 +7,7 @@
 
 use crate::codegen_ops::check_with;
 use crate::ir_util::{Arg, Rng, declare, grad_check};
-use nnc::ir::{BinaryOp, DType, Graph, IrError, NodeId, OpKind, ReduceOp, Type, UnaryOp};
+use nnc::ir::{BinaryOp, ConvAttrs, DType, Graph, IrError, NodeId, OpKind, ReduceOp, Type, UnaryOp};
 
 type Build = Box<dyn Fn(&mut Graph, &[NodeId]) -> Result<NodeId, IrError>>;
 
@@ -85,6 +85,13 @@ fn case(kind: OpKind, rng: &mut Rng) -> (Vec<Arg>, Build) {
         OpKind::Pad => (ab(rng), build(Box::new(|g, x| g.pad(x[0], &[1, 0], &[0, 2], 0.0)))),
         OpKind::Concat => (ab(rng), build(Box::new(|g, x| g.concat(&[x[0], x[0]], 1)))),
         OpKind::Contract => (ab(rng), build(Box::new(|g, x| g.matmul(x[0], x[1])))),
+        // Every stride, padding, dilation and groups combination, and each
+        // of the three roles, is in `conv`.
+        OpKind::Conv => {
+            let args = vec![Arg::f32(rng, "x", &[2, 5, 4, 2], -1.0, 1.0), Arg::f32(rng, "w", &[3, 2, 2, 3], -1.0, 1.0)];
+            let attrs = ConvAttrs { stride: vec![2, 1], pad: vec![[1, 1], [0, 1]], dilation: vec![1, 1], groups: 1 };
+            (args, build(Box::new(move |g, x| g.conv(x[0], x[1], attrs.clone()))))
+        }
         OpKind::Gather | OpKind::ScatterAdd => {
             let mut args = ab(rng);
             args.push(Arg::i32("ids", &[4], vec![1, 0, 1, 1]));

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 const PRELUDE: &str = "
 use std.nn.{relu, gelu, silu, softmax, log_softmax, dropout, Linear, Conv2d, max_pool, avg_pool,
+            global_avg_pool,
             Embedding, LayerNorm, CausalSelfAttention, FeedForward, Block}
 use std.loss.{cross_entropy, mse, bce, bce_with_logits}
 use std.metrics.{accuracy, error_rate, binary_accuracy}
@@ -59,6 +60,14 @@ fn cases() -> Vec<Case> {
         c("Conv2d(1, 2, 2, stride: 2)(x)", vec![f("x", &[1, 5, 4, 1])]),
         c("max_pool(x, 2)", vec![f("x", &[2, 4, 5, 3])]),
         c("avg_pool(x, 2)", vec![f("x", &[1, 4, 4, 2])]),
+        c("Conv2d(4, 6, 3, stride: 2, padding: 1, dilation: 2, groups: 2)(x)", vec![f("x", &[1, 7, 6, 4])]),
+        c("Conv2d(3, 3, 3, padding: 1, groups: 3, bias: false)(x)", vec![f("x", &[2, 5, 5, 3])]),
+        c("conv(x, w, padding: \"same\", dilation: [1, 2])", vec![f("x", &[2, 5, 6, 3]), f("w", &[3, 3, 3, 2])]),
+        c("conv(x, w, stride: 2)", vec![f("x", &[2, 9, 3]), f("w", &[4, 3, 2])]),
+        c("max_pool(x, 3, stride: 2)", vec![f("x", &[1, 7, 6, 2])]),
+        c("avg_pool(x, 2, stride: 1)", vec![f("x", &[1, 4, 5, 2])]),
+        c("window_max(x, size: [2, 3])", vec![f("x", &[2, 5, 7, 2])]),
+        c("global_avg_pool(x)", vec![f("x", &[2, 3, 4, 5])]),
         c("Embedding(7, 3)(ids)", vec![ids("ids", &[2, 4], 7)]),
         c("LayerNorm(6)(x)", vec![f("x", &[2, 3, 6])]),
         c("CausalSelfAttention(8, 2)(x)", vec![f("x", &[2, 4, 8])]),

@@ -3,6 +3,7 @@
 //! reference evaluation, the VJP, insert-time simplification, lowering class.
 
 pub mod contract;
+pub mod conv;
 pub mod elementwise;
 pub mod gather;
 pub mod movement;

@@ -1,0 +1,340 @@
+/* Convolutions: the driver that generated code calls for every conv kernel
+ * (src/ir/ops/conv.rs has the relation; schedule::ConvKernel the call).
+ * Included by rt.c in a built executable; nnc's build script compiles it
+ * on its own too (baseline, for training, and for this machine, as
+ * `nnc_c_conv`, so `nnc predict` runs a build's very code).
+ *
+ * NHWC images x[batch, img.., cin], HWIO kernels w[win.., cin/groups, cout],
+ * outputs y[batch, out.., cout], all dense; 1- and 2-D convolutions come
+ * padded to 3-D with leading size-1 dims. The three roles are products on
+ * the GEMM path over tiles of output pixels whose patch rows (im2col, row
+ * = window offset-major, channel-minor, as w's leading dims) are packed
+ * into a per-thread scratch that stays in cache; the whole patch matrix is
+ * never built:
+ *   forward      y[tile]  = P[tile] x W_g
+ *   input grad   dP[tile] = dY[tile] x W_g^T, then added back (col2im)
+ *   filter grad  dW_g[k range] += P[tile, k range]^T x dY[tile]
+ * A 1x1 window with stride 1 and no padding needs no patches: the image
+ * rows are the patch rows. Depthwise convolutions (one channel in and out
+ * per group) are direct loops over contiguous channels instead. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NNC_INTERNAL
+#define NNC_INTERNAL
+#endif
+#ifndef NNC_CONV_NAME
+#define NNC_CONV_NAME nnc_conv_run
+#endif
+
+typedef void (*nnc_sgemm_fn)(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n,
+                             int64_t k, int64_t a_bs, int64_t a_rs, int64_t a_cs, int64_t b_bs, int64_t b_rs,
+                             int64_t b_cs, int64_t c_bs, int64_t c_rs, int64_t c_cs);
+
+/* The descriptor schedule::ConvGeom::words writes, word for word. */
+typedef struct {
+    int64_t role, batch, cin, cout, groups, img[3], win[3], out[3], str[3], pad[3], dil[3];
+} nnc_conv_desc;
+
+enum { NNC_CONV_FORWARD = 0, NNC_CONV_INPUT_GRAD = 1, NNC_CONV_FILTER_GRAD = 2 };
+
+/* Grown once per thread to the largest tile it packs; reused. */
+static _Thread_local float *conv_scratch;
+static _Thread_local size_t conv_scratch_len;
+
+static float *scratch(size_t n) {
+    if (n > conv_scratch_len) {
+        float *p = realloc(conv_scratch, n * sizeof(float));
+        if (!p) abort();
+        conv_scratch = p;
+        conv_scratch_len = n;
+    }
+    return conv_scratch;
+}
+
+typedef struct {
+    const nnc_conv_desc *d;
+    int64_t cig, cog, offsets, kdim, pixels; /* per image: output pixels */
+    int64_t img_elems, out_elems;
+} geom;
+
+static geom geom_of(const nnc_conv_desc *d) {
+    geom g;
+    g.d = d;
+    g.cig = d->cin / d->groups;
+    g.cog = d->cout / d->groups;
+    g.offsets = d->win[0] * d->win[1] * d->win[2];
+    g.kdim = g.offsets * g.cig;
+    g.pixels = d->out[0] * d->out[1] * d->out[2];
+    g.img_elems = d->img[0] * d->img[1] * d->img[2] * d->cin;
+    g.out_elems = g.pixels * d->cout;
+    return g;
+}
+
+static int pointwise(const nnc_conv_desc *d) {
+    for (int i = 0; i < 3; i++)
+        if (d->win[i] != 1 || d->str[i] != 1 || d->pad[i] != 0) return 0;
+    return 1;
+}
+
+/* An output pixel: batch entry and position; stepped row-major so the
+ * packing loops divide only once per tile. */
+typedef struct {
+    int64_t b, o[3];
+} pixel;
+
+static pixel pixel_at(const geom *g, int64_t q) {
+    const nnc_conv_desc *d = g->d;
+    int64_t p = q % g->pixels;
+    pixel px = {q / g->pixels, {p / (d->out[1] * d->out[2]), p / d->out[2] % d->out[1], p % d->out[2]}};
+    return px;
+}
+
+static void pixel_next(const geom *g, pixel *px) {
+    const int64_t *out = g->d->out;
+    if (++px->o[2] < out[2]) return;
+    px->o[2] = 0;
+    if (++px->o[1] < out[1]) return;
+    px->o[1] = 0;
+    if (++px->o[0] < out[0]) return;
+    px->o[0] = 0;
+    px->b++;
+}
+
+static void offset_of(const nnc_conv_desc *d, int64_t off, int64_t k[3]) {
+    k[0] = off / (d->win[1] * d->win[2]);
+    k[1] = off / d->win[2] % d->win[1];
+    k[2] = off % d->win[2];
+}
+
+static void offset_next(const nnc_conv_desc *d, int64_t k[3]) {
+    if (++k[2] < d->win[2]) return;
+    k[2] = 0;
+    if (++k[1] < d->win[1]) return;
+    k[1] = 0;
+    k[0]++;
+}
+
+/* Element offset of the input pixel that window offset k of pixel px
+ * reads, or -1 in the padding. */
+static inline int64_t source(const nnc_conv_desc *d, const pixel *px, const int64_t k[3]) {
+    int64_t at = px->b;
+    for (int i = 0; i < 3; i++) {
+        int64_t pos = px->o[i] * d->str[i] + k[i] * d->dil[i] - d->pad[i];
+        if (pos < 0 || pos >= d->img[i]) return -1;
+        at = at * d->img[i] + pos;
+    }
+    return at * d->cin;
+}
+
+/* With one group and no dilation along the last dim, the window offsets
+ * along it read one contiguous run of the image per (k0, k1): that run
+ * is copied (or added) whole. `run` visits each, with its place in the
+ * patch row. */
+static int runs_contiguous(const nnc_conv_desc *d) { return d->groups == 1 && d->dil[2] == 1; }
+
+/* Patch rows of pixels q0..q0+rows for group `grp`, columns [k0, k1) of
+ * the kdim = offsets x cig columns, into p (row stride k1 - k0). */
+static void pack(const geom *g, const float *x, int64_t grp, int64_t q0, int64_t rows, int64_t k0, int64_t k1,
+                 float *p) {
+    const nnc_conv_desc *d = g->d;
+    int64_t cig = g->cig, kw = k1 - k0;
+    pixel px = pixel_at(g, q0);
+    int whole = k0 == 0 && k1 == g->kdim && runs_contiguous(d);
+    for (int64_t r = 0; r < rows; r++, pixel_next(g, &px)) {
+        float *row = p + r * kw;
+        if (whole) {
+            int64_t w2 = d->win[2], c = d->cin;
+            for (int64_t a = 0; a < d->win[0]; a++)
+                for (int64_t b = 0; b < d->win[1]; b++) {
+                    float *dst = row + (a * d->win[1] + b) * w2 * c;
+                    int64_t k[3] = {a, b, 0};
+                    int64_t first = d->pad[2] - px.o[2] * d->str[2]; /* first k2 inside the image */
+                    int64_t lo = first > 0 ? first : 0;
+                    int64_t hi = d->img[2] + first < w2 ? d->img[2] + first : w2;
+                    k[2] = lo;
+                    int64_t at = lo < hi ? source(d, &px, k) : -1;
+                    if (at < 0) {
+                        memset(dst, 0, (size_t)(w2 * c) * sizeof(float));
+                        continue;
+                    }
+                    memset(dst, 0, (size_t)(lo * c) * sizeof(float));
+                    memcpy(dst + lo * c, x + at, (size_t)((hi - lo) * c) * sizeof(float));
+                    memset(dst + hi * c, 0, (size_t)((w2 - hi) * c) * sizeof(float));
+                }
+            continue;
+        }
+        int64_t k[3];
+        offset_of(d, k0 / cig, k);
+        for (int64_t off = k0 / cig; off * cig < k1; off++, offset_next(d, k)) {
+            int64_t c0 = off * cig < k0 ? k0 - off * cig : 0;
+            int64_t c1 = (off + 1) * cig > k1 ? k1 - off * cig : cig;
+            float *dst = row + off * cig + c0 - k0;
+            int64_t at = source(d, &px, k);
+            if (at < 0) {
+                memset(dst, 0, (size_t)(c1 - c0) * sizeof(float));
+            } else {
+                const float *src = x + at + grp * cig + c0;
+                for (int64_t c = 0; c < c1 - c0; c++) dst[c] = src[c];
+            }
+        }
+    }
+}
+
+/* x += the patch rows in p (all kdim columns), for group `grp`. */
+static void unpack_add(const geom *g, float *x, int64_t grp, int64_t q0, int64_t rows, const float *p) {
+    const nnc_conv_desc *d = g->d;
+    int64_t cig = g->cig;
+    pixel px = pixel_at(g, q0);
+    for (int64_t r = 0; r < rows; r++, pixel_next(g, &px)) {
+        const float *row = p + r * g->kdim;
+        int64_t k[3] = {0, 0, 0};
+        for (int64_t off = 0; off < g->offsets; off++, offset_next(d, k)) {
+            int64_t at = source(d, &px, k);
+            if (at < 0) continue;
+            float *dst = x + at + grp * cig;
+            const float *src = row + off * cig;
+            for (int64_t c = 0; c < cig; c++) dst[c] += src[c];
+        }
+    }
+}
+
+/* Pixels per tile: a tile of `cols`-wide patch rows fills about 256 KiB. */
+static int64_t tile_rows(int64_t cols) {
+    int64_t r = (64 * 1024) / (cols > 0 ? cols : 1);
+    if (r < 16) r = 16;
+    if (r > 1024) r = 1024;
+    return r;
+}
+
+static void forward(const geom *g, const float *x, const float *w, float *y, int64_t b0, int64_t b1,
+                    nnc_sgemm_fn sgemm) {
+    const nnc_conv_desc *d = g->d;
+    int64_t q0 = b0 * g->pixels, q1 = b1 * g->pixels;
+    for (int64_t grp = 0; grp < d->groups; grp++) {
+        const float *wg = w + grp * g->cog;
+        if (pointwise(d)) {
+            sgemm(x + q0 * d->cin + grp * g->cig, wg, y + q0 * d->cout + grp * g->cog, 1, q1 - q0, g->cog, g->cig, 0,
+                  d->cin, 1, 0, d->cout, 1, 0, d->cout, 1);
+            continue;
+        }
+        int64_t tr = tile_rows(g->kdim);
+        float *p = scratch((size_t)(tr * g->kdim));
+        for (int64_t q = q0; q < q1; q += tr) {
+            int64_t rows = q1 - q < tr ? q1 - q : tr;
+            pack(g, x, grp, q, rows, 0, g->kdim, p);
+            sgemm(p, wg, y + q * d->cout + grp * g->cog, 1, rows, g->cog, g->kdim, 0, g->kdim, 1, 0, d->cout, 1, 0,
+                  d->cout, 1);
+        }
+    }
+}
+
+static void input_grad(const geom *g, float *x, const float *w, const float *y, int64_t b0, int64_t b1,
+                       nnc_sgemm_fn sgemm) {
+    const nnc_conv_desc *d = g->d;
+    int64_t q0 = b0 * g->pixels, q1 = b1 * g->pixels;
+    if (pointwise(d)) {
+        for (int64_t grp = 0; grp < d->groups; grp++)
+            sgemm(y + q0 * d->cout + grp * g->cog, w + grp * g->cog, x + q0 * d->cin + grp * g->cig, 1, q1 - q0,
+                  g->cig, g->cog, 0, d->cout, 1, 0, 1, d->cout, 0, d->cin, 1);
+        return;
+    }
+    memset(x + b0 * g->img_elems, 0, (size_t)((b1 - b0) * g->img_elems) * sizeof(float));
+    int64_t tr = tile_rows(g->kdim);
+    float *p = scratch((size_t)(tr * g->kdim));
+    for (int64_t q = q0; q < q1; q += tr) {
+        int64_t rows = q1 - q < tr ? q1 - q : tr;
+        for (int64_t grp = 0; grp < d->groups; grp++) {
+            sgemm(y + q * d->cout + grp * g->cog, w + grp * g->cog, p, 1, rows, g->kdim, g->cog, 0, d->cout, 1, 0, 1,
+                  d->cout, 0, g->kdim, 1);
+            unpack_add(g, x, grp, q, rows, p);
+        }
+    }
+}
+
+static void filter_grad(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1,
+                        nnc_sgemm_fn sgemm) {
+    const nnc_conv_desc *d = g->d;
+    int64_t kr = k1 - k0, q1 = d->batch * g->pixels;
+    for (int64_t grp = 0; grp < d->groups; grp++) {
+        float *wg = w + k0 * d->cout + grp * g->cog;
+        if (pointwise(d)) {
+            sgemm(x + grp * g->cig + k0, y + grp * g->cog, wg, 1, kr, g->cog, q1, 0, 1, d->cin, 0, d->cout, 1, 0,
+                  d->cout, 1);
+            continue;
+        }
+        int64_t tr = tile_rows(kr);
+        float *p = scratch((size_t)(tr * kr + kr * g->cog));
+        float *part = p + tr * kr;
+        for (int64_t k = 0; k < kr; k++) memset(wg + k * d->cout, 0, (size_t)g->cog * sizeof(float));
+        for (int64_t q = 0; q < q1; q += tr) {
+            int64_t rows = q1 - q < tr ? q1 - q : tr;
+            pack(g, x, grp, q, rows, k0, k1, p);
+            sgemm(p, y + q * d->cout + grp * g->cog, part, 1, kr, g->cog, rows, 0, 1, kr, 0, d->cout, 1, 0, g->cog, 1);
+            for (int64_t k = 0; k < kr; k++)
+                for (int64_t c = 0; c < g->cog; c++) wg[k * d->cout + c] += part[k * g->cog + c];
+        }
+    }
+}
+
+/* One input and one output channel per group: loops over the contiguous
+ * channels, no products. Units as the GEMM path's. */
+static void depthwise(const geom *g, float *x, float *w, float *y, int64_t u0, int64_t u1) {
+    const nnc_conv_desc *d = g->d;
+    int64_t c = d->cout;
+    if (d->role == NNC_CONV_FILTER_GRAD) {
+        int64_t k[3];
+        offset_of(d, u0, k);
+        for (int64_t off = u0; off < u1; off++, offset_next(d, k)) {
+            float *wr = w + off * c;
+            memset(wr, 0, (size_t)c * sizeof(float));
+            pixel px = pixel_at(g, 0);
+            for (int64_t q = 0; q < d->batch * g->pixels; q++, pixel_next(g, &px)) {
+                int64_t at = source(d, &px, k);
+                if (at < 0) continue;
+                const float *xr = x + at, *yr = y + q * c;
+                for (int64_t i = 0; i < c; i++) wr[i] += xr[i] * yr[i];
+            }
+        }
+        return;
+    }
+    if (d->role == NNC_CONV_INPUT_GRAD) memset(x + u0 * g->img_elems, 0, (size_t)((u1 - u0) * g->img_elems) * sizeof(float));
+    pixel px = pixel_at(g, u0 * g->pixels);
+    for (int64_t q = u0 * g->pixels; q < u1 * g->pixels; q++, pixel_next(g, &px)) {
+        float *yr = y + q * c;
+        if (d->role == NNC_CONV_FORWARD) memset(yr, 0, (size_t)c * sizeof(float));
+        int64_t k[3] = {0, 0, 0};
+        for (int64_t off = 0; off < g->offsets; off++, offset_next(d, k)) {
+            int64_t at = source(d, &px, k);
+            if (at < 0) continue;
+            float *xr = x + at;
+            const float *wr = w + off * c;
+            if (d->role == NNC_CONV_FORWARD)
+                for (int64_t i = 0; i < c; i++) yr[i] += xr[i] * wr[i];
+            else
+                for (int64_t i = 0; i < c; i++) xr[i] += yr[i] * wr[i];
+        }
+    }
+}
+
+/* Units [start, end) of the kernel's split axis: batch entries for the
+ * forward pass and the input gradient (each writes its own images), rows
+ * of the kernel matrix (window offset x input channel) for the filter
+ * gradient (each thread packs only its columns of the patches). The
+ * buffer a role writes is fully assigned. */
+NNC_INTERNAL void NNC_CONV_NAME(const int64_t *desc, float *x, float *w, float *y, int64_t start, int64_t end,
+                                nnc_sgemm_fn sgemm) {
+    const nnc_conv_desc *d = (const nnc_conv_desc *)desc;
+    geom g = geom_of(d);
+    if (start >= end) return;
+    if (g.cig == 1 && g.cog == 1) {
+        depthwise(&g, x, w, y, start, end);
+        return;
+    }
+    switch (d->role) {
+    case NNC_CONV_FORWARD: forward(&g, x, w, y, start, end, sgemm); break;
+    case NNC_CONV_INPUT_GRAD: input_grad(&g, x, w, y, start, end, sgemm); break;
+    default: filter_grad(&g, x, w, y, start, end, sgemm); break;
+    }
+}

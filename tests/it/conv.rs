@@ -1,0 +1,173 @@
+//! The convolution family (`ir::ops::conv`): every combination of stride,
+//! padding, dilation and groups on odd sizes, for each of the three roles
+//! built directly (so each role's own VJP, the other two, is checked too),
+//! against finite differences in f64 and compiled against the interpreter.
+
+use crate::codegen_ops::check_with;
+use crate::ir_util::{Arg, Rng, declare, grad_check};
+use nnc::ir::{Conv, ConvAttrs, ConvRole, Graph, IrError, NodeId, Op};
+
+/// One geometry: image spatial sizes, window, channels in and out.
+#[derive(Clone, Debug)]
+struct Case {
+    batch: usize,
+    image: Vec<usize>,
+    window: Vec<usize>,
+    cin: usize,
+    cout: usize,
+    attrs: ConvAttrs,
+}
+
+impl Case {
+    fn x(&self) -> Vec<usize> {
+        [&[self.batch][..], &self.image, &[self.cin]].concat()
+    }
+    fn w(&self) -> Vec<usize> {
+        [&self.window[..], &[self.cin / self.attrs.groups, self.cout]].concat()
+    }
+    /// The forward output's shape, by the IR's rule.
+    fn y(&self) -> Vec<usize> {
+        let mut g = Graph::new();
+        let x = g.input("x", nnc::ir::InputRole::Data, nnc::ir::Type::f32(self.x())).expect("x");
+        let w = g.input("w", nnc::ir::InputRole::Data, nnc::ir::Type::f32(self.w())).expect("w");
+        let y = g.conv(x, w, self.attrs.clone()).unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        g.ty(y).expect("type").shape
+    }
+    fn op(&self, role: ConvRole) -> Op {
+        Op::Conv(Conv { role, attrs: self.attrs.clone(), image: self.image.clone(), window: self.window.clone() })
+    }
+    /// The role's operands, in its input order.
+    fn operands(&self, role: ConvRole, rng: &mut Rng) -> Vec<Arg> {
+        let arg = |rng: &mut Rng, name: &str, shape: Vec<usize>| Arg::f32(rng, name, &shape, -1.0, 1.0);
+        match role {
+            ConvRole::Forward => vec![arg(rng, "x", self.x()), arg(rng, "w", self.w())],
+            ConvRole::InputGrad => vec![arg(rng, "dy", self.y()), arg(rng, "w", self.w())],
+            ConvRole::FilterGrad => vec![arg(rng, "x", self.x()), arg(rng, "dy", self.y())],
+        }
+    }
+}
+
+const ROLES: [ConvRole; 3] = [ConvRole::Forward, ConvRole::InputGrad, ConvRole::FilterGrad];
+
+fn check_case(c: &Case, rng: &mut Rng) {
+    for role in ROLES {
+        let args = c.operands(role, rng);
+        let op = c.op(role);
+        let build = move |g: &mut Graph, x: &[NodeId]| -> Result<NodeId, IrError> { g.insert(op.clone(), x) };
+        grad_check(&args, &build);
+        let mut g = Graph::unfolded();
+        let ids = declare(&mut g, &args);
+        let y = build(&mut g, &ids).expect("builds");
+        g.set_output("y", y).expect("output");
+        if let Err(e) = check_with(&g, 5, false, 1e-5, 1e-5) {
+            panic!("{role:?} {c:?}: {e}");
+        }
+    }
+}
+
+/// 2-D, 5 x 7 images (odd, and not a multiple of the strides), 3 x 2
+/// windows; groups 1, 2 and depthwise (one channel per group).
+#[test]
+fn every_stride_padding_dilation_and_groups_in_2d() {
+    let mut rng = Rng(17);
+    for stride in [1, 2] {
+        for pad in [0, 1] {
+            for dilation in [1, 2] {
+                for (cin, cout, groups) in [(3, 2, 1), (4, 6, 2), (3, 3, 3)] {
+                    let attrs = ConvAttrs {
+                        stride: vec![stride, 3 - stride],
+                        pad: vec![[pad, 1 - pad], [pad, pad]],
+                        dilation: vec![dilation, 1],
+                        groups,
+                    };
+                    let c = Case { batch: 2, image: vec![5, 7], window: vec![3, 2], cin, cout, attrs };
+                    check_case(&c, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+/// 1-D (sequences) and 3-D (volumes), and the 1 x 1 window, which the
+/// driver runs as a plain product.
+#[test]
+fn one_and_three_spatial_dims_and_pointwise() {
+    let mut rng = Rng(23);
+    let plain = |n: usize| ConvAttrs::plain(n);
+    let cases = [
+        Case {
+            batch: 3,
+            image: vec![9],
+            window: vec![3],
+            cin: 2,
+            cout: 3,
+            attrs: ConvAttrs { dilation: vec![2], ..plain(1) },
+        },
+        Case {
+            batch: 1,
+            image: vec![3, 4, 5],
+            window: vec![2, 2, 3],
+            cin: 2,
+            cout: 2,
+            attrs: ConvAttrs { stride: vec![1, 2, 1], pad: vec![[1, 0], [0, 0], [1, 1]], ..plain(3) },
+        },
+        Case { batch: 2, image: vec![3, 5], window: vec![1, 1], cin: 4, cout: 3, attrs: plain(2) },
+        Case {
+            batch: 2,
+            image: vec![3, 5],
+            window: vec![1, 1],
+            cin: 4,
+            cout: 6,
+            attrs: ConvAttrs { groups: 2, ..plain(2) },
+        },
+    ];
+    for c in &cases {
+        check_case(c, &mut rng);
+    }
+}
+
+/// Compiled against the interpreter on random geometries, at sizes where
+/// the driver tiles (more pixels than a tile, several tiles per image).
+#[test]
+fn random_geometries_compile_to_the_interpreters_values() {
+    let mut rng = Rng(99);
+    // Several tiles of pixels for every role (the driver's tile is at most
+    // 1024 pixels), first of all.
+    let attrs = ConvAttrs { pad: vec![[1, 1], [1, 1]], ..ConvAttrs::plain(2) };
+    let many = Case { batch: 2, image: vec![45, 50], window: vec![3, 3], cin: 4, cout: 5, attrs };
+    for role in ROLES {
+        let args = many.operands(role, &mut rng);
+        let mut g = Graph::unfolded();
+        let ids = declare(&mut g, &args);
+        let y = g.insert(many.op(role), &ids).expect("builds");
+        g.set_output("y", y).expect("output");
+        if let Err(e) = check_with(&g, 3, false, 1e-4, 1e-4) {
+            panic!("{role:?} {many:?}: {e}");
+        }
+    }
+    for _ in 0..12 {
+        let pick = |rng: &mut Rng, lo: usize, hi: usize| lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize;
+        let groups = [1, 1, 2, 4][pick(&mut rng, 0, 3)];
+        let cin = groups * pick(&mut rng, 1, 5);
+        let cout = groups * pick(&mut rng, 1, 6);
+        let window = vec![pick(&mut rng, 1, 4), pick(&mut rng, 1, 4)];
+        let attrs = ConvAttrs {
+            stride: vec![pick(&mut rng, 1, 2), pick(&mut rng, 1, 3)],
+            pad: vec![[pick(&mut rng, 0, 2), pick(&mut rng, 0, 1)], [pick(&mut rng, 0, 1), pick(&mut rng, 0, 2)]],
+            dilation: vec![pick(&mut rng, 1, 2), 1],
+            groups,
+        };
+        let image = vec![pick(&mut rng, 9, 40), pick(&mut rng, 9, 40)];
+        let c = Case { batch: pick(&mut rng, 1, 3), image, window, cin, cout, attrs };
+        for role in ROLES {
+            let args = c.operands(role, &mut rng);
+            let mut g = Graph::unfolded();
+            let ids = declare(&mut g, &args);
+            let y = g.insert(c.op(role), &ids).expect("builds");
+            g.set_output("y", y).expect("output");
+            if let Err(e) = check_with(&g, 3, false, 1e-4, 1e-4) {
+                panic!("{role:?} {c:?}: {e}");
+            }
+        }
+    }
+}
