@@ -9,8 +9,11 @@
 //! - `peak`: one core's FMA throughput, measured with an AVX-512 (else AVX2)
 //!   loop of independent FMAs: the yardstick for the products.
 //! - `gemm`: GFLOP/s of one compiled contraction per shape, 1 and 2 threads.
+//! - `conv`: GFLOP/s of each role of mnist_cnn's convolutions, 1 and 2
+//!   threads, beside the plain product of the same im2col shape.
 //! - `train`: steady-state samples/s of compiled train steps
-//!   (examples/mnist.nn at batch 32 and 128, benches/mlp_large.nn at 256),
+//!   (examples/mnist.nn at batch 32 and 128, benches/mlp_large.nn at 256,
+//!   examples/mnist_cnn.nn at 64),
 //!   1 and 2 threads, on random data fed through `CompiledStep`.
 //! - `compile`: time to compile each example's train step (schedule +
 //!   Cranelift, after the front end and IR optimisation).
@@ -21,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nnc::ir::{Contract, DType, Graph, InputRole, Op, Type};
+use nnc::ir::{Contract, Conv, ConvAttrs, ConvRole, DType, Graph, InputRole, Op, Type};
 use nnc::runtime::{CompiledStep, Options};
 
 fn main() {
@@ -31,6 +34,9 @@ fn main() {
     println!("one-core FMA peak ({}): {peak:.1} GFLOP/s", peak_isa());
     if on("gemm") {
         gemm_section(peak);
+    }
+    if on("conv") {
+        conv_section(peak);
     }
     if on("train") {
         train_section();
@@ -177,6 +183,51 @@ fn gemm_gflops(m: usize, k: usize, n: usize, threads: usize) -> f64 {
     2.0 * (m * k * n) as f64 / t / 1e9
 }
 
+// ---------------------------------------------------------------- conv
+
+/// Each role of examples/mnist_cnn.nn's two convolutions (batch 64, 3x3,
+/// padding 1), compiled alone, and the plain product of the second one's
+/// im2col shape: what the driver's tiling costs over one long product.
+fn conv_section(peak: f64) {
+    println!("\n| convolution (batch 64, 3x3, pad 1) | role | 1 thread GFLOP/s | % of peak | 2 threads GFLOP/s |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (hw, cin, cout) in [(28, 1, 32), (14, 32, 64)] {
+        for role in [ConvRole::Forward, ConvRole::InputGrad, ConvRole::FilterGrad] {
+            let one = conv_gflops(hw, cin, cout, role, 1);
+            let two = conv_gflops(hw, cin, cout, role, 2);
+            let name = format!("{hw}x{hw}x{cin} -> {cout}");
+            println!("| {name} | {role:?} | {one:.1} | {:.0}% | {two:.1} |", 100.0 * one / peak);
+        }
+    }
+    let (m, k, n) = (64 * 14 * 14, 9 * 32, 64);
+    let one = gemm_gflops(m, k, n, 1);
+    println!("| gemm {m}x{k}x{n} (the im2col product) | - | {one:.1} | {:.0}% | {:.1} |", 100.0 * one / peak, gemm_gflops(m, k, n, 2));
+}
+
+fn conv_gflops(hw: usize, cin: usize, cout: usize, role: ConvRole, threads: usize) -> f64 {
+    let (x, w, y) = (vec![64, hw, hw, cin], vec![3, 3, cin, cout], vec![64, hw, hw, cout]);
+    let attrs = ConvAttrs { pad: vec![[1, 1], [1, 1]], ..ConvAttrs::plain(2) };
+    let (a, b) = match role {
+        ConvRole::Forward => (x, w),
+        ConvRole::InputGrad => (y, w),
+        ConvRole::FilterGrad => (x, y),
+    };
+    let mut g = Graph::unfolded();
+    let a = g.input("a", InputRole::Data, Type::f32(a)).expect("a");
+    let b = g.input("b", InputRole::Data, Type::f32(b)).expect("b");
+    let op = Op::Conv(Conv { role, attrs, image: vec![hw, hw], window: vec![3, 3] });
+    let out = g.insert(op, &[a, b]).expect("conv");
+    g.set_output("y", out).expect("output");
+    let mut step =
+        CompiledStep::compile_with(&g, Options { in_place: false, threads, c_products: false }).expect("compile");
+    let mut r = Lcg(1);
+    step.input_mut::<f32>("a").expect("a").iter_mut().for_each(|x| *x = r.sym());
+    step.input_mut::<f32>("b").expect("b").iter_mut().for_each(|x| *x = r.sym());
+    let once = time(1, 1, || step.run());
+    let t = time(7, reps_for(once), || step.run());
+    2.0 * (64 * hw * hw * 9 * cin * cout) as f64 / t / 1e9
+}
+
 // ---------------------------------------------------------------- train
 
 /// A train step's graph from an experiment file, optionally with its
@@ -243,9 +294,10 @@ fn batch_of(g: &Graph) -> usize {
 fn train_section() {
     let mnist = Path::new("examples/mnist.nn");
     let large = Path::new("benches/mlp_large.nn");
+    let cnn = Path::new("examples/mnist_cnn.nn");
     println!("\n| train step | batch | threads | us/step | samples/s | kernels |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for (path, batch) in [(mnist, None), (mnist, Some(128)), (large, None)] {
+    for (path, batch) in [(mnist, None), (mnist, Some(128)), (large, None), (cnn, None)] {
         let g = match train_graph(path, batch) {
             Ok(g) => g,
             Err(e) => {

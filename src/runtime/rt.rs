@@ -117,8 +117,19 @@ unsafe extern "C" {
 /// `desc` is a descriptor the scheduler wrote and `x`, `w`, `y` are the
 /// dense buffers it describes, the written one not overlapping the others.
 pub unsafe extern "C" fn nnc_rt_conv(desc: *const i64, x: *mut f32, w: *mut f32, y: *mut f32, start: i64, end: i64) {
-    // SAFETY: forwarded from the caller.
-    unsafe { nnc_conv_run(desc, x, w, y, start, end, nnc_rt_sgemm) }
+    // The driver's own loops (packing, shallow products) compiled for this
+    // CPU where it has what that build assumes, else for any x86-64; the
+    // products are the gemm crate's either way.
+    static NATIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let native = *NATIVE.get_or_init(|| nnc_c_sgemm_usable() != 0);
+    // SAFETY: forwarded from the caller; the native build only where usable.
+    unsafe {
+        if native {
+            nnc_c_conv_run(desc, x, w, y, start, end, nnc_rt_sgemm)
+        } else {
+            nnc_conv_run(desc, x, w, y, start, end, nnc_rt_sgemm)
+        }
+    }
 }
 
 /// [`nnc_rt_conv`] with the built executable's driver and products.

@@ -17,7 +17,7 @@ use super::{
     MatOperand, Options, Place, Scatter, Schedule, ScheduleError, Slot, SlotRole, Store, StoreMode, elem_size,
 };
 use crate::ir::ops::contract::free_dims;
-use crate::ir::{Contract, Conv, ConvRole, DType, Graph, NodeId, Op, ReduceOp, Shape, Type};
+use crate::ir::{BinaryOp, Contract, Conv, ConvRole, DType, Graph, NodeId, Op, ReduceOp, Shape, Type, UnaryOp};
 
 /// Why building kernels stopped.
 enum Stop {
@@ -136,7 +136,65 @@ fn initial(g: &Graph) -> Vec<bool> {
             root[id.index()] = first;
         }
     }
+    recompute_cheap(g, &need, &mut mat);
     mat
+}
+
+/// Values worth recomputing in every kernel that reads them rather than
+/// storing once and loading back: a few cheap elementwise ops over stored
+/// values (a pooling mask `f32(x == broadcast(max))`, read by its count and
+/// by the gradient). Each reader loads the operands instead of the value;
+/// the store and its buffer are gone. Only values that reach several
+/// kernels are in question (one reader never stores them), and never one
+/// that is expanded by a broadcast (it would be recomputed per copy).
+fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
+    const MAX_OPS: usize = 3;
+    let mut expanded = vec![false; g.len()];
+    for id in g.ids().filter(|id| need[id.index()]) {
+        let n = g.node(id);
+        if let Op::Broadcast(_) = n.op {
+            expanded[n.inputs[0].index()] |= g.node(n.inputs[0]).ty.numel() < n.ty.numel();
+        }
+    }
+    let outputs: Vec<NodeId> = g.outputs().iter().map(|(_, id)| *id).collect();
+    // In id order: a value whose operand was just unstored keeps its buffer.
+    for id in g.ids() {
+        if !need[id.index()] || !mat[id.index()] {
+            continue;
+        }
+        let keep = own_buffer(&g.node(id).op) || expanded[id.index()] || outputs.contains(&id);
+        if !keep && recompute_ops(g, id, mat).is_some_and(|ops| ops <= MAX_OPS) {
+            mat[id.index()] = false;
+        }
+    }
+}
+
+/// The elementwise ops `id` costs down to stored values (and views and
+/// constants of them), if all of them are cheap.
+fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool]) -> Option<usize> {
+    let n = g.node(id);
+    let leaf = |x: NodeId| -> Option<usize> {
+        if mat[x.index()] { Some(0) } else { recompute_ops(g, x, mat) }
+    };
+    let operands = || n.inputs.iter().try_fold(0, |acc, &x| Some(acc + leaf(x)?));
+    match &n.op {
+        Op::Const(_) | Op::Iota(_) => Some(0),
+        Op::Reshape(_) | Op::Permute(_) | Op::Broadcast(_) | Op::Slice(_) | Op::StopGradient => operands(),
+        Op::Unary(u) if cheap_unary(*u) => Some(1 + operands()?),
+        Op::Binary(b) if *b != BinaryOp::Pow && *b != BinaryOp::Div => Some(1 + operands()?),
+        Op::Select | Op::Cast(_) => Some(1 + operands()?),
+        Op::Unary(_) | Op::Binary(_) | Op::Input(_) | Op::Literal(_) | Op::Random(_) | Op::Reduce(_) => None,
+        Op::Pad(_) | Op::Concat(_) | Op::Contract(_) | Op::Conv(_) | Op::Gather(_) | Op::ScatterAdd(_) => None,
+    }
+}
+
+/// Unary ops a few instructions long (not polynomial kernels or calls).
+fn cheap_unary(u: UnaryOp) -> bool {
+    use UnaryOp as U;
+    match u {
+        U::Neg | U::Abs | U::Floor | U::Sign | U::Not => true,
+        U::Exp | U::Log | U::Sqrt | U::Rsqrt | U::Tanh | U::Sigmoid | U::Sin | U::Cos | U::Erf | U::Recip => false,
+    }
 }
 
 /// The memory layout of each contraction read only through one permutation

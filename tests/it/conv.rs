@@ -70,12 +70,12 @@ fn check_case(c: &Case, rng: &mut Rng) {
 #[test]
 fn every_stride_padding_dilation_and_groups_in_2d() {
     let mut rng = Rng(17);
-    for stride in [1, 2] {
+    for stride in [[1, 1], [2, 1], [1, 3]] {
         for pad in [0, 1] {
             for dilation in [1, 2] {
                 for (cin, cout, groups) in [(3, 2, 1), (4, 6, 2), (3, 3, 3)] {
                     let attrs = ConvAttrs {
-                        stride: vec![stride, 3 - stride],
+                        stride: stride.to_vec(),
                         pad: vec![[pad, 1 - pad], [pad, pad]],
                         dilation: vec![dilation, 1],
                         groups,
@@ -135,7 +135,11 @@ fn random_geometries_compile_to_the_interpreters_values() {
     // 1024 pixels), first of all.
     let attrs = ConvAttrs { pad: vec![[1, 1], [1, 1]], ..ConvAttrs::plain(2) };
     let many = Case { batch: 2, image: vec![45, 50], window: vec![3, 3], cin: 4, cout: 5, attrs };
-    for role in ROLES {
+    // 64 channels per group: the driver's input gradient at stride 1 is then
+    // the forward path on a flipped kernel.
+    let attrs = ConvAttrs { pad: vec![[1, 0], [1, 1]], dilation: vec![1, 2], groups: 2, ..ConvAttrs::plain(2) };
+    let wide = Case { batch: 2, image: vec![6, 7], window: vec![3, 2], cin: 128, cout: 6, attrs };
+    for (role, many) in ROLES.into_iter().flat_map(|r| [(r, &many), (r, &wide)]) {
         let args = many.operands(role, &mut rng);
         let mut g = Graph::unfolded();
         let ids = declare(&mut g, &args);
