@@ -201,7 +201,11 @@ fn conv_section(peak: f64) {
     }
     let (m, k, n) = (64 * 14 * 14, 9 * 32, 64);
     let one = gemm_gflops(m, k, n, 1);
-    println!("| gemm {m}x{k}x{n} (the im2col product) | - | {one:.1} | {:.0}% | {:.1} |", 100.0 * one / peak, gemm_gflops(m, k, n, 2));
+    println!(
+        "| gemm {m}x{k}x{n} (the im2col product) | - | {one:.1} | {:.0}% | {:.1} |",
+        100.0 * one / peak,
+        gemm_gflops(m, k, n, 2)
+    );
 }
 
 fn conv_gflops(hw: usize, cin: usize, cout: usize, role: ConvRole, threads: usize) -> f64 {

@@ -35,6 +35,8 @@ typedef void (*nnc_sgemm_fn)(const float *a, const float *b, float *c, int64_t b
 /* The descriptor schedule::ConvGeom::words writes, word for word. */
 typedef struct {
     int64_t role, batch, cin, cout, groups, img[3], win[3], out[3], str[3], pad[3], dil[3];
+    /* Images, kernel-matrix rows or output channels per unit. */
+    int64_t block;
 } nnc_conv_desc;
 
 enum { NNC_CONV_FORWARD = 0, NNC_CONV_INPUT_GRAD = 1, NNC_CONV_FILTER_GRAD = 2 };
@@ -155,21 +157,22 @@ static int runs_contiguous(const nnc_conv_desc *d) { return d->groups == 1 && d-
  * the general path. */
 #define MAX_RUNS 64
 
-/* `pack` with one group and undilated last dims, all columns: pixels that
+/* `pack` with one group and undilated last dims, the columns of window
+ * rows [j0, j1) (a window row: one (k0, k1) pair of offsets): pixels that
  * share their batch entry and leading positions (a segment along the last
  * output dim) read the same image rows, found once per segment; each
  * window row is then one contiguous run of the image per pixel. */
-static void pack_runs(const geom *g, const float *x, int64_t q0, int64_t rows, float *p) {
+static void pack_runs(const geom *g, const float *x, int64_t q0, int64_t rows, int64_t j0, int64_t j1, float *p) {
     const nnc_conv_desc *d = g->d;
-    int64_t w2 = d->win[2], c = d->cin, nrows = d->win[0] * d->win[1], kw = g->kdim;
+    int64_t w2 = d->win[2], c = d->cin, nrows = j1 - j0, kw = nrows * w2 * c;
     const float *src[MAX_RUNS];
     pixel px = pixel_at(g, q0);
     for (int64_t r = 0; r < rows;) {
         int64_t seg = d->out[2] - px.o[2];
         if (seg > rows - r) seg = rows - r;
         for (int64_t j = 0; j < nrows; j++) {
-            int64_t pos0 = px.o[0] * d->str[0] + j / d->win[1] * d->dil[0] - d->pad[0];
-            int64_t pos1 = px.o[1] * d->str[1] + j % d->win[1] * d->dil[1] - d->pad[1];
+            int64_t pos0 = px.o[0] * d->str[0] + (j0 + j) / d->win[1] * d->dil[0] - d->pad[0];
+            int64_t pos1 = px.o[1] * d->str[1] + (j0 + j) % d->win[1] * d->dil[1] - d->pad[1];
             int valid = pos0 >= 0 && pos0 < d->img[0] && pos1 >= 0 && pos1 < d->img[1];
             src[j] = valid ? x + ((px.b * d->img[0] + pos0) * d->img[1] + pos1) * d->img[2] * c : NULL;
         }
@@ -202,8 +205,9 @@ static void pack(const geom *g, const float *x, int64_t grp, int64_t q0, int64_t
     const nnc_conv_desc *d = g->d;
     int64_t cig = g->cig, kw = k1 - k0;
     pixel px = pixel_at(g, q0);
-    if (k0 == 0 && k1 == g->kdim && runs_contiguous(d) && d->win[0] * d->win[1] <= MAX_RUNS) {
-        pack_runs(g, x, q0, rows, p);
+    int64_t run = d->win[2] * d->cin;
+    if (runs_contiguous(d) && k0 % run == 0 && k1 % run == 0 && d->win[0] * d->win[1] <= MAX_RUNS) {
+        pack_runs(g, x, q0, rows, k0 / run, k1 / run, p);
         return;
     }
     for (int64_t r = 0; r < rows; r++, pixel_next(g, &px)) {
@@ -343,27 +347,28 @@ static void input_grad(const geom *g, float *x, const float *w, const float *y, 
     }
 }
 
+/* The kernel gradient on rows [k0, k1) of the kernel matrix. */
 static void filter_grad(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1,
                         nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = g->d;
-    int64_t kr = k1 - k0, q1 = d->batch * g->pixels;
+    int64_t kr = k1 - k0, nc = g->cog, q1 = d->batch * g->pixels;
     for (int64_t grp = 0; grp < d->groups; grp++) {
         float *wg = w + k0 * d->cout + grp * g->cog;
+        const float *yg = y + grp * g->cog;
         if (pointwise(d)) {
-            sgemm(x + grp * g->cig + k0, y + grp * g->cog, wg, 1, kr, g->cog, q1, 0, 1, d->cin, 0, d->cout, 1, 0,
-                  d->cout, 1);
+            sgemm(x + grp * g->cig + k0, yg, wg, 1, kr, nc, q1, 0, 1, d->cin, 0, d->cout, 1, 0, d->cout, 1);
             continue;
         }
         int64_t tr = tile_rows(kr, 128 * 1024);
-        float *p = scratch((size_t)(tr * kr + kr * g->cog));
+        float *p = scratch((size_t)(tr * kr + kr * nc));
         float *part = p + tr * kr;
-        for (int64_t k = 0; k < kr; k++) memset(wg + k * d->cout, 0, (size_t)g->cog * sizeof(float));
+        for (int64_t k = 0; k < kr; k++) memset(wg + k * d->cout, 0, (size_t)nc * sizeof(float));
         for (int64_t q = 0; q < q1; q += tr) {
             int64_t rows = q1 - q < tr ? q1 - q : tr;
             pack(g, x, grp, q, rows, k0, k1, p);
-            sgemm(p, y + q * d->cout + grp * g->cog, part, 1, kr, g->cog, rows, 0, 1, kr, 0, d->cout, 1, 0, g->cog, 1);
+            sgemm(p, yg + q * d->cout, part, 1, kr, nc, rows, 0, 1, kr, 0, d->cout, 1, 0, nc, 1);
             for (int64_t k = 0; k < kr; k++)
-                for (int64_t c = 0; c < g->cog; c++) wg[k * d->cout + c] += part[k * g->cog + c];
+                for (int64_t c = 0; c < nc; c++) wg[k * d->cout + c] += part[k * nc + c];
         }
     }
 }
@@ -408,23 +413,31 @@ static void depthwise(const geom *g, float *x, float *w, float *y, int64_t u0, i
     }
 }
 
-/* Units [start, end) of the kernel's split axis: batch entries for the
- * forward pass and the input gradient (each writes its own images), rows
- * of the kernel matrix (window offset x input channel) for the filter
- * gradient (each thread packs only its columns of the patches). The
+/* Units [start, end) of the kernel's split axis, `block` items each:
+ * images for the forward pass and the input gradient (each writes its own
+ * images), rows of the kernel matrix (window offset x input channel) for
+ * the kernel gradient (each thread packs only its columns of the
+ * patches).
+ * Every unit is computed on its own, with the same products whichever
+ * thread runs it, so results do not depend on the thread count. The
  * buffer a role writes is fully assigned. */
 NNC_INTERNAL void NNC_CONV_NAME(const int64_t *desc, float *x, float *w, float *y, int64_t start, int64_t end,
                                 nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = (const nnc_conv_desc *)desc;
     geom g = geom_of(d);
-    if (start >= end) return;
-    if (g.cig == 1 && g.cog == 1) {
-        depthwise(&g, x, w, y, start, end);
-        return;
-    }
-    switch (d->role) {
-    case NNC_CONV_FORWARD: forward(&g, x, w, y, start, end, sgemm); break;
-    case NNC_CONV_INPUT_GRAD: input_grad(&g, x, w, y, start, end, sgemm); break;
-    default: filter_grad(&g, x, w, y, start, end, sgemm); break;
+    int64_t bl = d->block > 0 ? d->block : 1;
+    int64_t items = d->role != NNC_CONV_FILTER_GRAD ? d->batch : g.kdim;
+    for (int64_t u = start; u < end; u++) {
+        int64_t i0 = u * bl, i1 = (u + 1) * bl < items ? (u + 1) * bl : items;
+        if (i0 >= i1) return;
+        if (g.cig == 1 && g.cog == 1) {
+            depthwise(&g, x, w, y, i0, i1);
+            continue;
+        }
+        switch (d->role) {
+        case NNC_CONV_FORWARD: forward(&g, x, w, y, i0, i1, sgemm); break;
+        case NNC_CONV_INPUT_GRAD: input_grad(&g, x, w, y, i0, i1, sgemm); break;
+        default: filter_grad(&g, x, w, y, i0, i1, sgemm); break;
+        }
     }
 }

@@ -173,9 +173,7 @@ fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
 /// constants of them), if all of them are cheap.
 fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool]) -> Option<usize> {
     let n = g.node(id);
-    let leaf = |x: NodeId| -> Option<usize> {
-        if mat[x.index()] { Some(0) } else { recompute_ops(g, x, mat) }
-    };
+    let leaf = |x: NodeId| -> Option<usize> { if mat[x.index()] { Some(0) } else { recompute_ops(g, x, mat) } };
     let operands = || n.inputs.iter().try_fold(0, |acc, &x| Some(acc + leaf(x)?));
     match &n.op {
         Op::Const(_) | Op::Iota(_) => Some(0),
@@ -682,7 +680,7 @@ impl<'g> Builder<'g> {
             t[3 - sp..].copy_from_slice(v);
             t
         };
-        let geom = ConvGeom {
+        let mut geom = ConvGeom {
             role: c.role,
             batch: xs[0],
             cin: xs[sp + 1],
@@ -694,7 +692,9 @@ impl<'g> Builder<'g> {
             stride: three(&c.attrs.stride, 1),
             pad: three(&c.attrs.pad.iter().map(|p| p[0]).collect::<Vec<_>>(), 0),
             dilation: three(&c.attrs.dilation, 1),
+            block: 1,
         };
+        geom.block = geom.block();
         let desc = self.consts.len().next_multiple_of(64);
         self.consts.resize(desc, 0);
         for v in geom.words() {

@@ -262,9 +262,35 @@ pub struct ConvGeom {
     pub stride: [usize; 3],
     pub pad: [usize; 3],
     pub dilation: [usize; 3],
+    /// Images, kernel rows or output channels per unit (see [`Self::units`]).
+    pub block: usize,
 }
 
 impl ConvGeom {
+    /// Items per unit. Each unit is computed on its own, with the same
+    /// products on any thread, so the unit, not the thread count, fixes the
+    /// order of every sum: images enough for about 1024 output pixels (a
+    /// tile of products); for the kernel gradient, half the rows of the
+    /// window (the driver packs whole rows as contiguous runs, and each
+    /// unit reads all of dY: a small kernel is one unit) or, with groups or
+    /// a dilated last dim, about 64 kernel rows of whole window offsets;
+    /// one where the driver loops directly (depthwise).
+    pub fn block(&self) -> usize {
+        let (cig, cog) = (self.cin / self.groups.max(1), self.cout / self.groups.max(1));
+        if cig == 1 && cog == 1 {
+            return 1;
+        }
+        match self.role {
+            ConvRole::Forward | ConvRole::InputGrad => (1024 / self.out.iter().product::<usize>().max(1)).max(1),
+            // Each unit streams all of dY: few units.
+            ConvRole::FilterGrad if self.groups == 1 && self.dilation[2] == 1 => {
+                let (row, rows) = (self.window[2] * self.cin, self.window[0] * self.window[1]);
+                if row * rows <= 64 { row * rows } else { row * rows.div_ceil(2) }
+            }
+            ConvRole::FilterGrad => cig * 64usize.div_ceil(cig),
+        }
+    }
+
     /// The driver's descriptor, word for word (`nnc_conv_desc`).
     pub fn words(&self) -> Vec<i64> {
         let role = match self.role {
@@ -274,16 +300,19 @@ impl ConvGeom {
         };
         let head = [role, self.batch, self.cin, self.cout, self.groups];
         let dims = [self.image, self.window, self.out, self.stride, self.pad, self.dilation];
-        head.into_iter().chain(dims.into_iter().flatten()).map(|v| v as i64).collect()
+        let tail = [self.block];
+        head.into_iter().chain(dims.into_iter().flatten()).chain(tail).map(|v| v as i64).collect()
     }
 
-    /// The units threads split: batch entries, or for the kernel gradient
-    /// the rows of the kernel matrix (window offsets x channels per group).
+    /// The units threads split, [`Self::block`] items each: images, or for
+    /// the kernel gradient rows of the kernel matrix (window offsets x
+    /// channels per group).
     pub fn units(&self) -> usize {
-        match self.role {
+        let items = match self.role {
             ConvRole::Forward | ConvRole::InputGrad => self.batch,
             ConvRole::FilterGrad => self.window.iter().product::<usize>() * (self.cin / self.groups.max(1)),
-        }
+        };
+        items.div_ceil(self.block.max(1))
     }
 
     /// Multiply-adds, twice.

@@ -264,3 +264,13 @@ fn input_gradient_products_match_the_interpreter() {
         same_bits(&g, false, 2);
     }
 }
+
+/// Every convolution role split across threads (images, kernel rows and,
+/// for the one-channel first layer, output channels per unit): the units,
+/// not the thread count, fix the order of every sum.
+#[test]
+fn threaded_cnn_step_matches_one_thread() {
+    let g = train_step("examples/mnist_cnn.nn");
+    same_bits(&g, true, 2);
+    same_bits(&g, true, 3);
+}
