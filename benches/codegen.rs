@@ -173,14 +173,19 @@ fn gemm_gflops(m: usize, k: usize, n: usize, threads: usize) -> f64 {
     let c = Contract { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![0] };
     let y = g.contract(a, b, c).expect("contract");
     g.set_output("y", y).expect("output");
+    gflops(&g, threads, 2 * m * k * n)
+}
+
+/// GFLOP/s of `g` (inputs `a` and `b`, random) compiled for `threads`.
+fn gflops(g: &Graph, threads: usize, flops: usize) -> f64 {
     let mut step =
-        CompiledStep::compile_with(&g, Options { in_place: false, threads, c_products: false }).expect("compile");
+        CompiledStep::compile_with(g, Options { in_place: false, threads, c_products: false }).expect("compile");
     let mut r = Lcg(1);
     step.input_mut::<f32>("a").expect("a").iter_mut().for_each(|x| *x = r.sym());
     step.input_mut::<f32>("b").expect("b").iter_mut().for_each(|x| *x = r.sym());
     let once = time(1, 1, || step.run());
     let t = time(7, reps_for(once), || step.run());
-    2.0 * (m * k * n) as f64 / t / 1e9
+    flops as f64 / t / 1e9
 }
 
 // ---------------------------------------------------------------- conv
@@ -222,14 +227,7 @@ fn conv_gflops(hw: usize, cin: usize, cout: usize, role: ConvRole, threads: usiz
     let op = Op::Conv(Conv { role, attrs, image: vec![hw, hw], window: vec![3, 3] });
     let out = g.insert(op, &[a, b]).expect("conv");
     g.set_output("y", out).expect("output");
-    let mut step =
-        CompiledStep::compile_with(&g, Options { in_place: false, threads, c_products: false }).expect("compile");
-    let mut r = Lcg(1);
-    step.input_mut::<f32>("a").expect("a").iter_mut().for_each(|x| *x = r.sym());
-    step.input_mut::<f32>("b").expect("b").iter_mut().for_each(|x| *x = r.sym());
-    let once = time(1, 1, || step.run());
-    let t = time(7, reps_for(once), || step.run());
-    2.0 * (64 * hw * hw * 9 * cin * cout) as f64 / t / 1e9
+    gflops(&g, threads, 2 * 64 * hw * hw * 9 * cin * cout)
 }
 
 // ---------------------------------------------------------------- train
