@@ -8,6 +8,8 @@
 //!   happen before its stores.
 //! - Kernels in between must not depend on the one that moves: the earlier
 //!   kernel moves down to the later one, or the later one up.
+//! - Loops over two shapes of the same elements (a window view and the
+//!   plain image) merge in either one's shape when every view reshapes.
 //! - An elementwise loop over a matrix product's `[m, n]` output becomes the
 //!   product's epilogue.
 //!
@@ -74,11 +76,42 @@ fn independent(x: &Kernel, c: &Kernel, bufs: &[Buffer]) -> bool {
 fn fuse(a: &Kernel, b: &Kernel, bufs: &[Buffer]) -> Option<Kernel> {
     let KernelBody::Loop(lb) = &b.body else { return None };
     let body = match &a.body {
-        KernelBody::Loop(la) => KernelBody::Loop(fuse_loops(la, lb, bufs, &[])?),
+        KernelBody::Loop(la) if la.space == lb.space => KernelBody::Loop(fuse_loops(la, lb, bufs, &[])?),
+        KernelBody::Loop(la) => {
+            let as_a = || fuse_loops(la, &in_space(lb, &la.space)?, bufs, &[]);
+            KernelBody::Loop(as_a().or_else(|| fuse_loops(&in_space(la, &lb.space)?, lb, bufs, &[]))?)
+        }
         KernelBody::Gemm(g) => KernelBody::Gemm(with_epilogue(g, lb, bufs)?),
         KernelBody::Conv(_) => return None,
     };
     Some(Kernel { label: format!("{} + {}", a.label, b.label), body })
+}
+
+/// `k` over another shape of its space (the same elements in the same
+/// order: a pooling gradient over `[.., 2, .., 2, c]` windows and the ReLU
+/// gradient over `[pixels, c]` that reads it), if every view reshapes
+/// without a copy. Gathers and scatters keep their own shapes.
+fn in_space(k: &LoopKernel, space: &[usize]) -> Option<LoopKernel> {
+    if k.space.iter().product::<usize>() != space.iter().product::<usize>()
+        || k.stores.iter().any(|s| s.scatter.is_some())
+    {
+        return None;
+    }
+    let view = |v: &View| v.reshape(space);
+    let mut nodes = Vec::with_capacity(k.nodes.len());
+    for n in &k.nodes {
+        let expr = match &n.expr {
+            Expr::Load { buf, view: v } => Expr::Load { buf: *buf, view: view(v)? },
+            Expr::Iota(v) => Expr::Iota(view(v)?),
+            Expr::Random { key, salt, index } => Expr::Random { key: *key, salt: *salt, index: view(index)? },
+            Expr::Gather { .. } => return None,
+            Expr::Const(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) | Expr::Cast(..) => n.expr.clone(),
+        };
+        nodes.push(ENode { expr, dtype: n.dtype });
+    }
+    let stores: Option<Vec<Store>> =
+        k.stores.iter().map(|s| Some(Store { view: view(&s.view)?, ..s.clone() })).collect();
+    Some(LoopKernel { space: space.to_vec(), nodes, stores: stores? })
 }
 
 /// `b` as (part of) the epilogue of `g`: it reads the product only at the
