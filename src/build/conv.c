@@ -12,7 +12,9 @@
  * into a per-thread scratch that stays in cache; the whole patch matrix is
  * never built:
  *   forward      y[tile]  = P[tile] x W_g
- *   input grad   dP[tile] = dY[tile] x W_g^T, then added back (col2im)
+ *   input grad   dP[tile] = dY[tile] x W_g^T, then added back (col2im);
+ *                at stride 1 and 64+ channels per group, a forward product
+ *                of dY with the flipped kernel instead
  *   filter grad  dW_g[k range] += P[tile, k range]^T x dY[tile]
  * A 1x1 window with stride 1 and no padding needs no patches: the image
  * rows are the patch rows. Depthwise convolutions (one channel in and out
@@ -149,8 +151,7 @@ static inline int64_t source(const nnc_conv_desc *d, const pixel *px, const int6
 
 /* With one group and no dilation along the last dim, the window offsets
  * along it read one contiguous run of the image per (k0, k1): that run
- * is copied (or added) whole. `run` visits each, with its place in the
- * patch row. */
+ * is copied whole (`pack_runs`). */
 static int runs_contiguous(const nnc_conv_desc *d) { return d->groups == 1 && d->dil[2] == 1; }
 
 /* Window rows (k0, k1 pairs) the run packer handles; larger windows take

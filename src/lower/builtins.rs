@@ -5,7 +5,7 @@ use super::{Init, LResult, Lowerer, MAX_ELEMENTS, Val, at, check_size, numel};
 use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
 use crate::ir::ops::conv::PerDim;
-use crate::ir::{BinaryOp, ConvAttrs, DType, NodeId, Type, UnaryOp};
+use crate::ir::{BinaryOp, ConvAttrs, DType, IrError, NodeId, Type, UnaryOp};
 use crate::span::Span;
 
 /// Bound builtin arguments by parameter position.
@@ -377,11 +377,9 @@ impl Lowerer<'_> {
         Ok(Val::Node(self.g.conv(x, w, attrs).map_err(at(a.call))?))
     }
 
-    /// Pooling. Windows that tile the image (stride = size) are a slice, a
-    /// reshape that gives each window its own axes, and a reduction over
-    /// them: the backward pass is elementwise on the image (gather form).
-    /// Other strides take the reduction of one strided slice per window
-    /// offset.
+    /// Pooling, by [`Self::tiled_windows`] when the windows tile the image
+    /// (the backward pass is then elementwise on the image, gather form),
+    /// else by [`Self::strided_windows`].
     fn window(&mut self, max: bool, a: &Args) -> LResult<Val> {
         let x = self.x(a, 0)?;
         let shape = self.shape(x);
@@ -417,23 +415,49 @@ impl Lowerer<'_> {
             out.push(d as usize);
         }
         out.push(shape[n + 1]);
+        let r = if size == stride {
+            self.tiled_windows(x, &size, &out, max)
+        } else {
+            self.strided_windows(x, &size, &stride, &out, max)
+        };
+        Ok(Val::Node(r.map_err(at(span))?))
+    }
+
+    /// Windows that tile the image: a slice to whole windows, a reshape that
+    /// gives each window its own axes, a reduction over them.
+    fn tiled_windows(&mut self, x: NodeId, size: &[usize], out: &[usize], max: bool) -> Result<NodeId, IrError> {
+        let shape = self.shape(x);
+        let n = size.len();
+        let end: Vec<usize> =
+            (0..n + 2).map(|d| if d == 0 || d == n + 1 { shape[d] } else { out[d] * size[d - 1] }).collect();
         let g = &mut self.g;
-        if size == stride {
-            let end: Vec<usize> =
-                (0..n + 2).map(|d| if d == 0 || d == n + 1 { shape[d] } else { out[d] * size[d - 1] }).collect();
-            let tiled = g.slice(x, &vec![0; n + 2], &end, &vec![1; n + 2]).map_err(at(span))?;
-            let mut split = vec![shape[0]];
-            for i in 0..n {
-                split.extend([out[i + 1], size[i]]);
-            }
-            split.push(shape[n + 1]);
-            let windows = g.reshape(tiled, &split).map_err(at(span))?;
-            let axes: Vec<usize> = (0..n).map(|i| 2 + 2 * i).collect();
-            let r = if max { g.max_axes(windows, &axes, false) } else { g.mean(windows, &axes, false) };
-            return Ok(Val::Node(r.map_err(at(span))?));
+        let tiled = g.slice(x, &vec![0; n + 2], &end, &vec![1; n + 2])?;
+        let mut split = vec![shape[0]];
+        for i in 0..n {
+            split.extend([out[i + 1], size[i]]);
         }
-        let mut acc: Option<NodeId> = None;
+        split.push(shape[n + 1]);
+        let windows = g.reshape(tiled, &split)?;
+        let axes: Vec<usize> = (0..n).map(|i| 2 + 2 * i).collect();
+        if max { g.max_axes(windows, &axes, false) } else { g.mean(windows, &axes, false) }
+    }
+
+    /// Other strides: one strided slice per window offset, combined
+    /// elementwise (the backward pass pads each offset back).
+    fn strided_windows(
+        &mut self,
+        x: NodeId,
+        size: &[usize],
+        stride: &[usize],
+        out: &[usize],
+        max: bool,
+    ) -> Result<NodeId, IrError> {
+        let shape = self.shape(x);
+        let n = size.len();
         let offsets: usize = size.iter().product();
+        let spatial =
+            |d: usize, f: &dyn Fn(usize) -> usize, other: usize| if d == 0 || d == n + 1 { other } else { f(d - 1) };
+        let mut acc: Option<NodeId> = None;
         for off in 0..offsets {
             let mut k = vec![0; n];
             let mut rest = off;
@@ -441,21 +465,19 @@ impl Lowerer<'_> {
                 k[i] = rest % size[i];
                 rest /= size[i];
             }
-            let start: Vec<usize> = (0..n + 2).map(|d| if d == 0 || d == n + 1 { 0 } else { k[d - 1] }).collect();
-            let end: Vec<usize> = (0..n + 2)
-                .map(|d| if d == 0 || d == n + 1 { shape[d] } else { k[d - 1] + stride[d - 1] * (out[d] - 1) + 1 })
-                .collect();
-            let step: Vec<usize> = (0..n + 2).map(|d| if d == 0 || d == n + 1 { 1 } else { stride[d - 1] }).collect();
-            let s = g.slice(x, &start, &end, &step).map_err(at(span))?;
+            let start: Vec<usize> = (0..n + 2).map(|d| spatial(d, &|i| k[i], 0)).collect();
+            let end: Vec<usize> =
+                (0..n + 2).map(|d| spatial(d, &|i| k[i] + stride[i] * (out[i + 1] - 1) + 1, shape[d])).collect();
+            let step: Vec<usize> = (0..n + 2).map(|d| spatial(d, &|i| stride[i], 1)).collect();
+            let s = self.g.slice(x, &start, &end, &step)?;
             acc = Some(match acc {
                 None => s,
-                Some(prev) if max => g.binary(BinaryOp::Max, prev, s).map_err(at(span))?,
-                Some(prev) => g.add(prev, s).map_err(at(span))?,
+                Some(prev) if max => self.g.binary(BinaryOp::Max, prev, s)?,
+                Some(prev) => self.g.add(prev, s)?,
             });
         }
-        let sum = acc.ok_or_else(|| Diag::error("an empty window").at(span, "here"))?;
-        let r = if max { Ok(sum) } else { g.mul_scalar(sum, 1.0 / offsets as f64) };
-        Ok(Val::Node(r.map_err(at(span))?))
+        let sum = acc.ok_or_else(|| IrError::ty("window", "an empty window"))?;
+        if max { Ok(sum) } else { self.g.mul_scalar(sum, 1.0 / offsets as f64) }
     }
 
     /// im2col: every kh×kw window as one row ordered (kh, kw, c), by

@@ -117,7 +117,7 @@ unsafe extern "C" {
 /// `desc` is a descriptor the scheduler wrote and `x`, `w`, `y` are the
 /// dense buffers it describes, the written one not overlapping the others.
 pub unsafe extern "C" fn nnc_rt_conv(desc: *const i64, x: *mut f32, w: *mut f32, y: *mut f32, start: i64, end: i64) {
-    // The driver's own loops (packing, shallow products) compiled for this
+    // The driver's own loops (packing, scatter-adds, depthwise) compiled for this
     // CPU where it has what that build assumes, else for any x86-64; the
     // products are the gemm crate's either way.
     static NATIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

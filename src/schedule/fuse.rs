@@ -163,27 +163,35 @@ fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
             continue;
         }
         let keep = own_buffer(&g.node(id).op) || expanded[id.index()] || outputs.contains(&id);
-        if !keep && recompute_ops(g, id, mat).is_some_and(|ops| ops <= MAX_OPS) {
+        if !keep && recompute_ops(g, id, mat, MAX_OPS).is_some() {
             mat[id.index()] = false;
         }
     }
 }
 
 /// The elementwise ops `id` costs down to stored values (and views and
-/// constants of them), if all of them are cheap.
-fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool]) -> Option<usize> {
+/// constants of them), if all of them are cheap and there are at most
+/// `budget` (the walk stops there: shared subexpressions are counted once
+/// per use, and a long fused chain is not walked).
+fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool], budget: usize) -> Option<usize> {
     let n = g.node(id);
-    let leaf = |x: NodeId| -> Option<usize> { if mat[x.index()] { Some(0) } else { recompute_ops(g, x, mat) } };
-    let operands = || n.inputs.iter().try_fold(0, |acc, &x| Some(acc + leaf(x)?));
-    match &n.op {
-        Op::Const(_) | Op::Iota(_) => Some(0),
-        Op::Reshape(_) | Op::Permute(_) | Op::Broadcast(_) | Op::Slice(_) | Op::StopGradient => operands(),
-        Op::Unary(u) if cheap_unary(*u) => Some(1 + operands()?),
-        Op::Binary(b) if *b != BinaryOp::Pow && *b != BinaryOp::Div => Some(1 + operands()?),
-        Op::Select | Op::Cast(_) => Some(1 + operands()?),
-        Op::Unary(_) | Op::Binary(_) | Op::Input(_) | Op::Literal(_) | Op::Random(_) | Op::Reduce(_) => None,
-        Op::Pad(_) | Op::Concat(_) | Op::Contract(_) | Op::Conv(_) | Op::Gather(_) | Op::ScatterAdd(_) => None,
+    let own = match &n.op {
+        Op::Const(_) | Op::Iota(_) => return Some(0),
+        Op::Reshape(_) | Op::Permute(_) | Op::Broadcast(_) | Op::Slice(_) | Op::StopGradient => 0,
+        Op::Unary(u) if cheap_unary(*u) => 1,
+        Op::Binary(b) if *b != BinaryOp::Pow && *b != BinaryOp::Div => 1,
+        Op::Select | Op::Cast(_) => 1,
+        Op::Unary(_) | Op::Binary(_) | Op::Input(_) | Op::Literal(_) | Op::Random(_) | Op::Reduce(_) => return None,
+        Op::Pad(_) | Op::Concat(_) | Op::Contract(_) | Op::Conv(_) | Op::Gather(_) | Op::ScatterAdd(_) => return None,
+    };
+    let mut used = own;
+    for &x in &n.inputs {
+        if used > budget {
+            return None;
+        }
+        used += if mat[x.index()] { 0 } else { recompute_ops(g, x, mat, budget - used)? };
     }
+    (used <= budget).then_some(used)
 }
 
 /// Unary ops a few instructions long (not polynomial kernels or calls).
