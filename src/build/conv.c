@@ -291,7 +291,15 @@ static int flippable(const nnc_conv_desc *d) {
     return 1;
 }
 
-static void input_grad_flipped(const geom *g, float *x, const float *w, const float *y, int64_t b0, int64_t b1,
+/* The images of unit u: [*i0, *i1). */
+static void unit_images(const nnc_conv_desc *d, int64_t u, int64_t *i0, int64_t *i1) {
+    int64_t bl = d->block > 0 ? d->block : 1;
+    *i0 = u * bl;
+    *i1 = (u + 1) * bl < d->batch ? (u + 1) * bl : d->batch;
+}
+
+/* The flipped-kernel path, units [u0, u1); the kernel is flipped once. */
+static void input_grad_flipped(const geom *g, float *x, const float *w, const float *y, int64_t u0, int64_t u1,
                                nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = g->d;
     nnc_conv_desc t = *d;
@@ -311,24 +319,30 @@ static void input_grad_flipped(const geom *g, float *x, const float *w, const fl
                 for (int64_t co = 0; co < cog; co++)
                     wt[(off * cog + co) * d->cin + grp * cig + ci] = w[((n - 1 - off) * cig + ci) * d->cout + grp * cog + co];
     geom gt = geom_of(&t);
-    forward(&gt, y, wt, x, b0, b1, sgemm);
+    for (int64_t u = u0, i0, i1; u < u1; u++) {
+        unit_images(d, u, &i0, &i1);
+        forward(&gt, y, wt, x, i0, i1, sgemm);
+    }
 }
 
-static void input_grad(const geom *g, float *x, const float *w, const float *y, int64_t b0, int64_t b1,
+/* The input gradient of units [u0, u1); the kernel is rearranged once. */
+static void input_grad(const geom *g, float *x, const float *w, const float *y, int64_t u0, int64_t u1,
                        nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = g->d;
-    int64_t q0 = b0 * g->pixels, q1 = b1 * g->pixels;
     if (!pointwise(d) && flippable(d)) {
-        input_grad_flipped(g, x, w, y, b0, b1, sgemm);
+        input_grad_flipped(g, x, w, y, u0, u1, sgemm);
         return;
     }
     if (pointwise(d)) {
-        for (int64_t grp = 0; grp < d->groups; grp++)
-            sgemm(y + q0 * d->cout + grp * g->cog, w + grp * g->cog, x + q0 * d->cin + grp * g->cig, 1, q1 - q0,
-                  g->cig, g->cog, 0, d->cout, 1, 0, 1, d->cout, 0, d->cin, 1);
+        for (int64_t u = u0, i0, i1; u < u1; u++) {
+            unit_images(d, u, &i0, &i1);
+            int64_t q0 = i0 * g->pixels, q1 = i1 * g->pixels;
+            for (int64_t grp = 0; grp < d->groups; grp++)
+                sgemm(y + q0 * d->cout + grp * g->cog, w + grp * g->cog, x + q0 * d->cin + grp * g->cig, 1, q1 - q0,
+                      g->cig, g->cog, 0, d->cout, 1, 0, 1, d->cout, 0, d->cin, 1);
+        }
         return;
     }
-    memset(x + b0 * g->img_elems, 0, (size_t)((b1 - b0) * g->img_elems) * sizeof(float));
     /* W_g^T row-major (cog x kdim per group): read in place, the kernel
      * would be a column-major right operand, the products' slow layout. */
     int64_t kd = g->kdim, cog = g->cog;
@@ -338,12 +352,17 @@ static void input_grad(const geom *g, float *x, const float *w, const float *y, 
             for (int64_t co = 0; co < cog; co++) wt[(grp * cog + co) * kd + k] = w[k * d->cout + grp * cog + co];
     int64_t tr = tile_rows(kd, 64 * 1024);
     float *p = scratch((size_t)(tr * kd));
-    for (int64_t q = q0; q < q1; q += tr) {
-        int64_t rows = q1 - q < tr ? q1 - q : tr;
-        for (int64_t grp = 0; grp < d->groups; grp++) {
-            sgemm(y + q * d->cout + grp * cog, wt + grp * cog * kd, p, 1, rows, kd, cog, 0, d->cout, 1, 0, kd, 1, 0,
-                  kd, 1);
-            unpack_add(g, x, grp, q, rows, p);
+    for (int64_t u = u0, i0, i1; u < u1; u++) {
+        unit_images(d, u, &i0, &i1);
+        int64_t q0 = i0 * g->pixels, q1 = i1 * g->pixels;
+        memset(x + i0 * g->img_elems, 0, (size_t)((i1 - i0) * g->img_elems) * sizeof(float));
+        for (int64_t q = q0; q < q1; q += tr) {
+            int64_t rows = q1 - q < tr ? q1 - q : tr;
+            for (int64_t grp = 0; grp < d->groups; grp++) {
+                sgemm(y + q * d->cout + grp * cog, wt + grp * cog * kd, p, 1, rows, kd, cog, 0, d->cout, 1, 0, kd, 1, 0,
+                      kd, 1);
+                unpack_add(g, x, grp, q, rows, p);
+            }
         }
     }
 }
@@ -428,17 +447,18 @@ NNC_INTERNAL void NNC_CONV_NAME(const int64_t *desc, float *x, float *w, float *
     geom g = geom_of(d);
     int64_t bl = d->block > 0 ? d->block : 1;
     int64_t items = d->role != NNC_CONV_FILTER_GRAD ? d->batch : g.kdim;
+    if (d->role == NNC_CONV_INPUT_GRAD && !(g.cig == 1 && g.cog == 1)) {
+        input_grad(&g, x, w, y, start, end < (items + bl - 1) / bl ? end : (items + bl - 1) / bl, sgemm);
+        return;
+    }
     for (int64_t u = start; u < end; u++) {
         int64_t i0 = u * bl, i1 = (u + 1) * bl < items ? (u + 1) * bl : items;
         if (i0 >= i1) return;
-        if (g.cig == 1 && g.cog == 1) {
+        if (g.cig == 1 && g.cog == 1)
             depthwise(&g, x, w, y, i0, i1);
-            continue;
-        }
-        switch (d->role) {
-        case NNC_CONV_FORWARD: forward(&g, x, w, y, i0, i1, sgemm); break;
-        case NNC_CONV_INPUT_GRAD: input_grad(&g, x, w, y, i0, i1, sgemm); break;
-        default: filter_grad(&g, x, w, y, i0, i1, sgemm); break;
-        }
+        else if (d->role == NNC_CONV_FORWARD)
+            forward(&g, x, w, y, i0, i1, sgemm);
+        else
+            filter_grad(&g, x, w, y, i0, i1, sgemm);
     }
 }
