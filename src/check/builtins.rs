@@ -308,15 +308,33 @@ impl Checker<'_> {
         }
     }
 
+    /// `x.reshape([-1, c])` of `x: f32[...S, c]`: the leading `...` and any
+    /// fixed dims before the kept trailing ones merge into one axis, whose
+    /// size is a fresh symbol. Only that form is sound without the rank:
+    /// any other reshape of a `...` shape may not keep the element count.
+    fn flatten_leading(&mut self, t: &TensorTy, target: &[Option<Dim>], a: &Args) -> Val {
+        let minus_one = |d: &Option<Dim>| d.as_ref().and_then(Dim::as_const) == Some(-1);
+        let kept = target.get(1..).unwrap_or_default();
+        let fits = target.first().is_some_and(minus_one)
+            && kept.len() <= t.shape.dims.len()
+            && kept.iter().zip(&t.shape.dims[t.shape.dims.len() - kept.len()..]).all(|(k, d)| k.as_ref() == Some(d));
+        if !fits {
+            let d = Diag::error("cannot reshape a `...` shape: its element count is unknown")
+                .at(a.span(0), format!("this is {}{}", t.dtype.name(), self.show_shape(&t.shape)))
+                .help("reshape where the caller's concrete shape is known, or merge the leading axes with `reshape([-1, ...trailing dims])`");
+            return self.error(d);
+        }
+        let mut dims = vec![Dim::sym(self.fresh_sym("n"))];
+        dims.extend(kept.iter().flatten().cloned());
+        Val::tensor(t.dtype, Shape::of(dims))
+    }
+
     fn reshape(&mut self, a: &Args) -> Val {
         let (Some(t), Some(target)) = (self.tensor(a, 0), self.dims_arg(a, 1)) else { return Val::Error };
         let minus_one = |d: &Option<Dim>| d.as_ref().and_then(Dim::as_const) == Some(-1);
         let holes = target.iter().filter(|d| minus_one(d)).count();
         if t.shape.rest.is_some() {
-            let d = Diag::error("cannot reshape a `...` shape: its element count is unknown")
-                .at(a.span(0), "rank-polymorphic")
-                .help("reshape where the caller's concrete shape is known");
-            return self.error(d);
+            return self.flatten_leading(&t, &target, a);
         }
         let total = t.shape.dims.iter().fold(Dim::constant(1), |acc, d| acc.mul(d));
         let known = target.iter().filter(|d| !minus_one(d)).flatten().fold(Dim::constant(1), |acc, d| acc.mul(d));

@@ -120,6 +120,9 @@ impl Checker<'_> {
         };
         self.record_use(item, call);
         self.push_frame(item.module);
+        if let ast::Item::Model(m) = self.item(item) {
+            self.frame().states = Some(super::items::buffer_names(m));
+        }
         for (name, val, span) in env {
             self.bind(name, val.clone(), *span);
         }

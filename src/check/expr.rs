@@ -107,13 +107,14 @@ impl Checker<'_> {
         v
     }
 
-    /// `m = ...` in an optimizer's update: the new value of a state.
+    /// `m = ...` in an optimizer's update, `running_mean = ...` in a
+    /// model: the new value of a state or a buffer.
     fn assign(&mut self, name: &ast::Ident, v: Val, at: Span) {
         let is_state = self.frames.last().and_then(|f| f.states.as_ref()).is_some_and(|s| s.contains(&name.name));
         if !is_state {
             let d = Diag::error(format!("cannot assign to `{}`", name.name))
-                .at(name.span, "not an optimizer state")
-                .help("values are immutable: bind a new name with `let`; only an optimizer's `state`s are assigned");
+                .at(name.span, "not an optimizer state or a model buffer")
+                .help("values are immutable: bind a new name with `let`; only an optimizer's `state`s and a model's `buffer`s are assigned");
             self.diags.push(d);
             return;
         }
@@ -121,10 +122,10 @@ impl Checker<'_> {
             && !v.is_error()
             && !same_type(&old, &v)
         {
-            let mut d = Diag::error(format!("state `{}` must keep its type {}", name.name, self.show(&old)))
+            let mut d = Diag::error(format!("`{}` must keep its declared type {}", name.name, self.show(&old)))
                 .at(at, format!("this is {}", self.show(&v)));
             if let Some(def) = def {
-                d = d.label(def, "state declared here");
+                d = d.label(def, "declared here");
             }
             self.diags.push(d);
             return;

@@ -302,7 +302,9 @@ impl Checker<'_> {
             env.push((field.name.name.clone(), v, field.name.span));
         }
         for f in m.forward.iter().chain(&m.methods) {
+            self.frame().states = Some(buffer_names(m));
             self.check_fn_def(f, &env);
+            self.frame().states = None;
         }
         let mut names: Vec<&ast::Ident> = Vec::new();
         for f in &m.methods {
@@ -331,10 +333,12 @@ impl Checker<'_> {
     /// What a field is, in the current frame (the model's parameters bound).
     pub(super) fn field_value(&mut self, field: &ast::Field) -> Val {
         match &field.kind {
-            FieldKind::Param { ty, .. } => self.eval_type(ty, Unbound::Reject).unwrap_or_else(|d| {
-                self.diags.push(d);
-                Val::Error
-            }),
+            FieldKind::Param { ty, .. } | FieldKind::Buffer { ty, .. } => {
+                self.eval_type(ty, Unbound::Reject).unwrap_or_else(|d| {
+                    self.diags.push(d);
+                    Val::Error
+                })
+            }
             FieldKind::Sub(e) => {
                 let v = self.expr(e);
                 self.as_model(v, e.span)
@@ -371,9 +375,22 @@ impl Checker<'_> {
     }
 
     fn check_init(&mut self, field: &ast::Field, v: &Val) {
-        let FieldKind::Param { ty, init } = &field.kind else { return };
+        let (what, ty, init) = match &field.kind {
+            FieldKind::Param { ty, init } => ("parameter", ty, init),
+            FieldKind::Buffer { ty, init } => ("buffer", ty, init),
+            _ => return,
+        };
+        // Weights, checkpoints and the optimizer's arithmetic are f32.
+        if let Val::Tensor(t) = v
+            && t.dtype != DType::F32
+        {
+            let d = Diag::error(format!("{what} `{}` must be f32, found {}", field.name.name, t.dtype.name()))
+                .at(ty.span, "declared here")
+                .help("model tensors are f32; integer ids are data, declared in a `dataset`");
+            self.diags.push(d);
+        }
         let Some(init) = init else {
-            let d = Diag::error(format!("parameter `{}` needs an initialiser", field.name.name))
+            let d = Diag::error(format!("{what} `{}` needs an initialiser", field.name.name))
                 .at(ty.span.to(field.name.span), "no `= ...`")
                 .help("for example `= glorot` or `= zeros` (from `std.init`), or `= normal(0.0, 0.02)`");
             self.diags.push(d);
@@ -566,4 +583,9 @@ impl Checker<'_> {
     }
 
     // ---- experiments ----------------------------------------------------------
+}
+
+/// The buffers of a model: the names its forward and methods may assign.
+pub(super) fn buffer_names(m: &ast::ModelDecl) -> Vec<String> {
+    m.fields.iter().filter(|f| matches!(f.kind, FieldKind::Buffer { .. })).map(|f| f.name.name.clone()).collect()
 }

@@ -110,7 +110,8 @@ struct Frame {
     module: ModuleId,
     scopes: Vec<HashMap<String, Local>>,
     dims: HashMap<String, DimBind>,
-    /// Whether assignments to optimizer states are allowed here.
+    /// The names assignments may give new values here: an optimizer's
+    /// states in its `update`, a model's buffers in its functions.
     states: Option<Vec<String>>,
 }
 

@@ -2,11 +2,14 @@
 //! plus what the runner needs: parameters and their initialisers, optimizer
 //! states, the data plan and the schedule.
 //!
-//! The training graph's inputs are the batch's raw fields, every parameter,
-//! every optimizer state (`l1.w@m`), and the scalars `step` (1-based),
-//! `total_steps`, `lr` and the i32 `rng` key. Its outputs are `loss`,
-//! `metric/<name>` for each metric, and the new value of every parameter
-//! and state under the input's own name, so the runner swaps them in place.
+//! The training graph's inputs are the batch's raw fields, every parameter
+//! and buffer (`bn.running_mean`), every optimizer state (`l1.w@m`), and the
+//! scalars `step` (1-based), `total_steps`, `lr` and the i32 `rng` key. Its
+//! outputs are `loss`, `metric/<name>` for each metric, and the new value of
+//! every trained parameter, optimizer state and assigned buffer under the
+//! input's own name, so the runner swaps them in place. The evaluation
+//! graph reads parameters and buffers and writes neither: evaluation never
+//! changes the model.
 
 use super::expr::Arg;
 use super::{Init, LResult, Lowerer, Val, at};
@@ -33,12 +36,40 @@ pub struct Setup {
     pub eval_batch: Option<usize>,
 }
 
+/// A tensor of the model: a parameter or a buffer. All of them start from
+/// their initialiser, live in checkpoints, carry over in a hot reload and
+/// are embedded by a build; only `Trained` ones get gradients.
 #[derive(Clone, Debug)]
 pub struct ParamInfo {
     pub name: String,
     pub shape: Vec<usize>,
     pub init: Init,
-    pub frozen: bool,
+    pub kind: ParamKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    Trained,
+    /// Named by the experiment's `freeze`.
+    Frozen,
+    /// A `buffer`: updated by the model's own code, never by the optimizer.
+    Buffer,
+}
+
+impl ParamKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamKind::Trained => "trained",
+            ParamKind::Frozen => "frozen",
+            ParamKind::Buffer => "buffer",
+        }
+    }
+}
+
+impl ParamInfo {
+    pub(crate) fn new(p: &super::ParamDecl, kind: ParamKind) -> ParamInfo {
+        ParamInfo { name: p.name.clone(), shape: p.shape.clone(), init: p.init.clone(), kind }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -516,9 +547,20 @@ impl Lowerer<'_> {
         for (k, n) in &metrics {
             self.g.set_output(format!("metric/{k}"), *n).map_err(at(span))?;
         }
+        // Buffers take the value the model's code gave them last.
+        for b in &self.buffers {
+            if b.value != b.input {
+                self.g.set_output(b.name.clone(), b.value).map_err(at(span))?;
+            }
+        }
         let frozen = self.frozen(spec)?;
         let decls = std::mem::take(&mut self.params);
-        let trainable: Vec<&super::ParamDecl> = decls.iter().filter(|p| !frozen.contains(&p.name)).collect();
+        let kind = |p: &super::ParamDecl| match () {
+            _ if p.buffer => ParamKind::Buffer,
+            _ if frozen.contains(&p.name) => ParamKind::Frozen,
+            _ => ParamKind::Trained,
+        };
+        let trainable: Vec<&super::ParamDecl> = decls.iter().filter(|p| kind(p) == ParamKind::Trained).collect();
         let nodes: Vec<NodeId> = trainable
             .iter()
             .map(|p| self.g.find_input(&p.name).ok_or_else(|| Diag::error("parameter vanished")))
@@ -541,15 +583,7 @@ impl Lowerer<'_> {
                 .at(opt_span, "this optimizer")
                 .help("a negative rate climbs the loss instead of descending it"));
         }
-        let params = decls
-            .iter()
-            .map(|p| ParamInfo {
-                name: p.name.clone(),
-                shape: p.shape.clone(),
-                init: p.init.clone(),
-                frozen: frozen.contains(&p.name),
-            })
-            .collect();
+        let params = decls.iter().map(|p| ParamInfo::new(p, kind(p))).collect();
         Ok(StepInfo { params, states, metrics: metrics.into_iter().map(|(k, _)| k).collect(), lr })
     }
 
@@ -559,22 +593,24 @@ impl Lowerer<'_> {
             xs.into_iter().filter_map(|x| if let Val::Str(s) = x { Some(s) } else { None }).collect();
         // A name freezes that parameter and, as a prefix, everything under it.
         let covers = |p: &str, n: &str| p == n || p.starts_with(&format!("{n}."));
+        let trained = || self.params.iter().filter(|p| !p.buffer);
         for n in &names {
-            if !self.params.iter().any(|p| covers(&p.name, n)) {
+            if !trained().any(|p| covers(&p.name, n)) {
                 let span = freeze_span(spec, n);
-                let help = crate::diag::did_you_mean(n, self.params.iter().map(|p| p.name.as_str()))
-                    .unwrap_or_else(|| "name a parameter (`l1.w`) or a sub-model (`l1`)".into());
+                let help = if self.params.iter().any(|p| covers(&p.name, n)) {
+                    format!(
+                        "`{n}` is a buffer: the optimizer never updates buffers, and the model's own code always does"
+                    )
+                } else {
+                    crate::diag::did_you_mean(n, trained().map(|p| p.name.as_str()))
+                        .unwrap_or_else(|| "name a parameter (`l1.w`) or a sub-model (`l1`)".into())
+                };
                 return Err(Diag::error(format!("`freeze` names no parameter: `{n}`"))
                     .at(span, "no such parameter")
                     .help(help));
             }
         }
-        Ok(self
-            .params
-            .iter()
-            .map(|p| p.name.clone())
-            .filter(|p| names.iter().any(|n| p == n || p.starts_with(&format!("{n}."))))
-            .collect())
+        Ok(trained().map(|p| p.name.clone()).filter(|p| names.iter().any(|n| covers(p, n))).collect())
     }
 
     /// `lr * schedule(step, total, ...)`, or the plain `lr` input.

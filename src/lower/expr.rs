@@ -74,9 +74,13 @@ impl<'p> Lowerer<'p> {
     pub(crate) fn block_inner(&mut self, b: &ast::Block) -> LResult<Val> {
         for s in &b.stmts {
             match s {
-                Stmt::Let { name, value, .. } | Stmt::Assign { name, value } => {
+                Stmt::Let { name, value, .. } => {
                     let v = self.expr(value)?;
-                    self.assign(&name.name, v);
+                    self.bind(&name.name, v);
+                }
+                Stmt::Assign { name, value } => {
+                    let v = self.expr(value)?;
+                    self.assign(&name.name, v, value.span)?;
                 }
                 Stmt::Assert { cond, message } => self.assert(cond, message.as_deref())?,
             }
@@ -118,10 +122,21 @@ impl<'p> Lowerer<'p> {
         }
     }
 
-    /// `let` binds in the innermost scope; an optimizer's `m = ...` replaces
-    /// the state wherever it is bound, so the update reads the new value.
-    fn assign(&mut self, name: &str, v: Val) {
-        self.bind(name, v);
+    /// An optimizer's `m = ...` binds the state's new value in the update's
+    /// own scope (the tail and the states are read there); a model's
+    /// `running_mean = ...` gives the buffer a new value for the rest of the
+    /// step, however deeply nested the assignment (`if training { ... }`).
+    fn assign(&mut self, name: &str, v: Val, span: Span) -> LResult<()> {
+        let bound = self.scopes.iter().rev().find_map(|s| s.get(name).cloned());
+        let Some(Val::Buffer(i)) = bound else {
+            self.bind(name, v);
+            return Ok(());
+        };
+        let input = self.buffers[i].input;
+        let shape = self.shape(input);
+        let n = self.node(&v, Some(self.dtype(input)), span)?;
+        self.buffers[i].value = self.g.broadcast_to(n, &shape).map_err(at(span))?;
+        Ok(())
     }
 
     // ---- scalars and tensors ------------------------------------------------
@@ -365,7 +380,8 @@ impl<'p> Lowerer<'p> {
         for f in &m.fields {
             let sub = if path.is_empty() { f.name.name.clone() } else { format!("{path}.{}", f.name.name) };
             let v = match &f.kind {
-                FieldKind::Param { ty, init } => self.param(&sub, ty, init.as_ref())?,
+                FieldKind::Param { ty, init } => self.param(&sub, ty, init.as_ref(), false)?,
+                FieldKind::Buffer { ty, init } => self.param(&sub, ty, init.as_ref(), true)?,
                 FieldKind::Sub(e) => self.sub_model(e, &sub)?,
                 FieldKind::Repeat { model, count } => {
                     let n = match self.expr(count)? {
@@ -404,17 +420,22 @@ impl<'p> Lowerer<'p> {
         }
     }
 
-    fn param(&mut self, name: &str, ty: &ast::Type, init: Option<&Expr>) -> LResult<Val> {
+    /// A parameter (or buffer) field: a graph input named by its path.
+    fn param(&mut self, name: &str, ty: &ast::Type, init: Option<&Expr>, buffer: bool) -> LResult<Val> {
         let (dtype, shape) = self.concrete_type(ty)?;
         check_size(&shape, ty.span)?;
         let init = match init {
             Some(e) => self.init_value(e, &shape)?,
             None => return Err(Diag::error(format!("parameter `{name}` needs an initialiser")).at(ty.span, "here")),
         };
-        let node =
-            self.g.input(name, crate::ir::InputRole::Param, Type::new(dtype, shape.clone())).map_err(at(ty.span))?;
-        self.params.push(ParamDecl { name: name.to_string(), dtype, shape, init });
-        Ok(Val::Node(node))
+        let role = if buffer { crate::ir::InputRole::State } else { crate::ir::InputRole::Param };
+        let node = self.g.input(name, role, Type::new(dtype, shape.clone())).map_err(at(ty.span))?;
+        self.params.push(ParamDecl { name: name.to_string(), dtype, shape, init, buffer });
+        if !buffer {
+            return Ok(Val::Node(node));
+        }
+        self.buffers.push(super::BufferVal { name: name.to_string(), input: node, value: node });
+        Ok(Val::Buffer(self.buffers.len() - 1))
     }
 
     pub(crate) fn init_value(&mut self, e: &Expr, shape: &[usize]) -> LResult<super::Init> {
@@ -499,7 +520,10 @@ impl<'p> Lowerer<'p> {
     fn field(&mut self, v: Val, name: &ast::Ident) -> LResult<Val> {
         let missing = || Diag::error(format!("no field `{}`", name.name)).at(name.span, "here");
         match v {
-            Val::Model(m) => m.env.iter().find(|(n, _)| *n == name.name).map(|(_, v)| v.clone()).ok_or_else(missing),
+            Val::Model(m) => {
+                let v = m.env.iter().find(|(n, _)| *n == name.name).map(|(_, v)| v.clone()).ok_or_else(missing)?;
+                Ok(self.current(v))
+            }
             Val::Module(m) => match self.program.module(m).scope.get(&name.name).copied() {
                 Some((def, _)) => self.def_value(def, name.span),
                 None => Err(missing()),

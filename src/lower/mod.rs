@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, Lowered, ParamInfo, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment,
+    DataField, DataPlan, Lowered, ParamInfo, ParamKind, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment,
 };
 pub use predict::{Predict, lower_predict};
 
@@ -60,6 +60,9 @@ pub(crate) enum Val {
     ModelClass(ItemRef),
     Model(Rc<Model>),
     Stack(Vec<Rc<Model>>),
+    /// A model's buffer, by index into [`Lowerer::buffers`]: reading the
+    /// name gives its current value, assigning it gives a new one.
+    Buffer(usize),
     OptimizerClass(ItemRef),
     Optimizer(ItemRef, Vec<(String, Val)>),
     Dataset(ItemRef),
@@ -96,12 +99,21 @@ pub(crate) fn check_size(shape: &[usize], span: Span) -> LResult<()> {
         .help("check the sizes and `--set` values this shape is computed from"))
 }
 
-/// What a parameter field becomes when a model is instantiated.
+/// What a parameter or buffer field becomes when a model is instantiated.
 pub(crate) struct ParamDecl {
     pub name: String,
     pub dtype: ir::DType,
     pub shape: Vec<usize>,
     pub init: Init,
+    pub buffer: bool,
+}
+
+/// A buffer during lowering: its graph input and its value so far in this
+/// step (the input, until the model's code assigns it).
+pub(crate) struct BufferVal {
+    pub name: String,
+    pub input: NodeId,
+    pub value: NodeId,
 }
 
 pub(crate) struct Lowerer<'p> {
@@ -119,8 +131,10 @@ pub(crate) struct Lowerer<'p> {
     pub rng_key: Option<NodeId>,
     /// Distinct salt per random call site, so two dropouts differ.
     salt: u64,
-    /// Parameters created by model instantiation, in order.
+    /// Parameters and buffers created by model instantiation, in order.
     pub params: Vec<ParamDecl>,
+    /// Every buffer's current value.
+    pub buffers: Vec<BufferVal>,
     /// Inlining depth, to stop runaway recursion the checker missed.
     depth: usize,
     /// Model calls written in the experiment itself (`model(x)` in `loss`
@@ -142,6 +156,7 @@ impl<'p> Lowerer<'p> {
             rng_key: None,
             salt: 0,
             params: Vec::new(),
+            buffers: Vec::new(),
             depth: 0,
             experiment_calls: Vec::new(),
         }
@@ -177,7 +192,7 @@ impl<'p> Lowerer<'p> {
     fn lookup(&mut self, name: &str, span: Span) -> LResult<Val> {
         for s in self.scopes.iter().rev() {
             if let Some(v) = s.get(name) {
-                return Ok(v.clone());
+                return Ok(self.current(v.clone()));
             }
         }
         if let Some((def, _)) = self.program.module(self.module).scope.get(name).copied() {
@@ -186,6 +201,14 @@ impl<'p> Lowerer<'p> {
         let b = Builtin::from_name(name)
             .ok_or_else(|| Diag::error(format!("unknown name `{name}`")).at(span, "not found"))?;
         Ok(if b == Builtin::Training { Val::Bool(self.training) } else { Val::Builtin(b) })
+    }
+
+    /// A buffer's value now; any other value as it is.
+    fn current(&self, v: Val) -> Val {
+        match v {
+            Val::Buffer(i) => Val::Node(self.buffers[i].value),
+            v => v,
+        }
     }
 
     fn def_value(&mut self, def: Def, span: Span) -> LResult<Val> {
@@ -241,7 +264,9 @@ pub(crate) fn at(span: Span) -> impl Fn(ir::IrError) -> Diag {
 /// A snippet lowered on its own: `trace(program, "LayerNorm(8)(x)", ...)`.
 pub struct Traced {
     /// Inputs: the given tensors (role Data), model parameters (role
-    /// Param), and the i32 `rng` key; output: `out`.
+    /// Param) and buffers (role State), and the i32 `rng` key; outputs:
+    /// `out`, and the new value of each buffer the snippet assigned, named
+    /// like the buffer (as in a training step).
     pub graph: Graph,
     pub params: Vec<experiment::ParamInfo>,
 }
@@ -250,10 +275,20 @@ pub struct Traced {
 /// `inputs` bound to graph inputs of the given types; `training` is true.
 /// For tests that check std functions and layers one at a time.
 pub fn trace(program: &mut Program, expr: &str, inputs: &[(&str, ir::DType, Vec<usize>)]) -> Result<Traced, Diag> {
+    trace_in(program, expr, inputs, true)
+}
+
+/// [`trace`], with `training` as given.
+pub fn trace_in(
+    program: &mut Program,
+    expr: &str,
+    inputs: &[(&str, ir::DType, Vec<usize>)],
+    training: bool,
+) -> Result<Traced, Diag> {
     let file = program.sources.add("<snippet>".into(), None, expr);
     let e = crate::syntax::parse_expr(file, expr)?;
     let span = e.span;
-    let mut l = Lowerer::new(program, HashMap::new(), true);
+    let mut l = Lowerer::new(program, HashMap::new(), training);
     let key =
         l.g.input("rng", ir::InputRole::RngKey, ir::Type::new(ir::DType::I32, Vec::<usize>::new()))
             .map_err(at(span))?;
@@ -265,15 +300,10 @@ pub fn trace(program: &mut Program, expr: &str, inputs: &[(&str, ir::DType, Vec<
     let out = l.expr(&e)?;
     let out = l.node(&out, Some(ir::DType::F32), span)?;
     l.g.set_output("out", out).map_err(at(span))?;
-    let params = l
-        .params
-        .iter()
-        .map(|p| experiment::ParamInfo {
-            name: p.name.clone(),
-            shape: p.shape.clone(),
-            init: p.init.clone(),
-            frozen: false,
-        })
-        .collect();
+    for b in l.buffers.iter().filter(|b| b.value != b.input) {
+        l.g.set_output(b.name.clone(), b.value).map_err(at(span))?;
+    }
+    let kind = |p: &ParamDecl| if p.buffer { experiment::ParamKind::Buffer } else { experiment::ParamKind::Trained };
+    let params = l.params.iter().map(|p| experiment::ParamInfo::new(p, kind(p))).collect();
     Ok(Traced { graph: l.g, params })
 }

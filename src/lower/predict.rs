@@ -12,7 +12,7 @@
 //! matrix `[B, C]`, `probs`, its softmax over the classes.
 
 use super::experiment::{Chosen, choose};
-use super::{Lowerer, ParamInfo, at};
+use super::{Lowerer, ParamInfo, ParamKind, at};
 use crate::check::Checked;
 use crate::check::spec::ExperimentSpec;
 use crate::diag::{Diag, Diags};
@@ -53,7 +53,7 @@ pub fn lower_predict(program: &Program, checked: &Checked, setup: &Setup, batch:
         .params
         .iter()
         .filter(|p| read(&p.name))
-        .map(|p| ParamInfo { name: p.name.clone(), shape: p.shape.clone(), init: p.init.clone(), frozen: false })
+        .map(|p| ParamInfo::new(p, if p.buffer { ParamKind::Buffer } else { ParamKind::Trained }))
         .collect();
     Ok(Predict { graph, inputs, params, batch })
 }

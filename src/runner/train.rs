@@ -466,7 +466,7 @@ impl<'a> Run<'a> {
         let hyper: serde_json::Map<String, Value> =
             l.hyperparameters.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         let params: Vec<Value> =
-            l.params.iter().map(|p| json!({ "name": p.name, "shape": p.shape, "frozen": p.frozen })).collect();
+            l.params.iter().map(|p| json!({ "name": p.name, "shape": p.shape, "kind": p.kind.name() })).collect();
         let config = json!({
             "experiment": l.name,
             "file": self.opts.file.display().to_string(),

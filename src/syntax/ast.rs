@@ -164,7 +164,7 @@ pub enum Stmt {
         ty: Option<Type>,
         value: Expr,
     },
-    /// `m = b1 * m + ...`: a new value for an optimizer state.
+    /// `m = b1 * m + ...`: a new value for an optimizer state or a buffer.
     Assign {
         name: Ident,
         value: Expr,
@@ -196,6 +196,9 @@ pub struct Field {
 pub enum FieldKind {
     /// A trained tensor: `w: f32[in, out] = glorot`.
     Param { ty: Type, init: Option<Expr> },
+    /// Model state that is not trained: `buffer running_mean: f32[c] =
+    /// zeros`, assigned by the model's own code in the training step.
+    Buffer { ty: Type, init: Option<Expr> },
     /// A sub-model: `l1: Linear(784, hidden)`.
     Sub(Expr),
     /// A stack of sub-models applied in sequence: `blocks: [Block(d); n]`.

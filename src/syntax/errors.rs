@@ -323,6 +323,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::block => "a block `{ ... }`",
         Rule::stmt | Rule::let_stmt | Rule::assign_stmt | Rule::assert_stmt => "a statement",
         Rule::model_member | Rule::field | Rule::forward_fn => "a model member (a field or `fn`)",
+        Rule::buffer_decl | Rule::kw_buffer => "`buffer`",
         Rule::param_field | Rule::sub_field | Rule::repeat_field => "a field type",
         Rule::state_decl => "`state`",
         Rule::update_fn => "`update`",

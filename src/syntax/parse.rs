@@ -322,6 +322,7 @@ impl Cx {
                 Rule::params => m.params = self.params(c),
                 Rule::forward_fn => forwards.push(self.fn_decl(c)),
                 Rule::fn_decl => m.methods.push(self.fn_decl(c)),
+                Rule::buffer_decl => m.fields.push(self.buffer(c)),
                 _ => m.fields.push(self.field(c)),
             }
         }
@@ -338,10 +339,8 @@ impl Cx {
         let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
         let kind = match it.next() {
             Some(k) if k.as_rule() == Rule::param_field => {
-                let mut kt = k.into_inner();
-                let ty = kt.next().map(|t| self.tensor_ty(t));
-                let init = kt.next().map(|e| self.expr(e));
-                FieldKind::Param { ty: ty.unwrap_or(Type { kind: TypeKind::Float, classes: None, span }), init }
+                let (ty, init) = self.param_field(k, span);
+                FieldKind::Param { ty, init }
             }
             Some(k) if k.as_rule() == Rule::repeat_field => {
                 let mut kt = k.into_inner().map(|e| self.expr(e));
@@ -355,6 +354,26 @@ impl Cx {
             None => FieldKind::Sub(self.missing_expr(span)),
         };
         Field { name, kind }
+    }
+
+    /// `buffer running_mean: f32[c] = zeros`.
+    fn buffer(&self, p: Pair<Rule>) -> Field {
+        let span = self.span(&p);
+        let mut it = p.into_inner().filter(|c| c.as_rule() != Rule::kw_buffer);
+        let name = it.next().map(|i| self.ident(i)).unwrap_or_else(|| self.missing(span));
+        let (ty, init) = match it.next() {
+            Some(k) => self.param_field(k, span),
+            None => (Type { kind: TypeKind::Float, classes: None, span }, None),
+        };
+        Field { name, kind: FieldKind::Buffer { ty, init } }
+    }
+
+    /// `f32[dims] = init` of a parameter or a buffer.
+    fn param_field(&self, p: Pair<Rule>, span: Span) -> (Type, Option<Expr>) {
+        let mut kt = p.into_inner();
+        let ty = kt.next().map(|t| self.tensor_ty(t));
+        let init = kt.next().map(|e| self.expr(e));
+        (ty.unwrap_or(Type { kind: TypeKind::Float, classes: None, span }), init)
     }
 
     fn tensor_ty(&self, p: Pair<Rule>) -> Type {

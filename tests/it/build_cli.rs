@@ -64,13 +64,18 @@ fn idx_images(path: &Path, n: usize) -> Vec<u8> {
     let mut all = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
     let pixels = all[16..16 + n * 784].to_vec();
+    write_idx(path, &pixels);
+    pixels
+}
+
+/// 28x28 `u8` images as an uncompressed IDX file.
+fn write_idx(path: &Path, pixels: &[u8]) {
     let mut file = vec![0, 0, 8, 3];
-    for d in [n as u32, 28, 28] {
+    for d in [(pixels.len() / 784) as u32, 28, 28] {
         file.extend(d.to_be_bytes());
     }
-    file.extend(&pixels);
+    file.extend(pixels);
     std::fs::write(path, &file).unwrap();
-    pixels
 }
 
 fn build(dir: &Path, name: &str, extra: &[&str]) -> std::process::Output {
@@ -289,43 +294,57 @@ fn a_checkpoint_that_does_not_fit_is_refused() {
     assert!(!dir.join("m").exists());
 }
 
-/// Nothing in a build is specific to the MLP: the CNN example (convolutions
-/// as patches, pooling, two dense layers) builds and agrees with the JIT.
+/// Nothing in a build is specific to the MLP: the CNN example (convolutions,
+/// pooling, two dense layers) builds and agrees with the JIT.
 #[test]
 fn the_cnn_example_builds_and_agrees_with_the_jit() {
+    if have_cc() {
+        build_example_and_compare("cnn", "examples/mnist_cnn.nn");
+    }
+}
+
+/// The ResNet's BatchNorm layers read their running statistics in a build:
+/// an image's prediction is the same alone as in any batch.
+#[test]
+fn the_resnet_predicts_an_image_alone_as_in_a_batch() {
     if !have_cc() {
         return;
     }
-    let dir = scratch("cnn");
+    let (dir, batched) = build_example_and_compare("resnet", "examples/resnet.nn");
+    let pixels = idx_images(&dir.join("images.idx"), 75);
+    for i in [0, 7, 64, 74] {
+        let file = format!("image-{i}.idx");
+        write_idx(&dir.join(&file), &pixels[i * 784..(i + 1) * 784]);
+        let alone = ok(&Command::new(dir.join("resnet")).arg(&file).current_dir(&dir).output().unwrap());
+        assert_close(&parse(&alone), &batched[i..=i]);
+    }
+}
+
+/// Train `example` briefly, build it, and compare the executable's answers
+/// on 75 test images (one batch of 64, the rest in batches of 8 and 1) with
+/// `nnc predict`'s. Returns the directory (holding `images.idx` and the
+/// executable `name`) and the executable's answers.
+fn build_example_and_compare(name: &str, example: &str) -> (PathBuf, Vec<(usize, Vec<f64>)>) {
+    let dir = scratch(name);
     let run = dir.join("run");
     let out = nnc()
-        .args(["run", "examples/mnist_cnn.nn", "--train-samples", "256", "--epochs", "1", "--eval-samples", "100"])
+        .args(["run", example, "--train-samples", "256", "--epochs", "1", "--eval-samples", "100"])
         .args(["--quiet", "--out"])
         .arg(&run)
         .output()
         .unwrap();
     ok(&out);
     let ckpt = run.join("checkpoints/final.safetensors");
-    let built = nnc()
-        .args(["build", "examples/mnist_cnn.nn", "--checkpoint"])
-        .arg(&ckpt)
-        .arg("-o")
-        .arg(dir.join("cnn"))
-        .output();
+    let built = nnc().args(["build", example, "--checkpoint"]).arg(&ckpt).arg("-o").arg(dir.join(name)).output();
     ok(&built.unwrap());
-    // 75 images: one batch of 64 and the rest in batches of 8 and 1.
     idx_images(&dir.join("images.idx"), 75);
-    let exe = ok(&Command::new(dir.join("cnn")).arg("images.idx").current_dir(&dir).output().unwrap());
-    let mut predict = nnc();
-    let jit = ok(&predict
-        .args(["predict", "examples/mnist_cnn.nn", "--checkpoint"])
-        .arg(&ckpt)
-        .arg(dir.join("images.idx"))
-        .output()
-        .unwrap());
+    let exe = ok(&Command::new(dir.join(name)).arg("images.idx").current_dir(&dir).output().unwrap());
+    let jit =
+        ok(&nnc().args(["predict", example, "--checkpoint"]).arg(&ckpt).arg(dir.join("images.idx")).output().unwrap());
     let (exe, jit) = (parse(&exe), parse(&jit));
     assert_eq!(exe.len(), 75);
     assert_close(&exe, &jit);
+    (dir, exe)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

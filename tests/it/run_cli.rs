@@ -100,6 +100,40 @@ fn resuming_gives_the_weights_of_an_uninterrupted_run() {
     );
 }
 
+/// Buffers live in checkpoints beside the parameters, without optimizer
+/// states, and a resumed run continues them exactly.
+#[test]
+fn buffers_are_checkpointed_and_resume_exactly() {
+    let resnet = |out: &Path, extra: &[&str]| {
+        nnc()
+            .args(["run", "examples/resnet.nn", "--train-samples", "256", "--eval-samples", "100", "--quiet"])
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let (whole, first, rest) = (scratch("bn_whole"), scratch("bn_first"), scratch("bn_rest"));
+    ok(&resnet(&whole, &["--epochs", "2"]));
+    ok(&resnet(&first, &["--epochs", "1"]));
+    let ckpt = first.join("checkpoints/epoch-1.safetensors");
+    ok(&resnet(&rest, &["--epochs", "2", "--resume", ckpt.to_str().unwrap()]));
+    let final_whole = tensors(&whole.join("checkpoints/final.safetensors"));
+    assert_eq!(final_whole, tensors(&rest.join("checkpoints/final.safetensors")), "resumed tensors differ");
+    let names: Vec<&str> = final_whole.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"down2.a.bn.running_mean") && names.contains(&"down2.a.bn.running_var"));
+    assert!(!names.iter().any(|n| n.contains("running") && n.contains('@')), "a buffer got optimizer states");
+    // Updated by the training step: no longer their initial zeros and ones.
+    let mean = &final_whole.iter().find(|(n, _)| n == "stem.bn.running_mean").unwrap().1;
+    assert!(mean.chunks_exact(4).any(|b| f32::from_le_bytes(b.try_into().unwrap()) != 0.0));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("config.json")).unwrap()).unwrap();
+    let kind =
+        |name: &str| config["params"].as_array().unwrap().iter().find(|p| p["name"] == name).map(|p| p["kind"].clone());
+    assert_eq!(kind("stem.bn.running_var"), Some(serde_json::json!("buffer")));
+    assert_eq!(kind("stem.bn.weight"), Some(serde_json::json!("trained")));
+}
+
 #[test]
 fn a_checkpoint_of_another_model_is_refused_with_every_mismatch() {
     let (a, b) = (scratch("mismatch_a"), scratch("mismatch_b"));

@@ -199,6 +199,29 @@ fn a_broken_edit_prints_its_diagnostic_and_training_goes_on() {
     assert_eq!(events(&run, "broken_edit").len(), 1);
 }
 
+/// Buffers are model tensors like parameters: a reload keeps BatchNorm's
+/// running statistics by name and shape, and never gives them optimizer
+/// states.
+#[test]
+fn a_reload_keeps_the_running_statistics() {
+    let bn = [
+        ("use std.nn.{Linear, relu}", "use std.nn.{BatchNorm, Linear, relu}"),
+        ("l2: Linear(hidden, 10)", "bn: BatchNorm(hidden)\n    l2: Linear(hidden, 10)"),
+        ("|> l1 |> relu |> l2", "|> l1 |> bn |> relu |> l2"),
+    ];
+    let mut w = Watching::start_edited("watch_buffers", &bn, &[], &[]);
+    w.epoch_loss();
+    w.edit("adam(lr: 1e-3)", "adam(lr: 5e-4)");
+    let report = w.expect("reporting the reload", |l| l.starts_with("reloaded in"));
+    // 6 parameters, 2 buffers, 2 optimizer states for each parameter.
+    assert!(report.contains("kept 20/20 tensors"), "{report}");
+    let (_, run) = w.quit();
+    let reload = &events(&run, "reload")[0];
+    let kept: Vec<&str> = reload["kept"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(kept.contains(&"bn.running_mean") && kept.contains(&"bn.running_var"), "{kept:?}");
+    assert!(!kept.iter().any(|n| n.starts_with("bn.running") && n.contains('@')), "{kept:?}");
+}
+
 #[test]
 fn a_new_layer_is_initialised_and_the_others_are_kept() {
     let mut w = Watching::start("watch_layer", &[]);
