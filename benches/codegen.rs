@@ -196,7 +196,7 @@ fn gflops(g: &Graph, threads: usize, flops: usize) -> f64 {
 fn conv_section(peak: f64) {
     println!("\n| convolution (batch 64, 3x3, pad 1) | role | 1 thread GFLOP/s | % of peak | 2 threads GFLOP/s |");
     println!("| --- | --- | --- | --- | --- |");
-    for (hw, cin, cout) in [(28, 1, 32), (14, 32, 64)] {
+    for (hw, cin, cout) in [(28, 1, 32), (14, 32, 64), (28, 16, 16), (14, 32, 32), (7, 64, 64)] {
         for role in [ConvRole::Forward, ConvRole::InputGrad, ConvRole::FilterGrad] {
             let one = conv_gflops(hw, cin, cout, role, 1);
             let two = conv_gflops(hw, cin, cout, role, 2);
@@ -321,9 +321,9 @@ fn train_section() {
 }
 
 fn profile_section() {
-    let cnn = ("examples/mnist_cnn.nn", None);
+    let (cnn, resnet) = (("examples/mnist_cnn.nn", None), ("examples/resnet.nn", None));
     for (path, batch) in
-        [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None), cnn]
+        [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None), cnn, resnet]
     {
         let Ok(g) = train_graph(Path::new(path), batch) else { continue };
         for threads in [1, 2] {

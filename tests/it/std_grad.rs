@@ -22,7 +22,7 @@ use std::collections::HashMap;
 const PRELUDE: &str = "
 use std.nn.{relu, gelu, silu, softmax, log_softmax, dropout, Linear, Conv2d, max_pool, avg_pool,
             global_avg_pool,
-            Embedding, LayerNorm, CausalSelfAttention, FeedForward, Block}
+            Embedding, LayerNorm, BatchNorm, CausalSelfAttention, FeedForward, Block}
 use std.loss.{cross_entropy, mse, bce, bce_with_logits}
 use std.metrics.{accuracy, error_rate, binary_accuracy}
 ";
@@ -70,6 +70,9 @@ fn cases() -> Vec<Case> {
         c("global_avg_pool(x)", vec![f("x", &[2, 3, 4, 5])]),
         c("Embedding(7, 3)(ids)", vec![ids("ids", &[2, 4], 7)]),
         c("LayerNorm(6)(x)", vec![f("x", &[2, 3, 6])]),
+        // Training mode: batch statistics, through the mean and the variance.
+        c("BatchNorm(3)(x)", vec![f("x", &[5, 3])]),
+        c("BatchNorm(2)(x)", vec![f("x", &[2, 3, 3, 2])]),
         c("CausalSelfAttention(8, 2)(x)", vec![f("x", &[2, 4, 8])]),
         c("FeedForward(4, 8)(x)", vec![f("x", &[2, 3, 4])]),
         c("Block(8, 2)(x)", vec![f("x", &[1, 3, 8])]),
@@ -202,11 +205,14 @@ fn every_std_function_matches_finite_differences() {
 fn gradients_reach_every_parameter() {
     // A layer whose parameters get no gradient would pass the check above
     // vacuously; make sure each parameter's gradient is not identically zero.
-    // `bias: false` leaves `b` unused on purpose: its zero gradient is right.
+    // `bias: false` leaves `b` unused on purpose: its zero gradient is right,
+    // as are the zero gradients of buffers (role State), which training
+    // never reads.
     for case in cases().iter().filter(|c| c.expr.contains(")(") && !c.expr.contains("bias: false")) {
         let (g, wrt, _, grads) = build(case);
         for (n, gr) in wrt.iter().zip(grads) {
-            assert!(g.splat(gr) != Some(0.0), "{}: gradient of {n} is a constant zero", case.expr);
+            let buffer = matches!(&g.node(g.find_input(n).unwrap()).op, Op::Input(i) if i.role == InputRole::State);
+            assert!(buffer || g.splat(gr) != Some(0.0), "{}: gradient of {n} is a constant zero", case.expr);
         }
     }
 }
