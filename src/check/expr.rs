@@ -110,11 +110,28 @@ impl Checker<'_> {
     /// `m = ...` in an optimizer's update, `running_mean = ...` in a
     /// model: the new value of a state or a buffer.
     fn assign(&mut self, name: &ast::Ident, v: Val, at: Span) {
-        let is_state = self.frames.last().and_then(|f| f.states.as_ref()).is_some_and(|s| s.contains(&name.name));
-        if !is_state {
+        let state = self
+            .frames
+            .last()
+            .and_then(|f| f.states.as_ref())
+            .and_then(|s| s.iter().find(|(n, _)| *n == name.name).map(|(_, at)| *at));
+        let Some(declared) = state else {
             let d = Diag::error(format!("cannot assign to `{}`", name.name))
                 .at(name.span, "not an optimizer state or a model buffer")
                 .help("values are immutable: bind a new name with `let`; only an optimizer's `state`s and a model's `buffer`s are assigned");
+            self.diags.push(d);
+            return;
+        };
+        // A `let` of the same name would take the assignment, and the state
+        // or buffer would keep its old value without a word.
+        if let Some((_, Some(def))) = self.lookup(&name.name)
+            && def != declared
+        {
+            let d = Diag::error(format!("cannot assign to `{}`: a local binding shadows it", name.name))
+                .at(name.span, "this would assign the local")
+                .label(def, "the local binding")
+                .label(declared, "what it shadows")
+                .help("rename the local binding");
             self.diags.push(d);
             return;
         }
@@ -130,7 +147,8 @@ impl Checker<'_> {
             self.diags.push(d);
             return;
         }
-        self.bind(&name.name, v, name.span);
+        // Still the state: a later assignment must find the declaration.
+        self.bind(&name.name, v, declared);
     }
 
     fn if_expr(&mut self, cond: &Expr, then: &ast::Block, els: &Expr) -> Val {

@@ -452,7 +452,7 @@ impl Checker<'_> {
             let v = if i == 2 { Val::scalar(DType::F32) } else { param_ty.clone() };
             self.bind(&p.name.name, v, p.name.span);
         }
-        self.frame().states = Some(o.states.iter().map(|s| s.name.name.clone()).collect());
+        self.frame().states = Some(o.states.iter().map(|s| (s.name.name.clone(), s.name.span)).collect());
         let out = self.block(&o.update.body);
         self.frame().states = None;
         if !out.is_error() && !same_type(&out, &param_ty) {
@@ -586,6 +586,7 @@ impl Checker<'_> {
 }
 
 /// The buffers of a model: the names its forward and methods may assign.
-pub(super) fn buffer_names(m: &ast::ModelDecl) -> Vec<String> {
-    m.fields.iter().filter(|f| matches!(f.kind, FieldKind::Buffer { .. })).map(|f| f.name.name.clone()).collect()
+pub(super) fn buffer_names(m: &ast::ModelDecl) -> Vec<(String, Span)> {
+    let buffers = m.fields.iter().filter(|f| matches!(f.kind, FieldKind::Buffer { .. }));
+    buffers.map(|f| (f.name.name.clone(), f.name.span)).collect()
 }

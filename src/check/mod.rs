@@ -112,7 +112,9 @@ struct Frame {
     dims: HashMap<String, DimBind>,
     /// The names assignments may give new values here: an optimizer's
     /// states in its `update`, a model's buffers in its functions.
-    states: Option<Vec<String>>,
+    /// Each with the span it is declared at, so an assignment can tell the
+    /// state from a `let` that shadows it.
+    states: Option<Vec<(String, Span)>>,
 }
 
 pub(crate) struct Checker<'p> {

@@ -548,18 +548,10 @@ impl Lowerer<'_> {
             self.g.set_output(format!("metric/{k}"), *n).map_err(at(span))?;
         }
         // Buffers take the value the model's code gave them last.
-        for b in &self.buffers {
-            if b.value != b.input {
-                self.g.set_output(b.name.clone(), b.value).map_err(at(span))?;
-            }
-        }
+        self.buffer_outputs(span)?;
         let frozen = self.frozen(spec)?;
         let decls = std::mem::take(&mut self.params);
-        let kind = |p: &super::ParamDecl| match () {
-            _ if p.buffer => ParamKind::Buffer,
-            _ if frozen.contains(&p.name) => ParamKind::Frozen,
-            _ => ParamKind::Trained,
-        };
+        let kind = |p: &super::ParamDecl| p.kind(frozen.contains(&p.name));
         let trainable: Vec<&super::ParamDecl> = decls.iter().filter(|p| kind(p) == ParamKind::Trained).collect();
         let nodes: Vec<NodeId> = trainable
             .iter()

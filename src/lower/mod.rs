@@ -108,6 +108,17 @@ pub(crate) struct ParamDecl {
     pub buffer: bool,
 }
 
+impl ParamDecl {
+    /// Trained or a buffer; `freeze` makes a trained one frozen.
+    pub fn kind(&self, frozen: bool) -> experiment::ParamKind {
+        match () {
+            _ if self.buffer => experiment::ParamKind::Buffer,
+            _ if frozen => experiment::ParamKind::Frozen,
+            _ => experiment::ParamKind::Trained,
+        }
+    }
+}
+
 /// A buffer during lowering: its graph input and its value so far in this
 /// step (the input, until the model's code assigns it).
 pub(crate) struct BufferVal {
@@ -201,6 +212,14 @@ impl<'p> Lowerer<'p> {
         let b = Builtin::from_name(name)
             .ok_or_else(|| Diag::error(format!("unknown name `{name}`")).at(span, "not found"))?;
         Ok(if b == Builtin::Training { Val::Bool(self.training) } else { Val::Builtin(b) })
+    }
+
+    /// Each buffer the step assigned, as an output named like it: its next value.
+    fn buffer_outputs(&mut self, span: Span) -> LResult<()> {
+        for b in self.buffers.iter().filter(|b| b.value != b.input) {
+            self.g.set_output(b.name.clone(), b.value).map_err(at(span))?;
+        }
+        Ok(())
     }
 
     /// A buffer's value now; any other value as it is.
@@ -300,10 +319,7 @@ pub fn trace_in(
     let out = l.expr(&e)?;
     let out = l.node(&out, Some(ir::DType::F32), span)?;
     l.g.set_output("out", out).map_err(at(span))?;
-    for b in l.buffers.iter().filter(|b| b.value != b.input) {
-        l.g.set_output(b.name.clone(), b.value).map_err(at(span))?;
-    }
-    let kind = |p: &ParamDecl| if p.buffer { experiment::ParamKind::Buffer } else { experiment::ParamKind::Trained };
-    let params = l.params.iter().map(|p| experiment::ParamInfo::new(p, kind(p))).collect();
+    l.buffer_outputs(span)?;
+    let params = l.params.iter().map(|p| experiment::ParamInfo::new(p, p.kind(false))).collect();
     Ok(Traced { graph: l.g, params })
 }

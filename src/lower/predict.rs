@@ -12,7 +12,7 @@
 //! matrix `[B, C]`, `probs`, its softmax over the classes.
 
 use super::experiment::{Chosen, choose};
-use super::{Lowerer, ParamInfo, ParamKind, at};
+use super::{Lowerer, ParamInfo, at};
 use crate::check::Checked;
 use crate::check::spec::ExperimentSpec;
 use crate::diag::{Diag, Diags};
@@ -49,12 +49,7 @@ pub fn lower_predict(program: &Program, checked: &Checked, setup: &Setup, batch:
     let graph = prune(&l.g).map_err(at(call.span)).map_err(|d| vec![d])?;
     let read = |name: &str| graph.find_input(name).is_some();
     let inputs = data.fields.into_iter().filter(|f| read(&f.name)).collect();
-    let params = l
-        .params
-        .iter()
-        .filter(|p| read(&p.name))
-        .map(|p| ParamInfo::new(p, if p.buffer { ParamKind::Buffer } else { ParamKind::Trained }))
-        .collect();
+    let params = l.params.iter().filter(|p| read(&p.name)).map(|p| ParamInfo::new(p, p.kind(false))).collect();
     Ok(Predict { graph, inputs, params, batch })
 }
 
