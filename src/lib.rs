@@ -9,6 +9,7 @@
 //! `build` compiling the inference graph ahead of time into a standalone
 //! executable or object file.
 
+pub mod arith;
 pub mod autodiff;
 pub mod bind;
 pub mod build;

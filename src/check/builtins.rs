@@ -90,7 +90,8 @@ impl Checker<'_> {
 
     fn float_of(&mut self, a: &Args) -> Val {
         match a.val(0) {
-            Val::Int(_) | Val::Float => Val::Float,
+            Val::Int(i) => Val::Float(i.and_then(|d| d.as_const()).map(|k| k as f64)),
+            Val::Float(f) => Val::Float(f),
             v => self.error(expected("an int or float", &self.show(&v), a.span(0))),
         }
     }
@@ -114,7 +115,11 @@ impl Checker<'_> {
     fn unary_builtin(&mut self, op: crate::ir::UnaryOp, a: &Args) -> Val {
         let row = op.row();
         match a.val(0) {
-            Val::Int(_) | Val::Float if row.accepts(DType::F32) => Val::Float,
+            // Folded by the row's own rule, as lowering folds it.
+            Val::Int(_) | Val::Float(_) if row.accepts(DType::F32) => {
+                let x = super::expr::known(&a.val(0)).and_then(|s| s.as_f64());
+                Val::Float(x.and_then(|x| op.fold_f64(x)).filter(|y| y.is_finite()))
+            }
             Val::Tensor(t) if row.accepts(t.dtype) => Val::tensor(t.dtype, t.shape),
             v => {
                 let d = Diag::error(format!("`{}` needs an f32 tensor or a number, found {}", row.name, self.show(&v)))
@@ -728,14 +733,14 @@ impl Checker<'_> {
                 Val::Tensor(TensorTy { dtype: to, ..t })
             }
             Val::Tensor(t) => Val::tensor(to, t.shape),
-            Val::Int(_) | Val::Float | Val::Bool(_) => Val::scalar(to),
+            Val::Int(_) | Val::Float(_) | Val::Bool(_) => Val::scalar(to),
             v => self.error(expected("a tensor or a number", &self.show(&v), a.span(0))),
         }
     }
 
     fn init(&mut self, a: &Args) -> Val {
         for slot in a.slots.iter().flatten() {
-            if !matches!(slot.val, Val::Int(_) | Val::Float) {
+            if !matches!(slot.val, Val::Int(_) | Val::Float(_)) {
                 let d = expected("a number", &self.show(&slot.val), slot.span)
                     .help("initialiser parameters are compile-time numbers");
                 return self.error(d);
@@ -755,7 +760,7 @@ impl Checker<'_> {
                 OptionDomain::Path | OptionDomain::Str => matches!(s.val, Val::Str(_)),
                 OptionDomain::PositiveInt => matches!(s.val, Val::Int(Some(_))),
                 OptionDomain::Flag => matches!(s.val, Val::Bool(_)),
-                OptionDomain::Fraction => matches!(s.val, Val::Float | Val::Int(_)),
+                OptionDomain::Fraction => matches!(s.val, Val::Float(_) | Val::Int(_)),
             };
             if !ok {
                 let d = expected(domain.kind(), &self.show(&s.val), s.span).help(format!(

@@ -170,7 +170,7 @@ impl Checker<'_> {
     /// given (so `x: f32[N]` is a tensor even when a literal was passed).
     fn param_value(&mut self, p: &ast::Param, arg: Val) -> Val {
         match (&p.ty, &arg) {
-            (Some(t), Val::Float | Val::Int(_)) if matches!(t.kind, ast::TypeKind::Tensor { .. }) => {
+            (Some(t), Val::Float(_) | Val::Int(_)) if matches!(t.kind, ast::TypeKind::Tensor { .. }) => {
                 self.eval_type(t, Unbound::Reject).unwrap_or(Val::Error)
             }
             _ => arg,

@@ -4,6 +4,7 @@ use super::call::ArgVal;
 use super::dim::{BroadcastError, Dim, Shape};
 use super::val::{TensorTy, Val};
 use super::{Checker, expected};
+use crate::arith::{self, Kind, Scalar};
 use crate::diag::{Diag, did_you_mean};
 use crate::span::Span;
 use crate::syntax::ast::{self, BinOp, DType, Expr, ExprKind, IndexItem, Stmt, UnOp};
@@ -12,7 +13,7 @@ impl Checker<'_> {
     pub(super) fn expr(&mut self, e: &Expr) -> Val {
         match &e.kind {
             ExprKind::Int(v) => Val::Int(Some(Dim::constant(*v))),
-            ExprKind::Float(_) => Val::Float,
+            ExprKind::Float(v) => Val::Float(Some(*v)),
             ExprKind::Bool(b) => Val::Bool(Some(*b)),
             ExprKind::Str(s) => Val::Str(s.clone()),
             ExprKind::Name(n) => match self.lookup(n) {
@@ -79,12 +80,14 @@ impl Checker<'_> {
         v
     }
 
-    /// An assertion is on compile-time values; float values are known only
-    /// when the step is lowered, which evaluates it again.
+    /// An assertion is on compile-time values; those known only when the
+    /// step is lowered (a parameter's, in a generic definition) are
+    /// asserted there.
     fn assert(&mut self, cond: &Expr, message: Option<&str>) {
         match self.expr(cond) {
             Val::Bool(Some(false)) => {
-                let d = Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, "this is false");
+                let d =
+                    Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, self.falsity(cond));
                 self.diags.push(d);
             }
             Val::Bool(_) | Val::Error => {}
@@ -94,6 +97,23 @@ impl Checker<'_> {
                 self.diags.push(d);
             }
         }
+    }
+
+    /// "false for p = 1.5": the known values the condition read, as
+    /// lowering says it.
+    fn falsity(&mut self, cond: &Expr) -> String {
+        let mut names = Vec::new();
+        cond.names(&mut names);
+        let mut shown: Vec<String> = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                continue;
+            }
+            if let Some(v) = self.lookup(n).and_then(|(v, _)| known(&v)) {
+                shown.push(format!("{n} = {v}"));
+            }
+        }
+        if shown.is_empty() { "this is false".to_string() } else { format!("false for {}", shown.join(", ")) }
     }
 
     /// `let h: f32[B, 128] = ...`: the annotation must hold exactly.
@@ -178,6 +198,10 @@ impl Checker<'_> {
                 // Either value: known only if both branches agree.
                 (Val::Int(x), Val::Int(y)) => Val::Int(x.filter(|x| Some(x) == y.as_ref())),
                 (Val::Bool(x), Val::Bool(y)) => Val::Bool(x.filter(|x| Some(x) == y.as_ref())),
+                (Val::Float(x), Val::Float(y)) => Val::Float(x.filter(|x| Some(x) == y.as_ref())),
+                // A number beside a scalar tensor: the kind is known, the value not.
+                (Val::Int(_), _) => Val::Int(None),
+                (Val::Float(_), _) => Val::Float(None),
                 (a, _) => a,
             },
             _ => self.error(
@@ -191,11 +215,21 @@ impl Checker<'_> {
     // ---- operators ----------------------------------------------------------
 
     fn unary(&mut self, op: UnOp, v: Val, span: Span) -> Val {
+        if let Some(x) = known(&v) {
+            match arith::unary(op, x) {
+                Ok(y) => return from_scalar(y),
+                Err(arith::Fault::Overflow) => {
+                    return self.error(Diag::error("integer overflow in `-`").at(span, "does not fit in 64 bits"));
+                }
+                // Reported below, with what the operand is.
+                Err(_) => {}
+            }
+        }
         match (op, v) {
             (_, Val::Error) => Val::Error,
             (UnOp::Neg, Val::Int(d)) => Val::Int(d.map(|d| d.neg())),
-            (UnOp::Neg, Val::Float) => Val::Float,
-            (UnOp::Not, Val::Bool(b)) => Val::Bool(b.map(|b| !b)),
+            (UnOp::Neg, Val::Float(_)) => Val::Float(None),
+            (UnOp::Not, Val::Bool(_)) => Val::Bool(None),
             // `-ids` are no longer ids.
             (UnOp::Neg, Val::Tensor(t)) if matches!(t.dtype, DType::F32 | DType::I32) => Val::tensor(t.dtype, t.shape),
             (UnOp::Not, Val::Tensor(t)) if t.dtype == DType::Bool => Val::Tensor(t),
@@ -237,79 +271,86 @@ impl Checker<'_> {
         }
     }
 
-    /// Compile-time arithmetic: ints stay symbolic so sizes can be computed.
-    fn const_binary(&mut self, op: BinOp, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> Val {
-        use BinOp::*;
-        if let (Val::Int(Some(x)), Val::Int(Some(y))) = (&a, &b)
-            && let (Some(p), Some(q)) = (x.as_const(), y.as_const())
-        {
-            let sym = op.symbol();
-            let result = match op {
-                Add => Some(p.checked_add(q)),
-                Sub => Some(p.checked_sub(q)),
-                Mul => Some(p.checked_mul(q)),
-                Div | Rem if q == 0 => {
-                    return self.error(Diag::error(format!("division by zero: `{p} {sym} 0`")).at(sb, "this is 0"));
+    /// Compile-time arithmetic: known values fold by [`arith`], exactly as
+    /// lowering folds them; unknown ints stay symbolic so sizes can be
+    /// computed.
+    fn const_binary(&mut self, op: BinOp, a: (Val, Span), b: (Val, Span), span: Span) -> Val {
+        if let (Some(x), Some(y)) = (known(&a.0), known(&b.0)) {
+            return match arith::binary(op, x, y) {
+                Ok(v) => from_scalar(v),
+                Err(f) => {
+                    let d = self.fault(f, op, (x, y), (&a, &b), span);
+                    self.error(d)
                 }
-                Pow if q >= 0 => Some(u32::try_from(q).ok().and_then(|e| p.checked_pow(e))),
-                _ => None,
             };
-            if result == Some(None) {
-                return self.error(
-                    Diag::error(format!("integer overflow: `{p} {sym} {q}` does not fit in 64 bits"))
-                        .at(span, "overflows")
-                        .help(format!("ints are 64-bit: at most {}", i64::MAX)),
-                );
-            }
         }
-        match (op, &a, &b) {
-            (Add | Sub | Mul, Val::Int(x), Val::Int(y)) => {
-                Val::Int(x.as_ref().zip(y.as_ref()).map(|(x, y)| match op {
-                    Add => x.add(y),
-                    Sub => x.sub(y),
-                    _ => x.mul(y),
-                }))
-            }
-            // Sizes divide exactly (`d / heads`); constants that don't give a float.
-            (Div, Val::Int(Some(x)), Val::Int(Some(y))) => match (x.as_const(), y.as_const()) {
-                (Some(p), Some(q)) if q != 0 && p % q != 0 => Val::Float,
-                _ => match self.quotient(x, y, span) {
-                    Ok(d) => Val::Int(Some(d)),
-                    Err(d) => self.error(d),
-                },
-            },
-            (Div | Rem | Pow, Val::Int(_), Val::Int(_)) => Val::Int(None),
-            (Add | Sub | Mul | Div | Pow, Val::Int(_) | Val::Float, Val::Int(_) | Val::Float) => Val::Float,
-            // Known ints compare at compile time (`if stride > 0 {..}` picks a branch).
-            (Eq | Ne | Lt | Le | Gt | Ge, Val::Int(Some(x)), Val::Int(Some(y)))
-                if x.as_const().is_some() && y.as_const().is_some() =>
-            {
-                let (p, q) = (x.as_const().unwrap_or(0), y.as_const().unwrap_or(0));
-                Val::Bool(Some(match op {
-                    Eq => p == q,
-                    Ne => p != q,
-                    Lt => p < q,
-                    Le => p <= q,
-                    Gt => p > q,
-                    _ => p >= q,
-                }))
-            }
-            (Eq | Ne | Lt | Le | Gt | Ge, Val::Int(_) | Val::Float, Val::Int(_) | Val::Float) => Val::Bool(None),
-            (And | Or, Val::Bool(x), Val::Bool(y)) => Val::Bool(match (op, x, y) {
-                (And, Some(x), Some(y)) => Some(*x && *y),
-                (Or, Some(x), Some(y)) => Some(*x || *y),
-                _ => None,
-            }),
-            (Eq | Ne, Val::Bool(_), Val::Bool(_)) => Val::Bool(None),
-            _ => {
-                let d =
-                    Diag::error(format!("`{}` cannot combine {} and {}", op.symbol(), self.show(&a), self.show(&b)))
-                        .at(span, "invalid operands")
-                        .label(sa, format!("this is {}", self.show(&a)))
-                        .label(sb, format!("this is {}", self.show(&b)));
+        let out = match (kind_of(&a.0), kind_of(&b.0)) {
+            (Some(ka), Some(kb)) => arith::kind(op, ka, kb),
+            _ => None,
+        };
+        match out {
+            Some(Kind::Int) => self.symbolic_int(op, &a.0, &b.0, span),
+            Some(Kind::Float) => Val::Float(None),
+            Some(Kind::Bool) => Val::Bool(None),
+            None => {
+                let d = self.invalid_operands(op, &a, &b, span);
                 self.error(d)
             }
         }
+    }
+
+    /// An int operation on a value that is known only symbolically.
+    fn symbolic_int(&mut self, op: BinOp, a: &Val, b: &Val, span: Span) -> Val {
+        let (Val::Int(Some(x)), Val::Int(Some(y))) = (a, b) else { return Val::Int(None) };
+        match op {
+            BinOp::Add => Val::Int(Some(x.add(y))),
+            BinOp::Sub => Val::Int(Some(x.sub(y))),
+            BinOp::Mul => Val::Int(Some(x.mul(y))),
+            // Sizes divide exactly (`d / heads`).
+            BinOp::Div => match self.quotient(x, y, span) {
+                Ok(d) => Val::Int(Some(d)),
+                Err(d) => self.error(d),
+            },
+            BinOp::Rem
+            | BinOp::Pow
+            | BinOp::Or
+            | BinOp::And
+            | BinOp::Eq
+            | BinOp::Ne
+            | BinOp::Lt
+            | BinOp::Le
+            | BinOp::Gt
+            | BinOp::Ge
+            | BinOp::MatMul => Val::Int(None),
+        }
+    }
+
+    fn fault(
+        &self,
+        f: arith::Fault,
+        op: BinOp,
+        (x, y): (Scalar, Scalar),
+        ab: (&(Val, Span), &(Val, Span)),
+        span: Span,
+    ) -> Diag {
+        let msg = f.message(op, x, y);
+        match f {
+            arith::Fault::DivisionByZero => Diag::error(msg).at(ab.1.1, "this is 0"),
+            arith::Fault::Overflow => {
+                Diag::error(msg).at(span, "overflows").help(format!("ints are 64-bit: at most {}", i64::MAX))
+            }
+            arith::Fault::NotFinite => Diag::error(msg)
+                .at(span, "not a finite number")
+                .help("compile-time floats are finite: check the operands"),
+            arith::Fault::Operands => self.invalid_operands(op, ab.0, ab.1, span),
+        }
+    }
+
+    fn invalid_operands(&self, op: BinOp, (a, sa): &(Val, Span), (b, sb): &(Val, Span), span: Span) -> Diag {
+        Diag::error(format!("`{}` cannot combine {} and {}", op.symbol(), self.show(a), self.show(b)))
+            .at(span, "invalid operands")
+            .label(*sa, format!("this is {}", self.show(a)))
+            .label(*sb, format!("this is {}", self.show(b)))
     }
 
     fn tensor_binary(&mut self, op: BinOp, a: (Val, Span), b: (Val, Span), span: Span) -> Val {
@@ -338,7 +379,7 @@ impl Checker<'_> {
                 Some(TensorTy { dtype: d, shape: Shape::scalar(), classes: None })
             }
             (Val::Int(_), _) => Some(TensorTy { dtype: DType::I32, shape: Shape::scalar(), classes: None }),
-            (Val::Float, Some(DType::I32)) => {
+            (Val::Float(_), Some(DType::I32)) => {
                 self.diags.push(
                     Diag::error("a float mixed with an `i32` tensor")
                         .at(at, "a float")
@@ -346,7 +387,7 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Val::Float, _) => Some(TensorTy { dtype: DType::F32, shape: Shape::scalar(), classes: None }),
+            (Val::Float(_), _) => Some(TensorTy { dtype: DType::F32, shape: Shape::scalar(), classes: None }),
             (Val::Bool(_), _) => Some(TensorTy { dtype: DType::Bool, shape: Shape::scalar(), classes: None }),
             (v, _) => {
                 let d = expected("a tensor or a number", &self.show(v), at);
@@ -647,10 +688,37 @@ impl Checker<'_> {
 pub(super) fn same_type(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::Tensor(x), Val::Tensor(y)) => x == y,
-        (Val::Int(_), Val::Int(_)) | (Val::Float, Val::Float) | (Val::Bool(_), Val::Bool(_)) => true,
-        (Val::Tensor(t), Val::Float | Val::Int(_)) | (Val::Float | Val::Int(_), Val::Tensor(t)) => {
+        (Val::Int(_), Val::Int(_)) | (Val::Float(_), Val::Float(_)) | (Val::Bool(_), Val::Bool(_)) => true,
+        (Val::Tensor(t), Val::Float(_) | Val::Int(_)) | (Val::Float(_) | Val::Int(_), Val::Tensor(t)) => {
             t.shape.is_scalar() && t.dtype == DType::F32
         }
         (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
+/// A compile-time value the checker knows exactly.
+pub(super) fn known(v: &Val) -> Option<Scalar> {
+    match v {
+        Val::Int(Some(d)) => d.as_const().map(Scalar::Int),
+        Val::Float(Some(f)) => Some(Scalar::Float(*f)),
+        Val::Bool(Some(b)) => Some(Scalar::Bool(*b)),
+        _ => None,
+    }
+}
+
+fn kind_of(v: &Val) -> Option<Kind> {
+    match v {
+        Val::Int(_) => Some(Kind::Int),
+        Val::Float(_) => Some(Kind::Float),
+        Val::Bool(_) => Some(Kind::Bool),
+        _ => None,
+    }
+}
+
+fn from_scalar(s: Scalar) -> Val {
+    match s {
+        Scalar::Int(i) => Val::Int(Some(Dim::constant(i))),
+        Scalar::Float(f) => Val::Float(Some(f)),
+        Scalar::Bool(b) => Val::Bool(Some(b)),
     }
 }

@@ -64,7 +64,8 @@ impl Checker<'_> {
         let ok = match (&t.kind, &v) {
             (_, Val::Error) => true,
             (TypeKind::Int, Val::Int(_)) => true,
-            (TypeKind::Float, Val::Int(_) | Val::Float) => return Val::Float,
+            (TypeKind::Float, Val::Int(i)) => return Val::Float(i.as_ref().and_then(Dim::as_const).map(|k| k as f64)),
+            (TypeKind::Float, Val::Float(_)) => return v,
             (TypeKind::Tensor { dtype: DType::Bool, shape }, Val::Bool(_)) => shape.is_empty(),
             _ => false,
         };
@@ -84,7 +85,7 @@ impl Checker<'_> {
 
     fn const_kind(&mut self, c: &ast::Const, v: Val) -> Val {
         match v {
-            Val::Int(_) | Val::Float | Val::Bool(_) | Val::Str(_) | Val::Error => v,
+            Val::Int(_) | Val::Float(_) | Val::Bool(_) | Val::Str(_) | Val::Error => v,
             other => {
                 let d =
                     Diag::error(format!("a constant must be a number, bool or string, found {}", self.show(&other)))
@@ -99,7 +100,9 @@ impl Checker<'_> {
         let vals: Vec<(Val, Span)> = values.iter().map(|e| (self.expr(e), e.span)).collect();
         let Some((first, _)) = vals.first().cloned() else { return Val::Error };
         for (v, s) in &vals[1..] {
-            if !same_type(&first, v) && !matches!((&first, v), (Val::Float, Val::Int(_)) | (Val::Int(_), Val::Float)) {
+            if !same_type(&first, v)
+                && !matches!((&first, v), (Val::Float(_), Val::Int(_)) | (Val::Int(_), Val::Float(_)))
+            {
                 let d = Diag::error(format!(
                     "a sweep's values must share a type: {} and {}",
                     self.show(&first),
@@ -110,8 +113,8 @@ impl Checker<'_> {
                 return self.error(d);
             }
         }
-        if vals.iter().any(|(v, _)| matches!(v, Val::Float)) {
-            return Val::Float;
+        if vals.iter().any(|(v, _)| matches!(v, Val::Float(_))) {
+            return Val::Float(None);
         }
         // Each run binds one value; the checker checks with an unknown one.
         match first {
@@ -128,7 +131,7 @@ impl Checker<'_> {
         let parsed = match current {
             Val::Int(_) if declared_float => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float),
             Val::Int(_) => raw.parse::<i64>().ok().map(Literal::Int),
-            Val::Float => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float),
+            Val::Float(_) => raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Literal::Float),
             Val::Bool(_) => raw.parse::<bool>().ok().map(Literal::Bool),
             Val::Str(_) => Some(Literal::Str(raw.to_string())),
             _ => None,
@@ -137,7 +140,7 @@ impl Checker<'_> {
             self.typed_overrides.push((c.name.name.clone(), lit.clone()));
             match lit {
                 Literal::Int(i) => Val::Int(Some(Dim::constant(i))),
-                Literal::Float(_) => Val::Float,
+                Literal::Float(f) => Val::Float(Some(f)),
                 Literal::Bool(b) => Val::Bool(Some(b)),
                 Literal::Str(s) => Val::Str(s),
             }
@@ -150,7 +153,7 @@ impl Checker<'_> {
                         "give {}",
                         match current {
                             Val::Int(_) => "an integer, e.g. `--set hidden=256`",
-                            Val::Float => "a number, e.g. `--set lr=3e-4`",
+                            Val::Float(_) => "a number, e.g. `--set lr=3e-4`",
                             Val::Bool(_) => "`true` or `false`",
                             _ => "a value of the constant's type",
                         }
@@ -256,7 +259,7 @@ impl Checker<'_> {
         if got.is_error() || want.is_error() || same_type(got, want) {
             return;
         }
-        let weak = matches!(got, Val::Float | Val::Int(_)) && matches!(want, Val::Tensor(t) if t.shape.is_scalar());
+        let weak = matches!(got, Val::Float(_) | Val::Int(_)) && matches!(want, Val::Tensor(t) if t.shape.is_scalar());
         if weak {
             return;
         }
@@ -423,7 +426,7 @@ impl Checker<'_> {
         self.check_duplicate_params(&o.params);
         for p in &o.params {
             let v = match self.rigid_param(p) {
-                Val::Int(_) => Val::Float,
+                Val::Int(_) => Val::Float(None),
                 v => v,
             };
             self.bind(&p.name.name, v, p.name.span);

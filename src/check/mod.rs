@@ -205,7 +205,7 @@ impl<'p> Checker<'p> {
             Val::Tensor(t) => format!("{}{}", t.dtype.name(), self.show_shape(&t.shape)),
             Val::Int(Some(d)) => format!("int ({})", self.show_dim(d)),
             Val::Int(None) => "int".into(),
-            Val::Float => "float".into(),
+            Val::Float(_) => "float".into(),
             Val::Bool(_) => "bool".into(),
             Val::Model(m) => format!("model `{}`", m.name),
             Val::ModelClass(i) => format!("model definition `{}`", self.item_name(*i)),

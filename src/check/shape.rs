@@ -61,7 +61,7 @@ impl Checker<'_> {
         }
         Ok(match &t.kind {
             TypeKind::Int => Val::Int(None),
-            TypeKind::Float => Val::Float,
+            TypeKind::Float => Val::Float(None),
             TypeKind::Dims => Val::Dims(None),
             TypeKind::Init => Val::Init,
             TypeKind::Tensor { dtype, shape } => {
@@ -201,7 +201,7 @@ impl Checker<'_> {
     pub(super) fn match_type(&mut self, t: &ast::Type, actual: &Val, at: Span) -> Result<(), Mismatch> {
         match (&t.kind, actual) {
             (_, Val::Error) => Ok(()),
-            (TypeKind::Int, Val::Int(_)) | (TypeKind::Float, Val::Float | Val::Int(_)) => Ok(()),
+            (TypeKind::Int, Val::Int(_)) | (TypeKind::Float, Val::Float(_) | Val::Int(_)) => Ok(()),
             (TypeKind::Dims, Val::Dims(_)) | (TypeKind::Init, Val::Init) => Ok(()),
             (TypeKind::Dims, Val::List(items)) if items.iter().all(|i| matches!(i, Val::Int(_))) => Ok(()),
             (TypeKind::Tensor { dtype, shape }, Val::Tensor(a)) => {
@@ -218,7 +218,7 @@ impl Checker<'_> {
                 self.match_classes(t.classes.as_ref(), a, at)
             }
             // Weak scalars: a literal or compile-time number where a scalar tensor is expected.
-            (TypeKind::Tensor { dtype, shape }, Val::Float | Val::Int(_)) if shape.is_empty() => {
+            (TypeKind::Tensor { dtype, shape }, Val::Float(_) | Val::Int(_)) if shape.is_empty() => {
                 match (dtype, actual) {
                     (ast::DType::F32, _) | (ast::DType::I32, Val::Int(_)) => Ok(()),
                     _ => Err(format!("expected {}, found {}", dtype.name(), actual.kind()).into()),

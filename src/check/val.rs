@@ -72,7 +72,7 @@ pub enum Val {
     Tensor(TensorTy),
     /// A compile-time int (sizes, axes, counts), with its value if known.
     Int(Option<Dim>),
-    Float,
+    Float(Option<f64>),
     Bool(Option<bool>),
     Str(String),
     Dims(Option<Vec<Dim>>),
@@ -113,7 +113,7 @@ impl Val {
             Val::Error => "an error",
             Val::Tensor(_) => "a tensor",
             Val::Int(_) => "an int",
-            Val::Float => "a float",
+            Val::Float(_) => "a float",
             Val::Bool(_) => "a bool",
             Val::Str(_) => "a string",
             Val::Dims(_) => "dims",

@@ -182,8 +182,8 @@ pub(super) fn binary(
     })
 }
 
-/// Truncating i32 division with `x / 0 = 0` and `MIN / -1 = MIN` (wrapping),
-/// where the hardware would trap.
+/// Floor i32 division (the IR's rule) with `x / 0 = 0` and `MIN / -1 = MIN`
+/// (wrapping), where the hardware would trap.
 fn int_div(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
     let zero = b.ins().icmp_imm_s(IntCC::Equal, y, 0);
     let min = b.ins().icmp_imm_s(IntCC::Equal, x, i64::from(i32::MIN));
@@ -193,6 +193,16 @@ fn int_div(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
     let one = b.ins().iconst(types::I32, 1);
     let d = b.ins().select(bad, one, y);
     let q = b.ins().sdiv(x, d);
+    // Truncation rounds toward zero: one less where the remainder is not 0
+    // and its sign differs from the divisor's.
+    let p = b.ins().imul(q, d);
+    let r = b.ins().isub(x, p);
+    let inexact = b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+    let signs = b.ins().bxor(r, d);
+    let opposite = b.ins().icmp_imm_s(IntCC::SignedLessThan, signs, 0);
+    let down = b.ins().band(inexact, opposite);
+    let qm1 = b.ins().iadd_imm_s(q, -1);
+    let q = b.ins().select(down, qm1, q);
     let z = b.ins().iconst(types::I32, 0);
     b.ins().select(zero, z, q)
 }

@@ -1,6 +1,7 @@
 //! Expressions → IR nodes or compile-time values.
 
 use super::{LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size};
+use crate::arith::{self, Scalar};
 use crate::builtins::normalize;
 use crate::diag::Diag;
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
@@ -101,11 +102,9 @@ impl<'p> Lowerer<'p> {
                     .iter()
                     .enumerate()
                     .filter(|&(i, n)| first(i, n))
-                    .filter_map(|(_, n)| match self.lookup(n, cond.span) {
-                        Ok(Val::Float(f)) => Some(format!("{n} = {f}")),
-                        Ok(Val::Int(i)) => Some(format!("{n} = {i}")),
-                        Ok(Val::Bool(b)) => Some(format!("{n} = {b}")),
-                        _ => None,
+                    .filter_map(|(_, n)| {
+                        let v = self.lookup(n, cond.span).ok()?;
+                        scalar(&v).map(|v| format!("{n} = {v}"))
                     })
                     .collect();
                 let label = if shown.is_empty() {
@@ -162,13 +161,13 @@ impl<'p> Lowerer<'p> {
     }
 
     fn unary(&mut self, op: UnOp, v: Val, span: Span) -> LResult<Val> {
+        if let Some(x) = scalar(&v) {
+            return arith::unary(op, x).map(from_scalar).map_err(|f| {
+                let msg = if f == arith::Fault::Overflow { "integer overflow in `-`" } else { "invalid operand" };
+                Diag::error(msg).at(span, format!("`{}` of {x}", if op == UnOp::Neg { "-" } else { "!" }))
+            });
+        }
         Ok(match (op, v) {
-            (UnOp::Neg, Val::Int(i)) => Val::Int(
-                i.checked_neg()
-                    .ok_or_else(|| Diag::error("integer overflow in `-`").at(span, "does not fit in 64 bits"))?,
-            ),
-            (UnOp::Neg, Val::Float(f)) => Val::Float(-f),
-            (UnOp::Not, Val::Bool(b)) => Val::Bool(!b),
             (UnOp::Neg, v) => {
                 let n = self.node(&v, None, span)?;
                 Val::Node(self.g.unary(UnaryOp::Neg, n).map_err(at(span))?)
@@ -181,8 +180,10 @@ impl<'p> Lowerer<'p> {
     }
 
     pub(crate) fn binary(&mut self, op: BinOp, a: Val, b: Val, span: Span) -> LResult<Val> {
-        if let Some(v) = const_binary(op, &a, &b) {
-            return v.map_err(|msg| Diag::error(msg).at(span, "here"));
+        if let (Some(x), Some(y)) = (scalar(&a), scalar(&b)) {
+            return arith::binary(op, x, y)
+                .map(from_scalar)
+                .map_err(|f| Diag::error(f.message(op, x, y)).at(span, "here"));
         }
         if op == BinOp::MatMul {
             let (x, y) = (self.node(&a, None, span)?, self.node(&b, None, span)?);
@@ -200,7 +201,8 @@ impl<'p> Lowerer<'p> {
         Ok(Val::Node(out))
     }
 
-    /// `a % b` as `a - floor(a / b) * b` (f32), truncated for i32.
+    /// `a % b` as `a - floor(a / b) * b`, with the sign of `b` as for
+    /// constants (i32 division floors already).
     fn rem(&mut self, x: NodeId, y: NodeId, span: Span) -> LResult<NodeId> {
         let g = &mut self.g;
         let q = g.broadcast_binary(BinaryOp::Div, x, y).map_err(at(span))?;
@@ -669,73 +671,22 @@ pub(crate) fn kind(v: &Val) -> &'static str {
     }
 }
 
-/// Arithmetic on compile-time numbers; `None` when a tensor is involved,
-/// `Some(Err(message))` when an int operation overflows or divides by zero.
-fn const_binary(op: BinOp, a: &Val, b: &Val) -> Option<Result<Val, String>> {
-    if let (Val::Int(x), Val::Int(y)) = (a, b) {
-        let overflow = || format!("integer overflow: {x} {} {y} does not fit in 64 bits", op.symbol());
-        let zero = || Err(format!("division by zero: {x} {} 0", op.symbol()));
-        let checked = |v: Option<i64>| Some(v.map(Val::Int).ok_or_else(overflow));
-        return match op {
-            BinOp::Add => checked(x.checked_add(*y)),
-            BinOp::Sub => checked(x.checked_sub(*y)),
-            BinOp::Mul => checked(x.checked_mul(*y)),
-            BinOp::Div | BinOp::Rem if *y == 0 => Some(zero()),
-            BinOp::Div if x.checked_rem(*y) == Some(0) => checked(x.checked_div(*y)),
-            BinOp::Rem => checked(x.checked_rem_euclid(*y)),
-            BinOp::Pow if *y >= 0 => checked(u32::try_from(*y).ok().and_then(|e| x.checked_pow(e))),
-            _ => const_value(op, a, b).map(Ok),
-        };
-    }
-    const_value(op, a, b).map(Ok)
-}
-
-fn const_value(op: BinOp, a: &Val, b: &Val) -> Option<Val> {
-    use BinOp::*;
-    let f = |v: &Val| match v {
-        Val::Int(i) => Some(*i as f64),
-        Val::Float(x) => Some(*x),
+/// A compile-time value as an operand of [`crate::arith`].
+fn scalar(v: &Val) -> Option<Scalar> {
+    match v {
+        Val::Int(i) => Some(Scalar::Int(*i)),
+        Val::Float(f) => Some(Scalar::Float(*f)),
+        Val::Bool(b) => Some(Scalar::Bool(*b)),
         _ => None,
-    };
-    Some(match (a, b) {
-        (Val::Int(x), Val::Int(y)) => match op {
-            Div => Val::Float(*x as f64 / *y as f64),
-            Pow => Val::Float((*x as f64).powf(*y as f64)),
-            _ => Val::Bool(compare(op, x, y)?),
-        },
-        (Val::Bool(x), Val::Bool(y)) => match op {
-            And => Val::Bool(*x && *y),
-            Or => Val::Bool(*x || *y),
-            Eq | Ne => Val::Bool(compare(op, x, y)?),
-            _ => return None,
-        },
-        _ => {
-            let (x, y) = (f(a)?, f(b)?);
-            match op {
-                Add => Val::Float(x + y),
-                Sub => Val::Float(x - y),
-                Mul => Val::Float(x * y),
-                Div => Val::Float(x / y),
-                Pow => Val::Float(x.powf(y)),
-                Rem => Val::Float(x.rem_euclid(y)),
-                _ => Val::Bool(compare(op, &x, &y)?),
-            }
-        }
-    })
+    }
 }
 
-/// A comparison's result, in the operands' own type (ints stay exact).
-fn compare<T: PartialOrd>(op: BinOp, x: &T, y: &T) -> Option<bool> {
-    use BinOp::*;
-    Some(match op {
-        Eq => x == y,
-        Ne => x != y,
-        Lt => x < y,
-        Le => x <= y,
-        Gt => x > y,
-        Ge => x >= y,
-        _ => return None,
-    })
+fn from_scalar(s: Scalar) -> Val {
+    match s {
+        Scalar::Int(i) => Val::Int(i),
+        Scalar::Float(f) => Val::Float(f),
+        Scalar::Bool(b) => Val::Bool(b),
+    }
 }
 
 fn ir_binop(op: BinOp) -> BinaryOp {

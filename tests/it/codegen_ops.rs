@@ -148,8 +148,10 @@ fn binary_ops_on_every_dtype() {
 #[test]
 fn integer_division_edge_cases() {
     let mut g = Graph::unfolded();
-    let a = g.literal(&[7.0, -7.0, f64::from(i32::MIN), 5.0, 0.0], Type::new(DType::I32, vec![5])).expect("lit");
-    let b = g.literal(&[2.0, 2.0, -1.0, 0.0, 0.0], Type::new(DType::I32, vec![5])).expect("lit");
+    let a = [7.0, -7.0, 7.0, -7.0, -6.0, f64::from(i32::MIN), 5.0, 0.0];
+    let b = [2.0, 2.0, -2.0, -2.0, 3.0, -1.0, 0.0, 0.0];
+    let a = g.literal(&a, Type::new(DType::I32, vec![8])).expect("lit");
+    let b = g.literal(&b, Type::new(DType::I32, vec![8])).expect("lit");
     let y = g.binary(BinaryOp::Div, a, b).expect("div");
     g.set_output("y", y).expect("output");
     check(&g, 0.0, 0.0);

@@ -62,12 +62,12 @@ fn elementwise() {
 #[test]
 fn integer_semantics() {
     let mut g = Graph::unfolded();
-    let a = input(&mut g, "a", DType::I32, &[4]);
-    let b = input(&mut g, "b", DType::I32, &[4]);
-    let feeds = [("a", i32v(&[4], &[7, -7, 5, i32::MIN])), ("b", i32v(&[4], &[2, 2, 0, -1]))];
+    let a = input(&mut g, "a", DType::I32, &[6]);
+    let b = input(&mut g, "b", DType::I32, &[6]);
+    let feeds = [("a", i32v(&[6], &[7, -7, 7, -6, 5, i32::MIN])), ("b", i32v(&[6], &[2, 2, -2, 3, 0, -1]))];
     let d = g.binary(BinaryOp::Div, a, b).unwrap();
-    // Truncating division; x / 0 = 0; MIN / -1 wraps.
-    assert_eq!(eval(&mut g, d, &feeds), vec![3.0, -3.0, 0.0, i32::MIN as f64]);
+    // Floor division (Python's `//`); x / 0 = 0; MIN / -1 wraps.
+    assert_eq!(eval(&mut g, d, &feeds), vec![3.0, -4.0, -4.0, -2.0, 0.0, i32::MIN as f64]);
     let f = input(&mut g, "f", DType::F32, &[4]);
     let c = g.cast(f, DType::I32).unwrap();
     let got = eval(&mut g, c, &[("f", f32v(&[4], &[-1.7, 2.9, f32::NAN, 1e20]))]);

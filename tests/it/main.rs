@@ -2,6 +2,7 @@
 //! crate, and each of those linked the whole compiler. One crate links it
 //! once. `tests/README.md` says where each kind of test goes.
 
+mod arith;
 mod batchnorm;
 mod build_cli;
 mod codegen_fusion;

@@ -222,8 +222,14 @@ fn nan_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
 
+/// Floor division (Python's `//`), so `a % b` built on it takes the sign
+/// of `b` as for constants; `a / 0 = 0` keeps the op total.
 fn int_div(a: i32, b: i32) -> i32 {
-    if b == 0 { 0 } else { a.wrapping_div(b) }
+    if b == 0 {
+        return 0;
+    }
+    let q = a.wrapping_div(b);
+    if a.wrapping_rem(b) != 0 && (a < 0) != (b < 0) { q - 1 } else { q }
 }
 
 impl BinaryOp {
