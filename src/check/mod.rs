@@ -58,6 +58,11 @@ pub struct Checked {
     pub diags: Diags,
     /// `--set` values, each parsed once as its constant's type.
     pub overrides: Vec<(String, spec::Literal)>,
+    /// The value of every constant, in any module, that has one value for
+    /// the whole run (with `--set` applied): lowering takes these as they
+    /// are and evaluates only what varies per run (an unpinned sweep and
+    /// what depends on it).
+    pub constants: Vec<(ItemRef, spec::Literal)>,
     pub experiments: Vec<spec::ExperimentSpec>,
     pub sweeps: Vec<spec::SweepAxis>,
 }
@@ -73,7 +78,28 @@ pub fn check(program: &Program, overrides: &[Override]) -> Checked {
         }
     }
     cx.check_recursion();
-    Checked { diags: cx.diags, overrides: cx.typed_overrides, experiments: cx.experiments, sweeps: sweeps(program) }
+    let mut constants: Vec<(ItemRef, spec::Literal)> =
+        cx.consts.iter().filter_map(|(item, v)| Some((*item, literal(v)?))).collect();
+    constants.sort_by_key(|(i, _)| (i.module.0, i.index));
+    Checked {
+        diags: cx.diags,
+        overrides: cx.typed_overrides,
+        constants,
+        experiments: cx.experiments,
+        sweeps: sweeps(program),
+    }
+}
+
+/// A constant's value, if the checker knows it exactly.
+fn literal(v: &Val) -> Option<spec::Literal> {
+    match v {
+        Val::Str(s) => Some(spec::Literal::Str(s.clone())),
+        v => expr::known(v).map(|s| match s {
+            crate::arith::Scalar::Int(i) => spec::Literal::Int(i),
+            crate::arith::Scalar::Float(f) => spec::Literal::Float(f),
+            crate::arith::Scalar::Bool(b) => spec::Literal::Bool(b),
+        }),
+    }
 }
 
 /// `let name = sweep [...]` in the root file, in source order, each value

@@ -160,15 +160,16 @@ pub struct Lowered {
 /// plan.
 pub(super) struct Chosen<'c> {
     pub spec: &'c ExperimentSpec,
-    pub overrides: HashMap<String, Val>,
+    /// The constants the checker evaluated.
+    pub consts: HashMap<ItemRef, Val>,
     pub data: SplitPlan,
 }
 
 pub(super) fn choose<'c>(program: &Program, checked: &'c Checked, setup: &Setup) -> Result<Chosen<'c>, Diags> {
     let spec = find_experiment(checked, setup).map_err(|d| vec![d])?;
-    let overrides = checked.overrides.iter().map(|(k, v)| (k.clone(), literal(v))).collect();
-    let data = split_plan(program, &overrides, &spec.data, None).map_err(|d| vec![d])?;
-    Ok(Chosen { spec, overrides, data })
+    let consts = checked.constants.iter().map(|(k, v)| (*k, literal(v))).collect();
+    let data = split_plan(program, &consts, &spec.data, None).map_err(|d| vec![d])?;
+    Ok(Chosen { spec, consts, data })
 }
 
 fn literal(v: &Literal) -> Val {
@@ -182,21 +183,21 @@ fn literal(v: &Literal) -> Val {
 
 /// Lower the experiment chosen by `setup` in the root module.
 pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> Result<Lowered, Diags> {
-    let Chosen { spec, overrides, data } = choose(program, checked, setup)?;
+    let Chosen { spec, consts, data } = choose(program, checked, setup)?;
     let eval = match &spec.eval {
-        Some(s) => Some(split_plan(program, &overrides, s, Some(data.batch)).map_err(|d| vec![d])?),
+        Some(s) => Some(split_plan(program, &consts, s, Some(data.batch)).map_err(|d| vec![d])?),
         None => None,
     };
-    let mut train = Lowerer::new(program, overrides.clone(), true);
+    let mut train = Lowerer::new(program, consts.clone(), true);
     let step = train.train_step(spec, &data).map_err(|d| vec![d])?;
-    let mut ev = Lowerer::new(program, overrides.clone(), false);
+    let mut ev = Lowerer::new(program, consts.clone(), false);
     let eval_batch = setup.eval_batch.unwrap_or(eval.as_ref().map_or(data.batch, |e| e.batch));
     ev.eval_step(spec, &data.fields, eval_batch).map_err(|d| vec![d])?;
-    let mut consts = Lowerer::new(program, overrides, false);
-    let epochs = consts.int_setting(spec.epochs.as_ref(), 1).map_err(|d| vec![d])?.max(1) as usize;
-    let seed = consts.int_setting(spec.seed.as_ref(), 0).map_err(|d| vec![d])? as u64;
-    let extras = consts.run_settings(spec).map_err(|d| vec![d])?;
-    let hyperparameters = consts.hyperparameters();
+    let mut settings = Lowerer::new(program, consts, false);
+    let epochs = settings.int_setting(spec.epochs.as_ref(), 1).map_err(|d| vec![d])?.max(1) as usize;
+    let seed = settings.int_setting(spec.seed.as_ref(), 0).map_err(|d| vec![d])? as u64;
+    let extras = settings.run_settings(spec).map_err(|d| vec![d])?;
+    let hyperparameters = settings.hyperparameters();
     Ok(Lowered {
         name: spec.name.clone(),
         train: train.g,
@@ -262,12 +263,12 @@ fn find_experiment<'c>(checked: &'c Checked, setup: &Setup) -> Result<&'c Experi
 /// What a data split setting asks for: source, fields and batching.
 fn split_plan(
     program: &Program,
-    overrides: &HashMap<String, Val>,
+    consts: &HashMap<ItemRef, Val>,
     s: &ast::Setting,
     default_batch: Option<usize>,
 ) -> Result<SplitPlan, Diag> {
     let e = s.value.as_ref().ok_or_else(|| Diag::error("`data` needs a value").at(s.key.span, "here"))?;
-    let mut l = Lowerer::new(program, overrides.clone(), false);
+    let mut l = Lowerer::new(program, consts.clone(), false);
     let (item, split, args) = match l.expr(e)? {
         Val::Split(item, split, args) => (item, split, args),
         _ => return Err(Diag::error("expected a dataset split").at(e.span, "here")),

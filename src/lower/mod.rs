@@ -133,9 +133,8 @@ pub(crate) struct Lowerer<'p> {
     /// Lexical scopes of the function being inlined, innermost last.
     scopes: Vec<HashMap<String, Val>>,
     module: ModuleId,
+    /// Constants evaluated so far, starting from the checker's.
     consts: HashMap<ItemRef, Val>,
-    /// Values of top-level constants given by `--set` or a sweep point.
-    overrides: HashMap<String, Val>,
     /// Whether `training` is true: dropout and friends read it.
     pub training: bool,
     /// The scalar RNG key of the step, fed by the runner.
@@ -155,14 +154,14 @@ pub(crate) struct Lowerer<'p> {
 }
 
 impl<'p> Lowerer<'p> {
-    pub fn new(program: &'p Program, overrides: HashMap<String, Val>, training: bool) -> Lowerer<'p> {
+    /// A lowerer starting from the constants the checker evaluated.
+    pub fn new(program: &'p Program, consts: HashMap<ItemRef, Val>, training: bool) -> Lowerer<'p> {
         Lowerer {
             program,
             g: Graph::new(),
             scopes: vec![HashMap::new()],
             module: ModuleId(0),
-            consts: HashMap::new(),
-            overrides,
+            consts,
             training,
             rng_key: None,
             salt: 0,
@@ -255,12 +254,12 @@ impl<'p> Lowerer<'p> {
         if self.depth > 64 {
             return Err(Diag::error("constant definitions nest too deeply").at(span, "here"));
         }
-        let over = if item.module.0 == 0 { self.overrides.get(&c.name.name).cloned() } else { None };
-        let v = match (over, &c.value) {
-            (Some(v), _) => v,
-            (None, ast::ConstValue::Expr(e)) => self.in_frame(item.module, &[], |l| l.expr(e))?,
-            // Without a chosen point, a sweep runs at its first value.
-            (None, ast::ConstValue::Sweep(values, s)) => match values.first() {
+        // The checker knows every constant with one value per run, `--set`
+        // ones included; what is left varies per run: an unpinned sweep,
+        // which runs at its first value, and what depends on one.
+        let v = match &c.value {
+            ast::ConstValue::Expr(e) => self.in_frame(item.module, &[], |l| l.expr(e))?,
+            ast::ConstValue::Sweep(values, s) => match values.first() {
                 Some(e) => self.in_frame(item.module, &[], |l| l.expr(e))?,
                 None => return Err(Diag::error("empty sweep").at(*s, "here")),
             },

@@ -35,13 +35,13 @@ pub struct Predict {
 
 /// Lower the inference graph of the experiment `setup` names, for `batch` samples.
 pub fn lower_predict(program: &Program, checked: &Checked, setup: &Setup, batch: usize) -> Result<Predict, Diags> {
-    let Chosen { spec, overrides, data } = choose(program, checked, setup)?;
+    let Chosen { spec, consts, data } = choose(program, checked, setup)?;
     let call = model_call(spec).ok_or_else(|| {
         vec![Diag::error("cannot tell what the model is applied to").at(spec.span, "in this experiment").help(
             "`nnc build` and `nnc predict` run the call `model(...)` that `loss` or a metric makes; write the loss as `f(model(x), y)`",
         )]
     })?;
-    let mut l = Lowerer::new(program, overrides, false);
+    let mut l = Lowerer::new(program, consts, false);
     l.batch_scope(spec, &data.fields, batch).map_err(|d| vec![d])?;
     let out = l.expr(call).map_err(|d| vec![d])?;
     let out = l.node(&out, Some(DType::F32), call.span).map_err(|d| vec![d])?;

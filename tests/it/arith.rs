@@ -170,3 +170,37 @@ fn the_kind_of_unknown_values_is_the_kind_of_known_ones() {
         }
     }
 }
+
+/// The checker hands lowering the value of every constant that has one
+/// value per run, `--set` applied; an unpinned sweep, and what depends on
+/// it, are left for each run.
+#[test]
+fn the_checker_hands_on_each_constant_it_knows() {
+    use nnc::check::spec::Literal;
+    let text = "let base = 3\nlet width = 2 * base + 1\nlet lr: float = 1\nlet half = width / 2\n\
+                let tag = \"run\"\nlet w = sweep [1, 2]\nlet dep = w * 2\nlet wrap = -7 % base\n";
+    let (program, diags) = nnc::resolve::load_str("consts.nn", text);
+    assert!(diags.is_empty());
+    let overrides = nnc::check::parse_overrides(&["base=4".to_string()]).unwrap();
+    let checked = nnc::check::check(&program, &overrides);
+    assert!(checked.diags.is_empty(), "{:?}", checked.diags.iter().map(|d| &d.message).collect::<Vec<_>>());
+    let root: Vec<(String, Literal)> = checked
+        .constants
+        .iter()
+        .filter(|(i, _)| i.module.0 == 0)
+        .map(|(i, v)| match program.item(i.module, i.index) {
+            nnc::syntax::ast::Item::Const(c) => (c.name.name.clone(), v.clone()),
+            _ => panic!("a constant's item is a constant"),
+        })
+        .collect();
+    let want = [
+        ("base", Literal::Int(4)),
+        ("width", Literal::Int(9)),
+        ("lr", Literal::Float(1.0)),
+        ("half", Literal::Float(4.5)),
+        ("tag", Literal::Str("run".into())),
+        ("wrap", Literal::Int(1)),
+    ];
+    let want: Vec<(String, Literal)> = want.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+    assert_eq!(root, want);
+}
