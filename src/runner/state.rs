@@ -66,6 +66,8 @@ pub struct RunSummary {
     /// From the start of the run (compile and data loading included) to the
     /// end of the first training step.
     pub first_step_ms: f64,
+    /// Seconds in training steps (what samples/s divides by), and in all.
+    pub train_s: f64,
     pub wall_s: f64,
     pub run_dir: PathBuf,
     /// Why training ended before its schedule, if it did.
@@ -93,6 +95,9 @@ pub(super) struct Run<'a> {
     /// Samples trained and seconds spent training (waiting excluded).
     pub(super) samples: usize,
     pub(super) train_secs: f64,
+    /// Seconds spent in the training loop on other work: evaluations,
+    /// checkpoints, reloads. Steady samples/s leaves them out.
+    pub(super) aside_secs: f64,
     /// A reload whose report waits for the first step of the new program.
     pub(super) pending: Option<Pending>,
 }

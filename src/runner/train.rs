@@ -89,6 +89,7 @@ impl<'a> Run<'a> {
             eval_rest: None,
             samples: 0,
             train_secs: 0.0,
+            aside_secs: 0.0,
             pending: None,
         };
         run.eval_rest = rest_engine(opts, &run.l, run.eval_data.as_ref())?;
@@ -154,7 +155,9 @@ impl<'a> Run<'a> {
         let mut values = vec![0.0; names.len()];
         let interrupted = interrupt_flag();
         let clock = Instant::now();
-        let rate = |run: &Self| run.samples as f64 / (run.train_secs + clock.elapsed().as_secs_f64()).max(1e-9);
+        let aside_before = self.aside_secs;
+        let training = |run: &Self| clock.elapsed().as_secs_f64() - (run.aside_secs - aside_before);
+        let rate = |run: &Self| run.samples as f64 / (run.train_secs + training(run)).max(1e-9);
         let mut scratch = Vec::new();
         let mut flow = Flow::Go;
         'epochs: while self.progress.epoch < self.epochs {
@@ -185,7 +188,9 @@ impl<'a> Run<'a> {
                 self.progress.sums.add(&values, batch.len());
                 self.samples += batch.len();
                 if self.pending.is_some() {
+                    let t = Instant::now();
                     bar.suspend(|| self.flush_reload())?;
+                    self.aside_secs += t.elapsed().as_secs_f64();
                 }
                 self.after_step(&bar, rate(self))?;
                 if let Some(cmd) = control.as_deref_mut().and_then(|c| c.poll()) {
@@ -201,7 +206,8 @@ impl<'a> Run<'a> {
                 break;
             }
         }
-        self.train_secs += clock.elapsed().as_secs_f64();
+        self.train_secs += training(self);
+        self.summary.train_s = self.train_secs;
         self.summary.samples_per_sec = self.samples as f64 / self.train_secs.max(1e-9);
         Ok(flow)
     }
@@ -308,8 +314,10 @@ impl<'a> Run<'a> {
     /// Evaluate, log, and apply early stopping; `true` to stop.
     fn run_eval(&mut self) -> Result<bool, RunError> {
         let Some(data) = &self.eval_data else { return Ok(false) };
+        let t = Instant::now();
         let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: self.eval_rest.as_mut() };
         self.summary.eval = evaluate(&self.l, engines, data)?;
+        self.aside_secs += t.elapsed().as_secs_f64();
         let split = self.l.data.eval.as_ref().map_or("test".to_string(), |e| e.split.clone());
         let mut event =
             json!({ "event": "eval", "epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split });
@@ -365,6 +373,7 @@ impl<'a> Run<'a> {
     }
 
     fn checkpoint(&mut self, name: &str) -> Result<(), RunError> {
+        let t = Instant::now();
         let dir = self.dir.path.join("checkpoints");
         std::fs::create_dir_all(&dir).map_err(|e| RunError::Io { path: dir.clone(), message: e.to_string() })?;
         let tensors = self.tensors()?;
@@ -373,6 +382,7 @@ impl<'a> Run<'a> {
         if periodic(name).is_some() {
             checkpoint::prune(&dir, self.opts.keep_checkpoints, periodic)?;
         }
+        self.aside_secs += t.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -449,8 +459,10 @@ impl<'a> Run<'a> {
         unused.sort_unstable();
         if !self.opts.quiet {
             let list = |v: &[&str]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+            let buffers = self.l.params.iter().any(|p| p.kind == crate::lower::ParamKind::Buffer);
+            let what = if buffers { "parameters and buffers" } else { "parameters" };
             say(&format!(
-                "init_from {}: loaded {} of {} parameters; initialised: {}; unused in the file: {}",
+                "init_from {}: loaded {} of {} {what}; initialised: {}; unused in the file: {}",
                 path.display(),
                 loaded.len(),
                 self.l.params.len(),
@@ -497,6 +509,7 @@ impl<'a> Run<'a> {
             "samples_per_sec": s.samples_per_sec,
             "compile_ms": s.compile_ms,
             "first_step_ms": s.first_step_ms,
+            "train_s": s.train_s,
             "wall_s": s.wall_s,
             "stopped_early": s.stopped_early,
         });
