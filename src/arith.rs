@@ -8,7 +8,7 @@
 
 #![warn(clippy::wildcard_enum_match_arm)]
 
-use crate::syntax::ast::{BinOp, UnOp};
+use crate::syntax::ast::{BinOp, Expr, UnOp};
 
 /// A compile-time value an operator can act on.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -159,7 +159,7 @@ fn float_binary(op: BinOp, x: f64, y: f64) -> Result<Scalar, Fault> {
         }
         BinOp::And | BinOp::Or | BinOp::MatMul => return Err(Fault::Operands),
     };
-    if v.is_finite() { Ok(Scalar::Float(v)) } else { Err(Fault::NotFinite) }
+    finite(v).map(Scalar::Float)
 }
 
 /// The kind of `a op b` when the values are not known; `None` where the
@@ -192,6 +192,28 @@ pub fn kind(op: BinOp, a: Kind, b: Kind) -> Option<Kind> {
         | BinOp::Or
         | BinOp::MatMul => None,
     }
+}
+
+/// A function folded on a constant (`log(0.0)`): its value, if finite.
+pub fn finite(v: f64) -> Result<f64, Fault> {
+    if v.is_finite() { Ok(v) } else { Err(Fault::NotFinite) }
+}
+
+/// The label of a false assertion on constants, `false for p = 1.5`:
+/// each name the condition reads, once, with its value where `value`
+/// knows it. The checker and lowering say it alike.
+pub fn falsity(cond: &Expr, mut value: impl FnMut(&str) -> Option<Scalar>) -> String {
+    let mut names = Vec::new();
+    cond.names(&mut names);
+    let mut shown: Vec<String> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if !names[..i].contains(n)
+            && let Some(v) = value(n)
+        {
+            shown.push(format!("{n} = {v}"));
+        }
+    }
+    if shown.is_empty() { "this is false".to_string() } else { format!("false for {}", shown.join(", ")) }
 }
 
 /// `x % y` with the sign of `y` (Python's rule), `y != 0`.

@@ -117,8 +117,16 @@ impl Checker<'_> {
         match a.val(0) {
             // Folded by the row's own rule, as lowering folds it.
             Val::Int(_) | Val::Float(_) if row.accepts(DType::F32) => {
-                let x = super::expr::known(&a.val(0)).and_then(|s| s.as_f64());
-                Val::Float(x.and_then(|x| op.fold_f64(x)).filter(|y| y.is_finite()))
+                let Some(x) = super::expr::known(&a.val(0)).and_then(|s| s.as_f64()) else { return Val::Float(None) };
+                match op.fold_f64(x).map(crate::arith::finite) {
+                    Some(Err(_)) => {
+                        let d = Diag::error(format!("`{}({x:?})` is not a finite number", row.name))
+                            .at(a.call, "not a finite number")
+                            .help("compile-time floats are finite: check the argument");
+                        self.error(d)
+                    }
+                    y => Val::Float(y.and_then(Result::ok)),
+                }
             }
             Val::Tensor(t) if row.accepts(t.dtype) => Val::tensor(t.dtype, t.shape),
             v => {

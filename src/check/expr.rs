@@ -86,8 +86,8 @@ impl Checker<'_> {
     fn assert(&mut self, cond: &Expr, message: Option<&str>) {
         match self.expr(cond) {
             Val::Bool(Some(false)) => {
-                let d =
-                    Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, self.falsity(cond));
+                let label = arith::falsity(cond, |n| self.lookup(n).and_then(|(v, _)| known(&v)));
+                let d = Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, label);
                 self.diags.push(d);
             }
             Val::Bool(_) | Val::Error => {}
@@ -97,23 +97,6 @@ impl Checker<'_> {
                 self.diags.push(d);
             }
         }
-    }
-
-    /// "false for p = 1.5": the known values the condition read, as
-    /// lowering says it.
-    fn falsity(&mut self, cond: &Expr) -> String {
-        let mut names = Vec::new();
-        cond.names(&mut names);
-        let mut shown: Vec<String> = Vec::new();
-        for (i, n) in names.iter().enumerate() {
-            if names[..i].contains(n) {
-                continue;
-            }
-            if let Some(v) = self.lookup(n).and_then(|(v, _)| known(&v)) {
-                shown.push(format!("{n} = {v}"));
-            }
-        }
-        if shown.is_empty() { "this is false".to_string() } else { format!("false for {}", shown.join(", ")) }
     }
 
     /// `let h: f32[B, 128] = ...`: the annotation must hold exactly.

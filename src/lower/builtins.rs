@@ -184,7 +184,9 @@ impl Lowerer<'_> {
             let v = a.float(0, 0.0)?;
             // Folded by the IR's own scalar rule, so constants and tensors agree.
             let folded = op.fold_f64(v).ok_or_else(|| Diag::error("not a float op").at(a.call, "here"))?;
-            return Ok(Val::Float(folded));
+            let not_finite =
+                |_| Diag::error(format!("`{}({v:?})` is not a finite number", op.row().name)).at(a.call, "here");
+            return Ok(Val::Float(crate::arith::finite(folded).map_err(not_finite)?));
         }
         let x = self.x(a, 0)?;
         Ok(Val::Node(self.g.unary(op, x).map_err(at(a.call))?))

@@ -95,23 +95,7 @@ impl<'p> Lowerer<'p> {
         match self.expr(cond)? {
             Val::Bool(true) => Ok(()),
             Val::Bool(false) => {
-                let mut names = Vec::new();
-                cond.names(&mut names);
-                let first = |i: usize, n: &String| !names[..i].contains(n);
-                let shown: Vec<String> = names
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, n)| first(i, n))
-                    .filter_map(|(_, n)| {
-                        let v = self.lookup(n, cond.span).ok()?;
-                        scalar(&v).map(|v| format!("{n} = {v}"))
-                    })
-                    .collect();
-                let label = if shown.is_empty() {
-                    "this is false".to_string()
-                } else {
-                    format!("false for {}", shown.join(", "))
-                };
+                let label = arith::falsity(cond, |n| self.lookup(n, cond.span).ok().as_ref().and_then(scalar));
                 Err(Diag::error(message.unwrap_or("assertion failed").to_string()).at(cond.span, label))
             }
             v => {
