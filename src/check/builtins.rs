@@ -7,7 +7,8 @@ use super::val::{Classes, TensorTy, Val};
 use super::{Checker, expected};
 use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
-use crate::ir::ops::conv::{ConvAttrs, Extents, PerDim, conv_shape, window_dim};
+use crate::ir::dims::{self, Extents, ReshapeError, Target};
+use crate::ir::ops::conv::{ConvAttrs, PerDim, conv_shape, window_dim};
 use crate::span::Span;
 use crate::syntax::ast::DType;
 
@@ -344,44 +345,48 @@ impl Checker<'_> {
 
     fn reshape(&mut self, a: &Args) -> Val {
         let (Some(t), Some(target)) = (self.tensor(a, 0), self.dims_arg(a, 1)) else { return Val::Error };
-        let minus_one = |d: &Option<Dim>| d.as_ref().and_then(Dim::as_const) == Some(-1);
-        let holes = target.iter().filter(|d| minus_one(d)).count();
         if t.shape.rest.is_some() {
             return self.flatten_leading(&t, &target, a);
         }
-        let total = t.shape.dims.iter().fold(Dim::constant(1), |acc, d| acc.mul(d));
-        let known = target.iter().filter(|d| !minus_one(d)).flatten().fold(Dim::constant(1), |acc, d| acc.mul(d));
-        let mut dims = Vec::new();
-        for d in &target {
-            dims.push(match d {
-                Some(d) if minus_one(&Some(d.clone())) => match self.quotient(&total, &known, a.span(1)) {
-                    Ok(q) => q,
-                    Err(e) => return self.error(e),
-                },
-                Some(d) => d.clone(),
-                None => Dim::sym(self.fresh_sym("?")),
-            });
+        let target: Vec<Target<Dim>> = target
+            .into_iter()
+            .map(|d| match d {
+                Some(d) if d.as_const() == Some(-1) => Target::Infer,
+                Some(d) => Target::Dim(d),
+                None => Target::Dim(Dim::sym(self.fresh_sym("?"))),
+            })
+            .collect();
+        let mut e = SymExtents { ck: self, span: a.span(1), failed: None };
+        let r = dims::reshape(&mut e, &t.shape.dims, &target);
+        let failed = e.failed.take();
+        match r {
+            Ok(dims) => Val::Tensor(t.with_shape(Shape::of(dims))),
+            Err(ReshapeError::Holes) => self.error(Diag::error("at most one `-1` in a reshape").at(a.span(1), "here")),
+            Err(ReshapeError::Negative(d)) => {
+                let d = Diag::error(format!("a dim of {} in a reshape", self.show_dim(&d)))
+                    .at(a.span(1), "target shape")
+                    .help("dims are sizes, at least 0; `-1` stands for the one inferred from the element count");
+                self.error(d)
+            }
+            Err(ReshapeError::Quotient(m)) => {
+                let d = failed.unwrap_or_else(|| Diag::error(m).at(a.span(1), "here"));
+                self.error(d)
+            }
+            Err(ReshapeError::Count { total, product }) => {
+                let d = Diag::error(format!(
+                    "cannot reshape {}{} into {}: {} elements vs {}",
+                    t.dtype.name(),
+                    self.show_shape(&t.shape),
+                    dims::show_target(&target, |d| self.show_dim(d)),
+                    self.show_dim(&total),
+                    self.show_dim(&product)
+                ))
+                .at(a.span(1), "target shape")
+                .label(a.span(0), format!("this is {}{}", t.dtype.name(), self.show_shape(&t.shape)))
+                .help("a reshape keeps the number of elements");
+                self.error(d)
+            }
         }
-        if holes > 1 {
-            return self.error(Diag::error("at most one `-1` in a reshape").at(a.span(1), "here"));
-        }
-        let product = dims.iter().fold(Dim::constant(1), |acc, d| acc.mul(d));
-        if holes == 0 && target.iter().all(Option::is_some) && product != total && !self.has_opaque(&product, &total) {
-            let out = Shape::of(dims);
-            let d = Diag::error(format!(
-                "cannot reshape {}{} into {}: {} elements vs {}",
-                t.dtype.name(),
-                self.show_shape(&t.shape),
-                self.show_shape(&out),
-                self.show_dim(&total),
-                self.show_dim(&product)
-            ))
-            .at(a.span(1), "target shape")
-            .label(a.span(0), format!("this is {}{}", t.dtype.name(), self.show_shape(&t.shape)))
-            .help("a reshape keeps the number of elements");
-            return self.error(d);
-        }
-        Val::Tensor(t.with_shape(Shape::of(dims)))
     }
 
     /// Dims with opaque quotients (`d/h`) can't be compared: the check
@@ -654,7 +659,7 @@ impl Checker<'_> {
             Ok(at) => at,
             Err(m) => return self.error(Diag::error(m).at(a.call, "in this convolution")),
         };
-        let mut e = SymExtents { ck: self, span: a.call };
+        let mut e = SymExtents { ck: self, span: a.call, failed: None };
         match conv_shape(&mut e, &x.shape.dims, &w.shape.dims, &attrs) {
             Ok(dims) => Val::tensor(DType::F32, Shape::of(dims)),
             Err(m) => {
@@ -701,7 +706,7 @@ impl Checker<'_> {
             if k < 1 || s < 1 {
                 return self.error(Diag::error("window sizes and strides must be at least 1").at(a.call, "here"));
             }
-            let mut e = SymExtents { ck: self, span: a.call };
+            let mut e = SymExtents { ck: self, span: a.call, failed: None };
             match window_dim(&mut e, &x.shape.dims[i + 1], &Dim::constant(k), s as usize, [0, 0], 1) {
                 Ok(d) => dims.push(d),
                 Err(m) => return self.error(Diag::error(m).at(a.call, "in this pooling")),
@@ -788,6 +793,9 @@ impl Checker<'_> {
 struct SymExtents<'c, 'a> {
     ck: &'c mut Checker<'a>,
     span: Span,
+    /// The checker's own diagnostic for a failed division, richer than the
+    /// message the rule gets back.
+    failed: Option<Diag>,
 }
 
 impl Extents for SymExtents<'_, '_> {
@@ -810,8 +818,18 @@ impl Extents for SymExtents<'_, '_> {
             None => self.ck.quotient(a, &Dim::constant(by), self.span).map_err(|d| d.message),
         }
     }
+    fn div_exact(&mut self, a: &Dim, b: &Dim) -> Result<Dim, String> {
+        self.ck.quotient(a, b, self.span).map_err(|d| {
+            let m = d.message.clone();
+            self.failed = Some(d);
+            m
+        })
+    }
     fn same(&self, a: &Dim, b: &Dim) -> bool {
         a == b
+    }
+    fn differ(&self, a: &Dim, b: &Dim) -> bool {
+        a != b && !self.ck.has_opaque(a, b)
     }
     fn show(&self, d: &Dim) -> String {
         self.ck.show_dim(d)

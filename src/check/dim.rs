@@ -183,16 +183,8 @@ impl Shape {
         if short.rest.is_some() && short.dims.len() < long.dims.len() {
             return Err(BroadcastError::Rests);
         }
-        let offset = long.dims.len() - short.dims.len();
-        let mut dims = long.dims[..offset].to_vec();
-        for (i, (a, b)) in long.dims[offset..].iter().zip(&short.dims).enumerate() {
-            dims.push(match (a, b) {
-                _ if a == b => a.clone(),
-                _ if b.is_one() => a.clone(),
-                _ if a.is_one() => b.clone(),
-                _ => return Err(BroadcastError::Dims(offset + i, a.clone(), b.clone())),
-            });
-        }
+        let dims = crate::ir::dims::broadcast(&long.dims, &short.dims, Dim::is_one)
+            .map_err(|(axis, a, b)| BroadcastError::Dims(axis, a, b))?;
         Ok(Shape { rest, dims })
     }
 }

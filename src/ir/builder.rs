@@ -20,20 +20,9 @@ use super::types::{DType, NodeId, Scalar, Shape, ShapeDisplay, Type};
 
 /// The numpy broadcast of two shapes, or an error naming both.
 pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Shape, IrError> {
-    let n = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| {
-        if i < n - s.len() { 1 } else { s[i - (n - s.len())] }
-    };
-    (0..n)
-        .map(|i| match (dim(a, i), dim(b, i)) {
-            (x, y) if x == y || y == 1 => Ok(x),
-            (1, y) => Ok(y),
-            _ => Err(IrError::ty(
-                "broadcast",
-                format!("shapes {} and {} do not broadcast", ShapeDisplay(a), ShapeDisplay(b)),
-            )),
-        })
-        .collect()
+    crate::ir::dims::broadcast(a, b, |d| *d == 1).map_err(|_| {
+        IrError::ty("broadcast", format!("shapes {} and {} do not broadcast", ShapeDisplay(a), ShapeDisplay(b)))
+    })
 }
 
 macro_rules! unary_helpers {

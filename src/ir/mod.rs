@@ -36,6 +36,7 @@ macro_rules! closed_enum {
 }
 
 mod builder;
+pub mod dims;
 mod error;
 mod graph;
 pub mod interp;

@@ -1,9 +1,10 @@
 //! Builtins → IR: each builtin's composition of primitive ops.
 
 use super::expr::Arg;
-use super::{Init, LResult, Lowerer, MAX_ELEMENTS, Val, at, check_size, numel};
+use super::{Init, LResult, Lowerer, Val, at, check_size, numel};
 use crate::builtins::{Builtin, InitKind, OptionDomain, Reduction, normalize};
 use crate::diag::Diag;
+use crate::ir::dims::{self, ReshapeError, Sizes, Target};
 use crate::ir::ops::conv::PerDim;
 use crate::ir::{BinaryOp, ConvAttrs, DType, IrError, NodeId, Type, UnaryOp};
 use crate::span::Span;
@@ -257,39 +258,36 @@ impl Lowerer<'_> {
         Ok(Val::Node(g.unary(UnaryOp::Neg, mx).map_err(at(span))?))
     }
 
+    /// The checker's rule ([`dims::reshape`]) on the concrete sizes: it
+    /// fails here only where the checker could not decide (`d / heads`).
     fn reshape_dims(&mut self, x: NodeId, a: &Args) -> LResult<Vec<usize>> {
         let shape = self.shape(x);
         check_size(&shape, a.span(0))?;
-        let total = numel(&shape).unwrap_or(MAX_ELEMENTS) as i64;
-        let raw: Vec<i64> = match a.get(1) {
-            Some(Val::List(xs)) => xs
-                .iter()
-                .map(|v| match v {
-                    Val::Int(i) => Ok(*i),
-                    Val::Float(f) => Err(Diag::error(format!("a dim of {f} is not a whole number"))
-                        .at(a.span(1), "in these dims")
-                        .help("a quotient of sizes (`d / heads`) must divide exactly")),
-                    _ => Err(Diag::error("expected ints").at(a.span(1), "here")),
-                })
-                .collect::<LResult<_>>()?,
-            Some(Val::Dims(d)) => d.iter().map(|v| *v as i64).collect(),
+        let dim = |v: &Val| match v {
+            Val::Int(-1) => Ok(Target::Infer),
+            Val::Int(i) => Ok(Target::Dim(*i)),
+            Val::Float(f) => Err(Diag::error(format!("a dim of {f} is not a whole number"))
+                .at(a.span(1), "in these dims")
+                .help("a quotient of sizes (`d / heads`) must divide exactly")),
+            _ => Err(Diag::error("expected ints").at(a.span(1), "here")),
+        };
+        let target: Vec<Target<i64>> = match a.get(1) {
+            Some(Val::List(xs)) => xs.iter().map(dim).collect::<LResult<_>>()?,
+            Some(Val::Dims(d)) => d.iter().map(|v| Target::Dim(*v as i64)).collect(),
             _ => return Err(Diag::error("expected a list of dims").at(a.span(1), "here")),
         };
-        let known = raw.iter().filter(|d| **d != -1).try_fold(1i64, |acc, d| acc.checked_mul(*d));
-        let dims: Vec<usize> = raw
-            .iter()
-            .map(|d| match known {
-                Some(k) if *d == -1 && k > 0 => total / k,
-                _ => *d,
-            })
-            .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
-            .collect();
-        if numel(&dims) != Some(total as u64) || dims.contains(&usize::MAX) {
-            let d = Diag::error(format!("cannot reshape {:?} ({total} elements) into {:?}", self.shape(x), raw))
-                .at(a.span(1), "element count differs");
-            return Err(d);
+        let input: Vec<i64> = shape.iter().map(|d| *d as i64).collect();
+        let fail = |m: String| Err(Diag::error(m).at(a.span(1), "target shape"));
+        match dims::reshape(&mut Sizes, &input, &target) {
+            Ok(d) => Ok(d.into_iter().map(|v| v.max(0) as usize).collect()),
+            Err(ReshapeError::Holes) => fail("at most one `-1` in a reshape".into()),
+            Err(ReshapeError::Negative(d)) => fail(format!("a dim of {d} in a reshape")),
+            Err(ReshapeError::Quotient(m)) => fail(m),
+            Err(ReshapeError::Count { total, product }) => fail(format!(
+                "cannot reshape {shape:?} into {}: {total} elements vs {product}",
+                dims::show_target(&target, i64::to_string)
+            )),
         }
-        Ok(dims)
     }
 
     fn concat(&mut self, stack: bool, a: &Args) -> LResult<Val> {
@@ -406,7 +404,7 @@ impl Lowerer<'_> {
         let mut out = vec![shape[0]];
         for i in 0..n {
             let d = crate::ir::ops::conv::window_dim(
-                &mut crate::ir::ops::conv::Sizes,
+                &mut Sizes,
                 &(shape[i + 1] as i64),
                 &(size[i] as i64),
                 stride[i],

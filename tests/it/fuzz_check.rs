@@ -684,9 +684,19 @@ fn mutants_never_panic() {
         .map(|v| v.split('|').filter(|s| !s.is_empty()).map(String::from).collect())
         .unwrap_or_default();
     let skipped = std::sync::atomic::AtomicUsize::new(0);
+    // The slowest case, printed so that a drift towards CASE_LIMIT shows
+    // before it fails on a loaded machine.
+    let slowest = std::sync::Mutex::new((Duration::ZERO, String::new()));
     let result = runner.run(&case(), |c| {
         let (name, text, overrides) = mutant(&c);
-        match check_one(name, &text, &overrides) {
+        let t = Instant::now();
+        let r = check_one(name, &text, &overrides);
+        if let Ok(mut s) = slowest.lock()
+            && t.elapsed() > s.0
+        {
+            *s = (t.elapsed(), format!("{name}, {:?}", c.edits));
+        }
+        match r {
             Err(e) if known.iter().any(|k| e.contains(k.as_str())) => {
                 skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
@@ -694,8 +704,10 @@ fn mutants_never_panic() {
             r => r.map_err(TestCaseError::fail),
         }
     });
+    let (slow, which) = slowest.into_inner().unwrap_or_default();
+    let which: String = which.chars().take(200).collect();
     eprintln!(
-        "fuzz_check: {} cases in {:.1?}{}",
+        "fuzz_check: {} cases in {:.1?}, the slowest {slow:.1?} ({which}){}",
         cases_wanted(),
         start.elapsed(),
         if known.is_empty() { String::new() } else { format!(", {} known failures passed", skipped.into_inner()) }
@@ -770,4 +782,14 @@ fn regression_very_long_lines() {
         assert!(shown.len() < 2000, "a diagnostic names the place without drawing the line:\n{shown}");
         assert!(shown.contains("long.nn:1:"), "{shown}");
     }
+}
+
+/// A name of 53,569 letters (one fuzz mutant of examples/char_gpt.nn): the
+/// "did you mean" guess computed a full edit-distance table against every
+/// name in scope, 2.4 s for one diagnostic.
+#[test]
+fn regression_very_long_unknown_name() {
+    let text =
+        include_str!("../../examples/char_gpt.nn").replacen("Block(", &format!("B{}lock(", "a".repeat(53_569)), 1);
+    assert_no_panic("examples/char_gpt.nn", &text, &[]);
 }

@@ -18,6 +18,7 @@
 
 use ndarray::ArrayD;
 
+use crate::ir::dims::{Extents, Sizes};
 use crate::ir::error::IrError;
 use crate::ir::graph::Graph;
 use crate::ir::op::{LoweringClass, Op, OpRule, VjpCtx, arity};
@@ -119,50 +120,6 @@ pub struct Conv {
     pub image: Vec<usize>,
     /// Spatial sizes of the window (likewise for the kernel gradient).
     pub window: Vec<usize>,
-}
-
-/// Integer arithmetic on dims: concrete sizes here, symbolic dims in the
-/// checker, so both apply the same [`conv_shape`].
-pub trait Extents {
-    type Dim: Clone;
-    fn lit(&self, v: i64) -> Self::Dim;
-    /// The value, when it is known.
-    fn known(&self, d: &Self::Dim) -> Option<i64>;
-    fn add(&mut self, a: &Self::Dim, b: &Self::Dim) -> Self::Dim;
-    fn mul(&mut self, a: &Self::Dim, b: &Self::Dim) -> Self::Dim;
-    /// `floor(a / by)` for a positive constant `by`.
-    fn floor_div(&mut self, a: &Self::Dim, by: i64) -> Result<Self::Dim, String>;
-    /// Whether `a` and `b` are provably equal.
-    fn same(&self, a: &Self::Dim, b: &Self::Dim) -> bool;
-    fn show(&self, d: &Self::Dim) -> String;
-}
-
-/// Concrete sizes.
-pub struct Sizes;
-
-impl Extents for Sizes {
-    type Dim = i64;
-    fn lit(&self, v: i64) -> i64 {
-        v
-    }
-    fn known(&self, d: &i64) -> Option<i64> {
-        Some(*d)
-    }
-    fn add(&mut self, a: &i64, b: &i64) -> i64 {
-        a.saturating_add(*b)
-    }
-    fn mul(&mut self, a: &i64, b: &i64) -> i64 {
-        a.saturating_mul(*b)
-    }
-    fn floor_div(&mut self, a: &i64, by: i64) -> Result<i64, String> {
-        Ok(a.div_euclid(by))
-    }
-    fn same(&self, a: &i64, b: &i64) -> bool {
-        a == b
-    }
-    fn show(&self, d: &i64) -> String {
-        d.to_string()
-    }
 }
 
 /// The forward shape rule: `x: [B, S.., cin]`, `w: [K.., cin / groups, cout]`
