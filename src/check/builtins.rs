@@ -356,7 +356,7 @@ impl Checker<'_> {
                 None => Target::Dim(Dim::sym(self.fresh_sym("?"))),
             })
             .collect();
-        let mut e = SymExtents { ck: self, span: a.span(1), failed: None };
+        let mut e = SymExtents::new(self, a.span(1));
         let r = dims::reshape(&mut e, &t.shape.dims, &target);
         let failed = e.failed.take();
         match r {
@@ -659,7 +659,7 @@ impl Checker<'_> {
             Ok(at) => at,
             Err(m) => return self.error(Diag::error(m).at(a.call, "in this convolution")),
         };
-        let mut e = SymExtents { ck: self, span: a.call, failed: None };
+        let mut e = SymExtents::new(self, a.call);
         match conv_shape(&mut e, &x.shape.dims, &w.shape.dims, &attrs) {
             Ok(dims) => Val::tensor(DType::F32, Shape::of(dims)),
             Err(m) => {
@@ -706,7 +706,7 @@ impl Checker<'_> {
             if k < 1 || s < 1 {
                 return self.error(Diag::error("window sizes and strides must be at least 1").at(a.call, "here"));
             }
-            let mut e = SymExtents { ck: self, span: a.call, failed: None };
+            let mut e = SymExtents::new(self, a.call);
             match window_dim(&mut e, &x.shape.dims[i + 1], &Dim::constant(k), s as usize, [0, 0], 1) {
                 Ok(d) => dims.push(d),
                 Err(m) => return self.error(Diag::error(m).at(a.call, "in this pooling")),
@@ -790,12 +790,18 @@ impl Checker<'_> {
 
 /// Symbolic dims for the IR's shape rules: a quotient that is not exact
 /// becomes the checker's opaque symbol for it.
-struct SymExtents<'c, 'a> {
+pub(super) struct SymExtents<'c, 'a> {
     ck: &'c mut Checker<'a>,
     span: Span,
     /// The checker's own diagnostic for a failed division, richer than the
     /// message the rule gets back.
     failed: Option<Diag>,
+}
+
+impl<'c, 'a> SymExtents<'c, 'a> {
+    pub(super) fn new(ck: &'c mut Checker<'a>, span: Span) -> Self {
+        SymExtents { ck, span, failed: None }
+    }
 }
 
 impl Extents for SymExtents<'_, '_> {

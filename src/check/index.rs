@@ -1,10 +1,12 @@
 //! Indexing and slicing: `x[i]`, `x[a:b:s]`, `x[..., -1]`, `table[ids]`.
 
 use super::Checker;
+use super::builtins::SymExtents;
 use super::dim::{Dim, Shape};
 use super::val::{TensorTy, Val};
 use crate::builtins::normalize;
 use crate::diag::Diag;
+use crate::ir::dims;
 use crate::span::Span;
 use crate::syntax::ast::{DType, Expr, IndexItem};
 
@@ -121,56 +123,47 @@ impl Checker<'_> {
         }
     }
 
-    /// The length of `a:b:s` along a dim; exact when everything is known,
-    /// `None` if the slice is out of range (reported here).
+    /// The length of `a:b:s` along a dim, by the rule lowering applies
+    /// ([`dims::slice`]); `None` if it is out of range or a bound is not an
+    /// int (reported here).
     fn slice_len(&mut self, dim: &Dim, parts: [&Option<Expr>; 3], span: Span) -> Option<Dim> {
         let [start, end, step] = parts.map(|p| p.as_ref().map(|e| (self.expr(e), e.span)));
-        let int = |v: &Option<(Val, Span)>| match v {
-            Some((Val::Int(Some(d)), _)) => Some(d.clone()),
-            _ => None,
+        let bound = |cx: &mut Self, v: Option<(Val, Span)>| match v {
+            None => Some(None),
+            Some((Val::Int(Some(d)), _)) => Some(Some(d)),
+            // Known to lowering only: a dim the checker cannot compare.
+            Some((Val::Int(None), _)) => Some(Some(Dim::sym(cx.fresh_sym("?")))),
+            Some((Val::Error, _)) => None,
+            Some((other, at)) => {
+                let d = Diag::error(format!("a slice bound must be an int, found {}", cx.show(&other)))
+                    .at(at, "not an int");
+                cx.diags.push(d);
+                None
+            }
         };
+        let (lo, hi) = (bound(self, start)?, bound(self, end)?);
         let step_n = match &step {
             None => 1,
             Some((Val::Int(Some(d)), s)) => match d.as_const() {
                 Some(k) if k >= 1 => k,
-                _ => {
-                    self.diags.push(Diag::error("a slice step must be a positive constant").at(*s, "here"));
-                    1
-                }
+                _ => return self.bad_step(*s),
             },
-            Some((_, s)) => {
-                self.diags.push(Diag::error("a slice step must be a positive constant").at(*s, "here"));
-                1
-            }
+            Some((_, s)) => return self.bad_step(*s),
         };
-        let resolve = |d: Option<Dim>, default: Dim| -> Dim {
-            match d {
-                Some(d) if d.as_const().is_some_and(|k| k < 0) => dim.add(&d),
-                Some(d) => d,
-                None => default,
+        let mut e = SymExtents::new(self, span);
+        let r = dims::slice(&mut e, dim, lo, hi, step_n);
+        match r {
+            Ok(r) => Some(r.len),
+            Err(m) => {
+                self.diags.push(Diag::error(m).at(span, "bad slice"));
+                None
             }
-        };
-        let lo = resolve(int(&start), Dim::constant(0));
-        let hi = resolve(int(&end), dim.clone());
-        let len = hi.sub(&lo);
-        if let (Some(l), Some(n)) = (len.as_const(), dim.as_const())
-            && (l <= 0 || lo.as_const().is_some_and(|x| x < 0) || hi.as_const().is_some_and(|x| x > n))
-        {
-            self.diags.push(
-                Diag::error(format!("this slice is empty or out of range for a dim of size {n}")).at(span, "bad slice"),
-            );
-            return None;
         }
-        if step_n == 1 {
-            return Some(len);
-        }
-        Some(match len.as_const() {
-            Some(l) => Dim::constant((l + step_n - 1) / step_n),
-            None => {
-                let q = len.add(&Dim::constant(step_n - 1));
-                self.quotient(&q, &Dim::constant(step_n), span).unwrap_or(len)
-            }
-        })
+    }
+
+    fn bad_step(&mut self, at: Span) -> Option<Dim> {
+        self.diags.push(Diag::error("a slice step must be a positive constant").at(at, "here"));
+        None
     }
 
     /// `take(x, ids, axis)`: out shape x[..axis] + ids + x[axis+1..].

@@ -145,6 +145,56 @@ pub fn reshape<E: Extents>(
     Ok(dims)
 }
 
+/// Where `x[start:end:step]` begins along a dim of `size`, and how many
+/// elements it takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceRange<D> {
+    pub start: D,
+    pub len: D,
+}
+
+/// `start:end:step` along a dim of `size`: a negative bound counts from the
+/// end, a missing one is the dim's start or end. The bounds are not clamped
+/// (numpy would): a slice that runs off the dim is an error, so that the
+/// length the checker proves is the length the graph gets.
+pub fn slice<E: Extents>(
+    e: &mut E,
+    size: &E::Dim,
+    start: Option<E::Dim>,
+    end: Option<E::Dim>,
+    step: i64,
+) -> Result<SliceRange<E::Dim>, String> {
+    if step < 1 {
+        return Err("a slice step must be a positive constant".into());
+    }
+    let bound = |e: &mut E, b: Option<E::Dim>, default: E::Dim| match b {
+        Some(d) if e.known(&d).is_some_and(|k| k < 0) => e.add(size, &d),
+        Some(d) => d,
+        None => default,
+    };
+    let zero = e.lit(0);
+    let lo = bound(e, start, zero);
+    let hi = bound(e, end, size.clone());
+    let minus_lo = e.mul(&lo, &e.lit(-1));
+    let len = e.add(&hi, &minus_lo);
+    let minus_hi = e.mul(&hi, &e.lit(-1));
+    let past_end = e.add(size, &minus_hi);
+    let bad = e.known(&len).is_some_and(|l| l <= 0)
+        || e.known(&lo).is_some_and(|l| l < 0)
+        || e.known(&past_end).is_some_and(|p| p < 0);
+    if bad {
+        return Err(format!("this slice is empty or out of range for a dim of size {}", e.show(size)));
+    }
+    let len = match step {
+        1 => len,
+        k => {
+            let up = e.add(&len, &e.lit(k - 1));
+            e.floor_div(&up, k)?
+        }
+    };
+    Ok(SliceRange { start: lo, len })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +219,19 @@ mod tests {
         assert!(matches!(r(&[2, 3], &[-1, 0]), Err(ReshapeError::Quotient(_))));
         assert!(matches!(r(&[2, 3], &[5]), Err(ReshapeError::Count { total: 6, product: 5 })));
         assert!(matches!(r(&[2, 3], &[i64::MAX, 2]), Err(ReshapeError::Count { .. })));
+    }
+
+    #[test]
+    fn slices_count_from_the_end_and_never_clamp() {
+        let s = |n: i64, a: Option<i64>, b: Option<i64>, k: i64| slice(&mut Sizes, &n, a, b, k);
+        assert_eq!(s(10, None, None, 1), Ok(SliceRange { start: 0, len: 10 }));
+        assert_eq!(s(10, Some(-3), None, 1), Ok(SliceRange { start: 7, len: 3 }));
+        assert_eq!(s(10, Some(1), Some(-1), 3), Ok(SliceRange { start: 1, len: 3 }));
+        assert_eq!(s(10, None, None, 4), Ok(SliceRange { start: 0, len: 3 }));
+        for (a, b, k) in [(None, Some(11), 1), (Some(-11), None, 1), (Some(5), Some(5), 1), (Some(6), Some(2), 1)] {
+            assert!(s(10, a, b, k).is_err(), "{a:?}:{b:?}:{k}");
+        }
+        assert!(s(10, None, None, 0).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::{LResult, Lowerer, MAX_STACK, Model, ParamDecl, Val, at, check_size};
 use crate::arith::{self, Scalar};
 use crate::builtins::normalize;
 use crate::diag::Diag;
+use crate::ir::dims::{self, Sizes};
 use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
 use crate::resolve::ItemRef;
 use crate::span::Span;
@@ -576,25 +577,13 @@ impl<'p> Lowerer<'p> {
                     axis += 1;
                 }
                 IndexItem::Slice { start: s, end: e, step: st, span } => {
-                    let n = shape[axis] as i64;
-                    let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
-                    let lo = match s {
-                        Some(x) => clamp(self.int(x)?),
-                        None => 0,
-                    };
-                    let hi = match e {
-                        Some(x) => clamp(self.int(x)?),
-                        None => n as usize,
-                    };
-                    let k = match st {
-                        Some(x) => self.int(x)?,
-                        None => 1,
-                    };
-                    if k < 1 || hi <= lo {
-                        return Err(Diag::error("empty slice or bad step").at(*span, "here"));
-                    }
-                    (start[axis], end[axis], step[axis]) = (lo, hi, k as usize);
-                    out_shape.push((hi - lo).div_ceil(k as usize));
+                    let mut bound = |x: &Option<Expr>| x.as_ref().map(|x| self.int(x)).transpose();
+                    let (lo, hi, k) = (bound(s)?, bound(e)?, bound(st)?.unwrap_or(1));
+                    let r = dims::slice(&mut Sizes, &(shape[axis] as i64), lo, hi, k)
+                        .map_err(|m| Diag::error(m).at(*span, "bad slice"))?;
+                    let (lo, len) = (r.start as usize, r.len as usize);
+                    (start[axis], end[axis], step[axis]) = (lo, lo + (len - 1) * k as usize + 1, k as usize);
+                    out_shape.push(len);
                     axis += 1;
                 }
             }

@@ -25,6 +25,7 @@ mod op_table;
 mod oracle;
 mod run_cli;
 mod run_interp;
+mod shape_rules;
 mod std_grad;
 mod ui;
 mod watch_cli;
