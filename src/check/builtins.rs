@@ -546,6 +546,12 @@ impl Checker<'_> {
             let Some((lo, hi)) = pair else {
                 return self.error(expected("`[lo, hi]` pairs of constant ints", "something else", a.span(1)));
             };
+            if [&lo, &hi].iter().any(|d| d.as_const().is_some_and(|v| v < 0)) {
+                let d = Diag::error(format!("padding `[{}, {}]` is negative", self.show_dim(&lo), self.show_dim(&hi)))
+                    .at(a.span(1), "negative padding")
+                    .help("padding adds elements: each `[lo, hi]` is at least 0; slice to remove some");
+                return self.error(d);
+            }
             dims[start + i] = dims[start + i].add(&lo).add(&hi);
         }
         Val::Tensor(t.with_shape(Shape { rest: t.shape.rest, dims }))
