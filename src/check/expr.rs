@@ -155,7 +155,19 @@ impl Checker<'_> {
     }
 
     fn if_expr(&mut self, cond: &Expr, then: &ast::Block, els: &Expr) -> Val {
-        let c = self.expr(cond);
+        // `if cin == cout { x } else { project(x) }`: two dims that the
+        // condition says are equal in one branch.
+        let (c, equal) = match &cond.kind {
+            ExprKind::Binary(op @ (BinOp::Eq | BinOp::Ne), l, r) => {
+                let (vl, vr) = (self.expr(l), self.expr(r));
+                let dims = match (&vl, &vr) {
+                    (Val::Int(Some(x)), Val::Int(Some(y))) => Some((*op == BinOp::Eq, x.clone(), y.clone())),
+                    _ => None,
+                };
+                (self.binary(*op, (vl, l.span), (vr, r.span), cond.span), dims)
+            }
+            _ => (self.expr(cond), None),
+        };
         if !matches!(c, Val::Bool(_) | Val::Error) {
             let help = "`if` picks code at compile time; for elementwise choice use `where(cond, a, b)`";
             let d = if let Val::Tensor(_) = &c {
@@ -173,6 +185,11 @@ impl Checker<'_> {
             Val::Bool(Some(true)) => a,
             Val::Bool(Some(false)) => b,
             _ if a.is_error() || b.is_error() => Val::Error,
+            _ if !same_type(&a, &b)
+                && let Some(v) = equal.and_then(|(eq, x, y)| equated(&a, &b, eq, &x, &y)) =>
+            {
+                v
+            }
             // Either branch may run: ids keep a count both branches share.
             _ if same_type(&a, &b) => match (a, &b) {
                 (Val::Tensor(t), Val::Tensor(u)) => {
@@ -668,6 +685,23 @@ impl Checker<'_> {
 }
 
 /// Two values have the same type (compile-time values compare by kind).
+/// The type of an `if` whose branches differ only by two dims `x` and `y`
+/// that are equal wherever one branch runs (`then` when `eq`, else `els`):
+/// that branch's type with `x` written as `y` (or `y` as `x`) must be the
+/// other's, which is then the type of the whole.
+fn equated(then: &Val, els: &Val, eq: bool, x: &Dim, y: &Dim) -> Option<Val> {
+    let (Val::Tensor(t), Val::Tensor(e)) = (then, els) else { return None };
+    let (under, other) = if eq { (t, e) } else { (e, t) };
+    let lone = |d: &Dim| d.syms().next().filter(|s| Dim::sym(*s) == *d);
+    let rewrites = [(lone(x), y), (lone(y), x)];
+    rewrites.into_iter().find_map(|(s, to)| {
+        let s = s?;
+        let dims = under.shape.dims.iter().map(|d| d.subst(&|v| (v == s).then(|| to.clone()))).collect();
+        let moved = TensorTy { shape: Shape { rest: under.shape.rest, dims }, ..under.clone() };
+        same_type(&Val::Tensor(moved), &Val::Tensor(other.clone())).then(|| Val::Tensor(other.clone()))
+    })
+}
+
 pub(super) fn same_type(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::Tensor(x), Val::Tensor(y)) => x == y,

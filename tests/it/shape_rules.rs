@@ -93,3 +93,48 @@ fn a_slice_past_a_symbolic_dim_fails_in_lowering() {
     let e = lowers(3, "x[:5]").unwrap_err();
     assert!(e.contains("out of range for a dim of size 3"), "{e}");
 }
+
+/// A residual block whose shortcut is projected only when the widths
+/// differ: the branches are `f32[B, cin]` and `f32[B, cout]`, equal
+/// wherever the first runs.
+#[test]
+fn a_branch_under_an_equality_of_dims_unifies() {
+    let block = |cond: &str, then: &str, els: &str| {
+        format!(
+            "use std.nn.Linear\n\
+             model Res(cin: int, cout: int) {{\n    proj: Linear(cin, cout)\n    \
+             fn (x: f32[B, cin]) -> f32[B, cout] {{\n        if {cond} {{ {then} }} else {{ {els} }}\n    }}\n}}\n"
+        )
+    };
+    let ok = |src: String| {
+        let out = nnc::check_source("res.nn", &src, &[]);
+        assert!(out.diags.is_empty(), "{src}\n{:?}", out.diags.iter().map(|d| &d.message).collect::<Vec<_>>());
+    };
+    ok(block("cin == cout", "x", "proj(x)"));
+    ok(block("cout == cin", "x", "proj(x)"));
+    ok(block("cin != cout", "proj(x)", "x"));
+    // Where the shortcut is taken the widths differ: the `if` is
+    // `f32[B, cin]`, which is not the declared result.
+    let src = block("cin != cout", "x", "proj(x)");
+    let out = nnc::check_source("res.nn", &src, &[]);
+    assert!(out.diags.iter().any(|d| d.message.contains("f32[B, cin]")), "{src}\n{:?}", out.diags);
+    // Equal widths do not make the ranks agree.
+    let src = block("cin == cout", "proj(x)", "x.reshape([B, cin, 1])");
+    let out = nnc::check_source("res.nn", &src, &[]);
+    assert!(out.diags.iter().any(|d| d.message.contains("branches of this `if` differ")), "{src}");
+}
+
+/// ... and lowers to the branch the sizes pick.
+#[test]
+fn the_equality_picks_the_branch_in_lowering() {
+    let src = "use std.nn.Linear\nmodel Res(cin: int, cout: int) {\n    proj: Linear(cin, cout)\n    \
+               fn (x: f32[B, cin]) -> f32[B, cout] {\n        if cin == cout { x } else { proj(x) }\n    }\n}\n";
+    for (cin, cout) in [(4, 4), (4, 6)] {
+        let (mut program, diags) = nnc::resolve::load_str("res.nn", src);
+        assert!(diags.is_empty());
+        let t = nnc::lower::trace(&mut program, &format!("Res({cin}, {cout})(x)"), &[("x", DType::F32, vec![2, cin])])
+            .unwrap_or_else(|d| panic!("{}", d.message));
+        let out = t.graph.outputs()[0].1;
+        assert_eq!(t.graph.node(out).ty.shape, vec![2, cout]);
+    }
+}
