@@ -82,7 +82,7 @@ impl Checker<'_> {
         if let Some(s) = get("eval") {
             self.setting_eval(s, &fields);
         }
-        for key in ["checkpoint", "early_stop", "freeze", "init_from", "on_reload"] {
+        for key in ["checkpoint", "log", "early_stop", "freeze", "init_from", "on_reload"] {
             if let Some(s) = get(key) {
                 self.setting_misc(s, seen.iter().any(|x| x.key.name == "metrics"));
             }
@@ -314,6 +314,16 @@ impl Checker<'_> {
                     let d = Diag::error("`checkpoint` needs a period")
                         .at(s.key.span, "when?")
                         .help("write `checkpoint = every epoch`");
+                    self.diags.push(d);
+                }
+                self.check_every(s);
+            }
+            "log" => {
+                let steps = s.every.as_ref().is_some_and(|e| e.unit.name.starts_with("step"));
+                if !steps || s.value.is_some() {
+                    let d = Diag::error("`log` takes a period in steps")
+                        .at(s.key.span, "how often?")
+                        .help("write `log = every 50 steps`: each `train` event already reports an epoch");
                     self.diags.push(d);
                 }
                 self.check_every(s);

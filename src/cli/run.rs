@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// continues that run.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Log a `train_step` event (loss, metrics, learning rate, samples/s) to
+    /// metrics.jsonl every N steps, overriding the file's `log = every N
+    /// steps`; 0 turns it off.
+    #[arg(long, value_name = "N")]
+    log_every: Option<u64>,
 }
 
 impl RunArgs {
@@ -71,6 +76,7 @@ impl RunArgs {
             reload_data: None,
             keep_checkpoints: self.keep_checkpoints,
             overwrite: self.overwrite,
+            log_every: self.log_every,
         }
     }
 }

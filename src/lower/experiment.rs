@@ -145,6 +145,8 @@ pub struct Lowered {
     /// epoch and at the end).
     pub eval_every: Period,
     pub checkpoint_every: Period,
+    /// `log = every N steps`: a `train_step` event each N steps.
+    pub log_every: Option<u64>,
     pub early_stop: Option<EarlyStop>,
     /// Initial weights to load by name (e.g. saved from PyTorch).
     pub init_from: Option<String>,
@@ -154,6 +156,10 @@ pub struct Lowered {
     /// it swaps in an edited program.
     pub on_reload: ReloadPolicy,
 }
+
+/// The training step's output holding the learning rate after the
+/// schedule (present when there is a schedule).
+pub const SCHEDULED_LR: &str = "schedule/lr";
 
 /// What every lowering of an experiment starts from: the checked spec of
 /// the experiment `setup` names, the `--set` values, and its training data
@@ -211,6 +217,7 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
         lr: step.lr,
         eval_every: extras.eval_every,
         checkpoint_every: extras.checkpoint_every,
+        log_every: extras.log_every,
         early_stop: extras.early_stop,
         init_from: extras.init_from,
         hyperparameters,
@@ -222,6 +229,7 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
 struct RunSettings {
     eval_every: Period,
     checkpoint_every: Period,
+    log_every: Option<u64>,
     early_stop: Option<EarlyStop>,
     init_from: Option<String>,
     on_reload: ReloadPolicy,
@@ -385,6 +393,10 @@ impl Lowerer<'_> {
         Ok(RunSettings {
             eval_every: every(&spec.eval),
             checkpoint_every: every(&spec.checkpoint),
+            log_every: match every(&spec.log) {
+                Period::Steps(n) if spec.log.is_some() => Some(n),
+                _ => None,
+            },
             early_stop,
             init_from,
             on_reload,
@@ -560,6 +572,10 @@ impl Lowerer<'_> {
             .collect::<LResult<_>>()?;
         let grads = autodiff::grad(&mut self.g, loss, &nodes).map_err(at(span))?;
         let lr_eff = self.schedule(spec, step, total, lr_in)?;
+        if lr_eff != lr_in {
+            // For the log: the rate this step used.
+            self.g.set_output(SCHEDULED_LR, lr_eff).map_err(at(span))?;
+        }
         let (opt_item, opt_args, opt_span) = self.optimizer(spec)?;
         let mut states = Vec::new();
         for ((p, node), grad) in trainable.iter().zip(&nodes).zip(&grads) {

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, Lowered, ParamInfo, ParamKind, Setup, SourceSpec, SplitPlan, StateInfo, lower_experiment,
+    DataField, DataPlan, Lowered, ParamInfo, ParamKind, SCHEDULED_LR, Setup, SourceSpec, SplitPlan, StateInfo,
+    lower_experiment,
 };
 pub use predict::{Predict, lower_predict};
 

@@ -68,8 +68,14 @@ impl RunDir {
         super::checkpoint::write_atomic(&self.path.join(name), format!("{text}\n").as_bytes())
     }
 
-    /// Append one event to `metrics.jsonl`, flushed so a crash loses nothing.
+    /// Append one event to `metrics.jsonl`, flushed so a crash loses
+    /// nothing, stamped with `time` (seconds since the Unix epoch).
     pub fn log(&mut self, event: &Value) -> Result<(), RunError> {
+        let mut event = event.clone();
+        if let Value::Object(m) = &mut event {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            m.insert("time".into(), Value::from((now.as_secs_f64() * 1e3).round() / 1e3));
+        }
         let line = format!("{event}\n");
         self.metrics
             .write_all(line.as_bytes())

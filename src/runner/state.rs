@@ -44,6 +44,8 @@ pub struct RunOptions {
     /// Replace a run already in `out` (without it, such a directory is refused
     /// unless the run resumes from it).
     pub overwrite: bool,
+    /// `train_step` events every N steps (0: none), over the file's `log`.
+    pub log_every: Option<u64>,
 }
 
 impl RunOptions {

@@ -12,7 +12,7 @@ use super::state::{
 use super::{Command, Control, RunError};
 use crate::check::spec::Period;
 use crate::ir::DType;
-use crate::lower::Lowered;
+use crate::lower::{Lowered, SCHEDULED_LR};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -192,7 +192,7 @@ impl<'a> Run<'a> {
                     bar.suspend(|| self.flush_reload())?;
                     self.aside_secs += t.elapsed().as_secs_f64();
                 }
-                self.after_step(&bar, rate(self))?;
+                self.after_step(&bar, rate(self), &values)?;
                 if let Some(cmd) = control.as_deref_mut().and_then(|c| c.poll()) {
                     flow = bar.suspend(|| self.apply(cmd))?;
                     if flow != Flow::Go {
@@ -262,13 +262,19 @@ impl<'a> Run<'a> {
             class_names: self.progress.class_names.take(),
             ..Default::default()
         };
-        self.dir.log(&json!({ "event": "restart", "after_step": step }))?;
+        self.dir.log(&json!({ "event": "restart", "step": 0, "after_step": step }))?;
         say("restarted from scratch: every tensor re-initialised, step 0, epoch 1");
         Ok(())
     }
 
-    fn after_step(&mut self, bar: &ProgressBar, rate: f64) -> Result<(), RunError> {
+    fn after_step(&mut self, bar: &ProgressBar, rate: f64, values: &[f64]) -> Result<(), RunError> {
         let step = self.progress.step;
+        if let Some(n) = self.opts.log_every.or(self.l.log_every)
+            && n > 0
+            && step.is_multiple_of(n)
+        {
+            self.log_step(values, rate)?;
+        }
         if step.is_multiple_of(25) && !bar.is_hidden() {
             bar.set_position(self.progress.batch as u64);
             bar.set_message(format!("{}  {rate:.0} samples/s", fmt_metrics(&self.progress.sums.means())));
@@ -284,6 +290,23 @@ impl<'a> Run<'a> {
             self.run_eval()?;
         }
         Ok(())
+    }
+
+    /// A `train_step` event: this step's loss and metrics (not epoch means),
+    /// the learning rate it used and the steady samples/s so far.
+    fn log_step(&mut self, values: &[f64], rate: f64) -> Result<(), RunError> {
+        let scheduled = self.l.train.outputs().iter().any(|(n, _)| n == SCHEDULED_LR);
+        let lr = if scheduled { self.train.scalar(SCHEDULED_LR)? } else { self.l.lr };
+        let mut event = json!({
+            "event": "train_step",
+            "epoch": self.progress.epoch + 1,
+            "step": self.progress.step,
+            "lr": lr,
+            "samples_per_sec": rate,
+        });
+        let named: Vec<(String, f64)> = self.progress.sums.names.iter().cloned().zip(values.iter().copied()).collect();
+        extend(&mut event, &named);
+        self.dir.log(&event)
     }
 
     /// Log the epoch, evaluate and checkpoint when due; `true` to stop early.

@@ -76,12 +76,80 @@ fn a_run_writes_config_metrics_summary_and_checkpoints() {
     assert!(names.contains(&"l1.w".to_string()) && names.contains(&"l1.w@m".to_string()), "{names:?}");
 }
 
+fn events(dir: &Path) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    log.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `--log-every N`: a `train_step` event each N steps with that step's
+/// numbers; every event carries `time` and `step`.
+#[test]
+fn log_every_adds_step_events() {
+    let dir = scratch("log_every");
+    ok(&short_run(&dir, &["--log-every", "5", "--epochs", "1"]));
+    let events = events(&dir);
+    let steps: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "train_step").collect();
+    let at: Vec<u64> = steps.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(at, vec![5, 10, 15, 20]);
+    for e in &steps {
+        assert!(e["loss"].as_f64().is_some_and(|l| l > 0.0) && e["accuracy"].as_f64().is_some(), "{e}");
+        assert_eq!(e["lr"].as_f64(), Some(1e-3));
+        assert!(e["samples_per_sec"].as_f64().is_some_and(|r| r > 0.0), "{e}");
+    }
+    // Per-step losses, not running means: they are not all the same.
+    assert!(steps.windows(2).any(|w| w[0]["loss"] != w[1]["loss"]));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    for e in &events {
+        assert!(e["step"].as_u64().is_some(), "{e}");
+        assert!(e["time"].as_f64().is_some_and(|t| (now - 600.0..now + 1.0).contains(&t)), "{e}");
+    }
+}
+
+/// `log = every N steps` in the file does the same; `--log-every 0` turns
+/// it off; a learning-rate schedule is logged as applied.
+#[test]
+fn the_log_setting_logs_the_scheduled_rate() {
+    let dir = scratch("log_setting");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |src| {
+        src.replace("use std.optim.adam", "use std.optim.adam\nuse std.schedule.cosine").replace(
+            "    epochs    = 5\n",
+            "    epochs    = 5\n    schedule  = cosine(warmup: 10)\n    log = every 4 steps\n",
+        )
+    });
+    assert!(std::fs::read_to_string(&file).unwrap().contains("log = every"));
+    let run = |out: &Path, extra: &[&str]| {
+        nnc()
+            .args(["run", "--quiet", "--epochs", "1", "--train-samples", "320", "--eval-samples", "50", "--out"])
+            .arg(out)
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let (on, off) = (run(&dir.join("on"), &[]), run(&dir.join("off"), &["--log-every", "0"]));
+    ok(&on);
+    ok(&off);
+    let lrs: Vec<f64> = events(&dir.join("on"))
+        .iter()
+        .filter(|e| e["event"] == "train_step")
+        .map(|e| e["lr"].as_f64().unwrap())
+        .collect();
+    assert_eq!(lrs.len(), 2, "{lrs:?}");
+    assert!(lrs[0] < lrs[1] && lrs[1] <= 1e-3, "warming up: {lrs:?}");
+    assert!(!events(&dir.join("off")).iter().any(|e| e["event"] == "train_step"));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_numbers_bit_for_bit() {
     let (a, b) = (scratch("det_a"), scratch("det_b"));
     ok(&short_run(&a, &[]));
     ok(&short_run(&b, &[]));
-    let log = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    // Every event is the same but for its wall-clock `time`.
+    let log = |d: &Path| {
+        let mut events = events(d);
+        events.iter_mut().for_each(|e| assert!(e.as_object_mut().unwrap().remove("time").is_some()));
+        events
+    };
     assert_eq!(log(&a), log(&b));
     assert_eq!(tensors(&a.join("checkpoints/final.safetensors")), tensors(&b.join("checkpoints/final.safetensors")));
 }
