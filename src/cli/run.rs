@@ -109,16 +109,22 @@ fn sweep(opts: &RunOptions, grid: &[runner::sweep::Point]) -> ExitCode {
         match runner::run(&o) {
             Ok(s) => {
                 print_summary(&s);
-                rows.push((label, s));
+                rows.push((point.clone(), s));
             }
             Err(e) => return fail(e),
         }
     }
     say(&format!("\n{}", table(&rows)));
+    let Some((_, first)) = rows.first() else { return ExitCode::SUCCESS };
+    let stem = runner::sweep::comparison_stem(base.as_deref(), &first.run_dir);
+    match runner::sweep::save_comparison(&stem, &rows) {
+        Ok([csv, json]) => say(&format!("comparison saved to {} and {}", csv.display(), json.display())),
+        Err(e) => return fail(e),
+    }
     ExitCode::SUCCESS
 }
 
-fn table(rows: &[(String, runner::RunSummary)]) -> String {
+fn table(rows: &[(runner::sweep::Point, runner::RunSummary)]) -> String {
     let metrics: Vec<String> =
         rows.first().map(|(_, s)| s.eval.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut out = format!(
@@ -126,7 +132,8 @@ fn table(rows: &[(String, runner::RunSummary)]) -> String {
         metrics.iter().map(|m| format!("eval {m}")).collect::<Vec<_>>().join(" | ")
     );
     out.push_str(&format!("|{}\n", " --- |".repeat(metrics.len() + 3)));
-    for (label, s) in rows {
+    for (point, s) in rows {
+        let label = runner::sweep::label(point);
         let loss = s.train.iter().find(|(k, _)| k == "loss").map_or(f64::NAN, |(_, v)| *v);
         let evals: Vec<String> = metrics
             .iter()

@@ -438,6 +438,19 @@ fn a_sweep_trains_every_point_and_compares_them() {
         assert!(stdout.contains(&format!("| lr={lr} |")), "{stdout}");
         assert!(dir.join(format!("lr={lr}/summary.json")).is_file());
     }
+    // The comparison is saved beside the runs, as CSV and JSON.
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "lr,train_loss,train_accuracy,eval_loss,eval_accuracy,samples_per_sec,run_dir", "{csv}");
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[1].starts_with("3e-4,") && lines[3].starts_with("3e-3,"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(json[2]["point"]["lr"], "3e-3");
+    assert!(json[2]["eval"]["accuracy"].as_f64().is_some() && json[0]["samples_per_sec"].as_f64().is_some());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lr=1e-3/summary.json")).unwrap()).unwrap();
+    assert_eq!(json[1]["eval"]["accuracy"], summary["eval"]["accuracy"]);
 }
 
 #[test]
