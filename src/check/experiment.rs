@@ -5,7 +5,7 @@
 use super::call::ArgVal;
 use super::dim::{Dim, Shape};
 use super::expr::same_type;
-use super::spec::{ExperimentSpec, SETTINGS};
+use super::spec::{ExperimentSpec, KeepBest, SETTINGS};
 use super::val::Val;
 use super::{Checker, expected};
 use crate::diag::{Diag, did_you_mean};
@@ -44,6 +44,18 @@ impl Checker<'_> {
             }
             if s.key.name == "early_stop" {
                 self.check_early_stop_metric(e, s);
+            }
+            if s.key.name == "checkpoint"
+                && let Some(Ok(best)) = s.value.as_ref().map(KeepBest::of)
+                && let Some(v) = &s.value
+            {
+                self.check_metric_name(e, "checkpoint = best", &best.metric, v.span);
+                if !e.settings.iter().any(|x| x.key.name == "eval") {
+                    let d = Diag::error("`checkpoint = best(..)` needs an `eval` to rank the weights by")
+                        .at(v.span, "best by what evaluation?")
+                        .help("add `eval = mnist.test(batch: 1000) every epoch` (your dataset's held-out split)");
+                    self.diags.push(d);
+                }
             }
             seen.push(s);
         }
@@ -274,6 +286,11 @@ impl Checker<'_> {
         let Some(ast::Expr { kind: ast::ExprKind::Record(entries), .. }) = &s.value else { return };
         let Some((_, m)) = entries.iter().find(|(k, _)| k.name == "metric") else { return };
         let ast::ExprKind::Str(name) = &m.kind else { return };
+        self.check_metric_name(e, "early_stop", name, m.span);
+    }
+
+    /// A metric watched by `what` must be `loss` or one of `metrics`.
+    fn check_metric_name(&mut self, e: &ast::ExperimentDecl, what: &str, name: &str, at: Span) {
         let mut names = vec!["loss"];
         for x in &e.settings {
             if x.key.name == "metrics"
@@ -282,11 +299,11 @@ impl Checker<'_> {
                 names.extend(ms.iter().map(|(k, _)| k.name.as_str()));
             }
         }
-        if !names.contains(&name.as_str()) {
+        if !names.contains(&name) {
             let help = did_you_mean(name, names.iter().copied())
                 .unwrap_or_else(|| format!("the metrics are: {}", names.join(", ")));
-            let d = Diag::error(format!("`early_stop` watches an unknown metric `{name}`"))
-                .at(m.span, "not `loss` or a metric of this experiment")
+            let d = Diag::error(format!("`{what}` watches an unknown metric `{name}`"))
+                .at(at, "not `loss` or a metric of this experiment")
                 .help(help);
             self.diags.push(d);
         }
@@ -310,11 +327,22 @@ impl Checker<'_> {
     fn setting_misc(&mut self, s: &ast::Setting, _has_metrics: bool) {
         match s.key.name.as_str() {
             "checkpoint" => {
-                if s.every.is_none() {
-                    let d = Diag::error("`checkpoint` needs a period")
-                        .at(s.key.span, "when?")
-                        .help("write `checkpoint = every epoch`");
-                    self.diags.push(d);
+                match &s.value {
+                    None if s.every.is_none() => {
+                        let d = Diag::error("`checkpoint` needs a period")
+                            .at(s.key.span, "when?")
+                            .help("write `checkpoint = every epoch`");
+                        self.diags.push(d);
+                    }
+                    None => {}
+                    Some(v) => {
+                        if let Err(span) = KeepBest::of(v) {
+                            let d = Diag::error("expected `best(metric)` or `best(metric, min|max)`")
+                                .at(span, "here")
+                                .help("`checkpoint = best(accuracy) every epoch` keeps the periodic checkpoints and `best.safetensors`, the best evaluation's weights");
+                            self.diags.push(d);
+                        }
+                    }
                 }
                 self.check_every(s);
             }

@@ -84,6 +84,44 @@ pub struct EarlyStop {
     pub maximize: bool,
 }
 
+/// `checkpoint = best(accuracy)` (or `best(loss, min)`): keep
+/// `best.safetensors`, the weights of the best evaluation so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeepBest {
+    pub metric: String,
+    pub maximize: bool,
+}
+
+impl KeepBest {
+    /// Read from the setting's value, by its form alone: `best(name)` or
+    /// `best(name, min|max)`; the mode defaults to `min` for `loss` and
+    /// `max` for any other metric. `Err` carries the span to blame.
+    pub fn of(value: &ast::Expr) -> Result<KeepBest, Span> {
+        let ast::ExprKind::Call { callee, args } = &value.kind else { return Err(value.span) };
+        let name = |e: &ast::Expr| match &e.kind {
+            ast::ExprKind::Name(n) => Some(n.clone()),
+            _ => None,
+        };
+        if name(callee).as_deref() != Some("best") || args.iter().any(|a| a.name.is_some()) {
+            return Err(value.span);
+        }
+        let metric = match args.first() {
+            Some(a) => name(&a.value).ok_or(a.value.span)?,
+            None => return Err(value.span),
+        };
+        let maximize = match args.get(1).map(|a| (name(&a.value), a.value.span)) {
+            None => metric != "loss",
+            Some((Some(m), _)) if m == "max" => true,
+            Some((Some(m), _)) if m == "min" => false,
+            Some((_, span)) => return Err(span),
+        };
+        if args.len() > 2 {
+            return Err(args[2].value.span);
+        }
+        Ok(KeepBest { metric, maximize })
+    }
+}
+
 /// One experiment setting: its key, and whether it takes `every`.
 pub(super) struct SettingRule {
     pub key: &'static str,

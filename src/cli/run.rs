@@ -154,6 +154,9 @@ pub(super) fn print_summary(s: &runner::RunSummary) {
     if !s.eval.is_empty() {
         say(&format!("  eval:  {}", fmt(&s.eval)));
     }
+    if let Some((m, v, step)) = &s.best {
+        say(&format!("  best: {m} {v:.4} at step {step} (checkpoints/best.safetensors)"));
+    }
     if let Some(why) = &s.stopped_early {
         say(&format!("  stopped early: {why}"));
     }

@@ -16,7 +16,7 @@ use super::{Init, LResult, Lowerer, Val, at};
 use crate::autodiff;
 use crate::builtins::{Builtin, SourceKind};
 use crate::check::Checked;
-use crate::check::spec::{EarlyStop, ExperimentSpec, Literal, OnReload, Period, ReloadPolicy};
+use crate::check::spec::{EarlyStop, ExperimentSpec, KeepBest, Literal, OnReload, Period, ReloadPolicy};
 use crate::diag::{Diag, Diags};
 use crate::ir::{DType, Graph, InputRole, NodeId, Type};
 use crate::resolve::ItemRef;
@@ -147,6 +147,8 @@ pub struct Lowered {
     pub checkpoint_every: Period,
     /// `log = every N steps`: a `train_step` event each N steps.
     pub log_every: Option<u64>,
+    /// `checkpoint = best(metric)`.
+    pub keep_best: Option<KeepBest>,
     pub early_stop: Option<EarlyStop>,
     /// Initial weights to load by name (e.g. saved from PyTorch).
     pub init_from: Option<String>,
@@ -218,6 +220,7 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
         eval_every: extras.eval_every,
         checkpoint_every: extras.checkpoint_every,
         log_every: extras.log_every,
+        keep_best: extras.keep_best,
         early_stop: extras.early_stop,
         init_from: extras.init_from,
         hyperparameters,
@@ -230,6 +233,7 @@ struct RunSettings {
     eval_every: Period,
     checkpoint_every: Period,
     log_every: Option<u64>,
+    keep_best: Option<KeepBest>,
     early_stop: Option<EarlyStop>,
     init_from: Option<String>,
     on_reload: ReloadPolicy,
@@ -397,6 +401,7 @@ impl Lowerer<'_> {
                 Period::Steps(n) if spec.log.is_some() => Some(n),
                 _ => None,
             },
+            keep_best: spec.checkpoint.as_ref().and_then(|s| s.value.as_ref()).and_then(|v| KeepBest::of(v).ok()),
             early_stop,
             init_from,
             on_reload,

@@ -27,6 +27,9 @@ pub struct Progress {
     /// Early-stopping bookkeeping: best value and evaluations since it.
     pub best: Option<f64>,
     pub since_best: u64,
+    /// `checkpoint = best(..)`: the kept evaluation's value and step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_best: Option<(f64, u64)>,
     /// The name of each class id, for CSV labels read as names: kept with
     /// the weights, so `predict` and `build` print names from the checkpoint alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,6 +74,8 @@ pub struct RunSummary {
     pub run_dir: PathBuf,
     /// Why training ended before its schedule, if it did.
     pub stopped_early: Option<String>,
+    /// `checkpoints/best.safetensors`: metric, value and step.
+    pub best: Option<(String, f64, u64)>,
 }
 
 /// Everything one run holds while it trains.

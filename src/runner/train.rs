@@ -346,6 +346,7 @@ impl<'a> Run<'a> {
             json!({ "event": "eval", "epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split });
         extend(&mut event, &self.summary.eval);
         self.dir.log(&event)?;
+        self.keep_best()?;
         let Some(es) = &self.l.early_stop else { return Ok(false) };
         let Some(v) = self.summary.eval.iter().find(|(k, _)| *k == es.metric).map(|(_, v)| *v) else {
             return Ok(false);
@@ -367,6 +368,22 @@ impl<'a> Run<'a> {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// `checkpoint = best(metric)`: save `best` when this evaluation beats
+    /// every earlier one (ties keep the earlier).
+    fn keep_best(&mut self) -> Result<(), RunError> {
+        let Some(kb) = self.l.keep_best.clone() else { return Ok(()) };
+        let Some(v) = self.summary.eval.iter().find(|(k, _)| *k == kb.metric).map(|(_, v)| *v) else { return Ok(()) };
+        let better = self.progress.kept_best.is_none_or(|(b, _)| if kb.maximize { v > b } else { v < b });
+        if better && v.is_finite() {
+            self.progress.kept_best = Some((v, self.progress.step));
+            self.checkpoint("best")?;
+        }
+        if let Some((b, step)) = self.progress.kept_best {
+            self.summary.best = Some((kb.metric, b, step));
+        }
+        Ok(())
     }
 
     fn bar(&self, len: usize) -> ProgressBar {
@@ -535,6 +552,7 @@ impl<'a> Run<'a> {
             "train_s": s.train_s,
             "wall_s": s.wall_s,
             "stopped_early": s.stopped_early,
+            "best": s.best.as_ref().map(|(m, v, step)| json!({ "metric": m, "value": v, "step": step })),
         });
         self.dir.write_json("summary.json", &summary)?;
         self.summary.steps = self.progress.step;

@@ -139,6 +139,48 @@ fn the_log_setting_logs_the_scheduled_rate() {
     assert!(!events(&dir.join("off")).iter().any(|e| e["event"] == "train_step"));
 }
 
+/// `checkpoint = best(accuracy) every epoch`: `best.safetensors` holds the
+/// weights of the evaluation with the highest accuracy, and the summary
+/// names its step.
+#[test]
+fn the_best_checkpoint_is_the_best_evaluation() {
+    let dir = scratch("keep_best");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |src| {
+        src.replace("    epochs    = 5\n", "    epochs    = 4\n    checkpoint = best(accuracy) every epoch\n")
+    });
+    let out = nnc()
+        .args(["run", "--quiet", "--train-samples", "320", "--eval-samples", "200", "--keep-checkpoints", "0"])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg(&file)
+        .args(["--set", "hidden=16"])
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let out = dir.join("out");
+    let evals: Vec<(f64, u64)> = events(&out)
+        .iter()
+        .filter(|e| e["event"] == "eval")
+        .map(|e| (e["accuracy"].as_f64().unwrap(), e["step"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(evals.len(), 4);
+    // The first evaluation with the highest accuracy.
+    let best = evals.iter().fold(evals[0], |b, e| if e.0 > b.0 { *e } else { b });
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["best"]["step"].as_u64(), Some(best.1), "{evals:?}");
+    assert_eq!(summary["best"]["metric"], "accuracy");
+    assert!(stdout.contains(&format!("best: accuracy {:.4} at step {}", best.0, best.1)), "{stdout}");
+    let epoch = best.1 / 10;
+    let weights = |name: &str| -> Vec<(String, Vec<u8>)> {
+        tensors(&out.join(format!("checkpoints/{name}.safetensors")))
+            .into_iter()
+            .filter(|(n, _)| !n.contains('@'))
+            .collect()
+    };
+    assert_eq!(weights("best"), weights(&format!("epoch-{epoch}")));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_numbers_bit_for_bit() {
     let (a, b) = (scratch("det_a"), scratch("det_b"));
