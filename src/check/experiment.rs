@@ -39,7 +39,10 @@ impl Checker<'_> {
             {
                 let d = Diag::error(format!("`{}` takes no `every`", s.key.name))
                     .at(ev.unit.span, "not a periodic setting")
-                    .help("only `eval` and `checkpoint` take a period: `eval = data.test(batch: 100) every epoch`");
+                    .help(format!(
+                        "only {} take a period: `eval = data.test(batch: 100) every epoch`",
+                        periodic_keys()
+                    ));
                 self.diags.push(d);
             }
             if s.key.name == "early_stop" {
@@ -413,4 +416,15 @@ impl Checker<'_> {
 
 fn is_f32_scalar(v: &Val) -> bool {
     matches!(v, Val::Tensor(t) if t.dtype == DType::F32 && t.shape.is_scalar())
+}
+
+/// "`eval`, `checkpoint` and `log`": the settings that take `every`, from
+/// the table, so the hint cannot fall behind it.
+fn periodic_keys() -> String {
+    let keys: Vec<String> = SETTINGS.iter().filter(|r| r.periodic).map(|r| format!("`{}`", r.key)).collect();
+    match keys.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
