@@ -39,12 +39,14 @@ pub struct CheckOutput {
     pub diags: Diags,
     /// The experiments that were lowered (none when checking failed first).
     pub experiments: Vec<String>,
+    /// What the checker found each binding and call to be.
+    pub types: Vec<check::spec::TypeNote>,
 }
 
 impl CheckOutput {
     /// A program that did not get as far as lowering its experiments.
     fn failed(sources: SourceMap, diags: Diags) -> CheckOutput {
-        CheckOutput { sources, diags, experiments: Vec::new() }
+        CheckOutput { sources, diags, experiments: Vec::new(), types: Vec::new() }
     }
 }
 
@@ -86,7 +88,7 @@ fn check_program(program: resolve::Program, mut diags: Diags, overrides: &[Strin
             }
         }
     }
-    CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments }
+    CheckOutput { sources: program.sources, diags: diag::dedup(diags), experiments, types: checked.types }
 }
 
 /// The sweep axes of `path` not pinned by `overrides`: empty when nothing

@@ -2,6 +2,7 @@
 
 use super::call::ArgVal;
 use super::dim::{BroadcastError, Dim, Shape};
+use super::spec::Noted;
 use super::val::{TensorTy, Val};
 use super::{Checker, expected};
 use crate::arith::{self, Kind, Scalar};
@@ -28,7 +29,11 @@ impl Checker<'_> {
                 let (va, vb) = (self.expr(a), self.expr(b));
                 self.binary(*op, (va, a.span), (vb, b.span), e.span)
             }
-            ExprKind::Call { callee, args } => self.call(callee, args, e.span),
+            ExprKind::Call { callee, args } => {
+                let v = self.call(callee, args, e.span);
+                self.note_type(e.span, Noted::Call { callee: callee.span }, &v);
+                v
+            }
             ExprKind::Field { base, name } => {
                 let v = self.expr(base);
                 self.field(v, name, base.span)
@@ -66,6 +71,7 @@ impl Checker<'_> {
                         Some(t) => self.annotated(t, v, value.span),
                         None => v,
                     };
+                    self.note_type(name.span, Noted::Binding(name.name.clone()), &v);
                     self.bind(&name.name, v, name.span);
                 }
                 Stmt::Assign { name, value } => {

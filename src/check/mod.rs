@@ -65,6 +65,8 @@ pub struct Checked {
     pub constants: Vec<(ItemRef, spec::Literal)>,
     pub experiments: Vec<spec::ExperimentSpec>,
     pub sweeps: Vec<spec::SweepAxis>,
+    /// The type of every `let` binding and call, in source order.
+    pub types: Vec<spec::TypeNote>,
 }
 
 /// Check a loaded program: every item of every module.
@@ -78,6 +80,7 @@ pub fn check(program: &Program, overrides: &[Override]) -> Checked {
         }
     }
     cx.check_recursion();
+    cx.types.sort_by_key(|n| (n.span.file, n.span.start, n.span.end));
     let mut constants: Vec<(ItemRef, spec::Literal)> =
         cx.consts.iter().filter_map(|(item, v)| Some((*item, literal(v)?))).collect();
     constants.sort_by_key(|(i, _)| (i.module.0, i.index));
@@ -87,6 +90,7 @@ pub fn check(program: &Program, overrides: &[Override]) -> Checked {
         constants,
         experiments: cx.experiments,
         sweeps: sweeps(program),
+        types: cx.types,
     }
 }
 
@@ -170,6 +174,9 @@ pub(crate) struct Checker<'p> {
     /// What lowering is handed (see [`Checked`]).
     typed_overrides: Vec<(String, spec::Literal)>,
     experiments: Vec<spec::ExperimentSpec>,
+    types: Vec<spec::TypeNote>,
+    /// `(span, type)` pairs already in `types`.
+    noted: std::collections::HashSet<(Span, String)>,
 }
 
 impl<'p> Checker<'p> {
@@ -191,6 +198,8 @@ impl<'p> Checker<'p> {
             layer: None,
             typed_overrides: Vec::new(),
             experiments: Vec::new(),
+            types: Vec::new(),
+            noted: Default::default(),
         }
     }
 
@@ -218,11 +227,14 @@ impl<'p> Checker<'p> {
     fn show_shape(&self, s: &Shape) -> String {
         let mut parts = Vec::new();
         if let Some(r) = s.rest {
-            let name = self.rest_names.get(r.0 as usize).map(String::as_str).unwrap_or("");
-            parts.push(format!("...{name}"));
+            parts.push(format!("...{}", self.rest_name(r)));
         }
         parts.extend(s.dims.iter().map(|d| self.show_dim(d)));
         format!("[{}]", parts.join(", "))
+    }
+
+    fn rest_name(&self, r: Rest) -> &str {
+        self.rest_names.get(r.0 as usize).map(String::as_str).unwrap_or("")
     }
 
     fn show(&self, v: &Val) -> String {
@@ -239,6 +251,31 @@ impl<'p> Checker<'p> {
             Val::Builtin(b) => format!("builtin `{}`", b.name()),
             other => other.kind().to_string(),
         }
+    }
+
+    /// Note what `span` was found to be (see [`spec::TypeNote`]); poison
+    /// and values that are not data (models, functions) are left out.
+    fn note_type(&mut self, span: Span, what: spec::Noted, v: &Val) {
+        let noted = matches!(v, Val::Tensor(_) | Val::Int(_) | Val::Float(_) | Val::Bool(_) | Val::Dims(_));
+        if !noted {
+            return;
+        }
+        let ty = match v {
+            Val::Tensor(t) => format!("{}{}", t.dtype.name(), self.show_shape(&t.shape)),
+            v => self.show(v),
+        };
+        if !self.noted.insert((span, ty.clone())) {
+            return;
+        }
+        let tensor = match v {
+            Val::Tensor(t) => {
+                let mut dims: Vec<String> = t.shape.rest.iter().map(|r| format!("...{}", self.rest_name(*r))).collect();
+                dims.extend(t.shape.dims.iter().map(|d| self.show_dim(d)));
+                Some((t.dtype, dims))
+            }
+            _ => None,
+        };
+        self.types.push(spec::TypeNote { span, what, ty, tensor });
     }
 
     fn item_name(&self, i: ItemRef) -> String {

@@ -155,7 +155,12 @@ impl Checker<'_> {
         if let Some(s) = self.quotients.get(&key) {
             return Ok(Dim::sym(*s));
         }
-        let name = format!("({}/{})", self.show_dim(a), self.show_dim(b));
+        // `(H - 1)/2`, not `H - 1/2`: a sum in a quotient is bracketed.
+        let operand = |d: &Dim| match self.show_dim(d) {
+            s if s.contains(' ') => format!("({s})"),
+            s => s,
+        };
+        let name = format!("({}/{})", operand(a), operand(b));
         let s = self.fresh_sym(&name);
         self.quotients.insert(key, s);
         Ok(Dim::sym(s))

@@ -16,6 +16,29 @@ pub enum Literal {
     Str(String),
 }
 
+/// What the checker found one expression to be, for tools that show
+/// types (`nnc check --types`, an editor): a `let` binding or a call (a
+/// layer, a pipe stage, a function), its type as the checker writes it
+/// (`f32[B, 128]`, dims named as in the signature), and for tensors the
+/// dtype and each dim. A definition is checked once, generically, so its
+/// expressions have one type each; a function without a declared return
+/// type is checked at each call and may note one span with several types.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeNote {
+    pub span: Span,
+    pub what: Noted,
+    pub ty: String,
+    pub tensor: Option<(ast::DType, Vec<String>)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Noted {
+    /// `let name = ...`: the span is the name's.
+    Binding(String),
+    /// `f(x)` or `x |> f`: the span is the whole call's, `callee` the name's.
+    Call { callee: Span },
+}
+
 /// `let name = sweep [a, b, c]` in the root file: one axis of the grid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SweepAxis {

@@ -30,6 +30,11 @@ enum Command {
         /// Override a hyperparameter: `--set hidden=256` (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
+        /// Also print the type and shape the checker found for every `let`
+        /// binding and call of each file (`12:9 h: f32[B, 128]`), dims named
+        /// as in the signatures.
+        #[arg(long)]
+        types: bool,
     },
     /// Train an experiment: load and validate its data, compile its steps,
     /// train for its schedule, evaluate, and print a summary.
@@ -71,7 +76,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, set } => check(&files, &set),
+        Command::Check { files, set, types } => check(&files, &set, types),
         Command::Ir { file, set, stage, dot, experiment } => ir::show(&file, &set, stage, dot, experiment),
         Command::Run(args) => run::run(args),
         Command::Watch(args) => watch::watch(args),
@@ -84,10 +89,13 @@ pub(crate) fn style() -> Style {
     if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() { Style::Color } else { Style::Plain }
 }
 
-fn check(files: &[PathBuf], set: &[String]) -> ExitCode {
+fn check(files: &[PathBuf], set: &[String], types: bool) -> ExitCode {
     let mut failed = false;
     for file in files {
         let out = crate::check_file(file, set);
+        if types {
+            print!("{}", show_types(&out));
+        }
         if !out.diags.is_empty() {
             eprint!("{}", diag::render_all(&out.sources, &out.diags, style()));
         }
@@ -98,6 +106,29 @@ fn check(files: &[PathBuf], set: &[String]) -> ExitCode {
         failed |= errors;
     }
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// The root file's type notes, one a line: `line:col what: type`, with a
+/// call shown by its callee (`l1(..)`, at the callee), in source order.
+fn show_types(out: &crate::CheckOutput) -> String {
+    use crate::check::spec::Noted;
+    let root = crate::span::FileId(0);
+    let mut lines: Vec<(usize, String)> = out
+        .types
+        .iter()
+        .filter(|n| n.span.file == root)
+        .map(|n| match &n.what {
+            Noted::Binding(name) => (n.span.start as usize, format!("{name}: {}", n.ty)),
+            Noted::Call { callee } => (callee.start as usize, format!("{}(..): {}", out.sources.text(*callee), n.ty)),
+        })
+        .collect();
+    lines.sort_by_key(|(at, _)| *at);
+    let mut text = String::new();
+    for (at, line) in lines {
+        let (l, c) = out.sources.get(root).line_col(at);
+        text.push_str(&format!("{l}:{c} {line}\n"));
+    }
+    text
 }
 
 /// `checked examples/mnist.nn: 6 files, experiment seed_mlp lowered`, as

@@ -5,6 +5,7 @@
 mod arith;
 mod batchnorm;
 mod build_cli;
+mod check_cli;
 mod codegen_fusion;
 mod codegen_math;
 mod codegen_mnist;
