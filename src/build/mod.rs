@@ -22,13 +22,15 @@
 //! samples, each thread with its own buffers (see `rt.c`).
 //!
 //! [`predict`] runs the same graphs with the JIT (`nnc predict`), to check a
-//! build against.
+//! build against; [`sample`] runs a language model's at batch 1 to write
+//! text (`nnc sample`).
 
 mod link;
 pub mod model;
 mod object;
 mod plan;
 pub mod predict;
+pub mod sample;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

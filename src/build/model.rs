@@ -20,6 +20,13 @@ pub struct Param {
     pub offset: usize,
 }
 
+impl Param {
+    /// Its f32 values in `weights`, little-endian.
+    pub fn bytes<'w>(&self, weights: &'w [u8]) -> &'w [u8] {
+        &weights[self.offset..self.offset + self.shape.iter().product::<usize>() * 4]
+    }
+}
+
 /// The inference step for one batch size.
 pub struct Step {
     pub batch: usize,
@@ -74,11 +81,6 @@ impl Model {
     pub fn input_size(&self) -> usize {
         self.input.shape.iter().product()
     }
-
-    /// The values of parameter `p`.
-    pub fn values(&self, p: &Param) -> &[u8] {
-        &self.weights[p.offset..p.offset + p.shape.iter().product::<usize>() * 4]
-    }
 }
 
 fn step(batch: usize, g: &Graph) -> Result<Step, BuildError> {
@@ -104,9 +106,9 @@ fn classes(g: &Graph) -> Result<usize, BuildError> {
 
 /// The checkpoint's tensors for `want`, checked by name and shape (extra
 /// tensors, such as optimizer states, are ignored), laid out in one buffer.
-type Bound = (Vec<Param>, Vec<u8>, Option<Vec<String>>);
+pub(super) type Bound = (Vec<Param>, Vec<u8>, Option<Vec<String>>);
 
-fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, BuildError> {
+pub(super) fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, BuildError> {
     let (tensors, progress) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
     let mut problems = checkpoint::missing(&tensors, want);
     // A diverged run's weights would predict NaN for every input.
@@ -131,4 +133,19 @@ fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, BuildError>
     }
     weights.resize(weights.len().next_multiple_of(ALIGN).max(ALIGN), 0);
     Ok((params, weights, progress.and_then(|p| p.class_names)))
+}
+
+/// Loads the weights of `params` (laid out in `weights` by [`bind`]) into a
+/// JIT-compiled step.
+pub(super) fn set_weights(
+    step: &mut crate::runtime::CompiledStep,
+    params: &[Param],
+    weights: &[u8],
+) -> Result<(), BuildError> {
+    for p in params {
+        let values: Vec<f32> =
+            p.bytes(weights).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        step.set_input::<f32>(&p.name, &values).map_err(|e| BuildError::Codegen(e.to_string()))?;
+    }
+    Ok(())
 }

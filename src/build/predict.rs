@@ -94,11 +94,7 @@ fn compile(m: &Model, s: &Step) -> Result<CompiledStep, BuildError> {
     let err = |e: crate::runtime::RuntimeError| BuildError::Codegen(e.to_string());
     let opts = Options { in_place: false, threads: 1, c_products: true };
     let mut step = CompiledStep::from_schedule(s.schedule.clone(), opts).map_err(err)?;
-    for p in &m.params {
-        let values: Vec<f32> =
-            m.values(p).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        step.set_input::<f32>(&p.name, &values).map_err(err)?;
-    }
+    super::model::set_weights(&mut step, &m.params, &m.weights)?;
     Ok(step)
 }
 

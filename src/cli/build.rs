@@ -94,7 +94,7 @@ pub fn predict(a: PredictArgs) -> ExitCode {
     }
 }
 
-fn fail(e: BuildError) -> ExitCode {
+pub(super) fn fail(e: BuildError) -> ExitCode {
     if let BuildError::Compile(out) = &e {
         eprint!("{}", diag::render_all(&out.sources, &out.diags, super::style()));
     }

@@ -3,6 +3,7 @@
 mod build;
 mod ir;
 mod run;
+mod sample;
 mod watch;
 
 use crate::diag::{self, Style};
@@ -54,6 +55,11 @@ enum Command {
     /// Run a trained experiment's model on samples with the JIT and print
     /// what a built executable prints (to check a build against).
     Predict(build::PredictArgs),
+    /// Generate text from a trained language model (scores `[B, T, V]`
+    /// over the next token at every position): continue `--prompt` for
+    /// `--tokens` characters, streamed, with temperature, top-k and top-p
+    /// sampling. The same seed writes the same text.
+    Sample(sample::SampleArgs),
     /// Print an experiment's graph IR: the forward/eval graph, the whole
     /// training step (forward, backward, optimizer update), or after passes.
     Ir {
@@ -82,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::watch(args),
         Command::Build(args) => build::build(args),
         Command::Predict(args) => build::predict(args),
+        Command::Sample(args) => sample::sample(args),
     }
 }
 
