@@ -93,11 +93,6 @@ impl Generator {
         Ok(Generator { step, input, context, scores, vocab })
     }
 
-    /// Positions in the window.
-    pub fn context(&self) -> usize {
-        self.context
-    }
-
     /// The scores of the token after `ids` (the last `context` of them
     /// count), with the rest of the window filled with `pad`.
     pub fn next_scores(&mut self, ids: &[i32], pad: i32) -> Result<Vec<f32>, BuildError> {

@@ -225,12 +225,13 @@ impl<'p> Checker<'p> {
     }
 
     fn show_shape(&self, s: &Shape) -> String {
-        let mut parts = Vec::new();
-        if let Some(r) = s.rest {
-            parts.push(format!("...{}", self.rest_name(r)));
-        }
-        parts.extend(s.dims.iter().map(|d| self.show_dim(d)));
-        format!("[{}]", parts.join(", "))
+        format!("[{}]", self.shape_parts(s).join(", "))
+    }
+
+    /// Each dim as shown, `...S` first for a rank-polymorphic shape.
+    fn shape_parts(&self, s: &Shape) -> Vec<String> {
+        let rest = s.rest.iter().map(|r| format!("...{}", self.rest_name(*r)));
+        rest.chain(s.dims.iter().map(|d| self.show_dim(d))).collect()
     }
 
     fn rest_name(&self, r: Rest) -> &str {
@@ -268,11 +269,7 @@ impl<'p> Checker<'p> {
             return;
         }
         let tensor = match v {
-            Val::Tensor(t) => {
-                let mut dims: Vec<String> = t.shape.rest.iter().map(|r| format!("...{}", self.rest_name(*r))).collect();
-                dims.extend(t.shape.dims.iter().map(|d| self.show_dim(d)));
-                Some((t.dtype, dims))
-            }
+            Val::Tensor(t) => Some((t.dtype, self.shape_parts(&t.shape))),
             _ => None,
         };
         self.types.push(spec::TypeNote { span, what, ty, tensor });
