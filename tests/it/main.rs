@@ -26,6 +26,7 @@ mod op_table;
 mod oracle;
 mod run_cli;
 mod run_interp;
+mod sample_cli;
 mod shape_rules;
 mod std_grad;
 mod ui;
