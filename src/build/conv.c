@@ -17,8 +17,12 @@
  *                of dY with the flipped kernel instead
  *   filter grad  dW_g[k range] += P[tile, k range]^T x dY[tile]
  * A 1x1 window with stride 1 and no padding needs no patches: the image
- * rows are the patch rows. Depthwise convolutions (one channel in and out
- * per group) are direct loops over contiguous channels instead. */
+ * rows are the patch rows. Where those products would be thin (few output
+ * channels, or a short reduction: a first layer over one channel), the
+ * scheduler asks for the direct kernels (`direct`): loops over the window
+ * with a register tile of output channels. Depthwise convolutions (one
+ * channel in and out per group) are direct loops over contiguous channels
+ * instead. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,9 @@ typedef struct {
     int64_t role, batch, cin, cout, groups, img[3], win[3], out[3], str[3], pad[3], dil[3];
     /* Images, kernel-matrix rows or output channels per unit. */
     int64_t block;
+    /* Nonzero: the direct kernels below instead of products (the
+     * scheduler's choice, ConvGeom::direct). */
+    int64_t direct;
 } nnc_conv_desc;
 
 enum { NNC_CONV_FORWARD = 0, NNC_CONV_INPUT_GRAD = 1, NNC_CONV_FILTER_GRAD = 2 };
@@ -254,9 +261,231 @@ static int64_t tile_rows(int64_t cols, int64_t floats) {
     return r;
 }
 
+/* ---- Direct kernels, for narrow convolutions ----
+ * Where the products would be thin (a few input channels: K of 9 for a
+ * first layer over one channel), their C tiles are loaded and stored for
+ * little work. These loop over the window instead, with a register tile of
+ * up to 4 vectors of 8 output channels by 12/V output pixels (forward) or
+ * kernel rows (kernel gradient), reading a zero-padded copy of one image,
+ * so no read needs a bounds check. Output channels per group come in
+ * multiples of 8 (ConvGeom::direct). */
+typedef float v8 __attribute__((vector_size(32)));
+/* Built for baseline x86-64, GCC warns that 32-byte vectors would pass
+ * differently with AVX; these helpers are static and inlined, no ABI. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+static inline v8 load8(const float *p) {
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#define STORE8(p, v) memcpy((p), &(v), sizeof(v8))
+
+#define DIRECT_ACC 12
+
+/* A padded image: every window of every output pixel lies inside it,
+ * plus a tail so that a forward tile running up to DIRECT_ACC pixels
+ * past the last row's end still reads inside. */
+typedef struct {
+    int64_t dim[3], len, pixel; /* floats between neighbours along dim 2 */
+} padded;
+
+static padded padded_of(const nnc_conv_desc *d) {
+    padded s;
+    for (int i = 0; i < 3; i++) s.dim[i] = (d->out[i] - 1) * d->str[i] + (d->win[i] - 1) * d->dil[i] + 1;
+    s.pixel = d->str[2] * d->cin;
+    s.len = s.dim[0] * s.dim[1] * s.dim[2] * d->cin + DIRECT_ACC * s.pixel;
+    return s;
+}
+
+/* Image b of x into p, at offset pad in each dim; positions past the
+ * padded extent are never read, so they are not copied. */
+static void pad_image(const nnc_conv_desc *d, const padded *s, const float *x, int64_t b, float *p) {
+    memset(p, 0, (size_t)s->len * sizeof(float));
+    int64_t c = d->cin, n2 = s->dim[2] - d->pad[2] < d->img[2] ? s->dim[2] - d->pad[2] : d->img[2];
+    for (int64_t i0 = 0; i0 < d->img[0] && i0 + d->pad[0] < s->dim[0]; i0++)
+        for (int64_t i1 = 0; i1 < d->img[1] && i1 + d->pad[1] < s->dim[1]; i1++) {
+            const float *src = x + ((b * d->img[0] + i0) * d->img[1] + i1) * d->img[2] * c;
+            float *dst = p + (((i0 + d->pad[0]) * s->dim[1] + i1 + d->pad[1]) * s->dim[2] + d->pad[2]) * c;
+            if (n2 > 0) copy_run(dst, src, n2 * c);
+        }
+}
+
+/* Offset in a padded image of window offset k from a pixel's corner. */
+static inline int64_t tap_offset(const nnc_conv_desc *d, const padded *s, const int64_t k[3]) {
+    return ((k[0] * d->dil[0] * s->dim[1] + k[1] * d->dil[1]) * s->dim[2] + k[2] * d->dil[2]) * d->cin;
+}
+
+/* P pixels (np of them stored) along dim 2 by V vectors of output
+ * channels: y[p, 8v..] = sum over kernel rows j of x[off[j] + p step] *
+ * w[j, 8v..]. V and P are constants at every call, so the tile lives in
+ * registers; the rows (window offset x channel) are one flat loop, as
+ * a first layer has one channel per offset. */
+static inline __attribute__((always_inline)) void forward_tile(int V, int P, int np, int64_t rows, const int64_t *off,
+                                                              int64_t step, const float *x, const float *w,
+                                                              int64_t cout, float *y) {
+    v8 acc[DIRECT_ACC];
+#pragma GCC unroll 12
+    for (int i = 0; i < P * V; i++) acc[i] = (v8){0};
+    for (int64_t j = 0; j < rows; j++) {
+        const float *xj = x + off[j], *wj = w + j * cout;
+        v8 wv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) wv[v] = load8(wj + 8 * v);
+#pragma GCC unroll 12
+        for (int p = 0; p < P; p++) {
+            float xb = xj[p * step];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++) acc[p * V + v] += xb * wv[v];
+        }
+    }
+#pragma GCC unroll 12
+    for (int p = 0; p < P; p++)
+        if (p < np)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++) STORE8(y + p * cout + 8 * v, acc[p * V + v]);
+}
+
+/* One output row (fixed batch entry and leading positions) of one group,
+ * x at the row's first pixel and the group's first channel. */
+static void forward_row(const nnc_conv_desc *d, const padded *s, const int64_t *off, const float *x, const float *w,
+                        float *y) {
+    int64_t cog = d->cout / d->groups, rows = d->win[0] * d->win[1] * d->win[2] * (d->cin / d->groups);
+    for (int64_t c = 0; c < cog; c += 32) {
+        int64_t v = (cog - c) / 8 < 4 ? (cog - c) / 8 : 4;
+        for (int64_t o = 0; o < d->out[2]; o += DIRECT_ACC / v) {
+            int np = (int)(d->out[2] - o < DIRECT_ACC / v ? d->out[2] - o : DIRECT_ACC / v);
+            const float *xo = x + o * s->pixel;
+            float *yo = y + o * d->cout + c;
+            switch (v) {
+            case 1: forward_tile(1, 12, np, rows, off, s->pixel, xo, w + c, d->cout, yo); break;
+            case 2: forward_tile(2, 6, np, rows, off, s->pixel, xo, w + c, d->cout, yo); break;
+            case 3: forward_tile(3, 4, np, rows, off, s->pixel, xo, w + c, d->cout, yo); break;
+            default: forward_tile(4, 3, np, rows, off, s->pixel, xo, w + c, d->cout, yo); break;
+            }
+        }
+    }
+}
+
+/* Offsets in a padded image of kernel rows [k0, k1) (window offset x
+ * channel of a group) from a pixel's corner, into a per-thread table. */
+static const int64_t *row_offsets(const geom *g, const padded *s, int64_t k0, int64_t k1) {
+    static _Thread_local int64_t *table;
+    static _Thread_local size_t len;
+    if ((size_t)(k1 - k0) > len) {
+        int64_t *t = realloc(table, (size_t)(k1 - k0) * sizeof(int64_t));
+        if (!t) abort();
+        table = t;
+        len = (size_t)(k1 - k0);
+    }
+    for (int64_t r = k0; r < k1; r++) {
+        int64_t k[3];
+        offset_of(g->d, r / g->cig, k);
+        table[r - k0] = tap_offset(g->d, s, k) + r % g->cig;
+    }
+    return table;
+}
+
+static void forward_direct(const geom *g, const float *x, const float *w, float *y, int64_t b0, int64_t b1) {
+    const nnc_conv_desc *d = g->d;
+    padded s = padded_of(d);
+    float *p = scratch((size_t)s.len);
+    const int64_t *off = row_offsets(g, &s, 0, g->kdim);
+    for (int64_t b = b0; b < b1; b++) {
+        pad_image(d, &s, x, b, p);
+        for (int64_t o0 = 0; o0 < d->out[0]; o0++)
+            for (int64_t o1 = 0; o1 < d->out[1]; o1++) {
+                const float *xr = p + (o0 * d->str[0] * s.dim[1] + o1 * d->str[1]) * s.dim[2] * d->cin;
+                float *yr = y + ((b * d->out[0] + o0) * d->out[1] + o1) * d->out[2] * d->cout;
+                for (int64_t grp = 0; grp < d->groups; grp++)
+                    forward_row(d, &s, off, xr + grp * g->cig, w + grp * g->cog, yr + grp * g->cog);
+            }
+    }
+}
+
+/* R kernel rows (nr of them real; the others repeat row 0 and are not
+ * stored) by V vectors of output channels, summed over every pixel of
+ * one image: dw[r, 8v..] += sum over pixels of x[pixel + off[r]] * dy. */
+static inline __attribute__((always_inline)) void filter_tile(int V, int R, int nr, const nnc_conv_desc *d,
+                                                             const padded *s, const float *x,
+                                                             const int64_t *off, const float *dy, float *dw) {
+    int64_t cout = d->cout;
+    v8 acc[DIRECT_ACC];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) acc[r * V + v] = r < nr ? load8(dw + r * cout + 8 * v) : (v8){0};
+    const float *xr[DIRECT_ACC];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) xr[r] = x + off[r < nr ? r : 0];
+    for (int64_t o0 = 0; o0 < d->out[0]; o0++)
+        for (int64_t o1 = 0; o1 < d->out[1]; o1++) {
+            int64_t row = (o0 * d->str[0] * s->dim[1] + o1 * d->str[1]) * s->dim[2] * d->cin;
+            const float *dyr = dy + (o0 * d->out[1] + o1) * d->out[2] * cout;
+            for (int64_t o2 = 0; o2 < d->out[2]; o2++) {
+                int64_t at = row + o2 * s->pixel;
+                v8 g[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) g[v] = load8(dyr + o2 * cout + 8 * v);
+#pragma GCC unroll 12
+                for (int r = 0; r < R; r++) {
+                    float xb = xr[r][at];
+#pragma GCC unroll 4
+                    for (int v = 0; v < V; v++) acc[r * V + v] += xb * g[v];
+                }
+            }
+        }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+        if (r < nr)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++) STORE8(dw + r * cout + 8 * v, acc[r * V + v]);
+}
+
+/* Kernel rows [k0, k1) of group grp, image by image (so each dW element
+ * sums over images, then pixels, in one order whatever the unit). */
+static void filter_rows(const geom *g, const padded *s, const int64_t *rows_off, const float *p, const float *dy,
+                        int64_t grp, int64_t k0, int64_t k1, float *w) {
+    const nnc_conv_desc *d = g->d;
+    for (int64_t c = 0; c < g->cog; c += 32) {
+        int64_t v = (g->cog - c) / 8 < 4 ? (g->cog - c) / 8 : 4, rows = DIRECT_ACC / v;
+        for (int64_t r0 = k0; r0 < k1; r0 += rows) {
+            int nr = (int)(k1 - r0 < rows ? k1 - r0 : rows);
+            int64_t off[DIRECT_ACC];
+            for (int r = 0; r < nr; r++) off[r] = rows_off[r0 + r - k0] + grp * g->cig;
+            const float *dyc = dy + grp * g->cog + c;
+            float *dw = w + r0 * d->cout + grp * g->cog + c;
+            switch (v) {
+            case 1: filter_tile(1, 12, nr, d, s, p, off, dyc, dw); break;
+            case 2: filter_tile(2, 6, nr, d, s, p, off, dyc, dw); break;
+            case 3: filter_tile(3, 4, nr, d, s, p, off, dyc, dw); break;
+            default: filter_tile(4, 3, nr, d, s, p, off, dyc, dw); break;
+            }
+        }
+    }
+}
+
+static void filter_grad_direct(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1) {
+    const nnc_conv_desc *d = g->d;
+    padded s = padded_of(d);
+    float *p = scratch((size_t)s.len);
+    const int64_t *off = row_offsets(g, &s, k0, k1);
+    for (int64_t k = k0; k < k1; k++) memset(w + k * d->cout, 0, (size_t)d->cout * sizeof(float));
+    for (int64_t b = 0; b < d->batch; b++) {
+        pad_image(d, &s, x, b, p);
+        for (int64_t grp = 0; grp < d->groups; grp++)
+            filter_rows(g, &s, off, p, y + b * g->out_elems, grp, k0, k1, w);
+    }
+}
+
 static void forward(const geom *g, const float *x, const float *w, float *y, int64_t b0, int64_t b1,
                     nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = g->d;
+    if (d->direct) {
+        forward_direct(g, x, w, y, b0, b1);
+        return;
+    }
     int64_t q0 = b0 * g->pixels, q1 = b1 * g->pixels;
     for (int64_t grp = 0; grp < d->groups; grp++) {
         const float *wg = w + grp * g->cog;
@@ -282,13 +511,13 @@ static void forward(const geom *g, const float *x, const float *w, float *y, int
  * That runs on the forward path's long products (K' = offsets x cout per
  * group), with no scatter back. */
 static int flippable(const nnc_conv_desc *d) {
-    /* The flipped product is only cin / groups wide; the products' blocks
-     * are 64 columns on AVX-512, and 32 wide measured 1.14x slower than the
-     * scatter (mnist_cnn's second convolution, one core). */
-    if (d->cin / d->groups < 64) return 0;
     for (int i = 0; i < 3; i++)
         if (d->str[i] != 1 || d->pad[i] > d->dil[i] * (d->win[i] - 1)) return 0;
-    return 1;
+    /* The flipped product is only cin / groups wide; the products' blocks
+     * are 64 columns on AVX-512, and 32 wide measured 1.14x slower than the
+     * scatter (mnist_cnn's second convolution, one core). The direct
+     * kernels have no such blocks. */
+    return d->direct || d->cin / d->groups >= 64;
 }
 
 /* The images of unit u: [*i0, *i1). */
@@ -371,6 +600,10 @@ static void input_grad(const geom *g, float *x, const float *w, const float *y, 
 static void filter_grad(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1,
                         nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = g->d;
+    if (d->direct) {
+        filter_grad_direct(g, x, w, y, k0, k1);
+        return;
+    }
     int64_t kr = k1 - k0, nc = g->cog, q1 = d->batch * g->pixels;
     for (int64_t grp = 0; grp < d->groups; grp++) {
         float *wg = w + k0 * d->cout + grp * g->cog;

@@ -701,7 +701,9 @@ impl<'g> Builder<'g> {
             pad: three(&c.attrs.pad.iter().map(|p| p[0]).collect::<Vec<_>>(), 0),
             dilation: three(&c.attrs.dilation, 1),
             block: 1,
+            direct: false,
         };
+        geom.direct = geom.direct();
         geom.block = geom.block();
         let desc = self.consts.len().next_multiple_of(64);
         self.consts.resize(desc, 0);

@@ -264,6 +264,8 @@ pub struct ConvGeom {
     pub dilation: [usize; 3],
     /// Images, kernel rows or output channels per unit (see [`Self::units`]).
     pub block: usize,
+    /// The driver's direct kernels rather than products (see [`Self::direct`]).
+    pub direct: bool,
 }
 
 impl ConvGeom {
@@ -280,6 +282,13 @@ impl ConvGeom {
         if cig == 1 && cog == 1 {
             return 1;
         }
+        if self.direct && self.role == ConvRole::FilterGrad {
+            // Whole register tiles of kernel rows (12 / vectors of output
+            // channels), in about 8 units.
+            let rows = 12 / (cog / 8).min(4);
+            let tiles = self.kernel_rows().div_ceil(rows);
+            return rows * tiles.div_ceil(8);
+        }
         match self.role {
             ConvRole::Forward | ConvRole::InputGrad => (1024 / self.out.iter().product::<usize>().max(1)).max(1),
             // Each unit streams all of dY: few units.
@@ -288,6 +297,39 @@ impl ConvGeom {
                 if row * rows <= 64 { row * rows } else { row * rows.div_ceil(2) }
             }
             ConvRole::FilterGrad => cig * 64usize.div_ceil(cig),
+        }
+    }
+
+    /// Rows of the kernel matrix: window offsets x input channels per group.
+    fn kernel_rows(&self) -> usize {
+        self.window.iter().product::<usize>() * (self.cin / self.groups.max(1))
+    }
+
+    /// Whether the driver's direct kernels (loops over the window with a
+    /// register tile of output channels, src/build/conv.c) run this role
+    /// instead of products: where the products would be thin, with 16 or
+    /// fewer output channels per group or a reduction shorter than 64. They
+    /// need output channels per group in multiples of 8; the input gradient
+    /// runs as a forward convolution of dY with the flipped kernel (stride 1),
+    /// whose output channels are the input's. Measured per role with
+    /// `cargo bench --bench codegen -- conv` (BENCHMARKS.md): a first layer
+    /// (1 -> 32) 2.4x faster forward and 2.6x for the kernel gradient, 16 -> 16
+    /// 1.3x, 2.5x and 1.2x; at 32 -> 32 and wider the products win.
+    pub fn direct(&self) -> bool {
+        let (cig, cog) = (self.cin / self.groups.max(1), self.cout / self.groups.max(1));
+        let pointwise = self.window == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3];
+        if pointwise || (cig == 1 && cog == 1) {
+            return false;
+        }
+        let taps = self.window.iter().product::<usize>();
+        let thin = |channels: usize, rows: usize| channels.is_multiple_of(8) && (channels <= 16 || rows < 64);
+        match self.role {
+            ConvRole::Forward | ConvRole::FilterGrad => thin(cog, taps * cig),
+            ConvRole::InputGrad => {
+                let flippable =
+                    (0..3).all(|i| self.stride[i] == 1 && self.pad[i] <= self.dilation[i] * (self.window[i] - 1));
+                flippable && thin(cig, taps * cog)
+            }
         }
     }
 
@@ -300,7 +342,7 @@ impl ConvGeom {
         };
         let head = [role, self.batch, self.cin, self.cout, self.groups];
         let dims = [self.image, self.window, self.out, self.stride, self.pad, self.dilation];
-        let tail = [self.block];
+        let tail = [self.block, self.direct as usize];
         head.into_iter().chain(dims.into_iter().flatten()).chain(tail).map(|v| v as i64).collect()
     }
 
@@ -310,7 +352,7 @@ impl ConvGeom {
     pub fn units(&self) -> usize {
         let items = match self.role {
             ConvRole::Forward | ConvRole::InputGrad => self.batch,
-            ConvRole::FilterGrad => self.window.iter().product::<usize>() * (self.cin / self.groups.max(1)),
+            ConvRole::FilterGrad => self.kernel_rows(),
         };
         items.div_ceil(self.block.max(1))
     }

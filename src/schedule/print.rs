@@ -87,7 +87,8 @@ impl Display for Kernel {
             KernelBody::Conv(c) => {
                 let g = &c.geom;
                 let d = |v: [usize; 3]| dims(&v);
-                writeln!(f, "conv {:?} x{} groups={}  ; {}", g.role, g.batch, g.groups, self.label)?;
+                let how = if g.direct { " direct" } else { "" };
+                writeln!(f, "conv {:?}{how} x{} groups={}  ; {}", g.role, g.batch, g.groups, self.label)?;
                 let at = |(b, o): (BufId, i64)| if o == 0 { format!("{b}") } else { format!("{b}+{o}") };
                 writeln!(
                     f,

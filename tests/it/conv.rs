@@ -174,3 +174,63 @@ fn compiled_matches(c: &Case, role: ConvRole, rng: &mut Rng) {
         panic!("{role:?} {c:?}: {e}");
     }
 }
+
+/// Narrow convolutions (few input channels, output channels per group in
+/// multiples of 8) take the driver's direct kernels: each case asserts
+/// which roles do, so a change in the rule cannot leave them untested, and
+/// compares them with the interpreter on odd sizes, with rows of output
+/// pixels and of kernel rows that are not multiples of the register tiles.
+#[test]
+fn narrow_convolutions_take_the_direct_kernels() {
+    use ConvRole::{FilterGrad, Forward, InputGrad};
+    let mut rng = Rng(5);
+    let attrs = |stride: &[usize], pad: &[[usize; 2]], dilation: &[usize], groups| ConvAttrs {
+        stride: stride.to_vec(),
+        pad: pad.to_vec(),
+        dilation: dilation.to_vec(),
+        groups,
+    };
+    let case = |batch, image: &[usize], window: &[usize], cin, cout, attrs| Case {
+        batch,
+        image: image.to_vec(),
+        window: window.to_vec(),
+        cin,
+        cout,
+        attrs,
+    };
+    let cases = [
+        // A first layer: one channel in, 32 out (4 vectors by 3 pixels).
+        (case(2, &[13, 11], &[3, 3], 1, 32, attrs(&[1, 1], &[[1, 1], [1, 1]], &[1, 1], 1)), &[Forward, FilterGrad][..]),
+        (case(3, &[9, 17], &[5, 3], 2, 16, attrs(&[2, 1], &[[2, 1], [0, 3]], &[1, 2], 1)), &[Forward, FilterGrad]),
+        // Groups, and 3 vectors of output channels per group.
+        (case(2, &[7, 10], &[2, 3], 4, 48, attrs(&[1, 2], &[[0, 1], [1, 1]], &[1, 1], 2)), &[Forward, FilterGrad]),
+        // 40 channels: a tile of 4 vectors, then one of 1.
+        (case(2, &[29], &[5], 1, 40, attrs(&[1], &[[3, 2]], &[2], 1)), &[Forward, FilterGrad]),
+        (
+            case(1, &[3, 5, 7], &[2, 2, 3], 1, 8, attrs(&[1, 2, 1], &[[1, 0], [0, 1], [1, 1]], &[1, 1, 1], 1)),
+            &[Forward, FilterGrad],
+        ),
+        // The input gradient as a forward pass of the flipped kernel: input
+        // channels per group in multiples of 8, stride 1.
+        (case(2, &[8, 11], &[3, 3], 16, 2, attrs(&[1, 1], &[[1, 1], [2, 0]], &[1, 2], 1)), &[InputGrad]),
+        (case(2, &[6, 9], &[3, 2], 16, 4, attrs(&[1, 1], &[[0, 2], [1, 0]], &[1, 1], 2)), &[InputGrad]),
+    ];
+    for (c, direct) in &cases {
+        for role in ROLES {
+            let args = c.operands(role, &mut rng);
+            let mut g = Graph::unfolded();
+            let ids = declare(&mut g, &args);
+            let y = g.insert(c.op(role), &ids).expect("builds");
+            g.set_output("y", y).expect("output");
+            let step = nnc::runtime::CompiledStep::compile(&g).expect("compiles");
+            let took = step.schedule().kernels.iter().any(|k| match &k.body {
+                nnc::schedule::KernelBody::Conv(k) => k.geom.direct,
+                _ => false,
+            });
+            assert_eq!(took, direct.contains(&role), "{role:?} {c:?}\n{}", step.schedule());
+            if let Err(e) = check_with(&g, 11, false, 1e-4, 1e-4) {
+                panic!("{role:?} {c:?}: {e}");
+            }
+        }
+    }
+}
