@@ -46,6 +46,10 @@ typedef struct {
     /* Nonzero: the direct kernels below instead of products (the
      * scheduler's choice, ConvGeom::direct). */
     int64_t direct;
+    /* Nonzero: the kernel gradient's units are blocks of images, unit u
+     * writing its own whole copy of dW at w + u * kernel size (the
+     * scheduler sums them); zero: units are kernel rows. */
+    int64_t parts;
 } nnc_conv_desc;
 
 enum { NNC_CONV_FORWARD = 0, NNC_CONV_INPUT_GRAD = 1, NNC_CONV_FILTER_GRAD = 2 };
@@ -466,13 +470,14 @@ static void filter_rows(const geom *g, const padded *s, const int64_t *rows_off,
     }
 }
 
-static void filter_grad_direct(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1) {
+static void filter_grad_direct(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1,
+                               int64_t b0, int64_t b1) {
     const nnc_conv_desc *d = g->d;
     padded s = padded_of(d);
     float *p = scratch((size_t)s.len);
     const int64_t *off = row_offsets(g, &s, k0, k1);
     for (int64_t k = k0; k < k1; k++) memset(w + k * d->cout, 0, (size_t)d->cout * sizeof(float));
-    for (int64_t b = 0; b < d->batch; b++) {
+    for (int64_t b = b0; b < b1; b++) {
         pad_image(d, &s, x, b, p);
         for (int64_t grp = 0; grp < d->groups; grp++)
             filter_rows(g, &s, off, p, y + b * g->out_elems, grp, k0, k1, w);
@@ -596,27 +601,29 @@ static void input_grad(const geom *g, float *x, const float *w, const float *y, 
     }
 }
 
-/* The kernel gradient on rows [k0, k1) of the kernel matrix. */
-static void filter_grad(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1,
-                        nnc_sgemm_fn sgemm) {
+/* The kernel gradient on rows [k0, k1) of the kernel matrix, summed over
+ * images [b0, b1). */
+static void filter_grad(const geom *g, const float *x, float *w, const float *y, int64_t k0, int64_t k1, int64_t b0,
+                        int64_t b1, nnc_sgemm_fn sgemm) {
     const nnc_conv_desc *d = g->d;
     if (d->direct) {
-        filter_grad_direct(g, x, w, y, k0, k1);
+        filter_grad_direct(g, x, w, y, k0, k1, b0, b1);
         return;
     }
-    int64_t kr = k1 - k0, nc = g->cog, q1 = d->batch * g->pixels;
+    int64_t kr = k1 - k0, nc = g->cog, q0 = b0 * g->pixels, q1 = b1 * g->pixels;
     for (int64_t grp = 0; grp < d->groups; grp++) {
         float *wg = w + k0 * d->cout + grp * g->cog;
         const float *yg = y + grp * g->cog;
         if (pointwise(d)) {
-            sgemm(x + grp * g->cig + k0, yg, wg, 1, kr, nc, q1, 0, 1, d->cin, 0, d->cout, 1, 0, d->cout, 1);
+            sgemm(x + q0 * d->cin + grp * g->cig + k0, yg + q0 * d->cout, wg, 1, kr, nc, q1 - q0, 0, 1, d->cin, 0,
+                  d->cout, 1, 0, d->cout, 1);
             continue;
         }
         int64_t tr = tile_rows(kr, 128 * 1024);
         float *p = scratch((size_t)(tr * kr + kr * nc));
         float *part = p + tr * kr;
         for (int64_t k = 0; k < kr; k++) memset(wg + k * d->cout, 0, (size_t)nc * sizeof(float));
-        for (int64_t q = 0; q < q1; q += tr) {
+        for (int64_t q = q0; q < q1; q += tr) {
             int64_t rows = q1 - q < tr ? q1 - q : tr;
             pack(g, x, grp, q, rows, k0, k1, p);
             sgemm(p, yg + q * d->cout, part, 1, kr, nc, rows, 0, 1, kr, 0, d->cout, 1, 0, nc, 1);
@@ -670,7 +677,7 @@ static void depthwise(const geom *g, float *x, float *w, float *y, int64_t u0, i
  * images for the forward pass and the input gradient (each writes its own
  * images), rows of the kernel matrix (window offset x input channel) for
  * the kernel gradient (each thread packs only its columns of the
- * patches).
+ * patches), or with `parts` images again, each unit into its own copy.
  * Every unit is computed on its own, with the same products whichever
  * thread runs it, so results do not depend on the thread count. The
  * buffer a role writes is fully assigned. */
@@ -679,7 +686,7 @@ NNC_INTERNAL void NNC_CONV_NAME(const int64_t *desc, float *x, float *w, float *
     const nnc_conv_desc *d = (const nnc_conv_desc *)desc;
     geom g = geom_of(d);
     int64_t bl = d->block > 0 ? d->block : 1;
-    int64_t items = d->role != NNC_CONV_FILTER_GRAD ? d->batch : g.kdim;
+    int64_t items = d->role != NNC_CONV_FILTER_GRAD || d->parts ? d->batch : g.kdim;
     if (d->role == NNC_CONV_INPUT_GRAD && !(g.cig == 1 && g.cog == 1)) {
         input_grad(&g, x, w, y, start, end < (items + bl - 1) / bl ? end : (items + bl - 1) / bl, sgemm);
         return;
@@ -691,7 +698,9 @@ NNC_INTERNAL void NNC_CONV_NAME(const int64_t *desc, float *x, float *w, float *
             depthwise(&g, x, w, y, i0, i1);
         else if (d->role == NNC_CONV_FORWARD)
             forward(&g, x, w, y, i0, i1, sgemm);
+        else if (d->parts)
+            filter_grad(&g, x, w + u * g.kdim * d->cout, y, 0, g.kdim, i0, i1, sgemm);
         else
-            filter_grad(&g, x, w, y, i0, i1, sgemm);
+            filter_grad(&g, x, w, y, i0, i1, 0, d->batch, sgemm);
     }
 }

@@ -702,16 +702,33 @@ impl<'g> Builder<'g> {
             dilation: three(&c.attrs.dilation, 1),
             block: 1,
             direct: false,
+            parts: 0,
         };
         geom.direct = geom.direct();
+        geom.parts = geom.parts();
         geom.block = geom.block();
         let desc = self.consts.len().next_multiple_of(64);
         self.consts.resize(desc, 0);
         for v in geom.words() {
             self.consts.extend_from_slice(&v.to_le_bytes());
         }
-        let body = KernelBody::Conv(ConvKernel { geom, desc, x, w, y });
-        self.kernels.push(Kernel { label: label.to_string(), body });
+        if geom.parts == 0 {
+            let body = KernelBody::Conv(ConvKernel { geom, desc, x, w, y });
+            self.kernels.push(Kernel { label: label.to_string(), body });
+            return Ok(());
+        }
+        // Each block of images writes its own partial kernel gradient; one
+        // loop then sums them, in one order whatever the thread count.
+        let kernel = Type::f32(vec![geom.parts, n.ty.numel()]);
+        let partials = self.new_buffer(&kernel, Place::Arena(0), None);
+        let body = KernelBody::Conv(ConvKernel { geom, desc, x, w: (partials, 0), y });
+        self.kernels.push(Kernel { label: format!("{label} (partials)"), body });
+        let mut e = Exprs::default();
+        let all = View::contiguous(&kernel.shape);
+        let value = e.push(Expr::Load { buf: partials, view: all.clone() }, DType::F32);
+        let view = View { strides: vec![0, 1], ..all };
+        let st = Store { init: true, ..store(out.0, view, value, StoreMode::Add) };
+        self.push_loop(&format!("{label} (sum of partials)"), kernel.shape.clone(), e, vec![st]);
         Ok(())
     }
 

@@ -266,6 +266,8 @@ pub struct ConvGeom {
     pub block: usize,
     /// The driver's direct kernels rather than products (see [`Self::direct`]).
     pub direct: bool,
+    /// Partial kernel gradients, one per block of images (see [`Self::parts`]).
+    pub parts: usize,
 }
 
 impl ConvGeom {
@@ -281,6 +283,9 @@ impl ConvGeom {
         let (cig, cog) = (self.cin / self.groups.max(1), self.cout / self.groups.max(1));
         if cig == 1 && cog == 1 {
             return 1;
+        }
+        if self.parts > 0 {
+            return self.batch.div_ceil(self.parts);
         }
         if self.direct && self.role == ConvRole::FilterGrad {
             // Whole register tiles of kernel rows (12 / vectors of output
@@ -333,6 +338,25 @@ impl ConvGeom {
         }
     }
 
+    /// How many blocks of images compute the kernel gradient apart, each
+    /// into its own copy that a loop then sums (0: one pass over all images,
+    /// split by kernel rows). Kernel rows split a 3x3 window into at most
+    /// three units, which two threads share 2:1; blocks of images split
+    /// evenly. A fixed count, not the thread count, so results do not
+    /// depend on it; at most 8 copies and 4 Mi floats of them, and none for
+    /// kernels too small to be worth splitting.
+    pub fn parts(&self) -> usize {
+        let (cig, cog) = (self.cin / self.groups.max(1), self.cout / self.groups.max(1));
+        if self.role != ConvRole::FilterGrad || (cig == 1 && cog == 1) || self.flops() < 4 << 20 {
+            return 0;
+        }
+        let copies = (4 << 20) / (self.kernel_rows() * self.cout).max(1);
+        // Every copy gets images: 10 images in 8 parts would be 5 blocks of 2.
+        let per = self.batch.div_ceil(self.batch.min(8).min(copies).max(1));
+        let parts = self.batch.div_ceil(per);
+        if parts >= 2 { parts } else { 0 }
+    }
+
     /// The driver's descriptor, word for word (`nnc_conv_desc`).
     pub fn words(&self) -> Vec<i64> {
         let role = match self.role {
@@ -342,16 +366,17 @@ impl ConvGeom {
         };
         let head = [role, self.batch, self.cin, self.cout, self.groups];
         let dims = [self.image, self.window, self.out, self.stride, self.pad, self.dilation];
-        let tail = [self.block, self.direct as usize];
+        let tail = [self.block, self.direct as usize, self.parts];
         head.into_iter().chain(dims.into_iter().flatten()).chain(tail).map(|v| v as i64).collect()
     }
 
     /// The units threads split, [`Self::block`] items each: images, or for
     /// the kernel gradient rows of the kernel matrix (window offsets x
-    /// channels per group).
+    /// channels per group) or, with [`Self::parts`], images again.
     pub fn units(&self) -> usize {
         let items = match self.role {
             ConvRole::Forward | ConvRole::InputGrad => self.batch,
+            ConvRole::FilterGrad if self.parts > 0 => self.batch,
             ConvRole::FilterGrad => self.kernel_rows(),
         };
         items.div_ceil(self.block.max(1))

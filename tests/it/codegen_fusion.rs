@@ -265,9 +265,10 @@ fn input_gradient_products_match_the_interpreter() {
     }
 }
 
-/// Every convolution role split across threads (images, kernel rows and,
-/// for the one-channel first layer, output channels per unit): the units,
-/// not the thread count, fix the order of every sum.
+/// Every convolution role split across threads (images; for the kernel
+/// gradients, blocks of images into partial copies, through the products
+/// and the direct kernels): the units, not the thread count, fix the order
+/// of every sum.
 #[test]
 fn threaded_cnn_step_matches_one_thread() {
     let g = train_step("examples/mnist_cnn.nn");

@@ -234,3 +234,38 @@ fn narrow_convolutions_take_the_direct_kernels() {
         }
     }
 }
+
+/// Kernel gradients big enough to split by images, each block into its own
+/// copy, summed after (`ConvGeom::parts`): batches that are not a multiple
+/// of the blocks, through the products and the direct kernels.
+#[test]
+fn kernel_gradients_in_partial_copies_match_the_interpreter() {
+    let mut rng = Rng(41);
+    let attrs = || ConvAttrs { pad: vec![[1, 1], [1, 1]], ..ConvAttrs::plain(2) };
+    let cases = [
+        // 20 output channels: the products; 10 images in 5 copies.
+        (Case { batch: 10, image: vec![15, 13], window: vec![3, 3], cin: 12, cout: 20, attrs: attrs() }, false),
+        // One channel in, 32 out: the direct kernels; 9 images in 5 copies.
+        (Case { batch: 9, image: vec![33, 31], window: vec![3, 3], cin: 1, cout: 32, attrs: attrs() }, true),
+    ];
+    for (c, direct) in &cases {
+        let args = c.operands(ConvRole::FilterGrad, &mut rng);
+        let mut g = Graph::unfolded();
+        let ids = declare(&mut g, &args);
+        let y = g.insert(c.op(ConvRole::FilterGrad), &ids).expect("builds");
+        g.set_output("y", y).expect("output");
+        let step = nnc::runtime::CompiledStep::compile(&g).expect("compiles");
+        let geom = step.schedule().kernels.iter().find_map(|k| match &k.body {
+            nnc::schedule::KernelBody::Conv(k) => Some(k.geom.clone()),
+            _ => None,
+        });
+        let geom = geom.expect("a conv kernel");
+        assert_eq!((geom.parts, geom.direct), (5, *direct), "{c:?}\n{}", step.schedule());
+        // Each sum has batch x pixels terms, accumulated in f32 (the
+        // interpreter's in f64): codegen's tolerance for sums of n terms.
+        let terms = c.batch * c.image.iter().product::<usize>();
+        if let Err(e) = check_with(&g, 13, false, 1e-6 * terms as f64, 1e-5) {
+            panic!("{c:?}: {e}");
+        }
+    }
+}
