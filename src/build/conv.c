@@ -351,13 +351,18 @@ static inline __attribute__((always_inline)) void forward_tile(int V, int P, int
             for (int v = 0; v < V; v++) STORE8(y + p * cout + 8 * v, acc[p * V + v]);
 }
 
+/* Vectors of 8 output channels in the tile at channel c of cog: 4, then
+ * what is left (cog is a multiple of 8). */
+static inline int tile_vectors(int64_t cog, int64_t c) { return (cog - c) / 8 < 4 ? (int)((cog - c) / 8) : 4; }
+
 /* One output row (fixed batch entry and leading positions) of one group,
  * x at the row's first pixel and the group's first channel. */
-static void forward_row(const nnc_conv_desc *d, const padded *s, const int64_t *off, const float *x, const float *w,
+static void forward_row(const geom *g, const padded *s, const int64_t *off, const float *x, const float *w,
                         float *y) {
-    int64_t cog = d->cout / d->groups, rows = d->win[0] * d->win[1] * d->win[2] * (d->cin / d->groups);
+    const nnc_conv_desc *d = g->d;
+    int64_t cog = g->cog, rows = g->kdim;
     for (int64_t c = 0; c < cog; c += 32) {
-        int64_t v = (cog - c) / 8 < 4 ? (cog - c) / 8 : 4;
+        int v = tile_vectors(cog, c);
         for (int64_t o = 0; o < d->out[2]; o += DIRECT_ACC / v) {
             int np = (int)(d->out[2] - o < DIRECT_ACC / v ? d->out[2] - o : DIRECT_ACC / v);
             const float *xo = x + o * s->pixel;
@@ -403,7 +408,7 @@ static void forward_direct(const geom *g, const float *x, const float *w, float 
                 const float *xr = p + (o0 * d->str[0] * s.dim[1] + o1 * d->str[1]) * s.dim[2] * d->cin;
                 float *yr = y + ((b * d->out[0] + o0) * d->out[1] + o1) * d->out[2] * d->cout;
                 for (int64_t grp = 0; grp < d->groups; grp++)
-                    forward_row(d, &s, off, xr + grp * g->cig, w + grp * g->cog, yr + grp * g->cog);
+                    forward_row(g, &s, off, xr + grp * g->cig, w + grp * g->cog, yr + grp * g->cog);
             }
     }
 }
@@ -453,7 +458,8 @@ static void filter_rows(const geom *g, const padded *s, const int64_t *rows_off,
                         int64_t grp, int64_t k0, int64_t k1, float *w) {
     const nnc_conv_desc *d = g->d;
     for (int64_t c = 0; c < g->cog; c += 32) {
-        int64_t v = (g->cog - c) / 8 < 4 ? (g->cog - c) / 8 : 4, rows = DIRECT_ACC / v;
+        int v = tile_vectors(g->cog, c);
+        int64_t rows = DIRECT_ACC / v;
         for (int64_t r0 = k0; r0 < k1; r0 += rows) {
             int nr = (int)(k1 - r0 < rows ? k1 - r0 : rows);
             int64_t off[DIRECT_ACC];

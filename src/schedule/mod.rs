@@ -287,13 +287,6 @@ impl ConvGeom {
         if self.parts > 0 {
             return self.batch.div_ceil(self.parts);
         }
-        if self.direct && self.role == ConvRole::FilterGrad {
-            // Whole register tiles of kernel rows (12 / vectors of output
-            // channels), in about 8 units.
-            let rows = 12 / (cog / 8).min(4);
-            let tiles = self.kernel_rows().div_ceil(rows);
-            return rows * tiles.div_ceil(8);
-        }
         match self.role {
             ConvRole::Forward | ConvRole::InputGrad => (1024 / self.out.iter().product::<usize>().max(1)).max(1),
             // Each unit streams all of dY: few units.
