@@ -17,6 +17,7 @@ pub mod builtins;
 pub mod check;
 pub mod cli;
 pub mod codegen;
+pub mod decode;
 pub mod diag;
 pub mod ir;
 pub mod lower;

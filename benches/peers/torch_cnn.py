@@ -18,16 +18,9 @@ line each: `torch <mode> <threads> <samples/s>`.
     python3 benches/peers/torch_cnn.py [--model cnn|resnet] [--threads N] [--steps N] [--modes a,b]
 (needs torch and numpy; skips cleanly without)
 """
-import argparse, os, sys, time
+import argparse, os, sys
 
-try:
-    import numpy as np
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-except ImportError:
-    print("torch not installed: skipping the PyTorch comparison")
-    sys.exit(0)
+from torchbench import F, nn, np, report, steady_rate, torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import idx  # noqa: E402
@@ -119,13 +112,7 @@ def run(name, mode, batch, steps, warmup):
     if mode == "compile":
         step = torch.compile(step)
     xs, ys = batches(batch, warmup + steps, channels_last)
-    for i in range(warmup):
-        step(xs[i], ys[i])
-    t = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        loss = step(xs[i], ys[i])
-    loss.item()
-    return steps * batch / (time.perf_counter() - t)
+    return steady_rate(step, xs, ys, warmup, batch)
 
 
 def main():
@@ -136,11 +123,7 @@ def main():
     p.add_argument("--modes", default="nchw,channels_last,compile")
     p.add_argument("--model", default="cnn", choices=sorted(MODELS))
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    for mode in a.modes.split(","):
-        warmup = 10 if mode == "compile" else 3
-        rate = run(a.model, mode, a.batch, a.steps, warmup)
-        print(f"torch {mode} {a.threads} {rate:.0f}", flush=True)
+    report(a.modes, a.threads, lambda mode, warmup: run(a.model, mode, a.batch, a.steps, warmup))
 
 
 if __name__ == "__main__":

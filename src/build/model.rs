@@ -137,9 +137,9 @@ pub(super) fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, 
 
 /// Loads the weights of `params` (laid out in `weights` by [`bind`]) into a
 /// JIT-compiled step.
-pub(super) fn set_weights(
+pub(super) fn set_weights<'a>(
     step: &mut crate::runtime::CompiledStep,
-    params: &[Param],
+    params: impl IntoIterator<Item = &'a Param>,
     weights: &[u8],
 ) -> Result<(), BuildError> {
     for p in params {

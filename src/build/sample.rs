@@ -2,21 +2,29 @@
 //!
 //! The model is the experiment's inference graph at batch 1, as `nnc
 //! predict` runs it: token ids `[1, T]` in, scores `[1, T, V]` out, the
-//! scores at position t being for the token after position t. The tokens so
-//! far fill the window from position 0 and the rest is padding; past T
-//! tokens the window slides (the last T). A causal model's scores at the
-//! last real position do not depend on the padding. That is checked before
-//! the first token, not assumed: a model that looks ahead would be sampled
-//! from wrongly without a word, so it is refused.
+//! scores at position t being for the token after position t. The tokens
+//! fill the window from position 0; once they pass T, the window restarts
+//! from the last T/2 of them (llama.cpp's context shift), so that every
+//! token is scored at a position the model was trained on.
 //!
-//! Each token runs the whole window: O(T) positions per token, where a
-//! key/value cache would make it O(1) positions.
+//! Each token runs the one-position step [`crate::decode`] derives from the
+//! graph, with attention's keys and values kept in caches: a token costs one
+//! position, O(T) for attention, not a forward pass over the window. Where
+//! no such step can be derived (the reason is printed), each token runs the
+//! whole window instead, with the same window rule and so the same text.
+//!
+//! A causal model's scores at a position do not depend on the positions
+//! after it. That is checked before the first token, not assumed, and the
+//! cached step is checked against the whole window on the prompt: a model
+//! that looks ahead would be sampled from wrongly without a word, so it is
+//! refused.
 
 use super::BuildError;
 use super::model::{Param, bind, set_weights};
+use crate::decode::{POSITION, decoder, next};
 use crate::ir::DType;
 use crate::runner::data::{SplitMix64, Vocab};
-use crate::runtime::{CompiledStep, Options};
+use crate::runtime::{CompiledStep, Options, RuntimeError};
 use std::path::{Path, PathBuf};
 
 /// How the next token is drawn from the model's scores.
@@ -32,17 +40,36 @@ pub struct Sampling {
 
 /// A language model ready to score windows.
 pub struct Generator {
-    step: CompiledStep,
+    /// The whole window at once: the reference the cached step is checked
+    /// against, and the way to run a model with no cached step.
+    window: CompiledStep,
     input: String,
     /// Positions in the window (T).
     context: usize,
     /// Scores per position (V).
     scores: usize,
+    /// Where the window starts in the tokens so far.
+    start: usize,
+    cached: Result<Cached, String>,
     pub vocab: Vocab,
+}
+
+/// The one-position step and what its caches hold.
+struct Cached {
+    step: CompiledStep,
+    input: String,
+    caches: Vec<String>,
+    /// The window's tokens whose keys and values the caches hold, from position 0.
+    tokens: Vec<i32>,
+    scratch: Vec<f32>,
 }
 
 fn unsupported(m: String) -> BuildError {
     BuildError::Other(format!("cannot sample from this model: {m}"))
+}
+
+fn runtime(e: RuntimeError) -> BuildError {
+    BuildError::Codegen(e.to_string())
 }
 
 impl Generator {
@@ -89,49 +116,120 @@ impl Generator {
         }
         let want: Vec<(String, Vec<usize>)> = p.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
         let (params, weights, _) = bind(ckpt, &want)?;
-        let step = compile(&p.graph, &params, &weights)?;
-        Ok(Generator { step, input, context, scores, vocab })
+        let window = compile(&p.graph, &params, &weights)?;
+        let cached = match decoder(&p.graph, &input) {
+            Ok(d) => {
+                let step = compile(&d.graph, &params, &weights)?;
+                Ok(Cached { step, input: input.clone(), caches: d.caches, tokens: Vec::new(), scratch: Vec::new() })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(Generator { window, input, context, scores, start: 0, cached, vocab })
     }
 
-    /// The scores of the token after `ids` (the last `context` of them
-    /// count), with the rest of the window filled with `pad`.
-    pub fn next_scores(&mut self, ids: &[i32], pad: i32) -> Result<Vec<f32>, BuildError> {
-        let err = |e: crate::runtime::RuntimeError| BuildError::Codegen(e.to_string());
-        let window = &ids[ids.len().saturating_sub(self.context)..];
-        let last = window.len().checked_sub(1).ok_or_else(|| BuildError::Other("no tokens to continue".into()))?;
-        let buf = self.step.input_mut::<i32>(&self.input).map_err(err)?;
+    /// Why each token runs the whole window, when it does.
+    pub fn uncached(&self) -> Option<&str> {
+        self.cached.as_ref().err().map(String::as_str)
+    }
+
+    /// The scores of the token after `ids`, which extend the tokens of the
+    /// previous call (or start again): the window rule of the module doc.
+    pub fn next_scores(&mut self, ids: &[i32]) -> Result<Vec<f32>, BuildError> {
+        if ids.is_empty() {
+            return Err(BuildError::Other("no tokens to continue".into()));
+        }
+        if self.start >= ids.len() {
+            self.start = 0;
+        }
+        if ids.len() - self.start > self.context {
+            self.start = ids.len() - self.context.div_ceil(2);
+        }
+        let window = &ids[self.start..];
+        let scores = match &mut self.cached {
+            Ok(c) => c.scores(window)?,
+            Err(_) => self.window_scores(window, 0)?.pop().unwrap_or_default(),
+        };
+        Ok(scores[..self.vocab.len()].to_vec())
+    }
+
+    /// The scores at every position of `window` (at most T tokens) from one
+    /// pass over the whole window, the rest of it filled with `pad`.
+    fn window_scores(&mut self, window: &[i32], pad: i32) -> Result<Vec<Vec<f32>>, BuildError> {
+        let buf = self.window.input_mut::<i32>(&self.input).map_err(runtime)?;
         buf.fill(pad);
         buf[..window.len()].copy_from_slice(window);
-        self.step.run();
-        let out = self.step.output::<f32>("logits").map_err(err)?;
-        Ok(out[last * self.scores..][..self.vocab.len()].to_vec())
+        self.window.run();
+        let out = self.window.output::<f32>("logits").map_err(runtime)?;
+        Ok(out.chunks(self.scores).take(window.len()).map(<[f32]>::to_vec).collect())
     }
 
-    /// Refuses a model whose scores at the last token of `ids` depend on
-    /// the positions after it: two paddings must give the same scores.
+    /// Refuses a model whose scores at a position of `ids` depend on the
+    /// positions after it (two paddings must give the same scores), and a
+    /// cached step that disagrees with the whole window anywhere on them.
     pub fn check_causal(&mut self, ids: &[i32]) -> Result<(), BuildError> {
-        let other = self.vocab.len() as i32 - 1;
-        let context = self.context;
-        for prefix in [&ids[..1], ids].into_iter().filter(|p| p.len() < context) {
-            let a = self.next_scores(prefix, 0)?;
-            let b = self.next_scores(prefix, other)?;
-            let apart = a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4 * (1.0 + x.abs().max(y.abs())));
-            if apart {
+        let window = &ids[..ids.len().min(self.context)];
+        let a = self.window_scores(window, 0)?;
+        if window.len() < self.context {
+            let b = self.window_scores(window, self.vocab.len() as i32 - 1)?;
+            if let Some(t) = (0..window.len()).find(|&t| apart(&a[t], &b[t])) {
                 return Err(unsupported(format!(
-                    "its scores at position {} change with the tokens after it: the model is not causal (mask attention to later positions) and its next-token scores depend on what has not been written yet",
-                    prefix.len() - 1
+                    "its scores at position {t} change with the tokens after it: the model is not causal (mask attention to later positions) and its next-token scores depend on what has not been written yet"
                 )));
+            }
+        }
+        if let Ok(c) = &mut self.cached {
+            c.tokens.clear();
+            for (t, want) in a.iter().enumerate() {
+                if apart(&c.scores(&window[..=t])?, want) {
+                    return Err(BuildError::Codegen(format!(
+                        "the one-position step's scores at position {t} differ from the whole window's; sampling would be wrong (please report this model)"
+                    )));
+                }
             }
         }
         Ok(())
     }
 }
 
+fn apart(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).any(|(x, y)| (x - y).abs() > 1e-4 * (1.0 + x.abs().max(y.abs())))
+}
+
+impl Cached {
+    /// The scores after the last token of `window`, running the positions
+    /// the caches do not hold yet.
+    fn scores(&mut self, window: &[i32]) -> Result<Vec<f32>, BuildError> {
+        let kept = self.tokens.iter().zip(window).take_while(|(a, b)| a == b).count().min(window.len() - 1);
+        self.tokens.truncate(kept);
+        if kept == 0 {
+            // Rows past the position are masked, but a fresh start is exact.
+            for name in &self.caches {
+                self.step.input_mut::<f32>(name).map_err(runtime)?.fill(0.0);
+            }
+        }
+        for &id in &window[kept..] {
+            let p = self.tokens.len() as i32;
+            self.step.set_input::<i32>(&self.input, &[id]).map_err(runtime)?;
+            if let Ok(pos) = self.step.input_mut::<i32>(POSITION) {
+                pos[0] = p;
+            }
+            self.step.run();
+            for name in &self.caches {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(self.step.output::<f32>(&next(name)).map_err(runtime)?);
+                self.step.set_input::<f32>(name, &self.scratch).map_err(runtime)?;
+            }
+            self.tokens.push(id);
+        }
+        Ok(self.step.output::<f32>("logits").map_err(runtime)?.to_vec())
+    }
+}
+
+/// `g` compiled for one thread, with the weights of the parameters it reads.
 fn compile(g: &crate::ir::Graph, params: &[Param], weights: &[u8]) -> Result<CompiledStep, BuildError> {
-    let err = |e: crate::runtime::RuntimeError| BuildError::Codegen(e.to_string());
     let opts = Options { in_place: false, threads: 1, c_products: false };
-    let mut step = CompiledStep::compile_with(g, opts).map_err(err)?;
-    set_weights(&mut step, params, weights)?;
+    let mut step = CompiledStep::compile_with(g, opts).map_err(runtime)?;
+    set_weights(&mut step, params.iter().filter(|p| g.find_input(&p.name).is_some()), weights)?;
     Ok(step)
 }
 

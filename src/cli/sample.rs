@@ -6,6 +6,7 @@ use crate::runner::data::SplitMix64;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct SampleArgs {
@@ -69,6 +70,7 @@ pub fn sample(a: SampleArgs) -> ExitCode {
 
 /// Writes the prompt, then each character as it is drawn.
 fn generate(a: &SampleArgs) -> Result<(), BuildError> {
+    let loading = Instant::now();
     let mut g = Generator::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, a.vocab.as_deref())?;
     let mut ids = Vec::with_capacity(a.prompt.chars().count() + a.tokens);
     for c in a.prompt.chars() {
@@ -84,13 +86,17 @@ fn generate(a: &SampleArgs) -> Result<(), BuildError> {
         return Err(BuildError::Other("the prompt is empty: give at least one character to continue".into()));
     }
     g.check_causal(&ids)?;
+    if let Some(why) = g.uncached() {
+        eprintln!("note: every token runs the whole window (no key/value cache): {why}");
+    }
     let s = Sampling { temperature: a.temperature, top_k: a.top_k.map(|k| k as usize), top_p: a.top_p };
     let mut rng = SplitMix64::new(a.seed);
+    let (loaded, sampling) = (loading.elapsed(), Instant::now());
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) ends the text quietly.
     let _ = write!(out, "{}", a.prompt);
     for _ in 0..a.tokens {
-        let scores = g.next_scores(&ids, 0)?;
+        let scores = g.next_scores(&ids)?;
         let id = choose(&scores, &s, &mut rng) as i32;
         ids.push(id);
         // `choose` picks among the vocabulary's scores, so `id` decodes.
@@ -100,5 +106,13 @@ fn generate(a: &SampleArgs) -> Result<(), BuildError> {
         }
     }
     let _ = writeln!(out);
+    let took = sampling.elapsed();
+    eprintln!(
+        "{} tokens in {:.1} ms ({:.3} ms per token; loaded and compiled in {:.0} ms)",
+        a.tokens,
+        took.as_secs_f64() * 1e3,
+        took.as_secs_f64() * 1e3 / a.tokens.max(1) as f64,
+        loaded.as_secs_f64() * 1e3
+    );
     Ok(())
 }

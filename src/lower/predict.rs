@@ -19,7 +19,6 @@ use crate::diag::{Diag, Diags};
 use crate::ir::{BinaryOp, DType, Graph, IrError, NodeId, UnaryOp};
 use crate::resolve::Program;
 use crate::syntax::ast;
-use std::collections::HashMap;
 
 use super::experiment::{DataField, Setup};
 
@@ -46,7 +45,7 @@ pub fn lower_predict(program: &Program, checked: &Checked, setup: &Setup, batch:
     let out = l.expr(call).map_err(|d| vec![d])?;
     let out = l.node(&out, Some(DType::F32), call.span).map_err(|d| vec![d])?;
     outputs(&mut l.g, out).map_err(at(call.span)).map_err(|d| vec![d])?;
-    let graph = prune(&l.g).map_err(at(call.span)).map_err(|d| vec![d])?;
+    let graph = crate::opt::dce::pruned(&l.g).map_err(at(call.span)).map_err(|d| vec![d])?;
     let read = |name: &str| graph.find_input(name).is_some();
     let inputs = data.fields.into_iter().filter(|f| read(&f.name)).collect();
     let params = l.params.iter().filter(|p| read(&p.name)).map(|p| ParamInfo::new(p, p.kind(false))).collect();
@@ -87,22 +86,4 @@ fn find_call(e: &ast::Expr) -> Option<&ast::Expr> {
         K::If { cond, els, then } => find_call(cond).or_else(|| find_call(&then.tail)).or_else(|| find_call(els)),
         K::Int(_) | K::Float(_) | K::Bool(_) | K::Str(_) | K::Name(_) => None,
     }
-}
-
-/// `g` without the inputs (and nodes) no output depends on: the labels.
-/// (`opt::dce` keeps every input: the runner feeds inputs by name.)
-fn prune(g: &Graph) -> Result<Graph, IrError> {
-    let live = crate::opt::dce::live(g);
-    let mut out = Graph::new();
-    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
-    for id in g.ids().filter(|id| live[id.index()]) {
-        let node = g.node(id);
-        // Inputs come before their users (topological order), so every one is mapped.
-        let ins: Vec<NodeId> = node.inputs.iter().map(|x| map[x]).collect();
-        map.insert(id, out.insert(node.op.clone(), &ins)?);
-    }
-    for (name, id) in g.outputs() {
-        out.set_output(name.clone(), map[id])?;
-    }
-    Ok(out)
 }

@@ -149,11 +149,15 @@ fn initial(g: &Graph) -> Vec<bool> {
 /// that is expanded by a broadcast (it would be recomputed per copy).
 fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
     const MAX_OPS: usize = 3;
-    let mut expanded = vec![false; g.len()];
+    // Kept: values a broadcast expands (recomputed per output element) and
+    // the data gathers read (they index a buffer).
+    let mut keep = vec![false; g.len()];
     for id in g.ids().filter(|id| need[id.index()]) {
         let n = g.node(id);
         if let Op::Broadcast(_) = n.op {
-            expanded[n.inputs[0].index()] |= g.node(n.inputs[0]).ty.numel() < n.ty.numel();
+            keep[n.inputs[0].index()] |= g.node(n.inputs[0]).ty.numel() < n.ty.numel();
+        } else if let Op::Gather(_) = n.op {
+            keep[n.inputs[0].index()] = true;
         }
     }
     let outputs: Vec<NodeId> = g.outputs().iter().map(|(_, id)| *id).collect();
@@ -162,8 +166,8 @@ fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
         if !need[id.index()] || !mat[id.index()] {
             continue;
         }
-        let keep = own_buffer(&g.node(id).op) || expanded[id.index()] || outputs.contains(&id);
-        if !keep && recompute_ops(g, id, mat, MAX_OPS).is_some() {
+        let kept = own_buffer(&g.node(id).op) || keep[id.index()] || outputs.contains(&id);
+        if !kept && recompute_ops(g, id, mat, MAX_OPS).is_some() {
             mat[id.index()] = false;
         }
     }

@@ -14,6 +14,7 @@ mod conv;
 mod data_batch;
 mod data_formats;
 mod data_mnist;
+mod decode;
 mod fuzz_check;
 mod ir_builder;
 mod ir_golden;
