@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Time per generated token at batch 1 on examples/char_gpt.nn's model: `nnc
-# sample` (the one-position step with its key/value caches) against PyTorch
+# sample` (the one-position step with its key/value caches) and the
+# generator `nnc build` makes of the same checkpoint, against PyTorch
 # eager with its own key/value cache and without one (nanoGPT's generate),
 # 63 tokens from the start of the 64-character window, one thread pinned to
 # core 0, reps interleaved. The checkpoint comes from a few training steps
@@ -12,12 +13,14 @@ REPS=${REPS:-5}
 cargo build --release --quiet
 out=$(mktemp -d)
 target/release/nnc run examples/char_gpt.nn --train-samples 64 --eval-samples 32 --quiet --out "$out/run" >/dev/null
+target/release/nnc build examples/char_gpt.nn --checkpoint "$out/run/checkpoints/final.safetensors" -o "$out/gen" >/dev/null
+per_token() { sed -n 's/.*(\([0-9.]*\) ms per token.*/\1/p'; }
 have_torch=1
 "$PY" -c "import torch" 2>/dev/null || { have_torch=0; echo "(torch not importable with $PY: PyTorch rows skipped)"; }
 for rep in $(seq "$REPS"); do
     echo "nnc sample 1 $(taskset -c 0 target/release/nnc sample examples/char_gpt.nn \
-        --checkpoint "$out/run/checkpoints/final.safetensors" --prompt R --tokens 63 2>&1 >/dev/null |
-        sed -n 's/.*(\([0-9.]*\) ms per token.*/\1/p')"
+        --checkpoint "$out/run/checkpoints/final.safetensors" --prompt R --tokens 63 2>&1 >/dev/null | per_token)"
+    echo "nnc built 1 $(taskset -c 0 "$out/gen" R --tokens 63 2>&1 >/dev/null | per_token)"
     if [ "$have_torch" = 1 ]; then
         taskset -c 0 "$PY" benches/peers/torch_sample.py --reps 3 | grep '^torch'
     fi

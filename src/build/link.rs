@@ -14,6 +14,8 @@ const INFLATE: &str = include_str!("inflate.c");
 const IO: &str = include_str!("io.c");
 const SGEMM: &str = include_str!("sgemm.c");
 const CONV: &str = include_str!("conv.c");
+const KERNELS: &str = include_str!("kernels.c");
+const GENERATOR: &str = include_str!("gen.c");
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -58,25 +60,29 @@ fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
     std::path::absolute(path).map_err(|e| io_err(path, e))
 }
 
+/// A temporary directory holding the shim's sources, the generated `plan`
+/// header (named `plan_name`) and the object.
+fn staged(obj: &[u8], plan_name: &str, plan: &str, sources: &[(&str, &str)]) -> Result<TempDir, BuildError> {
+    let tmp = TempDir::new()?;
+    let shared = [("kernels.c", KERNELS), ("sgemm.c", SGEMM), ("conv.c", CONV), (plan_name, plan)];
+    let texts = sources.iter().chain(&shared).map(|&(n, t)| (n, t.as_bytes()));
+    for (name, bytes) in texts.chain([("model.o", obj)]) {
+        let path = tmp.0.join(name);
+        std::fs::write(&path, bytes).map_err(|e| io_err(&path, e))?;
+    }
+    Ok(tmp)
+}
+
+fn march(o: &BuildOptions) -> String {
+    format!("-march={}", o.target_cpu.as_deref().unwrap_or("native"))
+}
+
 /// Writes what `o.emit` asks for from the object bytes and the plan
 /// header; returns the files written.
 pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, BuildError> {
-    let tmp = TempDir::new()?;
-    for (name, text) in [
-        ("nnc_model.h", HEADER.as_bytes()),
-        ("nnc_plan.h", plan.as_bytes()),
-        ("rt.c", RUNTIME.as_bytes()),
-        ("main.c", MAIN.as_bytes()),
-        ("inflate.c", INFLATE.as_bytes()),
-        ("io.c", IO.as_bytes()),
-        ("sgemm.c", SGEMM.as_bytes()),
-        ("conv.c", CONV.as_bytes()),
-        ("model.o", obj),
-    ] {
-        let path = tmp.0.join(name);
-        std::fs::write(&path, text).map_err(|e| io_err(&path, e))?;
-    }
-    let march = format!("-march={}", o.target_cpu.as_deref().unwrap_or("native"));
+    let sources = [("nnc_model.h", HEADER), ("rt.c", RUNTIME), ("main.c", MAIN), ("inflate.c", INFLATE), ("io.c", IO)];
+    let tmp = staged(obj, "nnc_plan.h", plan, &sources)?;
+    let march = march(o);
     cc(&tmp.0, &["-O3", &march, "-ffp-contract=fast", "-fPIC", "-pthread", "-c", "rt.c", "-o", "rt.o"])?;
     match o.emit {
         Emit::Exe => {
@@ -97,6 +103,20 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
             Ok(vec![obj_path, header])
         }
     }
+}
+
+/// Links a text generator (`gen.c` with its plan `nnc_gen_plan.h`) into
+/// the executable `o.output`. The sampling arithmetic is compiled without
+/// contraction, so that it rounds as `nnc sample`'s does.
+pub fn link_generator(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<PathBuf, BuildError> {
+    let tmp = staged(obj, "nnc_gen_plan.h", plan, &[("gen.c", GENERATOR)])?;
+    let march = march(o);
+    cc(&tmp.0, &["-O3", &march, "-ffp-contract=fast", "-c", "kernels.c", "-o", "kernels.o"])?;
+    let exe = absolute(&o.output)?;
+    let exe_s = exe.to_string_lossy();
+    let args = ["-O2", &march, "-ffp-contract=off", "gen.c", "kernels.o", "model.o", "-o", &exe_s, "-lm"];
+    cc(&tmp.0, &[&args[..], &["-static-libgcc", "-s"]].concat())?;
+    Ok(exe)
 }
 
 /// `NAME.o` and `NAME.h` for `-o NAME` (or `-o NAME.o`).

@@ -23,8 +23,10 @@
 //!
 //! [`predict`] runs the same graphs with the JIT (`nnc predict`), to check a
 //! build against; [`sample`] runs a language model's at batch 1 to write
-//! text (`nnc sample`).
+//! text (`nnc sample`), and [`generator`] builds a language model into a
+//! standalone text generator instead (`gen.c`), which writes the same text.
 
+mod generator;
 mod link;
 pub mod model;
 mod object;
@@ -114,8 +116,12 @@ pub struct Built {
 
 /// Compile, emit and link as `o` says.
 pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
+    let probe = crate::compile_predict(&o.file, &o.sets, o.experiment.clone(), &[1]).map_err(BuildError::Compile)?;
+    if probe.first().is_some_and(|p| sample::is_language_model(&p.graph)) {
+        return generator::build(o);
+    }
     let m = model::Model::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, &BATCHES)?;
-    let obj = object::emit(&m, o.target_cpu.as_deref())?;
+    let obj = object::emit(&m.weights, &object::batch_entries(&m), o.target_cpu.as_deref())?;
     let header = plan::header(&m)?;
     let files = link::link(&obj, &header, o)?;
     Ok(Built { files, weight_bytes: m.weights.len() })

@@ -84,11 +84,16 @@ impl Model {
 }
 
 fn step(batch: usize, g: &Graph) -> Result<Step, BuildError> {
+    Ok(Step { batch, schedule: scheduled(g)? })
+}
+
+/// `g` optimized and scheduled into kernels, every output in its own slot.
+pub(super) fn scheduled(g: &Graph) -> Result<Schedule, BuildError> {
     let p = schedule::prepare(g, schedule::Options { in_place: false }).map_err(|e| match e {
         schedule::ScheduleError::Invalid(_) => BuildError::Codegen(format!("internal compiler error: {e}")),
         schedule::ScheduleError::TooLarge(_) => BuildError::Codegen(e.to_string()),
     })?;
-    Ok(Step { batch, schedule: p.schedule })
+    Ok(p.schedule)
 }
 
 /// C of a `[B, C]` output; other outputs are refused: what a build prints

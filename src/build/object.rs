@@ -8,6 +8,7 @@
 use super::BuildError;
 use super::model::Model;
 use crate::codegen;
+use crate::schedule::Schedule;
 use cranelift_module::{DataDescription, Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
@@ -25,20 +26,34 @@ fn cg(e: impl std::fmt::Display) -> BuildError {
     BuildError::Codegen(format!("code generation failed: {e}"))
 }
 
+/// One compiled step in the object file: its symbol, its constants' symbol.
+pub struct Entry<'a> {
+    pub step: String,
+    pub consts: String,
+    pub schedule: &'a Schedule,
+}
+
+/// The entries of a classifier's steps, one per batch size.
+pub fn batch_entries(m: &Model) -> Vec<Entry<'_>> {
+    m.steps
+        .iter()
+        .map(|s| Entry { step: step_symbol(s.batch), consts: consts_symbol(s.batch), schedule: &s.schedule })
+        .collect()
+}
+
 /// The object file's bytes, for `cpu` (a Cranelift preset) or this machine.
-pub fn emit(m: &Model, cpu: Option<&str>) -> Result<Vec<u8>, BuildError> {
+pub fn emit(weights: &[u8], entries: &[Entry], cpu: Option<&str>) -> Result<Vec<u8>, BuildError> {
     let isa = match cpu {
         Some(c) => codegen::cpu_isa(c),
         None => codegen::host_isa(true),
     }
     .map_err(|e| BuildError::Codegen(e.to_string()))?;
     let mut module = ObjectModule::new(ObjectBuilder::new(isa, "nnc_model", default_libcall_names()).map_err(cg)?);
-    data(&mut module, WEIGHTS, &m.weights)?;
-    for s in &m.steps {
+    data(&mut module, WEIGHTS, weights)?;
+    for e in entries {
         // One thread: the shim's `nnc_rt_parallel` would run the kernels serially anyway.
-        codegen::define_step(&mut module, &s.schedule, &step_symbol(s.batch), 1)
-            .map_err(|e| BuildError::Codegen(e.to_string()))?;
-        data(&mut module, &consts_symbol(s.batch), &s.schedule.consts)?;
+        codegen::define_step(&mut module, e.schedule, &e.step, 1).map_err(|e| BuildError::Codegen(e.to_string()))?;
+        data(&mut module, &e.consts, &e.schedule.consts)?;
     }
     module.finish().emit().map_err(cg)
 }

@@ -69,7 +69,7 @@ fn slot_entry(m: &Model, name: &str, role: SlotRole) -> Result<String, BuildErro
 }
 
 /// A C string literal of `s`: every byte but letters and digits escaped.
-fn c_string(s: &str) -> String {
+pub(super) fn c_string(s: &str) -> String {
     let body: String = s
         .bytes()
         .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("\\{b:03o}") })

@@ -72,7 +72,22 @@ fn runtime(e: RuntimeError) -> BuildError {
     BuildError::Codegen(e.to_string())
 }
 
-impl Generator {
+/// A trained language model: its inference graph at batch 1, what it reads
+/// and scores, its vocabulary and its weights.
+pub struct LanguageModel {
+    pub graph: crate::ir::Graph,
+    /// The token input, i32 `[1, T]`.
+    pub input: String,
+    /// Positions in the window (T).
+    pub context: usize,
+    /// Scores per position (V).
+    pub scores: usize,
+    pub vocab: Vocab,
+    pub params: Vec<Param>,
+    pub weights: Vec<u8>,
+}
+
+impl LanguageModel {
     /// The experiment's model at batch 1 with the weights of `ckpt`, and the
     /// vocabulary of its run (`vocab`, else `vocab.json` beside the run's
     /// `checkpoints/` folder).
@@ -82,7 +97,7 @@ impl Generator {
         experiment: Option<String>,
         ckpt: &Path,
         vocab: Option<&Path>,
-    ) -> Result<Generator, BuildError> {
+    ) -> Result<LanguageModel, BuildError> {
         let mut predicts = crate::compile_predict(file, sets, experiment, &[1]).map_err(BuildError::Compile)?;
         let p = predicts.pop().ok_or_else(|| unsupported("no inference graph".into()))?;
         let (input, context, classes) = match p.inputs.as_slice() {
@@ -96,15 +111,7 @@ impl Generator {
                 )));
             }
         };
-        let out = p.graph.output("logits").and_then(|id| p.graph.ty(id).ok()).map(|t| t.shape).unwrap_or_default();
-        let scores = match out.as_slice() {
-            [1, t, v] if *t == context => *v,
-            _ => {
-                return Err(unsupported(format!(
-                    "its output has shape {out:?}; sampling needs scores [B, T, V] over the next token at every position of its [B, {context}] input"
-                )));
-            }
-        };
+        let scores = scores_per_position(&p.graph, context)?;
         let vocab = load_vocab(vocab, ckpt)?;
         let fits = vocab.len() <= scores && classes.is_none_or(|c| vocab.len() <= c) && !vocab.is_empty();
         if !fits {
@@ -116,15 +123,54 @@ impl Generator {
         }
         let want: Vec<(String, Vec<usize>)> = p.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
         let (params, weights, _) = bind(ckpt, &want)?;
-        let window = compile(&p.graph, &params, &weights)?;
-        let cached = match decoder(&p.graph, &input) {
+        Ok(LanguageModel { graph: p.graph, input, context, scores, vocab, params, weights })
+    }
+}
+
+/// V of a `[1, T, V]` output: scores over the next token at every position.
+fn scores_per_position(g: &crate::ir::Graph, context: usize) -> Result<usize, BuildError> {
+    let out = g.output("logits").and_then(|id| g.ty(id).ok()).map(|t| t.shape).unwrap_or_default();
+    match out.as_slice() {
+        [1, t, v] if *t == context => Ok(*v),
+        _ => Err(unsupported(format!(
+            "its output has shape {out:?}; sampling needs scores [B, T, V] over the next token at every position of its [B, {context}] input"
+        ))),
+    }
+}
+
+/// Whether `g` (an inference graph at batch 1) reads token ids `[1, T]` and
+/// scores the next token at every position, `[1, T, V]`.
+pub fn is_language_model(g: &crate::ir::Graph) -> bool {
+    let inputs = g
+        .inputs()
+        .iter()
+        .filter(|&&id| matches!(&g.node(id).op, crate::ir::Op::Input(i) if i.role == crate::ir::InputRole::Data));
+    let tokens: Vec<_> = inputs.map(|&id| g.node(id).ty.clone()).collect();
+    matches!(tokens.as_slice(), [t] if t.dtype == DType::I32 && t.shape.len() == 2 && t.shape[0] == 1)
+        && scores_per_position(g, tokens[0].shape[1]).is_ok()
+}
+
+impl Generator {
+    /// The model ready to score windows: the whole-window step and, where
+    /// [`decoder`] derives one, the one-position step.
+    pub fn new(lm: &LanguageModel) -> Result<Generator, BuildError> {
+        let window = compile(&lm.graph, &lm.params, &lm.weights)?;
+        let cached = match decoder(&lm.graph, &lm.input) {
             Ok(d) => {
-                let step = compile(&d.graph, &params, &weights)?;
-                Ok(Cached { step, input: input.clone(), caches: d.caches, tokens: Vec::new(), scratch: Vec::new() })
+                let step = compile(&d.graph, &lm.params, &lm.weights)?;
+                Ok(Cached { step, input: lm.input.clone(), caches: d.caches, tokens: Vec::new(), scratch: Vec::new() })
             }
             Err(e) => Err(e.to_string()),
         };
-        Ok(Generator { window, input, context, scores, start: 0, cached, vocab })
+        Ok(Generator {
+            window,
+            input: lm.input.clone(),
+            context: lm.context,
+            scores: lm.scores,
+            start: 0,
+            cached,
+            vocab: lm.vocab.clone(),
+        })
     }
 
     /// Why each token runs the whole window, when it does.

@@ -1,7 +1,7 @@
 //! `nnc sample`: generate text from a trained language model.
 
 use crate::build::BuildError;
-use crate::build::sample::{Generator, Sampling, choose};
+use crate::build::sample::{Generator, LanguageModel, Sampling, choose};
 use crate::runner::data::SplitMix64;
 use std::io::Write;
 use std::path::PathBuf;
@@ -71,7 +71,8 @@ pub fn sample(a: SampleArgs) -> ExitCode {
 /// Writes the prompt, then each character as it is drawn.
 fn generate(a: &SampleArgs) -> Result<(), BuildError> {
     let loading = Instant::now();
-    let mut g = Generator::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, a.vocab.as_deref())?;
+    let lm = LanguageModel::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, a.vocab.as_deref())?;
+    let mut g = Generator::new(&lm)?;
     let mut ids = Vec::with_capacity(a.prompt.chars().count() + a.tokens);
     for c in a.prompt.chars() {
         let id = g.vocab.id(c).ok_or_else(|| {

@@ -1,6 +1,7 @@
 //! `nnc sample` end to end: a tiny causal language model trained for a few
 //! steps on tests/fixtures/data/tiny.txt, sampled twice with one seed (the
-//! same text) and with another; a model whose scores look ahead is refused.
+//! same text) and with another; a model whose scores look ahead is refused;
+//! the generator `nnc build` makes of it prints the same text.
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
@@ -98,4 +99,58 @@ fn a_model_that_looks_ahead_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not causal"), "{err}");
     assert!(out.stdout.is_empty() || String::from_utf8_lossy(&out.stdout) == "To be", "no tokens drawn");
+    let build = Command::cargo_bin("nnc")
+        .unwrap()
+        .arg("build")
+        .arg(&file)
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(file.with_file_name("never_built"))
+        .output()
+        .unwrap();
+    assert_eq!(build.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&build.stderr).contains("not causal"), "{build:?}");
+    assert!(!file.with_file_name("never_built").exists());
+}
+
+/// `nnc build` of a language model is a text generator that prints what
+/// `nnc sample` prints, for every way of drawing, past the window too (40
+/// tokens after a 5-character prompt in a window of 8), the prompt given as
+/// an argument or on stdin.
+#[test]
+fn a_built_generator_writes_what_nnc_sample_writes() {
+    let (file, ckpt) = trained("built", CAUSAL);
+    let exe = file.with_file_name("lm_generator");
+    let out = Command::cargo_bin("nnc")
+        .unwrap()
+        .arg("build")
+        .arg(&file)
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "build failed: {}", String::from_utf8_lossy(&out.stderr));
+    let draws: [&[&str]; 4] = [
+        &["--temperature", "1.0", "--seed", "7"],
+        &["--temperature", "1.0", "--seed", "8", "--top-k", "3"],
+        &["--temperature", "0.7", "--seed", "9", "--top-p", "0.9"],
+        &["--temperature", "0"],
+    ];
+    for how in draws {
+        let mut sample = Command::cargo_bin("nnc").unwrap();
+        sample.arg("sample").arg(&file).arg("--checkpoint").arg(&ckpt).args(["--prompt", "To be", "--tokens", "40"]);
+        let want = text(&sample.args(how).output().unwrap());
+        let got = text(&Command::new(&exe).args(["To be", "--tokens", "40"]).args(how).output().unwrap());
+        assert_eq!(got, want, "{how:?}");
+    }
+    let piped = Command::new(&exe).args(["-", "--tokens", "40", "--temperature", "0"]).write_stdin("To be").output();
+    let mut sample = Command::cargo_bin("nnc").unwrap();
+    sample.arg("sample").arg(&file).arg("--checkpoint").arg(&ckpt).args(["--prompt", "To be", "--tokens", "40"]);
+    assert_eq!(text(&piped.unwrap()), text(&sample.args(["--temperature", "0"]).output().unwrap()));
+    let bad = Command::new(&exe).arg("To be\u{1F600}").output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not in the model's vocabulary"), "{bad:?}");
 }
