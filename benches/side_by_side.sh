@@ -14,9 +14,11 @@ side_by_side() {
         for t in 1 2; do
             local cores
             cores=$([ "$t" = 1 ] && echo 0 || echo 0,1)
+            # From the training time (two decimals) rather than the rounded samples/s.
             echo "nnc compiled $t $(taskset -c "$cores" target/release/nnc run "$example" --threads "$t" --epochs 1 \
                 --train-samples $((steps * batch)) --eval-samples "$batch" --quiet --out "$out/run" --overwrite 2>&1 |
-                sed -n 's/.*steps in .* (\([0-9]*\) samples\/s.*/\1/p')"
+                sed -n 's/.* \([0-9]*\) steps in \([0-9.]*\) s of training.*/\1 \2/p' |
+                awk -v b="$batch" '{ printf "%.2f", $1 * b / $2 }')"
             if [ "$have_torch" = 1 ]; then
                 taskset -c "$cores" "$py" "$peer" "$@" --threads "$t" --steps "$steps" 2>/dev/null | grep '^torch'
             fi
@@ -33,6 +35,7 @@ print(f"| system | threads | samples/s (median of {sys.argv[2]}) | nnc / this |"
 print("| --- | --- | --- | --- |")
 for (threads, name), v in sorted(rates.items()):
     nnc = statistics.median(rates[(threads, "nnc compiled")])
-    print(f"| {name} | {threads} | {statistics.median(v):.0f} | {nnc / statistics.median(v):.2f}x |")
+    m = statistics.median(v)
+    print(f"| {name} | {threads} | {m:.2f} | {nnc / m:.2f}x |" if m < 100 else f"| {name} | {threads} | {m:.0f} | {nnc / m:.2f}x |")
 PYEOF
 }

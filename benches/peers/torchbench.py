@@ -33,4 +33,4 @@ def report(modes, threads, run):
     torch.set_num_threads(threads)
     for mode in modes.split(","):
         rate = run(mode, 8 if mode == "compile" else 2)
-        print(f"torch {mode} {threads} {rate:.0f}", flush=True)
+        print(f"torch {mode} {threads} {rate:.2f}", flush=True)

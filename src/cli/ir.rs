@@ -51,7 +51,7 @@ pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Op
 }
 
 /// Print to stdout; a closed pipe (`nnc ir ... | head`) is not an error.
-fn emit(text: &str) -> ExitCode {
+pub(super) fn emit(text: &str) -> ExitCode {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS

@@ -4,6 +4,7 @@ mod build;
 mod ir;
 mod run;
 mod sample;
+mod summary;
 mod watch;
 
 use crate::diag::{self, Style};
@@ -60,6 +61,19 @@ enum Command {
     /// `--tokens` characters, streamed, with temperature, top-k and top-p
     /// sampling. The same seed writes the same text.
     Sample(sample::SampleArgs),
+    /// Print the experiment's model as a table of layers (each model call
+    /// with its path, output shape and parameter count), the parameter
+    /// totals, and what the compiled training step costs: FLOPs, kernels,
+    /// peak memory and compile time.
+    Summary {
+        file: PathBuf,
+        /// Override a hyperparameter: `--set hidden=256` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// The experiment to summarise, when the file has several.
+        #[arg(long)]
+        experiment: Option<String>,
+    },
     /// Print an experiment's graph IR: the forward/eval graph, the whole
     /// training step (forward, backward, optimizer update), or after passes.
     Ir {
@@ -89,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::build(args),
         Command::Predict(args) => build::predict(args),
         Command::Sample(args) => sample::sample(args),
+        Command::Summary { file, set, experiment } => summary::summary(&file, &set, experiment),
     }
 }
 

@@ -157,6 +157,8 @@ pub struct Lowered {
     /// What `nnc watch` does with the step counter and data position when
     /// it swaps in an edited program.
     pub on_reload: ReloadPolicy,
+    /// The model calls of the training step's forward pass, outermost first.
+    pub layers: Vec<super::LayerCall>,
 }
 
 /// The training step's output holding the learning rate after the
@@ -225,6 +227,7 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
         init_from: extras.init_from,
         hyperparameters,
         on_reload: extras.on_reload,
+        layers: train.layers,
     })
 }
 

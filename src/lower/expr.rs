@@ -359,7 +359,7 @@ impl<'p> Lowerer<'p> {
         let env = self.in_frame(item.module, &bound, |l| l.model_fields(m, &path)).map_err(in_call(span))?;
         let mut all = bound;
         all.extend(env);
-        Ok(Val::Model(Rc::new(Model { item, name: m.name.name.clone(), env: all })))
+        Ok(Val::Model(Rc::new(Model { item, name: m.name.name.clone(), path, env: all })))
     }
 
     fn model_fields(&mut self, m: &ast::ModelDecl, path: &str) -> LResult<Vec<(String, Val)>> {
@@ -495,7 +495,16 @@ impl<'p> Lowerer<'p> {
         {
             return Ok(v.clone());
         }
-        let out = self.call_fn(m.item, fwd, &m.env.clone(), args, span)?;
+        let at = self.layers.len();
+        let depth = self.layer_depth;
+        self.layers.push(super::LayerCall { path: m.path.clone(), model: m.name.clone(), depth, output: None });
+        self.layer_depth += 1;
+        let out = self.call_fn(m.item, fwd, &m.env.clone(), args, span);
+        self.layer_depth = depth;
+        let out = out?;
+        if let Val::Node(n) = out {
+            self.layers[at].output = self.g.ty(n).ok();
+        }
         if let Some(nodes) = key {
             self.experiment_calls.push((m.clone(), nodes, out.clone()));
         }

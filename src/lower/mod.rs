@@ -41,7 +41,23 @@ pub enum Init {
 pub(crate) struct Model {
     pub item: ItemRef,
     pub name: String,
+    /// The field path of this instance (`blocks.0.attn`); empty for the
+    /// experiment's own model.
+    pub path: String,
     pub env: Vec<(String, Val)>,
+}
+
+/// A model call as lowered, for `nnc summary`.
+#[derive(Clone, Debug)]
+pub struct LayerCall {
+    /// The instance's field path (`blocks.0.attn`); empty for the experiment's model.
+    pub path: String,
+    /// The model it instantiates (`Block`).
+    pub model: String,
+    /// How many model calls it is nested in.
+    pub depth: usize,
+    /// Its output's type, when that is one tensor.
+    pub output: Option<crate::ir::Type>,
 }
 
 /// A value during lowering: a graph node, or something known at compile time.
@@ -152,6 +168,9 @@ pub(crate) struct Lowerer<'p> {
     /// and in `metrics`), by model and argument nodes: one evaluation,
     /// with one set of random draws, however often it is written.
     experiment_calls: Vec<(Rc<Model>, Vec<NodeId>, Val)>,
+    /// Every model call, in the order the calls begin.
+    pub layers: Vec<LayerCall>,
+    layer_depth: usize,
 }
 
 impl<'p> Lowerer<'p> {
@@ -170,6 +189,8 @@ impl<'p> Lowerer<'p> {
             buffers: Vec::new(),
             depth: 0,
             experiment_calls: Vec::new(),
+            layers: Vec::new(),
+            layer_depth: 0,
         }
     }
 

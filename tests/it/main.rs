@@ -30,5 +30,6 @@ mod run_interp;
 mod sample_cli;
 mod shape_rules;
 mod std_grad;
+mod summary_cli;
 mod ui;
 mod watch_cli;
