@@ -33,17 +33,7 @@ typedef struct {
 
 #include "nnc_gen_plan.h"
 
-static const char *prog = "generator";
-
-static void die(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
+#include "die.c"
 
 static void *alloc64(size_t bytes) {
     void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);

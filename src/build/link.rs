@@ -16,6 +16,7 @@ const SGEMM: &str = include_str!("sgemm.c");
 const CONV: &str = include_str!("conv.c");
 const KERNELS: &str = include_str!("kernels.c");
 const GENERATOR: &str = include_str!("gen.c");
+const DIE: &str = include_str!("die.c");
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -64,7 +65,7 @@ fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
 /// header (named `plan_name`) and the object.
 fn staged(obj: &[u8], plan_name: &str, plan: &str, sources: &[(&str, &str)]) -> Result<TempDir, BuildError> {
     let tmp = TempDir::new()?;
-    let shared = [("kernels.c", KERNELS), ("sgemm.c", SGEMM), ("conv.c", CONV), (plan_name, plan)];
+    let shared = [("kernels.c", KERNELS), ("sgemm.c", SGEMM), ("conv.c", CONV), ("die.c", DIE), (plan_name, plan)];
     let texts = sources.iter().chain(&shared).map(|&(n, t)| (n, t.as_bytes()));
     for (name, bytes) in texts.chain([("model.o", obj)]) {
         let path = tmp.0.join(name);

@@ -13,17 +13,7 @@
 
 #include "io.c"
 
-static const char *prog = "model";
-
-static void die(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
+#include "die.c"
 
 static void usage(FILE *f) {
     fprintf(f,

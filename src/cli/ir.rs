@@ -1,6 +1,5 @@
 //! `nnc ir`: print the graphs an experiment lowers to.
 
-use crate::diag;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,13 +17,9 @@ pub enum Stage {
 }
 
 pub fn show(file: &Path, set: &[String], stage: Stage, dot: bool, experiment: Option<String>) -> ExitCode {
-    let setup = crate::lower::Setup { experiment, ..Default::default() };
-    let compiled = match crate::compile(file, set, setup) {
+    let compiled = match super::compiled(file, set, experiment) {
         Ok(c) => c,
-        Err(out) => {
-            eprint!("{}", diag::render_all(&out.sources, &out.diags, super::style()));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let graph = match stage {
         Stage::Forward => compiled.lowered.eval,

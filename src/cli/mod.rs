@@ -107,6 +107,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The experiment `experiment` of `file` lowered, or its diagnostics
+/// printed and exit code 1.
+fn compiled(file: &Path, set: &[String], experiment: Option<String>) -> Result<crate::Compiled, ExitCode> {
+    let setup = crate::lower::Setup { experiment, ..Default::default() };
+    crate::compile(file, set, setup).map_err(|out| {
+        eprint!("{}", diag::render_all(&out.sources, &out.diags, style()));
+        ExitCode::from(1)
+    })
+}
+
 pub(crate) fn style() -> Style {
     if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() { Style::Color } else { Style::Plain }
 }

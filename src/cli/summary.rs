@@ -1,7 +1,6 @@
 //! `nnc summary`: what Keras' `model.summary()` prints, and what the
 //! compiled training step costs.
 
-use crate::diag;
 use crate::lower::{LayerCall, Lowered, ParamKind};
 use crate::runtime::{CompiledStep, Options};
 use crate::schedule::{KernelBody, Schedule, elem_size};
@@ -11,13 +10,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub fn summary(file: &Path, set: &[String], experiment: Option<String>) -> ExitCode {
-    let setup = crate::lower::Setup { experiment, ..Default::default() };
-    let compiled = match crate::compile(file, set, setup) {
+    let compiled = match super::compiled(file, set, experiment) {
         Ok(c) => c,
-        Err(out) => {
-            eprint!("{}", diag::render_all(&out.sources, &out.diags, super::style()));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let l = &compiled.lowered;
     let started = Instant::now();

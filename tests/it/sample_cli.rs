@@ -70,6 +70,11 @@ fn sample(file: &Path, ckpt: &Path, seed: &str) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+fn build(file: &Path, ckpt: &Path, exe: &Path) -> std::process::Output {
+    let mut cmd = Command::cargo_bin("nnc").unwrap();
+    cmd.arg("build").arg(file).arg("--checkpoint").arg(ckpt).arg("-o").arg(exe).output().unwrap()
+}
+
 fn text(out: &std::process::Output) -> String {
     assert!(out.status.success(), "sample failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).expect("utf-8")
@@ -99,16 +104,7 @@ fn a_model_that_looks_ahead_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not causal"), "{err}");
     assert!(out.stdout.is_empty() || String::from_utf8_lossy(&out.stdout) == "To be", "no tokens drawn");
-    let build = Command::cargo_bin("nnc")
-        .unwrap()
-        .arg("build")
-        .arg(&file)
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .arg("-o")
-        .arg(file.with_file_name("never_built"))
-        .output()
-        .unwrap();
+    let build = build(&file, &ckpt, &file.with_file_name("never_built"));
     assert_eq!(build.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&build.stderr).contains("not causal"), "{build:?}");
     assert!(!file.with_file_name("never_built").exists());
@@ -122,16 +118,7 @@ fn a_model_that_looks_ahead_is_refused() {
 fn a_built_generator_writes_what_nnc_sample_writes() {
     let (file, ckpt) = trained("built", CAUSAL);
     let exe = file.with_file_name("lm_generator");
-    let out = Command::cargo_bin("nnc")
-        .unwrap()
-        .arg("build")
-        .arg(&file)
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
+    let out = build(&file, &ckpt, &exe);
     assert!(out.status.success(), "build failed: {}", String::from_utf8_lossy(&out.stderr));
     let draws: [&[&str]; 4] = [
         &["--temperature", "1.0", "--seed", "7"],
