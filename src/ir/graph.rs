@@ -32,6 +32,9 @@ pub struct Graph {
     /// storing a second copy of every op.
     index: HashMap<u64, Vec<NodeId>>,
     input_names: HashMap<String, NodeId>,
+    /// Output name to its place in `outputs`: a graph of a deep model names
+    /// tens of thousands of gradients, and a search per name is quadratic.
+    output_names: HashMap<String, usize>,
     /// Whether inserts apply constant folding and local simplification.
     no_fold: bool,
 }
@@ -53,7 +56,11 @@ impl Graph {
     pub fn from_raw(nodes: Vec<Node>, outputs: Vec<(String, NodeId)>) -> Graph {
         let inputs =
             (0..nodes.len()).filter(|&i| matches!(nodes[i].op, Op::Input(_))).map(|i| NodeId(i as u32)).collect();
-        Graph { nodes, inputs, outputs, no_fold: true, ..Graph::default() }
+        let mut output_names = HashMap::new();
+        for (i, (n, _)) in outputs.iter().enumerate() {
+            output_names.entry(n.clone()).or_insert(i);
+        }
+        Graph { nodes, inputs, outputs, output_names, no_fold: true, ..Graph::default() }
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -102,16 +109,19 @@ impl Graph {
     }
 
     pub fn output(&self, name: &str) -> Option<NodeId> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|&(_, id)| id)
+        self.output_names.get(name).map(|&i| self.outputs[i].1)
     }
 
     /// Names `id` as an output (replacing an earlier output of that name).
     pub fn set_output(&mut self, name: impl Into<String>, id: NodeId) -> Result<(), IrError> {
         self.get(id)?;
         let name = name.into();
-        match self.outputs.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = id,
-            None => self.outputs.push((name, id)),
+        match self.output_names.get(&name) {
+            Some(&i) => self.outputs[i].1 = id,
+            None => {
+                self.output_names.insert(name.clone(), self.outputs.len());
+                self.outputs.push((name, id));
+            }
         }
         Ok(())
     }
