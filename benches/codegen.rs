@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench --bench codegen            # everything
 //! cargo bench --bench codegen -- gemm    # only sections whose name contains "gemm"
-//! cargo bench --bench codegen -- profile # per-kernel times of each train step
+//! cargo bench --bench codegen -- profile # per-kernel times of each train step (NNC_PROFILE=char_gpt: one)
 //! ```
 //!
 //! - `peak`: one core's FMA throughput, measured with an AVX-512 (else AVX2)
@@ -321,10 +321,21 @@ fn train_section() {
 }
 
 fn profile_section() {
-    let (cnn, resnet) = (("examples/mnist_cnn.nn", None), ("examples/resnet.nn", None));
-    for (path, batch) in
-        [("examples/mnist.nn", None), ("examples/mnist.nn", Some(128)), ("benches/mlp_large.nn", None), cnn, resnet]
-    {
+    let (cnn, resnet, gpt) =
+        (("examples/mnist_cnn.nn", None), ("examples/resnet.nn", None), ("examples/char_gpt.nn", None));
+    // `NNC_PROFILE=char_gpt`: only the steps whose path contains it.
+    let only = std::env::var("NNC_PROFILE").unwrap_or_default();
+    for (path, batch) in [
+        ("examples/mnist.nn", None),
+        ("examples/mnist.nn", Some(128)),
+        ("benches/mlp_large.nn", None),
+        cnn,
+        resnet,
+        gpt,
+    ] {
+        if !path.contains(&only) {
+            continue;
+        }
         let Ok(g) = train_graph(Path::new(path), batch) else { continue };
         for threads in [1, 2] {
             let mut step = CompiledStep::compile_with(&g, Options { in_place: true, threads, c_products: false })

@@ -12,31 +12,30 @@
 
 use super::sample::{Generator, LanguageModel};
 use super::{BuildError, BuildOptions, Built, Emit, link, model, object};
-use crate::decode::{Decoder, POSITION, decoder, next};
+use crate::decode::{Decoder, POSITION, next};
 use crate::schedule::{Schedule, SlotRole};
 use std::fmt::Write;
 
-pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
+/// `probe`: the experiment's inference graph at batch 1, which the caller
+/// lowered to see that the model is a language model.
+pub fn build(o: &BuildOptions, probe: crate::lower::Predict) -> Result<Built, BuildError> {
     if o.emit == Emit::Obj {
         return Err(BuildError::Unsupported(
             "a language model builds into a text generator, an executable; `--emit obj` is for models with class scores".into(),
         ));
     }
-    let lm = LanguageModel::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, None)?;
+    let lm = LanguageModel::from_predict(probe, &o.checkpoint, None)?;
     let mut check = Generator::new(&lm)?;
     // One short of the window, so that the causality check has padding to vary.
     let probe: Vec<i32> = (0..lm.context.saturating_sub(1).max(1)).map(|i| (i % lm.vocab.len()) as i32).collect();
     check.check_causal(&probe)?;
-    if let Some(why) = check.uncached() {
-        return Err(BuildError::Unsupported(format!(
+    let d = check.decoder().map_err(|why| BuildError::Unsupported(format!(
             "a text generator runs one position per token, and this model's cannot be computed one at a time ({why}); `nnc sample` runs it over the whole window"
-        )));
-    }
-    let d = decoder(&lm.graph, &lm.input).map_err(|e| BuildError::Codegen(e.to_string()))?;
+        )))?;
     let schedule = model::scheduled(&d.graph)?;
     let entry = object::Entry { step: "nnc_gen_step".into(), consts: "nnc_gen_consts".into(), schedule: &schedule };
     let obj = object::emit(&lm.weights, &[entry], o.target_cpu.as_deref())?;
-    let exe = link::link_generator(&obj, &plan(&lm, &d, &schedule)?, o)?;
+    let exe = link::link_generator(&obj, &plan(&lm, d, &schedule)?, o)?;
     Ok(Built { files: vec![exe], weight_bytes: lm.weights.len() })
 }
 

@@ -116,9 +116,10 @@ pub struct Built {
 
 /// Compile, emit and link as `o` says.
 pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
-    let probe = crate::compile_predict(&o.file, &o.sets, o.experiment.clone(), &[1]).map_err(BuildError::Compile)?;
-    if probe.first().is_some_and(|p| sample::is_language_model(&p.graph)) {
-        return generator::build(o);
+    let mut probe =
+        crate::compile_predict(&o.file, &o.sets, o.experiment.clone(), &[1]).map_err(BuildError::Compile)?;
+    if let Some(p) = probe.pop().filter(sample::is_language_model) {
+        return generator::build(o, p);
     }
     let m = model::Model::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, &BATCHES)?;
     let obj = object::emit(&m.weights, &object::batch_entries(&m), o.target_cpu.as_deref())?;

@@ -21,8 +21,9 @@
 
 use super::BuildError;
 use super::model::{Param, bind, set_weights};
-use crate::decode::{POSITION, decoder, next};
+use crate::decode::{Decoder, POSITION, decoder, next};
 use crate::ir::DType;
+use crate::lower::Predict;
 use crate::runner::data::{SplitMix64, Vocab};
 use crate::runtime::{CompiledStep, Options, RuntimeError};
 use std::path::{Path, PathBuf};
@@ -58,7 +59,7 @@ pub struct Generator {
 struct Cached {
     step: CompiledStep,
     input: String,
-    caches: Vec<String>,
+    decoder: Decoder,
     /// The window's tokens whose keys and values the caches hold, from position 0.
     tokens: Vec<i32>,
     scratch: Vec<f32>,
@@ -100,18 +101,12 @@ impl LanguageModel {
     ) -> Result<LanguageModel, BuildError> {
         let mut predicts = crate::compile_predict(file, sets, experiment, &[1]).map_err(BuildError::Compile)?;
         let p = predicts.pop().ok_or_else(|| unsupported("no inference graph".into()))?;
-        let (input, context, classes) = match p.inputs.as_slice() {
-            [f] if f.dtype == DType::I32 && f.shape.len() == 1 => (f.name.clone(), f.shape[0], f.classes),
-            fields => {
-                let shown: Vec<String> =
-                    fields.iter().map(|f| format!("`{}`: {}{:?}", f.name, f.dtype.name(), f.shape)).collect();
-                return Err(unsupported(format!(
-                    "it reads {}; sampling needs one field of token ids per sample, i32[T]",
-                    shown.join(", ")
-                )));
-            }
-        };
-        let scores = scores_per_position(&p.graph, context)?;
+        LanguageModel::from_predict(p, ckpt, vocab)
+    }
+
+    /// [`LanguageModel::load`] for an inference graph already lowered at batch 1.
+    pub fn from_predict(p: Predict, ckpt: &Path, vocab: Option<&Path>) -> Result<LanguageModel, BuildError> {
+        let Reads { input, context, classes, scores } = reads(&p)?;
         let vocab = load_vocab(vocab, ckpt)?;
         let fits = vocab.len() <= scores && classes.is_none_or(|c| vocab.len() <= c) && !vocab.is_empty();
         if !fits {
@@ -127,6 +122,37 @@ impl LanguageModel {
     }
 }
 
+/// What a language model reads and scores.
+struct Reads {
+    input: String,
+    context: usize,
+    classes: Option<usize>,
+    scores: usize,
+}
+
+/// One field of token ids `[T]` in, scores `[1, T, V]` out; else why not.
+fn reads(p: &Predict) -> Result<Reads, BuildError> {
+    let (input, context, classes) = match p.inputs.as_slice() {
+        [f] if f.dtype == DType::I32 && f.shape.len() == 1 => (f.name.clone(), f.shape[0], f.classes),
+        fields => {
+            let shown: Vec<String> =
+                fields.iter().map(|f| format!("`{}`: {}{:?}", f.name, f.dtype.name(), f.shape)).collect();
+            return Err(unsupported(format!(
+                "it reads {}; sampling needs one field of token ids per sample, i32[T]",
+                shown.join(", ")
+            )));
+        }
+    };
+    let scores = scores_per_position(&p.graph, context)?;
+    Ok(Reads { input, context, classes, scores })
+}
+
+/// Whether `p` (an inference graph at batch 1) reads token ids `[1, T]` and
+/// scores the next token at every position, `[1, T, V]`.
+pub fn is_language_model(p: &Predict) -> bool {
+    reads(p).is_ok()
+}
+
 /// V of a `[1, T, V]` output: scores over the next token at every position.
 fn scores_per_position(g: &crate::ir::Graph, context: usize) -> Result<usize, BuildError> {
     let out = g.output("logits").and_then(|id| g.ty(id).ok()).map(|t| t.shape).unwrap_or_default();
@@ -138,27 +164,15 @@ fn scores_per_position(g: &crate::ir::Graph, context: usize) -> Result<usize, Bu
     }
 }
 
-/// Whether `g` (an inference graph at batch 1) reads token ids `[1, T]` and
-/// scores the next token at every position, `[1, T, V]`.
-pub fn is_language_model(g: &crate::ir::Graph) -> bool {
-    let inputs = g
-        .inputs()
-        .iter()
-        .filter(|&&id| matches!(&g.node(id).op, crate::ir::Op::Input(i) if i.role == crate::ir::InputRole::Data));
-    let tokens: Vec<_> = inputs.map(|&id| g.node(id).ty.clone()).collect();
-    matches!(tokens.as_slice(), [t] if t.dtype == DType::I32 && t.shape.len() == 2 && t.shape[0] == 1)
-        && scores_per_position(g, tokens[0].shape[1]).is_ok()
-}
-
 impl Generator {
     /// The model ready to score windows: the whole-window step and, where
     /// [`decoder`] derives one, the one-position step.
     pub fn new(lm: &LanguageModel) -> Result<Generator, BuildError> {
         let window = compile(&lm.graph, &lm.params, &lm.weights)?;
         let cached = match decoder(&lm.graph, &lm.input) {
-            Ok(d) => {
-                let step = compile(&d.graph, &lm.params, &lm.weights)?;
-                Ok(Cached { step, input: lm.input.clone(), caches: d.caches, tokens: Vec::new(), scratch: Vec::new() })
+            Ok(decoder) => {
+                let step = compile(&decoder.graph, &lm.params, &lm.weights)?;
+                Ok(Cached { step, input: lm.input.clone(), decoder, tokens: Vec::new(), scratch: Vec::new() })
             }
             Err(e) => Err(e.to_string()),
         };
@@ -173,9 +187,9 @@ impl Generator {
         })
     }
 
-    /// Why each token runs the whole window, when it does.
-    pub fn uncached(&self) -> Option<&str> {
-        self.cached.as_ref().err().map(String::as_str)
+    /// The one-position step, or why each token runs the whole window.
+    pub fn decoder(&self) -> Result<&Decoder, &str> {
+        self.cached.as_ref().map(|c| &c.decoder).map_err(String::as_str)
     }
 
     /// The scores of the token after `ids`, which extend the tokens of the
@@ -249,7 +263,7 @@ impl Cached {
         self.tokens.truncate(kept);
         if kept == 0 {
             // Rows past the position are masked, but a fresh start is exact.
-            for name in &self.caches {
+            for name in &self.decoder.caches {
                 self.step.input_mut::<f32>(name).map_err(runtime)?.fill(0.0);
             }
         }
@@ -260,7 +274,7 @@ impl Cached {
                 pos[0] = p;
             }
             self.step.run();
-            for name in &self.caches {
+            for name in &self.decoder.caches {
                 self.scratch.clear();
                 self.scratch.extend_from_slice(self.step.output::<f32>(&next(name)).map_err(runtime)?);
                 self.step.set_input::<f32>(name, &self.scratch).map_err(runtime)?;

@@ -87,7 +87,7 @@ fn generate(a: &SampleArgs) -> Result<(), BuildError> {
         return Err(BuildError::Other("the prompt is empty: give at least one character to continue".into()));
     }
     g.check_causal(&ids)?;
-    if let Some(why) = g.uncached() {
+    if let Err(why) = g.decoder() {
         eprintln!("note: every token runs the whole window (no key/value cache): {why}");
     }
     let s = Sampling { temperature: a.temperature, top_k: a.top_k.map(|k| k as usize), top_p: a.top_p };
