@@ -344,7 +344,13 @@ fn profile_section() {
             step.run();
             let prof = step.profile(20);
             let total: f64 = prof.iter().map(|p| p.1).sum();
-            println!("\n{path} batch {} threads {threads}: {:.1} us in kernels", batch_of(&g), total * 1e6);
+            let whole = time(5, 1, || step.run());
+            println!(
+                "\n{path} batch {} threads {threads}: {:.1} us in kernels (each alone, warm), {:.1} us a step",
+                batch_of(&g),
+                total * 1e6,
+                whole * 1e6
+            );
             for (i, (label, t)) in prof.iter().enumerate() {
                 println!("  k{i:<3} {:>8.1} us  {label}", t * 1e6);
             }

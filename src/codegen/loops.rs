@@ -1,8 +1,8 @@
 //! Lowering of a [`LoopKernel`]: a row-major loop nest over the kernel
 //! space whose innermost axis runs four lanes at a time (f32x4/i32x4) with a
 //! scalar tail, or one lane when something in the kernel has no obvious
-//! vector form (gathers, scatters, bool/u8 memory, strided inner loads,
-//! calls). Loops are rotated (body block branching back to itself) and
+//! vector form (gathers, scatters, bool/u8 stores, integer division).
+//! Strided inner loads are put together lane by lane. Loops are rotated (body block branching back to itself) and
 //! every address's outer part is computed before the inner loop, so the
 //! inner loop only adds `i * stride`. Reductions over the innermost axis
 //! keep four vector accumulators in registers and touch memory once per row.
@@ -391,14 +391,27 @@ impl<'a> Gen<'a> {
         Ok(match &n.expr {
             Expr::Load { buf, view } => {
                 let stride = view.inner_stride();
-                if w > 1 && stride == 0 {
+                let a = self.addr(b, *buf, outer()?, i, stride)?;
+                match stride {
+                    _ if w == 1 => load(b, n.dtype, 1, a),
                     // One broadcast per use, so it folds into the load.
-                    let a = self.addr(b, *buf, outer()?, i, 0)?;
-                    let s = load(b, n.dtype, 1, a);
-                    b.ins().splat(reg_ty(n.dtype, w), s)
-                } else {
-                    let a = self.addr(b, *buf, outer()?, i, stride)?;
-                    load(b, n.dtype, w, a)
+                    0 => {
+                        let s = lane(b, n.dtype, a, 0);
+                        b.ins().splat(reg_ty(n.dtype, w), s)
+                    }
+                    1 => load(b, n.dtype, w, a),
+                    // A strided row (a transpose's, a pack's) lane by lane, so
+                    // that the rest of the kernel still runs four lanes.
+                    _ => {
+                        let step = stride * elem_size(n.dtype) as i64;
+                        let first = lane(b, n.dtype, a, 0);
+                        let mut v = b.ins().scalar_to_vector(reg_ty(n.dtype, w), first);
+                        for l in 1..i64::from(w) {
+                            let x = lane(b, n.dtype, a, (l * step) as i32);
+                            v = b.ins().insertlane(v, x, l as u8);
+                        }
+                        v
+                    }
                 }
             }
             Expr::Const(v) => constant(b, n.dtype, w, *v),
@@ -406,20 +419,13 @@ impl<'a> Gen<'a> {
                 let stride = view.inner_stride();
                 let off = offset_at(b, outer()?, i, stride);
                 let x = b.ins().ireduce(types::I32, off);
-                if w == 1 {
-                    x
-                } else {
-                    // Lane l is l * stride further.
-                    let bytes: Vec<u8> = (0..4).flat_map(|l| ((l * stride) as i32).to_le_bytes()).collect();
-                    let c = b.func.dfg.constants.insert(ConstantData::from(bytes));
-                    let lanes = b.ins().vconst(types::I32X4, c);
-                    let base = b.ins().splat(types::I32X4, x);
-                    b.ins().iadd(base, lanes)
-                }
+                if w == 1 { x } else { lanes_from(b, x, stride) }
             }
             Expr::Random { key, salt, index } => {
-                let off = offset_at(b, outer()?, i, index.inner_stride());
+                let stride = index.inner_stride();
+                let off = offset_at(b, outer()?, i, stride);
                 let idx = b.ins().ireduce(types::I32, off);
+                let idx = if w == 1 { idx } else { lanes_from(b, idx, stride) };
                 ops::random(b, vals[*key as usize], *salt, idx)
             }
             Expr::Unary(op, a) => ops::unary(b, self.calls, *op, n.dtype, vals[*a as usize])?,
@@ -507,9 +513,36 @@ fn load(b: &mut FunctionBuilder, dt: DType, w: u8, a: Value) -> Value {
             let half = b.ins().uwiden_low(bytes);
             b.ins().uwiden_low(half)
         }
+        DType::Bool if w > 1 => {
+            // Four 0/1 bytes widened, then negated into all-ones masks.
+            let ones = load(b, DType::U8, w, a);
+            b.ins().ineg(ones)
+        }
         DType::U8 => b.ins().uload8(types::I32, mf(), a, 0),
         DType::Bool => b.ins().load(types::I8, mf(), a, 0),
         DType::F32 | DType::I32 => b.ins().load(reg_ty(dt, w), mf(), a, 0),
+    }
+}
+
+/// `[x, x + stride, x + 2 stride, x + 3 stride]`: an index at each lane.
+fn lanes_from(b: &mut FunctionBuilder, x: Value, stride: i64) -> Value {
+    let bytes: Vec<u8> = (0..4).flat_map(|l| ((l * stride) as i32).to_le_bytes()).collect();
+    let c = b.func.dfg.constants.insert(ConstantData::from(bytes));
+    let lanes = b.ins().vconst(types::I32X4, c);
+    let base = b.ins().splat(types::I32X4, x);
+    b.ins().iadd(base, lanes)
+}
+
+/// The element at `a + offset` as one lane of a vector register: f32 or
+/// i32, a bool as an all-ones or zero i32 mask.
+fn lane(b: &mut FunctionBuilder, dt: DType, a: Value, offset: i32) -> Value {
+    match dt {
+        DType::Bool => {
+            let one = b.ins().uload8(types::I32, mf(), a, offset);
+            b.ins().ineg(one)
+        }
+        DType::U8 => b.ins().uload8(types::I32, mf(), a, offset),
+        DType::F32 | DType::I32 => b.ins().load(reg_ty(dt, 1), mf(), a, offset),
     }
 }
 

@@ -249,28 +249,48 @@ pub(super) fn cast(b: &mut FunctionBuilder, from: DType, to: DType, x: Value) ->
 fn mix32(b: &mut FunctionBuilder, h: Value) -> Value {
     let t = b.ins().ushr_imm_s(h, 16);
     let h = b.ins().bxor(h, t);
-    let h = b.ins().imul_imm_s(h, 0x85eb_ca6b_u32 as i32 as i64);
+    let h = imul_by(b, h, 0x85eb_ca6b);
     let t = b.ins().ushr_imm_s(h, 13);
     let h = b.ins().bxor(h, t);
-    let h = b.ins().imul_imm_s(h, 0xc2b2_ae35_u32 as i32 as i64);
+    let h = imul_by(b, h, 0xc2b2_ae35);
     let t = b.ins().ushr_imm_s(h, 16);
     b.ins().bxor(h, t)
 }
 
-/// `ir::random_uniform(key, salt, idx)`, bit for bit.
+/// `x * c` and `x ^ c` on i32 or i32x4 (the `_imm` forms are scalar only).
+fn imul_by(b: &mut FunctionBuilder, x: Value, c: u32) -> Value {
+    let c = int_like(b, x, c);
+    b.ins().imul(x, c)
+}
+
+fn bxor_by(b: &mut FunctionBuilder, x: Value, c: u32) -> Value {
+    let c = int_like(b, x, c);
+    b.ins().bxor(x, c)
+}
+
+fn int_like(b: &mut FunctionBuilder, x: Value, c: u32) -> Value {
+    let ty = b.func.dfg.value_type(x);
+    let s = b.ins().iconst(types::I32, i64::from(c as i32));
+    if ty.is_vector() { b.ins().splat(ty, s) } else { s }
+}
+
+/// `ir::random_uniform(key, salt, idx)`, bit for bit, on one lane or four
+/// (`key` and `idx` of the same width).
 pub(super) fn random(b: &mut FunctionBuilder, key: Value, salt: u64, idx: Value) -> Value {
-    let k = b.ins().bxor_imm_s(key, 0x9e37_79b9_u32 as i32 as i64);
+    let k = bxor_by(b, key, 0x9e37_79b9);
     let s = mix32(b, k);
-    let s = b.ins().bxor_imm_s(s, salt as u32 as i32 as i64);
+    let s = bxor_by(b, s, salt as u32);
     let s = mix32(b, s);
-    let s = b.ins().bxor_imm_s(s, (salt >> 32) as u32 as i32 as i64);
+    let s = bxor_by(b, s, (salt >> 32) as u32);
     let s = mix32(b, s);
     let h = b.ins().bxor(s, idx);
     let h = mix32(b, h);
     let h = b.ins().iadd(h, s);
     let h = mix32(b, h);
     let h = b.ins().ushr_imm_s(h, 8);
-    let f = b.ins().fcvt_from_sint(types::F32, h);
-    let scale = b.ins().f32const(1.0 / 16_777_216.0);
+    let ty = if b.func.dfg.value_type(h).is_vector() { types::F32X4 } else { types::F32 };
+    let f = b.ins().fcvt_from_sint(ty, h);
+    let w = if ty.is_vector() { 4 } else { 1 };
+    let scale = super::math::fconst(b, w, 1.0 / 16_777_216.0);
     b.ins().fmul(f, scale)
 }

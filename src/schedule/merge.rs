@@ -117,11 +117,22 @@ fn in_space(k: &LoopKernel, space: &[usize]) -> Option<LoopKernel> {
 /// `b` as (part of) the epilogue of `g`: it reads the product only at the
 /// element it is at, and writes nothing the product reads (another
 /// thread's rows may still be reading it).
+///
+/// A loop over `[B, T, n]` (a dense layer applied at every position, whose
+/// product runs as one `[B T, n]` matrix) is taken over `[m, n]` when its
+/// views reshape.
 fn with_epilogue(g: &GemmKernel, b: &LoopKernel, bufs: &[Buffer]) -> Option<GemmKernel> {
     let row_major = g.out.offset == 0 && g.out.rs == g.n as i64 && g.out.cs == 1;
-    if g.batch != 1 || !row_major || b.space != [g.m, g.n] {
+    if g.batch != 1 || !row_major || b.space.last() != Some(&g.n) {
         return None;
     }
+    let reshaped;
+    let b = if b.space == [g.m, g.n] {
+        b
+    } else {
+        reshaped = in_space(b, &[g.m, g.n])?;
+        &reshaped
+    };
     let operands = [mem(bufs, g.lhs.buf), mem(bufs, g.rhs.buf)];
     if b.stores.iter().any(|s| operands.contains(&mem(bufs, s.buf))) {
         return None;

@@ -544,10 +544,10 @@ impl Kernel {
 }
 
 impl LoopKernel {
-    /// Whether the inner loop can run four lanes at a time: every load is
-    /// f32/i32/u8 and every store f32/i32 with inner stride 0 or 1
-    /// (accumulating stores may also be 0), and every op has a vector form
-    /// (no gathers, scatters, random, calls, integer division, u8 math).
+    /// Whether the inner loop can run four lanes at a time: every store is
+    /// f32/i32 with inner stride 0 or 1 (accumulating stores may also be
+    /// 0), and every op has a vector form (no gathers, scatters, integer
+    /// division, u8 math). Strided loads are put together lane by lane.
     pub fn vectorizable(&self, bufs: &[Buffer]) -> bool {
         let inner_ok = self.space.last().is_some_and(|&n| n >= 4);
         inner_ok
@@ -561,9 +561,9 @@ impl LoopKernel {
         let is_load = matches!(n.expr, Expr::Load { .. });
         (n.dtype != DType::U8 || is_load)
             && match &n.expr {
-                Expr::Load { view, .. } => n.dtype != DType::Bool && (0..=1).contains(&view.inner_stride()),
+                Expr::Load { .. } | Expr::Random { .. } => true,
                 Expr::Const(_) | Expr::Select(..) | Expr::Iota(_) => true,
-                Expr::Random { .. } | Expr::Gather { .. } => false,
+                Expr::Gather { .. } => false,
                 // Scalar runtime calls (sin, cos) go lane by lane.
                 Expr::Unary(..) => true,
                 Expr::Binary(op, a, _) => {

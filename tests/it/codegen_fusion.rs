@@ -239,12 +239,14 @@ fn threaded_large_mlp_step_matches_one_thread() {
     same_bits(&train_step("benches/mlp_large.nn"), true, 2);
 }
 
-/// `dY W^T` (B column-major, C row-major) deep and wide enough to take the
-/// runtime's detour (the product column-major into scratch, then a blocked
-/// transpose), at sizes that leave partial 8 x 8 blocks, on 1 and 2 threads.
+/// `dY W^T` (B column-major, C row-major) deep and wide enough to take one
+/// of the runtime's two routes around the gemm crate's slow layout (few
+/// rows: the product column-major into scratch, then a blocked transpose;
+/// many rows, 130 and 300: `B` transposed into scratch first), at sizes
+/// that leave partial 8 x 8 blocks, on 1 and 2 threads.
 #[test]
 fn input_gradient_products_match_the_interpreter() {
-    for (m, k, n) in [(64, 300, 260), (9, 256, 2001), (130, 512, 127)] {
+    for (m, k, n) in [(64, 300, 260), (9, 256, 2001), (130, 512, 127), (300, 200, 70)] {
         let mut g = Graph::unfolded();
         let dy = input(&mut g, "dy", &[m, k]);
         let w = input(&mut g, "w", &[n, k]);

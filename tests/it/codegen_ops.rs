@@ -185,6 +185,25 @@ fn select_on_every_dtype() {
     }
 }
 
+/// Rows read across a stride (a transpose's) and bools read as masks, in
+/// kernels that run four lanes: put together lane by lane, with a scalar
+/// tail (7 = 4 + 3), a mask read both along its rows and across them.
+#[test]
+fn strided_and_bool_rows_in_vector_kernels() {
+    for dt in [DType::F32, DType::I32, DType::U8, DType::Bool] {
+        let mut g = Graph::unfolded();
+        let c = input(&mut g, "c", DType::Bool, &[7, 7]);
+        let a = input(&mut g, "a", dt, &[7, 7]);
+        let ct = g.permute(c, &[1, 0]).expect("permute");
+        let at = g.permute(a, &[1, 0]).expect("permute");
+        let (a, at) = (g.cast(a, DType::F32).expect("cast"), g.cast(at, DType::F32).expect("cast"));
+        let y = g.select(c, at, a).expect("select");
+        let y = g.select(ct, y, at).expect("select");
+        g.set_output("y", y).expect("output");
+        check(&g, 0.0, 0.0);
+    }
+}
+
 #[test]
 fn reductions_over_every_axis_set() {
     let shape = [3, 5, 6];
@@ -316,6 +335,11 @@ fn iota_and_random_match_bit_for_bit() {
     let i = g.iota(&[4, 6], 1).expect("iota");
     g.set_output("r", p).expect("output");
     g.set_output("i", i).expect("output");
+    // Four lanes at a time with a scalar tail, along the draws and across them.
+    let r = g.random(key, 7, &[6, 9]).expect("random");
+    let p = g.permute(r, &[1, 0]).expect("permute");
+    g.set_output("rows", r).expect("output");
+    g.set_output("columns", p).expect("output");
     check(&g, 0.0, 0.0);
 }
 
