@@ -168,3 +168,36 @@ fn simplify_removes_negations_and_divisions() {
     assert!(text.contains("= mul") && text.contains("const[0.25]"), "{text}");
     assert!(!text.contains("neg") && !text.contains("div"), "{text}");
 }
+
+/// The gradient of a split (`q, k, v` sliced from one product): zero-padded
+/// parts summed become one concatenation, with a zero block where a gap is
+/// left, in either order, the same values as before.
+#[test]
+fn simplify_joins_disjoint_pads() {
+    let args = [
+        Arg::f32(&mut Rng(1), "a", &[2, 1, 3], -2.0, 2.0),
+        Arg::f32(&mut Rng(2), "b", &[2, 2, 3], -2.0, 2.0),
+        Arg::f32(&mut Rng(3), "c", &[2, 1, 3], -2.0, 2.0),
+    ];
+    let inputs = feeds(&args);
+    // (lo, hi) along axis 1 of a 5-wide result: a at 0, b at 1-2, c at 4 (3 is a gap).
+    let mut g = Graph::new();
+    let [a, b, c] = [0, 1, 2].map(|i| g.input(&args[i].name, InputRole::Data, args[i].ty.clone()).unwrap());
+    let pa = g.pad(a, &[0, 0, 0], &[0, 4, 0], 0.0).unwrap();
+    let pb = g.pad(b, &[0, 1, 0], &[0, 2, 0], 0.0).unwrap();
+    let pc = g.pad(c, &[0, 4, 0], &[0, 0, 0], 0.0).unwrap();
+    let ab = g.add(pb, pa).unwrap();
+    let abc = g.add(ab, pc).unwrap();
+    g.set_output("y", abc).unwrap();
+    // Overlapping parts stay as they are.
+    let pb2 = g.pad(b, &[0, 0, 0], &[0, 3, 0], 0.0).unwrap();
+    let kept = g.add(pa, pb2).unwrap();
+    g.set_output("kept", kept).unwrap();
+    let opt = optimize(&g).unwrap();
+    verify(&opt).unwrap();
+    let text = opt.to_string();
+    assert_eq!(text.matches("concat").count(), 1, "{text}");
+    assert_eq!(text.matches("pad").count(), 2, "only `kept`'s two pads are left:\n{text}");
+    let (before, after) = (run(&g, &inputs, Precision::F32).unwrap(), run(&opt, &inputs, Precision::F32).unwrap());
+    assert!(same_results(&before, &after), "{before:?} vs {after:?}\n{opt}");
+}
