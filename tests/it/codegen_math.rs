@@ -88,12 +88,17 @@ fn log_within_2_ulp() {
     assert!(w <= 2, "log: {w} ulp");
 }
 
+/// The rational interpolant is 5 ulp off where tanh is close to ±1
+/// (|x| near 6: an absolute error under 3.6e-7), and within 4 ulp below
+/// |x| = 1; the price of a third of the operations of the exp formula.
 #[test]
-fn tanh_within_3_ulp() {
+fn tanh_within_5_ulp() {
     let mut xs = with_specials(sweep(-12.0, 12.0, 400_001));
     xs.extend((1..60).map(|i| 2f32.powi(-i)));
     let w = worst(UnaryOp::Tanh, &xs, f64::tanh);
-    assert!(w <= 3, "tanh: {w} ulp");
+    assert!(w <= 5, "tanh: {w} ulp");
+    let near_zero = worst(UnaryOp::Tanh, &sweep(-1.0, 1.0, 200_001), f64::tanh);
+    assert!(near_zero <= 4, "tanh on [-1, 1]: {near_zero} ulp");
 }
 
 #[test]
