@@ -54,9 +54,9 @@ fn exact_reciprocal(c: f64) -> Option<f64> {
 /// `pad(a) + pad(b)` as one zero-padded concatenation, when both pad with
 /// zeros, differ only along one axis and cover disjoint parts of it.
 fn disjoint_pads(out: &mut Graph, a: NodeId, b: NodeId) -> Result<Option<NodeId>, IrError> {
-    let part = |out: &Graph, x: NodeId| match &out.node(x).op {
-        Op::Pad(p) if p.value.0 == 0.0 => Some((p.clone(), out.node(x).inputs[0])),
-        _ => None,
+    let part = |out: &Graph, x: NodeId| {
+        let n = out.node(x);
+        if let Op::Pad(p) = &n.op { (p.value.0 == 0.0).then(|| (p.clone(), n.inputs[0])) } else { None }
     };
     let (Some((pa, xa)), Some((pb, xb))) = (part(out, a), part(out, b)) else { return Ok(None) };
     let differ: Vec<usize> = (0..pa.lo.len()).filter(|&d| pa.lo[d] != pb.lo[d] || pa.hi[d] != pb.hi[d]).collect();
@@ -84,8 +84,11 @@ fn disjoint_pads(out: &mut Graph, a: NodeId, b: NodeId) -> Result<Option<NodeId>
 
 /// The inputs of `x` if it concatenates along `axis`, else `x` alone.
 fn concat_parts(out: &Graph, x: NodeId, axis: usize) -> Vec<NodeId> {
-    match &out.node(x).op {
-        Op::Concat(c) if c.axis == axis => out.node(x).inputs.clone(),
-        _ => vec![x],
+    let n = out.node(x);
+    if let Op::Concat(c) = &n.op
+        && c.axis == axis
+    {
+        return n.inputs.clone();
     }
+    vec![x]
 }
