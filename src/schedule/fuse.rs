@@ -167,7 +167,7 @@ fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
             continue;
         }
         let kept = own_buffer(&g.node(id).op) || keep[id.index()] || outputs.contains(&id);
-        if !kept && recompute_ops(g, id, mat, MAX_OPS).is_some() {
+        if !kept && recompute_ops(g, id, mat, MAX_OPS, &mut Vec::new()).is_some() {
             mat[id.index()] = false;
         }
     }
@@ -175,9 +175,14 @@ fn recompute_cheap(g: &Graph, need: &[bool], mat: &mut [bool]) {
 
 /// The elementwise ops `id` costs down to stored values (and views and
 /// constants of them), if all of them are cheap and there are at most
-/// `budget` (the walk stops there: shared subexpressions are counted once
-/// per use, and a long fused chain is not walked).
-fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool], budget: usize) -> Option<usize> {
+/// `budget` (the walk stops there, so a long fused chain is not walked).
+/// Shared subexpressions count once (`seen`): GELU's `0.0447 x²` is
+/// `x * (x * c)` with `x = product + bias`, three operations, not four.
+fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool], budget: usize, seen: &mut Vec<NodeId>) -> Option<usize> {
+    if seen.contains(&id) {
+        return Some(0);
+    }
+    seen.push(id);
     let n = g.node(id);
     let own = match &n.op {
         Op::Const(_) | Op::Iota(_) => return Some(0),
@@ -193,7 +198,7 @@ fn recompute_ops(g: &Graph, id: NodeId, mat: &[bool], budget: usize) -> Option<u
         if used > budget {
             return None;
         }
-        used += if mat[x.index()] { 0 } else { recompute_ops(g, x, mat, budget - used)? };
+        used += if mat[x.index()] { 0 } else { recompute_ops(g, x, mat, budget - used, seen)? };
     }
     (used <= budget).then_some(used)
 }
