@@ -114,6 +114,14 @@ impl Engine {
     }
 
     /// Whether the step reads input `name` (unused inputs may be absent).
+    /// The compiled step's kernels and buffers (none for the interpreter).
+    pub fn schedule(&self) -> Option<&crate::schedule::Schedule> {
+        match self {
+            Engine::Interp(_) => None,
+            Engine::Native(s) => Some(s.schedule()),
+        }
+    }
+
     pub fn has_input(&self, name: &str) -> bool {
         match self {
             Engine::Native(step) => step.schedule().slots.iter().any(|s| s.name == name),

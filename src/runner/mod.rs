@@ -12,11 +12,13 @@ mod load;
 mod reload;
 mod rundir;
 mod state;
+mod summary;
 pub mod sweep;
 mod train;
 
 pub use engine::STEP_SCHEDULE;
 pub use state::{RunOptions, RunSummary};
+pub use summary::summary;
 pub use train::{fmt_metrics, interrupted, run, run_with};
 
 use crate::diag::Diags;

@@ -47,6 +47,9 @@ impl<'a> Run<'a> {
         let cache_key = cache::key(&l.train, &l.eval, opts.backend, opts.threads);
         let (train, eval) = cache::take(cache_key, &l.train, &l.eval, opts.backend, opts.threads)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        if !opts.quiet {
+            say(&super::summary(&l, train.schedule()));
+        }
         if let Some(d) =
             [Some(&l.data.train), l.data.eval.as_ref()].into_iter().flatten().find_map(load::missing_source)
         {

@@ -68,3 +68,25 @@ fn a_file_that_does_not_check_gets_its_diagnostics() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("declares f32[B, 4]"), "{out:?}");
 }
+
+/// `nnc run` starts with the same summary, and `--quiet` leaves it out.
+#[test]
+fn a_run_starts_with_the_summary_unless_quiet() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("summary_run");
+    let run = |quiet: bool| {
+        let mut c = Command::cargo_bin("nnc").unwrap();
+        c.args(["run", "examples/mnist.nn", "--epochs", "1", "--train-samples", "64", "--eval-samples", "32"]);
+        c.args(["--overwrite", "--out"]).arg(&dir);
+        if quiet {
+            c.arg("--quiet");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let text = run(false);
+    assert!(text.starts_with("experiment seed_mlp: batch 32\n"), "{text}");
+    assert_eq!(row(&text, "l1"), ["l1", "Linear", "f32[32,128]", "100,480"]);
+    assert!(text.contains("training step: ") && text.contains(" kernels\n"), "{text}");
+    assert!(!run(true).contains("experiment seed_mlp: batch"), "--quiet prints no summary");
+}
