@@ -1,10 +1,10 @@
 //! Lowering of a [`LoopKernel`]: a row-major loop nest over the kernel
 //! space whose innermost axis runs four lanes at a time (f32x4/i32x4) with a
 //! scalar tail, or one lane when something in the kernel has no obvious
-//! vector form (gathers, scatters, bool/u8 stores, integer division).
-//! Strided inner loads are put together lane by lane. Loops are rotated (body block branching back to itself) and
-//! every address's outer part is computed before the inner loop, so the
-//! inner loop only adds `i * stride`. Reductions over the innermost axis
+//! vector form (gathers, scatters, bool/u8 stores, integer division);
+//! strided inner loads are put together lane by lane. Loops are rotated
+//! (body block branching back to itself) and every address's outer part is
+//! computed before the inner loop, so the inner loop only adds `i * stride`. Reductions over the innermost axis
 //! keep four vector accumulators in registers and touch memory once per row.
 
 use std::collections::HashMap;
@@ -396,7 +396,7 @@ impl<'a> Gen<'a> {
                     _ if w == 1 => load(b, n.dtype, 1, a),
                     // One broadcast per use, so it folds into the load.
                     0 => {
-                        let s = lane(b, n.dtype, a, 0);
+                        let s = lane(b, n.dtype, a);
                         b.ins().splat(reg_ty(n.dtype, w), s)
                     }
                     1 => load(b, n.dtype, w, a),
@@ -404,10 +404,12 @@ impl<'a> Gen<'a> {
                     // that the rest of the kernel still runs four lanes.
                     _ => {
                         let step = stride * elem_size(n.dtype) as i64;
-                        let first = lane(b, n.dtype, a, 0);
+                        let first = lane(b, n.dtype, a);
                         let mut v = b.ins().scalar_to_vector(reg_ty(n.dtype, w), first);
                         for l in 1..i64::from(w) {
-                            let x = lane(b, n.dtype, a, (l * step) as i32);
+                            // A 64-bit add: a stride can pass an i32 offset.
+                            let al = b.ins().iadd_imm_s(a, l * step);
+                            let x = lane(b, n.dtype, al);
                             v = b.ins().insertlane(v, x, l as u8);
                         }
                         v
@@ -533,16 +535,16 @@ fn lanes_from(b: &mut FunctionBuilder, x: Value, stride: i64) -> Value {
     b.ins().iadd(base, lanes)
 }
 
-/// The element at `a + offset` as one lane of a vector register: f32 or
-/// i32, a bool as an all-ones or zero i32 mask.
-fn lane(b: &mut FunctionBuilder, dt: DType, a: Value, offset: i32) -> Value {
+/// The element at `a` as one lane of a vector register: f32 or i32, a
+/// bool as an all-ones or zero i32 mask.
+fn lane(b: &mut FunctionBuilder, dt: DType, a: Value) -> Value {
     match dt {
         DType::Bool => {
-            let one = b.ins().uload8(types::I32, mf(), a, offset);
+            let one = b.ins().uload8(types::I32, mf(), a, 0);
             b.ins().ineg(one)
         }
-        DType::U8 => b.ins().uload8(types::I32, mf(), a, offset),
-        DType::F32 | DType::I32 => b.ins().load(reg_ty(dt, 1), mf(), a, offset),
+        DType::U8 => b.ins().uload8(types::I32, mf(), a, 0),
+        DType::F32 | DType::I32 => b.ins().load(reg_ty(dt, 1), mf(), a, 0),
     }
 }
 

@@ -227,9 +227,8 @@ const REPACK_MIN_ROWS: i64 = 128;
 
 /// `B` contiguous column-major (a weight used transposed, `dY W^T`) with
 /// many rows of `A`: the gemm crate packs such a `B` at half its speed on
-/// Zen 4, so `B` is
-/// transposed into a row-major scratch first. The same dot products, so
-/// the same bits.
+/// Zen 4, so `B` is transposed into a row-major scratch first. The same
+/// dot products, so the same bits.
 ///
 /// # Safety
 /// As [`product`], with `B`'s column `j` at `b.ptr + j k`.
