@@ -14,6 +14,7 @@ mod rundir;
 mod state;
 mod summary;
 pub mod sweep;
+pub mod tensorboard;
 mod train;
 
 pub use engine::STEP_SCHEDULE;

@@ -1,7 +1,8 @@
-//! The run directory: the resolved configuration, a JSON-lines metrics log,
-//! the final summary and the checkpoints of one run.
+//! The run directory: the resolved configuration, a JSON-lines metrics log
+//! and its TensorBoard twin, the final summary and the checkpoints of one run.
 
 use super::RunError;
+use super::tensorboard::EventWriter;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -11,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct RunDir {
     pub path: PathBuf,
     metrics: File,
+    pub tensorboard: EventWriter,
 }
 
 /// What to do when the run directory already holds a run.
@@ -53,14 +55,18 @@ impl RunDir {
                     ),
                 });
             }
-            Reuse::Overwrite => held.iter().try_for_each(|f| remove(&path.join(f))).map_err(fail)?,
+            Reuse::Overwrite => {
+                held.iter().try_for_each(|f| remove(&path.join(f))).map_err(fail)?;
+                remove_event_files(&path).map_err(fail)?;
+            }
             Reuse::Refuse | Reuse::Append => {}
         }
         std::fs::create_dir_all(&path).map_err(fail)?;
         let log = path.join("metrics.jsonl");
         drop_torn_line(&log).map_err(fail)?;
         let metrics = OpenOptions::new().create(true).append(true).open(log).map_err(fail)?;
-        Ok(RunDir { path, metrics })
+        let tensorboard = EventWriter::create(&path)?;
+        Ok(RunDir { path, metrics, tensorboard })
     }
 
     pub fn write_json(&self, name: &str, value: &Value) -> Result<(), RunError> {
@@ -77,15 +83,29 @@ impl RunDir {
             m.insert("time".into(), Value::from((now.as_secs_f64() * 1e3).round() / 1e3));
         }
         let line = format!("{event}\n");
-        self.metrics
-            .write_all(line.as_bytes())
-            .and_then(|_| self.metrics.flush())
-            .map_err(|e| RunError::Io { path: self.path.join("metrics.jsonl"), message: format!("cannot write: {e}") })
+        self.metrics.write_all(line.as_bytes()).and_then(|_| self.metrics.flush()).map_err(|e| RunError::Io {
+            path: self.path.join("metrics.jsonl"),
+            message: format!("cannot write: {e}"),
+        })?;
+        self.tensorboard.event(&event)
     }
 }
 
 fn remove(p: &Path) -> std::io::Result<()> {
     if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }
+}
+
+/// An overwritten run's TensorBoard files would otherwise show beside the
+/// new run's, as one run.
+fn remove_event_files(dir: &Path) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("events.out.tfevents.") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A log whose last line was cut short (the disk filled mid-append, the

@@ -319,6 +319,7 @@ impl<'a> Run<'a> {
         let mut event = json!({ "event": "train", "epoch": epoch, "step": self.progress.step });
         extend(&mut event, &self.summary.train);
         self.dir.log(&event)?;
+        self.histograms()?;
         let stop = match self.l.eval_every {
             Period::Epochs(n) if epoch.is_multiple_of(n) || epoch == self.epochs => self.run_eval()?,
             _ => false,
@@ -516,7 +517,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn write_config(&self) -> Result<(), RunError> {
+    fn write_config(&mut self) -> Result<(), RunError> {
         let l = &self.l;
         let hyper: serde_json::Map<String, Value> =
             l.hyperparameters.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
@@ -535,12 +536,37 @@ impl<'a> Run<'a> {
             "backend": format!("{:?}", self.opts.backend).to_lowercase(),
             "params": params,
         });
-        self.dir.write_json("config.json", &config)
+        self.dir.write_json("config.json", &config)?;
+        let mut hparams = l.hyperparameters.clone();
+        for (k, v) in
+            [("lr", l.lr.to_string()), ("batch", l.data.train.batch.to_string()), ("seed", l.seed.to_string())]
+        {
+            if !hparams.iter().any(|(h, _)| h == k) {
+                hparams.push((k.into(), v));
+            }
+        }
+        self.dir.tensorboard.session_start(&hparams)
+    }
+
+    /// Each parameter's values at the end of an epoch, for TensorBoard.
+    fn histograms(&mut self) -> Result<(), RunError> {
+        let names: Vec<&str> =
+            self.l.params.iter().map(|p| p.name.as_str()).filter(|n| self.train.has_input(n)).collect();
+        let mut values = Vec::new();
+        for name in names {
+            values.push((name, self.train.read_f32(name)?));
+        }
+        let step = self.progress.step;
+        self.dir.tensorboard.histograms(step, values.iter().map(|(n, v)| (*n, &v[..])))
     }
 
     fn finish(mut self, outcome: Result<(), RunError>) -> Result<RunSummary, RunError> {
         // A failed run keeps its last good checkpoint: nothing more is written.
-        outcome?;
+        if let Err(e) = outcome {
+            let _ = self.dir.tensorboard.session_end(false);
+            return Err(e);
+        }
+        self.dir.tensorboard.session_end(true)?;
         self.checkpoint("final")?;
         let obj = |m: &[(String, f64)]| Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
         let s = &self.summary;

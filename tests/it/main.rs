@@ -31,5 +31,6 @@ mod sample_cli;
 mod shape_rules;
 mod std_grad;
 mod summary_cli;
+mod tensorboard_cli;
 mod ui;
 mod watch_cli;
