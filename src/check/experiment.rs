@@ -290,6 +290,29 @@ impl Checker<'_> {
         let Some((_, m)) = entries.iter().find(|(k, _)| k.name == "metric") else { return };
         let ast::ExprKind::Str(name) = &m.kind else { return };
         self.check_metric_name(e, "early_stop", name, m.span);
+        let field = |key: &str| entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| &v.kind);
+        if !matches!(field("restore_best"), Some(ast::ExprKind::Bool(true))) {
+            return;
+        }
+        let maximize = match field("mode") {
+            Some(ast::ExprKind::Str(m)) => m == "max",
+            _ => name != "loss",
+        };
+        let kept = e.settings.iter().find(|x| x.key.name == "checkpoint").and_then(|x| x.value.as_ref());
+        if let Some(v) = kept
+            && let Ok(best) = KeepBest::of(v)
+            && (best.metric != *name || best.maximize != maximize)
+        {
+            let mode = |max: bool| if max { "max" } else { "min" };
+            let d = Diag::error("`restore_best` and `checkpoint = best(..)` rank the weights differently")
+                .at(v.span, format!("keeps the best by `{}` ({})", best.metric, mode(best.maximize)))
+                .label(m.span, format!("restores the best by `{name}` ({})", mode(maximize)))
+                .help(format!(
+                    "both use `checkpoints/best.safetensors`: write `checkpoint = best({name}, {})`, or drop one",
+                    mode(maximize)
+                ));
+            self.diags.push(d);
+        }
     }
 
     /// A metric watched by `what` must be `loss` or one of `metrics`.
@@ -359,14 +382,7 @@ impl Checker<'_> {
                 }
                 self.check_every(s);
             }
-            "early_stop" => {
-                let (v, span) = self.value(s);
-                let ok =
-                    matches!(&v, Val::Record(r) if r.iter().any(|(k, v)| k == "metric" && matches!(v, Val::Str(_))));
-                if !ok && !v.is_error() {
-                    self.diags.push(expected("`{ metric: \"accuracy\", patience: 3 }`", &self.show(&v), span));
-                }
-            }
+            "early_stop" => self.setting_early_stop(s),
             "freeze" => {
                 let (v, span) = self.value(s);
                 if !matches!(&v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Str(_)))) && !v.is_error() {
@@ -385,6 +401,56 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// `early_stop = { metric: "accuracy", patience: 3, mode: "max",
+    /// restore_best: true }`: every field known and of its kind, since a
+    /// misspelt one would stop the run by another rule than the one written.
+    fn setting_early_stop(&mut self, s: &ast::Setting) {
+        let example = "`{ metric: \"accuracy\", patience: 3 }`";
+        let fields = match s.value.as_ref().map(|e| (&e.kind, e.span)) {
+            Some((ast::ExprKind::Record(fields), span)) => {
+                if !fields.iter().any(|(k, _)| k.name == "metric") {
+                    let d = Diag::error("`early_stop` names no `metric`").at(span, "stop on what?").help(format!(
+                        "write {example}: the metric is `loss` or one of `metrics`, watched on the evaluation split"
+                    ));
+                    self.diags.push(d);
+                }
+                fields
+            }
+            _ => {
+                let (v, span) = self.value(s);
+                if !v.is_error() {
+                    self.diags.push(expected(example, &self.show(&v), span));
+                }
+                return;
+            }
+        };
+        for (key, e) in fields {
+            let v = self.expr(e);
+            let want = match key.name.as_str() {
+                "metric" => (!matches!(v, Val::Str(_))).then_some("a metric name like \"accuracy\""),
+                "patience" => (!matches!(&v, Val::Int(Some(d)) if d.as_const().is_some_and(|n| n >= 1))
+                    && !matches!(v, Val::Int(None)))
+                .then_some("a positive int (evaluations without improvement)"),
+                "mode" => (!matches!(&v, Val::Str(m) if m == "min" || m == "max")).then_some("\"min\" or \"max\""),
+                "restore_best" => (!matches!(v, Val::Bool(_))).then_some("`true` or `false`"),
+                other => {
+                    let d =
+                        Diag::error(format!("`early_stop` has no field `{other}`")).at(key.span, "unknown field").help(
+                            "`early_stop` takes `metric`, `patience`, `mode` (\"min\" or \"max\") and `restore_best`",
+                        );
+                    self.diags.push(d);
+                    continue;
+                }
+            };
+            if let Some(want) = want
+                && !v.is_error()
+            {
+                let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
+                self.diags.push(expected(want, &shown, e.span).help(format!("for `early_stop.{}`", key.name)));
+            }
+        }
+    }
+
     /// `on_reload = { step: "continue", data: "restart" }`: what `nnc watch`
     /// does with the step counter and the data position on a reload.
     fn setting_on_reload(&mut self, s: &ast::Setting) {

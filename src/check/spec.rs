@@ -99,12 +99,14 @@ pub enum Period {
 }
 
 /// `early_stop = { metric: "accuracy", patience: 3, mode: "max" }`: stop
-/// when the eval metric has not improved for `patience` evaluations.
+/// when the eval metric has not improved for `patience` evaluations;
+/// `restore_best: true` ends the run with the best evaluation's weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EarlyStop {
     pub metric: String,
     pub patience: u64,
     pub maximize: bool,
+    pub restore_best: bool,
 }
 
 /// `checkpoint = best(accuracy)` (or `best(loss, min)`): keep

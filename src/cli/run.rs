@@ -160,6 +160,9 @@ pub(super) fn print_summary(s: &runner::RunSummary) {
     if let Some(why) = &s.stopped_early {
         say(&format!("  stopped early: {why}"));
     }
+    if let Some(step) = s.restored_from {
+        say(&format!("  restored the weights of step {step} (restore_best); eval above is theirs"));
+    }
     say(&format!("  run directory: {}", s.run_dir.display()));
 }
 

@@ -376,7 +376,8 @@ impl Lowerer<'_> {
                     Some(Val::Str(m)) => m == "max",
                     _ => metric != "loss",
                 };
-                Some(EarlyStop { metric, patience, maximize })
+                let restore_best = matches!(get("restore_best"), Some(Val::Bool(true)));
+                Some(EarlyStop { metric, patience, maximize, restore_best })
             }
             _ => None,
         };
@@ -397,6 +398,13 @@ impl Lowerer<'_> {
                 }
             }
         }
+        let mut keep_best = spec.checkpoint.as_ref().and_then(|s| s.value.as_ref()).and_then(|v| KeepBest::of(v).ok());
+        if let Some(es) = early_stop.as_ref().filter(|es| es.restore_best) {
+            // The weights to restore are `best.safetensors`: kept by the
+            // early-stop rule, unless the checker found `checkpoint = best`
+            // ranking by that same rule.
+            keep_best.get_or_insert(KeepBest { metric: es.metric.clone(), maximize: es.maximize });
+        }
         Ok(RunSettings {
             eval_every: every(&spec.eval),
             checkpoint_every: every(&spec.checkpoint),
@@ -404,7 +412,7 @@ impl Lowerer<'_> {
                 Period::Steps(n) if spec.log.is_some() => Some(n),
                 _ => None,
             },
-            keep_best: spec.checkpoint.as_ref().and_then(|s| s.value.as_ref()).and_then(|v| KeepBest::of(v).ok()),
+            keep_best,
             early_stop,
             init_from,
             on_reload,

@@ -76,6 +76,8 @@ pub struct RunSummary {
     pub stopped_early: Option<String>,
     /// `checkpoints/best.safetensors`: metric, value and step.
     pub best: Option<(String, f64, u64)>,
+    /// `restore_best`: the step whose weights the run ended with.
+    pub restored_from: Option<u64>,
 }
 
 /// Everything one run holds while it trains.

@@ -548,6 +548,40 @@ impl<'a> Run<'a> {
         self.dir.tensorboard.session_start(&hparams)
     }
 
+    /// `early_stop = { .., restore_best: true }`: end with the weights of
+    /// the best evaluation (`best.safetensors`, on disk, so a resumed run
+    /// restores them too), evaluated again so the summary describes the
+    /// weights the run ends with.
+    fn restore_best(&mut self) -> Result<(), RunError> {
+        if !self.l.early_stop.as_ref().is_some_and(|es| es.restore_best) {
+            return Ok(());
+        }
+        let Some((_, step)) = self.progress.kept_best else { return Ok(()) };
+        if step != self.progress.step {
+            let path = self.dir.path.join("checkpoints/best.safetensors");
+            let (tensors, _) = checkpoint::load(&path)?;
+            let bad = checkpoint::mismatches(&tensors, &self.wanted());
+            if !bad.is_empty() {
+                return Err(RunError::Checkpoint { path, problems: bad });
+            }
+            for (name, (_, values)) in &tensors {
+                self.train.fill::<f32>(name, |b| {
+                    b.copy_from_slice(values);
+                    Ok(())
+                })?;
+            }
+            if let Some(data) = &self.eval_data {
+                let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: self.eval_rest.as_mut() };
+                self.summary.eval = evaluate(&self.l, engines, data)?;
+            }
+            let mut event = json!({ "event": "restore_best", "step": self.progress.step, "from_step": step });
+            extend(&mut event, &self.summary.eval);
+            self.dir.log(&event)?;
+        }
+        self.summary.restored_from = Some(step);
+        Ok(())
+    }
+
     /// Each parameter's values at the end of an epoch, for TensorBoard.
     fn histograms(&mut self) -> Result<(), RunError> {
         let names: Vec<&str> =
@@ -566,6 +600,7 @@ impl<'a> Run<'a> {
             let _ = self.dir.tensorboard.session_end(false);
             return Err(e);
         }
+        self.restore_best()?;
         self.dir.tensorboard.session_end(true)?;
         self.checkpoint("final")?;
         let obj = |m: &[(String, f64)]| Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
@@ -582,6 +617,7 @@ impl<'a> Run<'a> {
             "wall_s": s.wall_s,
             "stopped_early": s.stopped_early,
             "best": s.best.as_ref().map(|(m, v, step)| json!({ "metric": m, "value": v, "step": step })),
+            "restored_from_step": s.restored_from,
         });
         self.dir.write_json("summary.json", &summary)?;
         self.summary.steps = self.progress.step;

@@ -181,6 +181,44 @@ fn the_best_checkpoint_is_the_best_evaluation() {
     assert_eq!(weights("best"), weights(&format!("epoch-{epoch}")));
 }
 
+/// `early_stop = { .., restore_best: true }`: the run ends with the weights
+/// of its best evaluation, and its summary is their evaluation.
+#[test]
+fn early_stop_restores_the_best_weights() {
+    let dir = scratch("restore_best");
+    let file = program_with_data(&dir, Path::new("data/mnist"), |src| {
+        let stop = "    epochs    = 30\n    early_stop = { metric: \"loss\", patience: 1, restore_best: true }\n";
+        src.replace("    epochs    = 5\n", stop)
+    });
+    let out = nnc()
+        .args(["run", "--quiet", "--train-samples", "320", "--eval-samples", "200", "--out"])
+        .arg(dir.join("out"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let out = dir.join("out");
+    let events = events(&out);
+    let evals: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "eval").collect();
+    let best = evals.iter().min_by(|a, b| a["loss"].as_f64().partial_cmp(&b["loss"].as_f64()).unwrap()).unwrap();
+    let last = evals.last().unwrap();
+    assert!(last["loss"].as_f64() > best["loss"].as_f64(), "the run must stop after a worse evaluation: {evals:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["stopped_early"].is_string(), "{summary}");
+    assert_eq!(summary["restored_from_step"], best["step"]);
+    assert_eq!(summary["eval"]["loss"], best["loss"], "the summary evaluates the restored weights");
+    assert!(stdout.contains(&format!("restored the weights of step {}", best["step"])), "{stdout}");
+    let params = |name: &str| -> Vec<(String, Vec<u8>)> {
+        tensors(&out.join(format!("checkpoints/{name}.safetensors")))
+            .into_iter()
+            .filter(|(n, _)| !n.contains('@'))
+            .collect()
+    };
+    assert_eq!(params("final"), params("best"));
+    assert_ne!(params("final"), params(&format!("epoch-{}", last["epoch"])));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_numbers_bit_for_bit() {
     let (a, b) = (scratch("det_a"), scratch("det_b"));
