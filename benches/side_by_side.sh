@@ -14,11 +14,11 @@ side_by_side() {
         for t in 1 2; do
             local cores
             cores=$([ "$t" = 1 ] && echo 0 || echo 0,1)
-            # From the training time (two decimals) rather than the rounded samples/s.
+            # Steady samples/s, from the end of the first step: the peers
+            # time after warm-up steps too.
             echo "nnc compiled $t $(taskset -c "$cores" target/release/nnc run "$example" --threads "$t" --epochs 1 \
                 --train-samples $((steps * batch)) --eval-samples "$batch" --quiet --out "$out/run" --overwrite 2>&1 |
-                sed -n 's/.* \([0-9]*\) steps in \([0-9.]*\) s of training.*/\1 \2/p' |
-                awk -v b="$batch" '{ printf "%.2f", $1 * b / $2 }')"
+                sed -n 's/.* samples\/s, \([0-9.]*\) steady after the first step.*/\1/p')"
             if [ "$have_torch" = 1 ]; then
                 taskset -c "$cores" "$py" "$peer" "$@" --threads "$t" --steps "$steps" 2>/dev/null | grep '^torch'
             fi

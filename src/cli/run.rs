@@ -147,8 +147,16 @@ fn table(rows: &[(runner::sweep::Point, runner::RunSummary)]) -> String {
 pub(super) fn print_summary(s: &runner::RunSummary) {
     let fmt = runner::fmt_metrics;
     say(&format!(
-        "{}: {} steps in {:.2} s of training, {:.1} s in all ({:.0} samples/s, compiled in {:.1} ms, first step after {:.0} ms)",
-        s.experiment, s.steps, s.train_s, s.wall_s, s.samples_per_sec, s.compile_ms, s.first_step_ms
+        "{}: {} steps in {:.2} s of training, {:.1} s in all ({:.0} samples/s, {:.1} steady after the first step; \
+         compiled in {:.1} ms, first step after {:.0} ms)",
+        s.experiment,
+        s.steps,
+        s.train_s,
+        s.wall_s,
+        s.samples_per_sec,
+        s.steady_samples_per_sec,
+        s.compile_ms,
+        s.first_step_ms
     ));
     say(&format!("  train: {}", fmt(&s.train)));
     if !s.eval.is_empty() {

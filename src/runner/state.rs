@@ -64,6 +64,9 @@ pub struct RunSummary {
     /// Loss and metrics on the evaluation split at the last evaluation.
     pub eval: Vec<(String, f64)>,
     pub samples_per_sec: f64,
+    /// From the end of the first step, which pays for first touches of
+    /// memory: what a peer's timing after warm-up steps compares with.
+    pub steady_samples_per_sec: f64,
     pub compile_ms: f64,
     /// From the start of the run (compile and data loading included) to the
     /// end of the first training step.
@@ -101,6 +104,8 @@ pub(super) struct Run<'a> {
     /// Samples trained and seconds spent training (waiting excluded).
     pub(super) samples: usize,
     pub(super) train_secs: f64,
+    /// Training seconds and samples at the end of the first step.
+    pub(super) cold: Option<(f64, usize)>,
     /// Seconds spent in the training loop on other work: evaluations,
     /// checkpoints, reloads. Steady samples/s leaves them out.
     pub(super) aside_secs: f64,

@@ -92,6 +92,7 @@ impl<'a> Run<'a> {
             eval_rest: None,
             samples: 0,
             train_secs: 0.0,
+            cold: None,
             aside_secs: 0.0,
             pending: None,
         };
@@ -190,6 +191,9 @@ impl<'a> Run<'a> {
                 self.progress.batch += 1;
                 self.progress.sums.add(&values, batch.len());
                 self.samples += batch.len();
+                if self.cold.is_none() {
+                    self.cold = Some((self.train_secs + training(self), self.samples));
+                }
                 if self.pending.is_some() {
                     let t = Instant::now();
                     bar.suspend(|| self.flush_reload())?;
@@ -212,6 +216,12 @@ impl<'a> Run<'a> {
         self.train_secs += training(self);
         self.summary.train_s = self.train_secs;
         self.summary.samples_per_sec = self.samples as f64 / self.train_secs.max(1e-9);
+        self.summary.steady_samples_per_sec = match self.cold {
+            Some((secs, samples)) if self.samples > samples && self.train_secs > secs => {
+                (self.samples - samples) as f64 / (self.train_secs - secs)
+            }
+            _ => self.summary.samples_per_sec,
+        };
         Ok(flow)
     }
 
@@ -611,6 +621,7 @@ impl<'a> Run<'a> {
             "train": obj(&s.train),
             "eval": obj(&s.eval),
             "samples_per_sec": s.samples_per_sec,
+            "steady_samples_per_sec": s.steady_samples_per_sec,
             "compile_ms": s.compile_ms,
             "first_step_ms": s.first_step_ms,
             "train_s": s.train_s,
