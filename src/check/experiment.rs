@@ -406,24 +406,13 @@ impl Checker<'_> {
     /// misspelt one would stop the run by another rule than the one written.
     fn setting_early_stop(&mut self, s: &ast::Setting) {
         let example = "`{ metric: \"accuracy\", patience: 3 }`";
-        let fields = match s.value.as_ref().map(|e| (&e.kind, e.span)) {
-            Some((ast::ExprKind::Record(fields), span)) => {
-                if !fields.iter().any(|(k, _)| k.name == "metric") {
-                    let d = Diag::error("`early_stop` names no `metric`").at(span, "stop on what?").help(format!(
-                        "write {example}: the metric is `loss` or one of `metrics`, watched on the evaluation split"
-                    ));
-                    self.diags.push(d);
-                }
-                fields
-            }
-            _ => {
-                let (v, span) = self.value(s);
-                if !v.is_error() {
-                    self.diags.push(expected(example, &self.show(&v), span));
-                }
-                return;
-            }
-        };
+        let Some((fields, span)) = self.record_setting(s, example) else { return };
+        if !fields.iter().any(|(k, _)| k.name == "metric") {
+            let d = Diag::error("`early_stop` names no `metric`").at(span, "stop on what?").help(format!(
+                "write {example}: the metric is `loss` or one of `metrics`, watched on the evaluation split"
+            ));
+            self.diags.push(d);
+        }
         for (key, e) in fields {
             let v = self.expr(e);
             let want = match key.name.as_str() {
@@ -451,20 +440,28 @@ impl Checker<'_> {
         }
     }
 
+    /// A setting written as a record, with its span; anything else is
+    /// reported as not what `example` shows.
+    fn record_setting<'s>(
+        &mut self,
+        s: &'s ast::Setting,
+        example: &str,
+    ) -> Option<(&'s [(ast::Ident, ast::Expr)], Span)> {
+        if let Some(ast::Expr { kind: ast::ExprKind::Record(fields), span, .. }) = &s.value {
+            return Some((fields, *span));
+        }
+        let (v, span) = self.value(s);
+        if !v.is_error() {
+            self.diags.push(expected(example, &self.show(&v), span));
+        }
+        None
+    }
+
     /// `on_reload = { step: "continue", data: "restart" }`: what `nnc watch`
     /// does with the step counter and the data position on a reload.
     fn setting_on_reload(&mut self, s: &ast::Setting) {
         let example = "`{ step: \"continue\", data: \"restart\" }`";
-        let fields = match s.value.as_ref().map(|e| &e.kind) {
-            Some(ast::ExprKind::Record(fields)) => fields,
-            _ => {
-                let (v, span) = self.value(s);
-                if !v.is_error() {
-                    self.diags.push(expected(example, &self.show(&v), span));
-                }
-                return;
-            }
-        };
+        let Some((fields, _)) = self.record_setting(s, example) else { return };
         for (key, e) in fields {
             let v = self.expr(e);
             if !matches!(key.name.as_str(), "step" | "data") {
