@@ -6,7 +6,7 @@
 //! cargo bench --bench codegen -- profile # per-kernel times of each train step (NNC_PROFILE=char_gpt: one)
 //! ```
 //!
-//! - `peak`: one core's FMA throughput, measured with an AVX-512 (else AVX2)
+//! - `peak`: one core's FMA throughput ([`nnc::runtime::peak`]), AVX-512 (else AVX2)
 //!   loop of independent FMAs: the yardstick for the products.
 //! - `gemm`: GFLOP/s of one compiled contraction per shape, 1 and 2 threads.
 //! - `conv`: GFLOP/s of each role of mnist_cnn's convolutions, 1 and 2
@@ -30,8 +30,8 @@ use nnc::runtime::{CompiledStep, Options};
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let on = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    let peak = peak_gflops();
-    println!("one-core FMA peak ({}): {peak:.1} GFLOP/s", peak_isa());
+    let peak = nnc::runtime::peak::fma_gflops();
+    println!("one-core FMA peak ({}): {peak:.1} GFLOP/s", nnc::runtime::peak::isa());
     if on("gemm") {
         gemm_section(peak);
     }
@@ -66,92 +66,6 @@ fn time(rounds: usize, reps: usize, mut f: impl FnMut()) -> f64 {
 /// Enough repetitions of something taking `secs` to fill ~50 ms.
 fn reps_for(secs: f64) -> usize {
     ((0.05 / secs.max(1e-9)) as usize).clamp(1, 100_000)
-}
-
-// ---------------------------------------------------------------- peak
-
-fn peak_isa() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "AVX-512";
-        }
-        if std::arch::is_x86_feature_detected!("fma") {
-            return "AVX2+FMA";
-        }
-    }
-    "scalar"
-}
-
-/// GFLOP/s of twelve independent FMA chains on the widest vectors.
-fn peak_gflops() -> f64 {
-    let iters = 2_000_000u64;
-    let (lanes, f): (u64, fn(u64) -> f32) = peak_kernel();
-    let secs = time(5, 1, || {
-        std::hint::black_box(f(std::hint::black_box(iters)));
-    });
-    (iters * 12 * lanes * 2) as f64 / secs / 1e9
-}
-
-#[cfg(target_arch = "x86_64")]
-fn peak_kernel() -> (u64, fn(u64) -> f32) {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the feature was detected at run time.
-        return (16, |n| unsafe { fma_zmm(n) });
-    }
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the feature was detected at run time.
-        return (8, |n| unsafe { fma_ymm(n) });
-    }
-    (1, fma_scalar)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn peak_kernel() -> (u64, fn(u64) -> f32) {
-    (1, fma_scalar)
-}
-
-fn fma_scalar(n: u64) -> f32 {
-    let mut a = [1.0f32; 12];
-    for _ in 0..n {
-        for x in &mut a {
-            *x = x.mul_add(0.999_999, 1e-7);
-        }
-    }
-    a.iter().sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn fma_zmm(n: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-    let mut a = [_mm512_set1_ps(1.0); 12];
-    for _ in 0..n {
-        for x in &mut a {
-            *x = _mm512_fmadd_ps(*x, m, c);
-        }
-    }
-    let s = a.iter().fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
-    _mm512_reduce_add_ps(s)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn fma_ymm(n: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-    let mut a = [_mm256_set1_ps(1.0); 12];
-    for _ in 0..n {
-        for x in &mut a {
-            *x = _mm256_fmadd_ps(*x, m, c);
-        }
-    }
-    let mut out = [0.0f32; 8];
-    let s = a.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
-    // SAFETY: `out` holds eight floats.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
-    out.iter().sum()
 }
 
 // ---------------------------------------------------------------- gemm
@@ -343,16 +257,15 @@ fn profile_section() {
             fill_inputs(&g, &mut step);
             step.run();
             let prof = step.profile(20);
-            let total: f64 = prof.iter().map(|p| p.1).sum();
-            let whole = time(5, 1, || step.run());
+            let total: f64 = prof.kernels.iter().sum();
             println!(
-                "\n{path} batch {} threads {threads}: {:.1} us in kernels (each alone, warm), {:.1} us a step",
+                "\n{path} batch {} threads {threads}: {:.1} us in kernels (median, in step order), {:.1} us a step",
                 batch_of(&g),
                 total * 1e6,
-                whole * 1e6
+                prof.step * 1e6
             );
-            for (i, (label, t)) in prof.iter().enumerate() {
-                println!("  k{i:<3} {:>8.1} us  {label}", t * 1e6);
+            for (i, (k, t)) in step.schedule().kernels.iter().zip(&prof.kernels).enumerate() {
+                println!("  k{i:<3} {:>8.1} us  {}", t * 1e6, k.label);
             }
         }
     }

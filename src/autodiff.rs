@@ -11,7 +11,7 @@
 
 #![warn(clippy::wildcard_enum_match_arm)]
 
-use crate::ir::{DType, Graph, IrError, NodeId, Op, Type, VjpCtx};
+use crate::ir::{DType, Graph, IrError, NodeId, Op, Origin, Phase, Type, VjpCtx};
 
 /// The gradients of the scalar f32 `loss` with respect to each of `wrt`, as
 /// new nodes of `g`. A `wrt` node the loss does not depend on gets zeros.
@@ -24,6 +24,13 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, 
             return Err(IrError::Grad(format!("cannot differentiate with respect to {w} of type {}", g.ty(w)?)));
         }
     }
+    let outer = g.current_origin();
+    let grads = sweep(g, loss, wrt);
+    g.set_origin(outer);
+    grads
+}
+
+fn sweep(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, IrError> {
     let live = on_path(g, loss, wrt);
     let mut adj: Vec<Option<NodeId>> = vec![None; loss.index() + 1];
     adj[loss.index()] = Some(g.scalar(1.0));
@@ -39,6 +46,8 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, 
             continue;
         }
         let cx = VjpCtx { out: NodeId(i as u32), inputs: &inputs, cot, wants: &wants };
+        // A gradient is the backward part of the line its forward node came from.
+        g.set_origin(Origin { phase: Phase::Backward, ..g.origin(cx.out) });
         let grads = op.rule().vjp(g, &cx)?;
         for ((x, d), want) in inputs.iter().zip(grads).zip(&wants) {
             if let (Some(d), true) = (d, want) {

@@ -82,6 +82,7 @@ pub fn decoder(src: &Graph, token: &str) -> Result<Decoder, IrError> {
     for id in src.ids() {
         let node = src.node(id);
         let ins: Vec<Val> = node.inputs.iter().map(|x| vals[x.index()]).collect();
+        cx.g.set_origin(src.origin(id));
         let v = if id == input {
             let row = cx.g.input(token, InputRole::Data, Type::new(ty.dtype, vec![1, 1]))?;
             Val::Row { id: row, axis: 1 }

@@ -82,6 +82,23 @@ impl SourceMap {
         self.files.len()
     }
 
+    /// `file:line` of where `span` starts, as the profiler and `nnc ir` name it.
+    pub fn line_label(&self, span: Span) -> String {
+        let f = self.get(span.file);
+        let name = f.path.as_deref().and_then(Path::file_name).map_or(f.name.clone(), |n| n.to_string_lossy().into());
+        format!("{name}:{}", f.line_col(span.start as usize).0)
+    }
+
+    /// The text of the line `span` starts on, without its indentation.
+    pub fn line_text(&self, span: Span) -> &str {
+        let text = &self.get(span.file).text;
+        let at = (span.start as usize).min(text.len());
+        let (Some(before), Some(after)) = (text.get(..at), text.get(at..)) else { return "" };
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        let end = after.find('\n').map_or(text.len(), |i| at + i);
+        text[start..end].trim()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }

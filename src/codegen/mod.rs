@@ -378,7 +378,7 @@ fn define_kernel<M: Module>(
 
 /// The address of every buffer the kernel touches, computed once at entry.
 fn base_pointers(b: &mut FunctionBuilder, s: &Schedule, body: &KernelBody, args: &[Value]) -> HashMap<BufId, Value> {
-    let k = crate::schedule::Kernel { label: String::new(), body: body.clone() };
+    let k = crate::schedule::Kernel::plain(String::new(), body.clone());
     let used: Vec<BufId> = k.reads().into_iter().chain(k.writes()).collect();
     let mut bases = HashMap::new();
     for buf in used {

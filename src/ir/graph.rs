@@ -10,6 +10,7 @@ use super::ops::{
     elementwise::BinaryOp,
     source::{Const, Literal},
 };
+use super::origin::Origin;
 use super::tensor::Tensor;
 use super::types::{NodeId, Scalar, Type};
 
@@ -37,6 +38,10 @@ pub struct Graph {
     output_names: HashMap<String, usize>,
     /// Whether inserts apply constant folding and local simplification.
     no_fold: bool,
+    /// Each node's origin, by id.
+    origins: Vec<Origin>,
+    /// The origin new nodes get.
+    origin: Origin,
 }
 
 impl Graph {
@@ -60,7 +65,8 @@ impl Graph {
         for (i, (n, _)) in outputs.iter().enumerate() {
             output_names.entry(n.clone()).or_insert(i);
         }
-        Graph { nodes, inputs, outputs, output_names, no_fold: true, ..Graph::default() }
+        let origins = vec![Origin::default(); nodes.len()];
+        Graph { nodes, inputs, outputs, output_names, no_fold: true, origins, ..Graph::default() }
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -126,6 +132,21 @@ impl Graph {
         Ok(())
     }
 
+    /// Where node `id` came from (the default for an id from elsewhere).
+    pub fn origin(&self, id: NodeId) -> Origin {
+        self.origins.get(id.index()).copied().unwrap_or_default()
+    }
+
+    /// The origin the nodes inserted from now on get.
+    pub fn current_origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Sets the origin of the nodes inserted from now on; returns the last one.
+    pub fn set_origin(&mut self, origin: Origin) -> Origin {
+        std::mem::replace(&mut self.origin, origin)
+    }
+
     /// The value of a splat constant node, if `id` is one.
     pub fn splat(&self, id: NodeId) -> Option<f64> {
         if let Op::Const(c) = &self.nodes.get(id.index())?.op { Some(c.value.0) } else { None }
@@ -179,6 +200,7 @@ impl Graph {
             self.inputs.push(id);
         }
         self.nodes.push(Node { op, inputs, ty });
+        self.origins.push(self.origin);
         self.index.entry(hash).or_default().push(id);
         id
     }

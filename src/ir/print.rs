@@ -9,6 +9,7 @@
 use std::fmt::{self, Write};
 
 use super::graph::{Graph, Node};
+use super::origin::Origin;
 use super::types::NodeId;
 
 /// One node as a line (without a newline).
@@ -27,10 +28,23 @@ pub fn node_line(id: NodeId, n: &Node) -> String {
 
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for id in self.ids() {
-            writeln!(f, "{}", node_line(id, self.node(id)))?;
+        Annotated(self, &|_| String::new()).fmt(f)
+    }
+}
+
+/// The text form with a note after each node (`nnc ir` names its source
+/// line there); an empty note adds nothing.
+pub struct Annotated<'a>(pub &'a Graph, pub &'a dyn Fn(Origin) -> String);
+
+impl fmt::Display for Annotated<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Annotated(g, note) = self;
+        for id in g.ids() {
+            let n = note(g.origin(id));
+            let sep = if n.is_empty() { "" } else { "  ; " };
+            writeln!(f, "{}{sep}{n}", node_line(id, g.node(id)))?;
         }
-        for (name, id) in self.outputs() {
+        for (name, id) in g.outputs() {
             writeln!(f, "output {name:?} = {id}")?;
         }
         Ok(())

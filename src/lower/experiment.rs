@@ -18,7 +18,7 @@ use crate::builtins::{Builtin, SourceKind};
 use crate::check::Checked;
 use crate::check::spec::{EarlyStop, ExperimentSpec, KeepBest, Literal, OnReload, Period, ReloadPolicy};
 use crate::diag::{Diag, Diags};
-use crate::ir::{DType, Graph, InputRole, NodeId, Type};
+use crate::ir::{DType, Graph, InputRole, NodeId, Origin, Phase, Type};
 use crate::resolve::ItemRef;
 use crate::resolve::{ModuleId, Program};
 use crate::span::Span;
@@ -587,17 +587,20 @@ impl Lowerer<'_> {
             .map(|p| self.g.find_input(&p.name).ok_or_else(|| Diag::error("parameter vanished")))
             .collect::<LResult<_>>()?;
         let grads = autodiff::grad(&mut self.g, loss, &nodes).map_err(at(span))?;
+        let (opt_item, opt_args, opt_span) = self.optimizer(spec)?;
+        self.g.set_origin(Origin { span: None, inner: None, phase: Phase::Optimizer });
+        let outer = self.at_site(opt_span);
         let lr_eff = self.schedule(spec, step, total, lr_in)?;
         if lr_eff != lr_in {
             // For the log: the rate this step used.
             self.g.set_output(SCHEDULED_LR, lr_eff).map_err(at(span))?;
         }
-        let (opt_item, opt_args, opt_span) = self.optimizer(spec)?;
         let mut states = Vec::new();
         for ((p, node), grad) in trainable.iter().zip(&nodes).zip(&grads) {
             let update = self.update(opt_item, &opt_args, (p, *node, *grad), step, lr_eff, opt_span);
             states.extend(update.map_err(super::expr::in_call(opt_span))?);
         }
+        self.g.set_origin(Origin { phase: Phase::Forward, ..outer });
         let lr = opt_args.iter().find(|(k, _)| k == "lr").map_or(1.0, |(_, v)| match v {
             Val::Float(f) => *f,
             Val::Int(i) => *i as f64,

@@ -5,7 +5,7 @@ use crate::arith::{self, Scalar};
 use crate::builtins::normalize;
 use crate::diag::Diag;
 use crate::ir::dims::{self, Sizes};
-use crate::ir::{BinaryOp, DType, NodeId, Type, UnaryOp};
+use crate::ir::{BinaryOp, DType, NodeId, Origin, Type, UnaryOp};
 use crate::resolve::ItemRef;
 use crate::span::Span;
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind, FieldKind, IndexItem, Stmt, UnOp};
@@ -22,11 +22,31 @@ impl<'p> Lowerer<'p> {
     /// An expression's value; a tensor over [`super::MAX_ELEMENTS`] is an
     /// error here, at the expression that makes it.
     pub(crate) fn expr(&mut self, e: &Expr) -> LResult<Val> {
-        let v = self.expr_inner(e)?;
+        // A call is where its function is named: in `x |> conv1 |> relu`
+        // written over lines, each layer's own line.
+        let site = match &e.kind {
+            ExprKind::Call { callee, .. } => callee.span,
+            _ => e.span,
+        };
+        let outer = self.at_site(site);
+        let v = self.expr_inner(e);
+        self.g.set_origin(outer);
+        let v = v?;
         if let Val::Node(n) = &v {
             check_size(&self.g.node(*n).ty.shape, e.span)?;
         }
         Ok(v)
+    }
+
+    /// Makes `span` the origin of the nodes to come if it lies in a user's
+    /// file: time spent in a library layer belongs to the user's line that
+    /// called it. Returns the origin to restore.
+    pub(crate) fn at_site(&mut self, span: Span) -> Origin {
+        let outer = self.g.current_origin();
+        let user = self.program.sources.get(span.file).path.is_some();
+        let site = if user { Some(span) } else { outer.span };
+        self.g.set_origin(Origin { span: site, inner: Some(span), ..outer });
+        outer
     }
 
     fn expr_inner(&mut self, e: &Expr) -> LResult<Val> {

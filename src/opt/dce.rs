@@ -37,6 +37,7 @@ pub fn pruned(g: &Graph) -> Result<Graph, IrError> {
         let node = g.node(id);
         // Inputs come before their users (topological order), so every one is mapped.
         let ins: Vec<NodeId> = node.inputs.iter().map(|x| map[x]).collect();
+        out.set_origin(g.origin(id));
         map.insert(id, out.insert(node.op.clone(), &ins)?);
     }
     for (name, id) in g.outputs() {

@@ -54,6 +54,7 @@ pub fn rebuild(
     let mut out = Graph::new();
     let mut new_id: Vec<Option<NodeId>> = vec![None; g.len()];
     for &id in g.inputs() {
+        out.set_origin(g.origin(id));
         new_id[id.index()] = Some(out.insert(g.node(id).op.clone(), &[])?);
     }
     for id in g.ids() {
@@ -68,6 +69,8 @@ pub fn rebuild(
                 new_id[x.index()].ok_or_else(|| IrError::invalid(Some(id), format!("kept, but its input {x} was not")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Whatever replaces a node stands for the same source.
+        out.set_origin(g.origin(id));
         new_id[id.index()] = Some(map(&mut out, node, &ins)?);
     }
     for (name, id) in g.outputs() {

@@ -12,6 +12,7 @@ use crate::ir::{DType, Graph, Op};
 use crate::runtime::{CompiledStep, Options};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// The interpreter's step: the graph and every named value.
 pub struct InterpStep {
@@ -138,6 +139,18 @@ impl Engine {
             b.fill(v);
             Ok(())
         })
+    }
+
+    /// Runs the step, reporting each compiled kernel's start and end (the
+    /// interpreter has no kernels: it reports none).
+    pub fn run_timed(&mut self, times: &mut Vec<(usize, Instant, Instant)>) -> Result<(), RunError> {
+        match self {
+            Engine::Native(step) => {
+                step.run_timed(|i, a, b| times.push((i, a, b)));
+                Ok(())
+            }
+            Engine::Interp(_) => self.run(),
+        }
     }
 
     pub fn run(&mut self) -> Result<(), RunError> {

@@ -9,12 +9,14 @@ pub mod checkpoint;
 pub mod data;
 mod engine;
 mod load;
+mod profile;
 mod reload;
 mod rundir;
 mod state;
 mod summary;
 pub mod sweep;
 pub mod tensorboard;
+mod trace;
 mod train;
 
 pub use engine::STEP_SCHEDULE;

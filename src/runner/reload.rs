@@ -74,6 +74,7 @@ impl Run<'_> {
         }
         self.source_hash = hash_sources(&program.sources);
         self.progress.source_hash = self.source_hash.clone();
+        self.sources = program.sources;
         self.follow_policy(old_batch, batches);
         self.pending = Some(self.report(seen, &carried, &changed));
         Ok(())

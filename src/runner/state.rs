@@ -46,6 +46,10 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// `train_step` events every N steps (0: none), over the file's `log`.
     pub log_every: Option<u64>,
+    /// Time the step's kernels once training ends: report and `profile.json`.
+    pub profile: bool,
+    /// Write a Chrome trace of the run here.
+    pub trace: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -111,6 +115,9 @@ pub(super) struct Run<'a> {
     pub(super) aside_secs: f64,
     /// A reload whose report waits for the first step of the new program.
     pub(super) pending: Option<Pending>,
+    /// The program's files, for naming source lines in profiles and traces.
+    pub(super) sources: crate::span::SourceMap,
+    pub(super) trace: Option<super::trace::Trace>,
 }
 
 /// A reload's report, completed by the first step of the new program.

@@ -4,7 +4,7 @@
 //! starts with it unless `--quiet`.
 
 use crate::lower::{LayerCall, Lowered, ParamKind};
-use crate::schedule::{KernelBody, Schedule, elem_size};
+use crate::schedule::{Schedule, elem_size};
 use std::fmt::Write;
 
 /// The layer table, the parameter totals and, given the compiled step's
@@ -70,15 +70,7 @@ fn param_totals(l: &Lowered) -> String {
 }
 
 fn step_totals(s: &Schedule) -> String {
-    let flops: usize = s
-        .kernels
-        .iter()
-        .map(|k| match &k.body {
-            KernelBody::Gemm(g) => 2 * g.batch * g.m * g.n * g.k,
-            KernelBody::Conv(c) => c.geom.flops(),
-            KernelBody::Loop(_) => 0,
-        })
-        .sum();
+    let flops: usize = s.kernels.iter().map(|k| k.flops()).sum();
     let slots: usize = s.slots.iter().map(|x| x.shape.iter().product::<usize>() * elem_size(x.dtype)).sum();
     let mut out = String::new();
     let _ = writeln!(

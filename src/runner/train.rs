@@ -9,6 +9,7 @@ use super::rundir::{Reuse, RunDir};
 use super::state::{
     Flow, Run, RunOptions, RunSummary, batch_plan, eval_batch, hash_sources, init_state, rest_engine, say,
 };
+use super::trace::Trace;
 use super::{Command, Control, RunError};
 use crate::check::spec::Period;
 use crate::ir::DType;
@@ -32,7 +33,7 @@ pub fn run_with(opts: &RunOptions, control: Option<&mut dyn Control>) -> Result<
     let mut run = Run::start(opts, start)?;
     let outcome = match control {
         Some(c) => run.supervise(start, c),
-        None => run.train_loop(start, None).map(|_| ()),
+        None => run.train_loop(start, None).and_then(|_| run.profile()),
     };
     run.summary.wall_s = start.elapsed().as_secs_f64();
     run.finish(outcome)
@@ -43,23 +44,31 @@ impl<'a> Run<'a> {
         let compiled = crate::compile(&opts.file, &opts.sets, opts.setup())
             .map_err(|out| RunError::Compile(out.sources, out.diags))?;
         let source_hash = hash_sources(&compiled.sources);
-        let l = compiled.lowered;
+        let (l, sources) = (compiled.lowered, compiled.sources);
+        let mut trace = opts.trace.clone().map(|p| Trace::new(p, start, &l.name));
         let cache_key = cache::key(&l.train, &l.eval, opts.backend, opts.threads);
         let (train, eval) = cache::take(cache_key, &l.train, &l.eval, opts.backend, opts.threads)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let loading = Instant::now();
+        if let Some(t) = &mut trace {
+            t.span("compile", "compile", (start, loading), json!({}));
+        }
         if !opts.quiet {
             say(&super::summary(&l, train.schedule()));
         }
         if let Some(d) =
             [Some(&l.data.train), l.data.eval.as_ref()].into_iter().flatten().find_map(load::missing_source)
         {
-            return Err(RunError::Compile(compiled.sources, vec![d]));
+            return Err(RunError::Compile(sources, vec![d]));
         }
         let train_data = load::load(&l.data.train, opts.train_samples)?;
         let eval_data = match &l.data.eval {
             Some(p) => Some(load::load(p, opts.eval_samples)?),
             None => None,
         };
+        if let Some(t) = &mut trace {
+            t.span("load data", "data", (loading, Instant::now()), json!({ "samples": train_data.len() }));
+        }
         let reuse = match (&opts.resume, opts.overwrite) {
             (_, true) => Reuse::Overwrite,
             (Some(_), false) => Reuse::Append,
@@ -95,6 +104,8 @@ impl<'a> Run<'a> {
             cold: None,
             aside_secs: 0.0,
             pending: None,
+            sources,
+            trace,
         };
         run.eval_rest = rest_engine(opts, &run.l, run.eval_data.as_ref())?;
         run.write_config()?;
@@ -129,6 +140,7 @@ impl<'a> Run<'a> {
             }
             self.flush_reload()?;
             self.checkpoint("final")?;
+            self.profile()?;
             say(&format!(
                 "watching: trained {}/{} epochs; edit the file to go on (raise `epochs` to train more), r restart, s save, q quit",
                 self.progress.epoch, self.epochs
@@ -174,9 +186,10 @@ impl<'a> Run<'a> {
                     return Err(RunError::Interrupted(self.dir.path.join("checkpoints/interrupted.safetensors")));
                 }
                 let step = self.progress.step + 1;
+                let fed = Instant::now();
                 feed(&mut self.train, &self.train_data, batch, &mut scratch)?;
                 set_step_scalars(&mut self.train, step, total, &self.l)?;
-                self.train.run()?;
+                self.run_step(step, fed)?;
                 self.train.read_scalars(&outputs, &mut values)?;
                 let loss = loss_at.map_or(f64::NAN, |i| values[i]);
                 if !loss.is_finite() {
@@ -355,6 +368,9 @@ impl<'a> Run<'a> {
         let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: self.eval_rest.as_mut() };
         self.summary.eval = evaluate(&self.l, engines, data)?;
         self.aside_secs += t.elapsed().as_secs_f64();
+        if let Some(trace) = &mut self.trace {
+            trace.span("evaluate", "eval", (t, Instant::now()), json!({ "step": self.progress.step }));
+        }
         let split = self.l.data.eval.as_ref().map_or("test".to_string(), |e| e.split.clone());
         let mut event =
             json!({ "event": "eval", "epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split });
@@ -426,6 +442,39 @@ impl<'a> Run<'a> {
         Ok(out)
     }
 
+    /// One training step; traced when the run is, kernel by kernel at first.
+    fn run_step(&mut self, step: u64, fed: Instant) -> Result<(), RunError> {
+        let Some(trace) = &mut self.trace else { return self.train.run() };
+        let start = Instant::now();
+        trace.span("batch", "data", (fed, start), json!({ "step": step }));
+        let mut times = Vec::new();
+        match step <= super::trace::KERNEL_STEPS {
+            true => self.train.run_timed(&mut times)?,
+            false => self.train.run()?,
+        }
+        trace.span(&format!("step {step}"), "step", (start, Instant::now()), json!({ "step": step }));
+        if let Some(s) = self.train.schedule() {
+            trace.kernels(&times, s, &self.sources);
+        }
+        Ok(())
+    }
+
+    /// `--profile`: the step's kernels timed, attributed and reported.
+    fn profile(&mut self) -> Result<(), RunError> {
+        if !self.opts.profile {
+            return Ok(());
+        }
+        let Engine::Native(step) = &mut self.train else {
+            eprintln!("--profile times compiled kernels; the interpreter backend has none");
+            return Ok(());
+        };
+        let report = super::profile::measure(step, &self.sources);
+        eprint!("{}", report.text);
+        self.dir.write_json("profile.json", &report.json)?;
+        eprintln!("  written to {}", self.dir.path.join("profile.json").display());
+        Ok(())
+    }
+
     fn checkpoint(&mut self, name: &str) -> Result<(), RunError> {
         let t = Instant::now();
         let dir = self.dir.path.join("checkpoints");
@@ -437,6 +486,9 @@ impl<'a> Run<'a> {
             checkpoint::prune(&dir, self.opts.keep_checkpoints, periodic)?;
         }
         self.aside_secs += t.elapsed().as_secs_f64();
+        if let Some(trace) = &mut self.trace {
+            trace.span(&format!("checkpoint {name}"), "checkpoint", (t, Instant::now()), json!({}));
+        }
         Ok(())
     }
 
@@ -608,6 +660,9 @@ impl<'a> Run<'a> {
         // A failed run keeps its last good checkpoint: nothing more is written.
         if let Err(e) = outcome {
             let _ = self.dir.tensorboard.session_end(false);
+            if let Some(t) = &self.trace {
+                let _ = t.write();
+            }
             return Err(e);
         }
         self.restore_best()?;
@@ -631,6 +686,9 @@ impl<'a> Run<'a> {
             "restored_from_step": s.restored_from,
         });
         self.dir.write_json("summary.json", &summary)?;
+        if let Some(t) = &self.trace {
+            t.write()?;
+        }
         self.summary.steps = self.progress.step;
         cache::put(self.cache_key, (self.train, self.eval));
         Ok(self.summary)

@@ -23,11 +23,13 @@
 //! their sums differently when their shape changes).
 
 mod fpenv;
+pub mod peak;
 pub mod pool;
 pub mod rt;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Instant;
 
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::default_libcall_names;
@@ -123,6 +125,22 @@ impl Bytes {
         // SAFETY: `lines` holds at least `len` initialised bytes.
         unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len) }
     }
+}
+
+/// What [`CompiledStep::profile`] measured: medians over its repetitions.
+#[derive(Clone, Debug)]
+pub struct StepProfile {
+    /// Seconds of each kernel, in schedule order, run as the step runs it.
+    pub kernels: Vec<f64>,
+    /// Seconds of the whole step.
+    pub step: f64,
+    /// Threads each kernel ran on (1 unless the step splits it).
+    pub threads: Vec<usize>,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_unstable_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// How a step is compiled.
@@ -258,39 +276,54 @@ impl CompiledStep {
         unsafe { (self.entry)(self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr(), self.pool.handle()) }
     }
 
-    /// Seconds per call of each kernel (label, time), best of `reps`
-    /// calls, run as the step runs them (split across threads or not).
-    /// The step's state changes as if it had run `reps` times.
-    pub fn profile(&mut self, reps: usize) -> Vec<(String, f64)> {
+    /// Runs the step kernel by kernel, as `run` does (the same calls, in
+    /// the same order: the same results), calling `each(kernel, start,
+    /// end)` after each one.
+    pub fn run_timed(&mut self, mut each: impl FnMut(usize, Instant, Instant)) {
         let _ftz = FlushDenormals::new();
-        let (arena, consts, slots) = (self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr());
-        let mut out = Vec::with_capacity(self.kernels.len());
-        for (k, &(f, split)) in self.schedule.kernels.iter().zip(&self.kernels) {
-            let units = codegen::split_units(&k.body) as i64;
-            let mut best = f64::MAX;
-            for _ in 0..reps.max(1) {
-                let t = std::time::Instant::now();
-                // SAFETY: as in `run`; kernels run in step order, each whole.
-                unsafe {
-                    if split {
-                        pool::nnc_rt_parallel(
-                            self.pool.handle(),
-                            f,
-                            arena,
-                            consts,
-                            slots,
-                            units,
-                            codegen::split_grain(&k.body),
-                        );
-                    } else {
-                        f(arena, consts, slots, 0, units);
-                    }
-                }
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            out.push((k.label.clone(), best));
+        for i in 0..self.kernels.len() {
+            let start = Instant::now();
+            self.call_kernel(i);
+            each(i, start, Instant::now());
         }
-        out
+    }
+
+    /// Kernel `i` of the step, whole (split across the pool as the step
+    /// splits it).
+    fn call_kernel(&mut self, i: usize) {
+        let (arena, consts, slots) = (self.arena.ptr(), self.consts.ptr(), self.ptrs.as_ptr());
+        let (f, split) = self.kernels[i];
+        let body = &self.schedule.kernels[i].body;
+        let units = codegen::split_units(body) as i64;
+        // SAFETY: as in `run`; callers run every kernel in step order.
+        unsafe {
+            if split {
+                pool::nnc_rt_parallel(self.pool.handle(), f, arena, consts, slots, units, codegen::split_grain(body));
+            } else {
+                f(arena, consts, slots, 0, units);
+            }
+        }
+    }
+
+    /// Times `reps` steps kernel by kernel, interleaved with `reps` whole
+    /// steps, on the inputs the buffers hold now; every buffer is put back
+    /// afterwards, so profiling a run does not change what it computes.
+    pub fn profile(&mut self, reps: usize) -> StepProfile {
+        let saved: Vec<Vec<u8>> = self.host.iter_mut().map(|b| b.bytes_mut().to_vec()).collect();
+        let reps = reps.max(1);
+        let mut kernels = vec![Vec::with_capacity(reps); self.kernels.len()];
+        let mut steps = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t = Instant::now();
+            self.run();
+            steps.push(t.elapsed().as_secs_f64());
+            self.run_timed(|i, a, b| kernels[i].push((b - a).as_secs_f64()));
+        }
+        for (b, s) in self.host.iter_mut().zip(&saved) {
+            b.bytes_mut().copy_from_slice(s);
+        }
+        let threads = self.kernels.iter().map(|&(_, split)| if split { self.pool.threads() } else { 1 }).collect();
+        StepProfile { kernels: kernels.into_iter().map(median).collect(), step: median(steps), threads }
     }
 
     fn slot(&self, name: &str, output: bool) -> Result<usize, RuntimeError> {

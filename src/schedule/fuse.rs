@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use super::view::{Tf, View};
 use super::{
     Access, BufId, Buffer, ConvGeom, ConvKernel, ENode, Expr, ExprId, GemmKernel, Kernel, KernelBody, LoopKernel,
-    MatOperand, Options, Place, Scatter, Schedule, ScheduleError, Slot, SlotRole, Store, StoreMode, elem_size,
+    MatOperand, Options, Place, Scatter, Schedule, ScheduleError, Share, Slot, SlotRole, Store, StoreMode, add_share,
+    elem_size,
 };
 use crate::ir::ops::contract::free_dims;
 use crate::ir::{BinaryOp, Contract, Conv, ConvRole, DType, Graph, NodeId, Op, ReduceOp, Shape, Type, UnaryOp};
@@ -285,6 +286,10 @@ struct Builder<'g> {
     first: Vec<Kernel>,
     kernels: Vec<Kernel>,
     last: Vec<Kernel>,
+    /// The node whose kernels are being built, and the nodes inlined into
+    /// the next kernel so far: the kernel's origins.
+    root: Option<NodeId>,
+    inlined: Vec<NodeId>,
 }
 
 impl<'g> Builder<'g> {
@@ -301,6 +306,8 @@ impl<'g> Builder<'g> {
             first: Vec::new(),
             kernels: Vec::new(),
             last: Vec::new(),
+            root: None,
+            inlined: Vec::new(),
         }
     }
 
@@ -447,6 +454,8 @@ impl<'g> Builder<'g> {
         let n = self.g.node(id);
         let out = self.buf(id)?;
         let label = format!("{} {id}", n.op.name());
+        self.root = Some(id);
+        self.inlined.clear();
         match &n.op {
             Op::Reduce(r) => {
                 let x = n.inputs[0];
@@ -527,7 +536,26 @@ impl<'g> Builder<'g> {
 
     fn push_loop(&mut self, label: &str, space: Shape, e: Exprs, stores: Vec<Store>) {
         let body = KernelBody::Loop(LoopKernel { space, nodes: e.nodes, stores });
-        self.kernels.push(Kernel { label: label.to_string(), body });
+        self.push(label.to_string(), body);
+    }
+
+    /// Adds a kernel standing for the root and the nodes inlined since the
+    /// last one, each weighted by its work.
+    fn push(&mut self, label: String, body: KernelBody) {
+        let mut k = Kernel::plain(label, body);
+        let flops = k.flops() as f64;
+        for id in self.root.into_iter().chain(self.inlined.drain(..)) {
+            let n = self.g.node(id);
+            // Index arithmetic (constants, movement) costs next to nothing.
+            let work = match () {
+                _ if Some(id) == self.root && flops > 0.0 => flops,
+                _ if cheap(&n.op) => 0.0,
+                _ => n.ty.numel() as f64,
+            };
+            let share = Share { origin: self.g.origin(id), op: self.g.node(id).op.name(), work };
+            add_share(&mut k.origins, share);
+        }
+        self.kernels.push(k);
     }
 
     /// `out[..] = value` over the whole buffer.
@@ -576,6 +604,7 @@ impl<'g> Builder<'g> {
 
     /// Node `x`'s own op as an expression (its inputs via [`Self::expr`]).
     fn op_expr(&mut self, e: &mut Exprs, x: NodeId, tfs: Vec<Tf>) -> Result<ExprId, Stop> {
+        self.inlined.push(x);
         let n = self.g.node(x);
         let dt = n.ty.dtype;
         let ins = &n.inputs;
@@ -670,7 +699,7 @@ impl<'g> Builder<'g> {
             out,
             epilogue: None,
         });
-        self.kernels.push(Kernel { label: label.to_string(), body });
+        self.push(label.to_string(), body);
         Ok(())
     }
 
@@ -723,7 +752,7 @@ impl<'g> Builder<'g> {
         }
         if geom.parts == 0 {
             let body = KernelBody::Conv(ConvKernel { geom, desc, x, w, y });
-            self.kernels.push(Kernel { label: label.to_string(), body });
+            self.push(label.to_string(), body);
             return Ok(());
         }
         // Each block of images writes its own partial kernel gradient; one
@@ -731,7 +760,7 @@ impl<'g> Builder<'g> {
         let kernel = Type::f32(vec![geom.parts, n.ty.numel()]);
         let partials = self.new_buffer(&kernel, Place::Arena(0), None);
         let body = KernelBody::Conv(ConvKernel { geom, desc, x, w: (partials, 0), y });
-        self.kernels.push(Kernel { label: format!("{label} (partials)"), body });
+        self.push(format!("{label} (partials)"), body);
         let mut e = Exprs::default();
         let all = View::contiguous(&kernel.shape);
         let value = e.push(Expr::Load { buf: partials, view: all.clone() }, DType::F32);
@@ -814,7 +843,7 @@ fn copy_kernel(name: &str, from: BufId, to: BufId, ty: &Type) -> Kernel {
         nodes: e.nodes,
         stores: vec![store(to, v, x, StoreMode::Assign)],
     });
-    Kernel { label: format!("copy {name:?}"), body }
+    Kernel::plain(format!("copy {name:?}"), body)
 }
 
 /// Whether every read of `inp` in kernel `k` is a load at exactly the view

@@ -84,7 +84,7 @@ fn fuse(a: &Kernel, b: &Kernel, bufs: &[Buffer]) -> Option<Kernel> {
         KernelBody::Gemm(g) => KernelBody::Gemm(with_epilogue(g, lb, bufs)?),
         KernelBody::Conv(_) => return None,
     };
-    Some(Kernel { label: format!("{} + {}", a.label, b.label), body })
+    Some(a.joined(b, body))
 }
 
 /// `k` over another shape of its space (the same elements in the same

@@ -37,12 +37,13 @@ mod fuse;
 mod merge;
 mod plan;
 mod print;
+pub use print::Annotated;
 mod verify;
 pub mod view;
 
 use std::fmt;
 
-use crate::ir::{BinaryOp, ConvRole, DType, Graph, NodeId, Shape, UnaryOp};
+use crate::ir::{BinaryOp, ConvRole, DType, Graph, NodeId, Origin, Shape, UnaryOp};
 pub use view::{Tf, View};
 
 /// Scheduling options.
@@ -417,6 +418,26 @@ pub struct Kernel {
     /// What the kernel computes, for dumps (`fused %18..%21`).
     pub label: String,
     pub body: KernelBody,
+    /// The graph nodes it computes, by origin and op kind, for the
+    /// profiler's attribution of a fused kernel's time.
+    pub origins: Vec<Share>,
+}
+
+/// Nodes of one origin and op kind in a kernel, and their work: FLOPs of
+/// a product, elements of anything else.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Share {
+    pub origin: Origin,
+    pub op: &'static str,
+    pub work: f64,
+}
+
+/// Adds `s` to `shares`, merging it with an entry of the same origin and op.
+pub fn add_share(shares: &mut Vec<Share>, s: Share) {
+    match shares.iter_mut().find(|x| x.origin == s.origin && x.op == s.op) {
+        Some(x) => x.work += s.work,
+        None => shares.push(s),
+    }
 }
 
 /// The whole step: kernels in order over planned buffers.
@@ -516,6 +537,39 @@ impl LoopKernel {
 }
 
 impl Kernel {
+    /// A kernel no graph node stands for (a copy between buffers).
+    pub fn plain(label: String, body: KernelBody) -> Kernel {
+        Kernel { label, body, origins: Vec::new() }
+    }
+
+    /// `self` followed by `other`, as one kernel with both origins.
+    pub fn joined(&self, other: &Kernel, body: KernelBody) -> Kernel {
+        let mut origins = self.origins.clone();
+        for &s in &other.origins {
+            add_share(&mut origins, s);
+        }
+        Kernel { label: format!("{} + {}", self.label, other.label), body, origins }
+    }
+
+    /// Floating-point operations of its products (multiply-adds count
+    /// twice); elementwise loops count none, as in the step's summary.
+    pub fn flops(&self) -> usize {
+        match &self.body {
+            KernelBody::Gemm(g) => 2 * g.batch * g.m * g.n * g.k,
+            KernelBody::Conv(c) => c.geom.flops(),
+            KernelBody::Loop(_) => 0,
+        }
+    }
+
+    /// Bytes it must move at least: every buffer it touches, once.
+    pub fn bytes(&self, bufs: &[Buffer]) -> usize {
+        let mut seen: Vec<BufId> = self.reads();
+        seen.extend(self.writes());
+        seen.sort_unstable_by_key(|b| b.index());
+        seen.dedup();
+        seen.iter().map(|b| bufs[b.index()].bytes()).sum()
+    }
+
     /// Buffers read (accumulating stores also read their destination).
     pub fn reads(&self) -> Vec<BufId> {
         match &self.body {

@@ -113,7 +113,19 @@ impl Display for Kernel {
 
 impl Display for Schedule {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.slots.iter().enumerate() {
+        Annotated(self, &|_| String::new()).fmt(f)
+    }
+}
+
+/// The text form with a note line after each kernel (`nnc ir --stage
+/// kernels` names the source lines it computes there); an empty note adds
+/// nothing.
+pub struct Annotated<'a>(pub &'a Schedule, pub &'a dyn Fn(&Kernel) -> String);
+
+impl Display for Annotated<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let Annotated(sch, note) = self;
+        for (i, s) in sch.slots.iter().enumerate() {
             let role = match s.role {
                 SlotRole::Input => "input",
                 SlotRole::Output => "output",
@@ -121,7 +133,7 @@ impl Display for Schedule {
             };
             writeln!(f, "slot s{i} {role} {:?} : {}{}", s.name, s.dtype, dims(&s.shape))?;
         }
-        for (i, b) in self.buffers.iter().enumerate() {
+        for (i, b) in sch.buffers.iter().enumerate() {
             let place = match b.place {
                 Place::Slot(s) => format!("slot s{s}"),
                 Place::Arena(o) => format!("arena @{o}"),
@@ -130,9 +142,13 @@ impl Display for Schedule {
             let node = b.node.map(|n| format!(" ({n})")).unwrap_or_default();
             writeln!(f, "buffer b{i} : {}{} {place}{node}", b.dtype, dims(&b.shape))?;
         }
-        for (i, k) in self.kernels.iter().enumerate() {
-            write!(f, "k{i} {k}")?;
+        for (i, k) in sch.kernels.iter().enumerate() {
+            let (n, text) = (note(k), k.to_string());
+            match text.split_once('\n') {
+                Some((head, body)) if !n.is_empty() => write!(f, "k{i} {head}\n    ; {n}\n{body}")?,
+                _ => write!(f, "k{i} {text}")?,
+            }
         }
-        writeln!(f, "arena {} bytes, constants {} bytes", self.arena_bytes, self.consts.len())
+        writeln!(f, "arena {} bytes, constants {} bytes", sch.arena_bytes, sch.consts.len())
     }
 }
