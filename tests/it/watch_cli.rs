@@ -58,13 +58,18 @@ impl Watching {
 
     /// `nnc watch` on `file` (in `dir`), training into `dir/run`.
     fn spawn(dir: &Path, file: PathBuf, extra: &[&str]) -> Watching {
+        let long = ["--train-samples", "20000", "--eval-samples", "200", "--epochs", "1000"];
+        Watching::launch(dir, file, &[&long[..], extra].concat())
+    }
+
+    /// `nnc watch ARGS FILE` with one thread, training into `dir/run`.
+    fn launch(dir: &Path, file: PathBuf, args: &[&str]) -> Watching {
         let run = dir.join("run");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nnc"))
-            .args(["watch", "--train-samples", "20000", "--eval-samples", "200", "--epochs", "1000"])
-            .args(["--threads", "1", "--out"])
+            .args(["watch", "--threads", "1", "--out"])
             .arg(&run)
             .arg(&file)
-            .args(extra)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -384,5 +389,26 @@ experiment e {
     let line = w.expect("saying the reload failed", |l| l.starts_with("reload failed"));
     assert!(line.contains("numbers its classes differently"), "{line}");
     w.epoch_loss();
+    w.quit();
+}
+
+/// `nnc watch --profile` profiles each finished schedule before it waits
+/// for edits, and writes `profile.json` while still watching.
+#[test]
+fn a_watched_run_profiles_each_finished_schedule() {
+    let dir = scratch("watch_profile");
+    let file = dir.join("mnist.nn");
+    let data = std::path::absolute("data/mnist").unwrap();
+    let text = std::fs::read_to_string("examples/mnist.nn")
+        .unwrap()
+        .replace("idx(\"../data/mnist\")", &format!("idx(\"{}\")", data.display()));
+    std::fs::write(&file, text).unwrap();
+    let short = ["--train-samples", "320", "--eval-samples", "100", "--epochs", "1", "--profile"];
+    let mut w = Watching::launch(&dir, file, &short);
+    w.expect("with the profile's line table", |l| l.trim_start().starts_with("mnist.nn:24"));
+    w.expect("saying it watches", |l| l.starts_with("watching:"));
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.run.join("profile.json")).unwrap()).unwrap();
+    assert!(profile["step_ms"].as_f64().is_some_and(|t| t > 0.0), "{profile}");
     w.quit();
 }
