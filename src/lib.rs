@@ -22,6 +22,7 @@ pub mod diag;
 pub mod ir;
 pub mod lower;
 pub mod opt;
+pub mod plot;
 pub mod resolve;
 pub mod runner;
 pub mod runtime;

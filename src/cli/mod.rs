@@ -74,6 +74,21 @@ enum Command {
         #[arg(long)]
         experiment: Option<String>,
     },
+    /// Draw training curves: loss, each metric and the learning rate
+    /// against the step, from one run directory or several (a sweep's
+    /// directory stands for the runs in it; runs are labelled by the
+    /// constants they differ in). Per-step values appear with `--log-every`.
+    Plot {
+        /// Run directories (`nnc run --out DIR`) or a sweep's directory.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The image to write: `.svg` or `.png`.
+        #[arg(short, long, default_value = "curves.svg")]
+        output: PathBuf,
+        /// Image size in pixels, `WIDTHxHEIGHT`.
+        #[arg(long, default_value = "1200x800", value_parser = parse_size)]
+        size: (u32, u32),
+    },
     /// Print an experiment's graph IR: the forward/eval graph, the whole
     /// training step (forward, backward, optimizer update), or after passes.
     Ir {
@@ -104,7 +119,32 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => build::predict(args),
         Command::Sample(args) => sample::sample(args),
         Command::Summary { file, set, experiment } => summary::summary(&file, &set, experiment),
+        Command::Plot { runs, output, size } => plot(&runs, &output, size),
     }
+}
+
+fn plot(runs: &[PathBuf], output: &Path, size: (u32, u32)) -> ExitCode {
+    match crate::plot::load(runs).and_then(|logs| crate::plot::plot(&logs, output, size)) {
+        Ok(()) => {
+            println!("wrote {}", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `1200x800` as (width, height), each 64 to 16384 pixels.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not a size: write WIDTHxHEIGHT in pixels, e.g. 1200x800");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    if !(64..=16384).contains(&w) || !(64..=16384).contains(&h) {
+        return Err(format!("`{s}`: each side must be 64 to 16384 pixels"));
+    }
+    Ok((w, h))
 }
 
 /// The experiment `experiment` of `file` lowered, or its diagnostics

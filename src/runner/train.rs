@@ -321,8 +321,7 @@ impl<'a> Run<'a> {
     /// A `train_step` event: this step's loss and metrics (not epoch means),
     /// the learning rate it used and the steady samples/s so far.
     fn log_step(&mut self, values: &[f64], rate: f64) -> Result<(), RunError> {
-        let scheduled = self.l.train.outputs().iter().any(|(n, _)| n == SCHEDULED_LR);
-        let lr = if scheduled { self.train.scalar(SCHEDULED_LR)? } else { self.l.lr };
+        let lr = self.lr()?;
         let mut event = json!({
             "event": "train_step",
             "epoch": self.progress.epoch + 1,
@@ -335,11 +334,18 @@ impl<'a> Run<'a> {
         self.dir.log(&event)
     }
 
+    /// The learning rate the last step used: the schedule's, or the constant.
+    fn lr(&mut self) -> Result<f64, RunError> {
+        let scheduled = self.l.train.outputs().iter().any(|(n, _)| n == SCHEDULED_LR);
+        Ok(if scheduled { self.train.scalar(SCHEDULED_LR)? } else { self.l.lr })
+    }
+
     /// Log the epoch, evaluate and checkpoint when due; `true` to stop early.
     fn end_epoch(&mut self, rate: f64) -> Result<bool, RunError> {
         let epoch = self.progress.epoch + 1;
         self.summary.train = self.progress.sums.means();
-        let mut event = json!({ "event": "train", "epoch": epoch, "step": self.progress.step });
+        let lr = self.lr()?;
+        let mut event = json!({ "event": "train", "epoch": epoch, "step": self.progress.step, "lr": lr });
         extend(&mut event, &self.summary.train);
         self.dir.log(&event)?;
         self.histograms()?;

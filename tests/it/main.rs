@@ -25,6 +25,7 @@ mod ir_print;
 mod ir_util;
 mod op_table;
 mod oracle;
+mod plot_cli;
 mod profile_cli;
 mod run_cli;
 mod run_interp;
