@@ -1,6 +1,7 @@
 //! The command line: thin over the library.
 
 mod build;
+mod eval;
 mod ir;
 mod run;
 mod sample;
@@ -41,6 +42,10 @@ enum Command {
     /// Train an experiment: load and validate its data, compile its steps,
     /// train for its schedule, evaluate, and print a summary.
     Run(run::RunArgs),
+    /// Evaluate a trained checkpoint: the experiment's metrics on a split
+    /// (the test split by default), no training; the numbers a run's own
+    /// evaluation of those weights reports.
+    Eval(eval::EvalArgs),
     /// Train like `run`, and keep training while the file is edited: each
     /// save is checked and swapped in between two steps, keeping every
     /// parameter and optimizer state whose name and shape still match. A
@@ -114,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Check { files, set, types } => check(&files, &set, types),
         Command::Ir { file, set, stage, dot, experiment } => ir::show(&file, &set, stage, dot, experiment),
         Command::Run(args) => run::run(args),
+        Command::Eval(args) => eval::eval(args),
         Command::Watch(args) => watch::watch(args),
         Command::Build(args) => build::build(args),
         Command::Predict(args) => build::predict(args),

@@ -8,6 +8,7 @@ mod cache;
 pub mod checkpoint;
 pub mod data;
 mod engine;
+mod eval;
 mod load;
 mod profile;
 mod reload;
@@ -20,6 +21,7 @@ mod trace;
 mod train;
 
 pub use engine::STEP_SCHEDULE;
+pub use eval::{EvalOptions, EvalReport, eval};
 pub use state::{RunOptions, RunSummary};
 pub use summary::summary;
 pub use train::{fmt_metrics, interrupted, run, run_with};
@@ -58,9 +60,10 @@ pub enum Command {
 }
 
 /// Which executor runs the compiled steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// Native code generated with Cranelift: the whole step fused into kernels.
+    #[default]
     Jit,
     /// The reference interpreter: slow, obviously correct.
     Interp,

@@ -6,9 +6,7 @@ use super::data::{BatchPlan, Cursor, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
 use super::rundir::{Reuse, RunDir};
-use super::state::{
-    Flow, Run, RunOptions, RunSummary, batch_plan, eval_batch, hash_sources, init_state, rest_engine, say,
-};
+use super::state::{Flow, Run, RunOptions, RunSummary, batch_plan, hash_sources, init_state, rest_engine, say};
 use super::trace::Trace;
 use super::{Command, Control, RunError};
 use crate::check::spec::Period;
@@ -743,7 +741,7 @@ fn interrupt_flag() -> &'static AtomicBool {
     })
 }
 
-fn short(name: &str) -> String {
+pub(super) fn short(name: &str) -> String {
     name.trim_start_matches("metric/").to_string()
 }
 
@@ -765,7 +763,12 @@ fn set_step_scalars(e: &mut Engine, step: u64, total: f32, l: &Lowered) -> Resul
 }
 
 /// Gather one batch of every declared field straight into the step's inputs.
-fn feed(e: &mut Engine, data: &SplitData, batch: &[usize], scratch: &mut Vec<usize>) -> Result<(), RunError> {
+pub(super) fn feed(
+    e: &mut Engine,
+    data: &SplitData,
+    batch: &[usize],
+    scratch: &mut Vec<usize>,
+) -> Result<(), RunError> {
     for (field, column) in &data.columns {
         check_dtype(field.dtype)?;
         match field.dtype {
@@ -802,27 +805,10 @@ struct Engines<'e> {
 /// Evaluate on a whole split: full batches with the eval step, the rest
 /// with a step lowered for the remainder's size.
 fn evaluate(l: &Lowered, mut e: Engines, data: &SplitData) -> Result<Vec<(String, f64)>, RunError> {
-    let batch = eval_batch(l);
-    let outputs = Engine::metric_outputs(&l.eval);
-    let mut sums = Sums::new(&outputs.iter().map(|n| short(n)).collect::<Vec<_>>());
-    let mut values = vec![0.0; outputs.len()];
-    let order: Vec<usize> = (0..data.len()).collect();
     let mut targets: Vec<&mut Engine> = vec![&mut *e.eval];
     targets.extend(e.rest.as_deref_mut());
     copy_params(l, e.train, &mut targets)?;
-    let mut scratch = Vec::new();
-    for chunk in order.chunks(batch) {
-        let engine = match e.rest.as_deref_mut() {
-            _ if chunk.len() == batch => &mut *e.eval,
-            Some(r) => r,
-            None => return Err(RunError::Other("internal: no step for the evaluation's last batch".into())),
-        };
-        feed(engine, data, chunk, &mut scratch)?;
-        engine.run()?;
-        engine.read_scalars(&outputs, &mut values)?;
-        sums.add(&values, chunk.len());
-    }
-    Ok(sums.means())
+    super::eval::eval_split(l, e.eval, e.rest, data)
 }
 
 /// The current parameters of `from`, read once, into every step of `to`.

@@ -15,6 +15,7 @@ mod data_batch;
 mod data_formats;
 mod data_mnist;
 mod decode;
+mod eval_cli;
 mod fuzz_check;
 mod ir_builder;
 mod ir_golden;
