@@ -97,6 +97,9 @@ impl Checker<'_> {
         if let Some(s) = get("eval") {
             self.setting_eval(s, &fields);
         }
+        if let Some(s) = get("init_map") {
+            self.setting_init_map(s, get("init_from").is_some());
+        }
         for key in ["checkpoint", "log", "early_stop", "freeze", "init_from", "on_reload"] {
             if let Some(s) = get(key) {
                 self.setting_misc(s, seen.iter().any(|x| x.key.name == "metrics"));
@@ -455,6 +458,75 @@ impl Checker<'_> {
             self.diags.push(expected(example, &self.show(&v), span));
         }
         None
+    }
+
+    /// `init_map = [{ from: "fc1.weight", to: "l1.w", layout: "linear" },
+    /// { skip: "fc3" }]`: how the tensors of a file written elsewhere (a
+    /// PyTorch `state_dict`) become the model's. Every entry is a record of
+    /// known fields; which names exist is checked when the file is read.
+    fn setting_init_map(&mut self, s: &ast::Setting, has_init_from: bool) {
+        let example = "`[{ from: \"fc1.weight\", to: \"l1.w\", layout: \"linear\" }, { skip: \"fc3\" }]`";
+        if !has_init_from {
+            let d = Diag::error("`init_map` without `init_from`")
+                .at(s.key.span, "maps the tensors of which file?")
+                .help("write `init_from = \"weights.safetensors\"` beside it");
+            self.diags.push(d);
+        }
+        let Some(ast::Expr { kind: ast::ExprKind::List(entries), .. }) = &s.value else {
+            let (v, span) = self.value(s);
+            if !v.is_error() {
+                self.diags.push(expected(&format!("a list of records like {example}"), &self.show(&v), span));
+            }
+            return;
+        };
+        for entry in entries {
+            self.init_map_entry(entry, example);
+        }
+    }
+
+    fn init_map_entry(&mut self, entry: &ast::Expr, example: &str) {
+        let ast::ExprKind::Record(fields) = &entry.kind else {
+            let v = self.expr(entry);
+            if !v.is_error() {
+                self.diags.push(expected(&format!("a record like {example}"), &self.show(&v), entry.span));
+            }
+            return;
+        };
+        let has = |k: &str| fields.iter().any(|(f, _)| f.name == k);
+        let shape_ok = if has("skip") {
+            fields.len() == 1
+        } else {
+            has("from") && has("to") && !(has("layout") && has("transpose"))
+        };
+        if !shape_ok {
+            let d = Diag::error("an `init_map` entry is `{ from, to }` (with `layout` or `transpose`) or `{ skip }`")
+                .at(entry.span, "this entry")
+                .help(format!("for example {example}"));
+            self.diags.push(d);
+        }
+        for (key, e) in fields {
+            let v = self.expr(e);
+            let want = match key.name.as_str() {
+                "from" | "to" | "skip" => (!matches!(v, Val::Str(_))).then_some("a tensor name string"),
+                "layout" => (!matches!(&v, Val::Str(l) if l == "linear" || l == "conv"))
+                    .then_some("\"linear\" ([out, in] to [in, out]) or \"conv\" (OIHW to HWIO)"),
+                "transpose" => (!matches!(&v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Int(Some(_))))))
+                    .then_some("a permutation of axes like `[1, 0]`"),
+                other => {
+                    let d = Diag::error(format!("an `init_map` entry has no field `{other}`"))
+                        .at(key.span, "unknown field")
+                        .help("entries take `from`, `to`, `layout` or `transpose`, or `skip` alone");
+                    self.diags.push(d);
+                    continue;
+                }
+            };
+            if let Some(want) = want
+                && !v.is_error()
+            {
+                let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
+                self.diags.push(expected(want, &shown, e.span).help(format!("for `{}`", key.name)));
+            }
+        }
     }
 
     /// `on_reload = { step: "continue", data: "restart" }`: what `nnc watch`

@@ -3,7 +3,7 @@
 use super::call::ArgVal;
 use super::dim::{BroadcastError, Dim, Shape};
 use super::spec::Noted;
-use super::val::{TensorTy, Val};
+use super::val::{Classes, TensorTy, Val};
 use super::{Checker, expected};
 use crate::arith::{self, Kind, Scalar};
 use crate::diag::{Diag, did_you_mean};
@@ -371,7 +371,7 @@ impl Checker<'_> {
             None => return Val::Error,
         };
         match ta.shape.broadcast(&tb.shape) {
-            Ok(shape) => Val::tensor(dtype, shape),
+            Ok(shape) => Val::Tensor(TensorTy { dtype, shape, classes: id_quotient(op, &ta, &b.0, span) }),
             Err(e) => self.broadcast_error(op.symbol(), e, (&ta, a.1), (&tb, b.1), span),
         }
     }
@@ -744,4 +744,20 @@ fn from_scalar(s: Scalar) -> Val {
         Scalar::Float(f) => Val::Float(Some(f)),
         Scalar::Bool(b) => Val::Bool(Some(b)),
     }
+}
+
+/// Ids in `0..C` over a known positive int `k` stay ids: `ids % k` lies in
+/// `0..min(C, k)` and `ids / k` (floored) in `0..ceil(C / k)`, so
+/// `label % 2` can be a label. Any other arithmetic makes plain integers.
+fn id_quotient(op: BinOp, ids: &TensorTy, k: &Val, span: Span) -> Option<Classes> {
+    let c = ids.classes.as_ref()?;
+    let Val::Int(Some(k)) = k else { return None };
+    let k = k.as_const().filter(|&k| k >= 1)?;
+    let n = match (op, c.n.as_const()) {
+        (BinOp::Rem, Some(c)) => c.min(k),
+        (BinOp::Rem, None) => k,
+        (BinOp::Div, Some(c)) => (c + k - 1) / k,
+        _ => return None,
+    };
+    Some(Classes { n: Dim::constant(n), at: span })
 }

@@ -559,6 +559,7 @@ impl Checker<'_> {
             ParamSpec { name: "batch", required: false, span: None },
             ParamSpec { name: "shuffle", required: false, span: None },
             ParamSpec { name: "last", required: false, span: None },
+            ParamSpec { name: "take", required: false, span: None },
         ];
         let Some(slots) = self.bind_args(&format!("{}.{name}", self.item_name(item)), &specs, args, call) else {
             return Val::Error;
@@ -566,7 +567,7 @@ impl Checker<'_> {
         for (spec, slot) in specs.iter().zip(slots) {
             let Some(a) = slot else { continue };
             let ok = match spec.name {
-                "batch" => {
+                "batch" | "take" => {
                     matches!(&a.val, Val::Int(Some(d)) if d.as_const().is_some_and(|b| b >= 1))
                         || matches!(a.val, Val::Int(None))
                 }
@@ -575,7 +576,7 @@ impl Checker<'_> {
             };
             if !ok && !a.val.is_error() {
                 let want = match spec.name {
-                    "batch" => "a positive int",
+                    "batch" | "take" => "a positive int",
                     "shuffle" => "`true` or `false`",
                     _ => "\"drop\" or \"keep\"",
                 };

@@ -68,6 +68,7 @@ pub struct ExperimentSpec {
     pub early_stop: Option<ast::Setting>,
     pub freeze: Option<ast::Setting>,
     pub init_from: Option<ast::Setting>,
+    pub init_map: Option<ast::Setting>,
     pub on_reload: Option<ast::Setting>,
 }
 
@@ -175,6 +176,7 @@ pub(super) const SETTINGS: &[SettingRule] = &[
     rule("early_stop"),
     rule("freeze"),
     rule("init_from"),
+    rule("init_map"),
     rule("on_reload"),
 ];
 
@@ -200,6 +202,7 @@ impl ExperimentSpec {
             early_stop: get("early_stop"),
             freeze: get("freeze"),
             init_from: get("init_from"),
+            init_map: get("init_map"),
             on_reload: get("on_reload"),
         })
     }
@@ -231,6 +234,7 @@ mod tests {
             &spec.early_stop,
             &spec.freeze,
             &spec.init_from,
+            &spec.init_map,
             &spec.on_reload,
         ];
         assert_eq!(optional.len() + 4, SETTINGS.len());

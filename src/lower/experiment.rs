@@ -111,6 +111,48 @@ pub struct DataField {
     pub classes: Option<usize>,
 }
 
+/// `init_map = [{ from: "fc1.weight", to: "l1.w", layout: "linear" }, { skip: "fc3" }]`.
+#[derive(Clone, Debug, Default)]
+pub struct InitMap {
+    pub renames: Vec<Rename>,
+    /// Tensors of the file to leave unused: a name, or the part of one
+    /// before or after a `.` (`fc3` skips `fc3.weight`,
+    /// `num_batches_tracked` skips `bn1.num_batches_tracked`).
+    pub skips: Vec<String>,
+}
+
+impl InitMap {
+    pub fn is_empty(&self) -> bool {
+        self.renames.is_empty() && self.skips.is_empty()
+    }
+
+    pub fn skips(&self, name: &str) -> bool {
+        self.skips.iter().any(|s| {
+            name == s
+                || name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.'))
+                || name.strip_suffix(s.as_str()).is_some_and(|r| r.ends_with('.'))
+        })
+    }
+}
+
+/// One tensor of the file, renamed and laid out as the model's `to`.
+#[derive(Clone, Debug)]
+pub struct Rename {
+    pub from: String,
+    pub to: String,
+    pub layout: Layout,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Same,
+    /// Axis `i` of the result is axis `perm[i]` of the file's tensor.
+    Permute(Vec<usize>),
+    /// A convolution kernel `[O, I, spatial...]` (PyTorch) to
+    /// `[spatial..., I, O]` (nnc's HWIO), whatever its rank.
+    Conv,
+}
+
 #[derive(Clone, Debug)]
 pub struct SplitPlan {
     pub source: SourceSpec,
@@ -120,6 +162,8 @@ pub struct SplitPlan {
     pub batch: usize,
     pub shuffle: bool,
     pub keep_last: bool,
+    /// `take: N`: only the split's first N samples.
+    pub take: Option<usize>,
     pub fields: Vec<DataField>,
 }
 
@@ -152,6 +196,8 @@ pub struct Lowered {
     pub early_stop: Option<EarlyStop>,
     /// Initial weights to load by name (e.g. saved from PyTorch).
     pub init_from: Option<String>,
+    /// `init_map`: how that file names and lays out the model's tensors.
+    pub init_map: InitMap,
     /// Every top-level constant after `--set`, for the run's config record.
     pub hyperparameters: Vec<(String, String)>,
     /// What `nnc watch` does with the step counter and data position when
@@ -208,6 +254,7 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
     let seed = settings.int_setting(spec.seed.as_ref(), 0).map_err(|d| vec![d])? as u64;
     let extras = settings.run_settings(spec).map_err(|d| vec![d])?;
     let hyperparameters = settings.hyperparameters();
+    let init_map = init_map(&mut settings, spec, &step.params).map_err(|d| vec![d])?;
     Ok(Lowered {
         name: spec.name.clone(),
         train: train.g,
@@ -225,6 +272,7 @@ pub fn lower_experiment(program: &Program, checked: &Checked, setup: &Setup) -> 
         keep_best: extras.keep_best,
         early_stop: extras.early_stop,
         init_from: extras.init_from,
+        init_map,
         hyperparameters,
         on_reload: extras.on_reload,
         layers: train.layers,
@@ -295,6 +343,11 @@ fn split_plan(
         Some(_) => return Err(Diag::error("`batch` must be a positive int").at(e.span, "here")),
         None => default_batch.unwrap_or(32),
     };
+    let take = match get("take") {
+        Some(Val::Int(n)) if n >= 1 => Some(n as usize),
+        Some(_) => return Err(Diag::error("`take` must be a positive int").at(e.span, "here")),
+        None => None,
+    };
     let source = l.in_frame(item.module, &[], |l| l.expr(&d.source))?;
     let fields = l.in_frame(item.module, &[], |l| l.raw_fields(d))?;
     let (source, source_at) = source_spec(source, d.source.span)?;
@@ -305,6 +358,7 @@ fn split_plan(
         batch,
         shuffle: matches!(get("shuffle"), Some(Val::Bool(true))),
         keep_last: matches!(get("last"), Some(Val::Str(s)) if s == "keep"),
+        take,
         fields,
     })
 }
@@ -726,4 +780,65 @@ impl Lowerer<'_> {
         }
         Ok(states.into_iter().map(|(_, s)| s).collect())
     }
+}
+
+/// The `init_map` setting (its form was checked): each target must be a
+/// parameter or buffer of the model, each permutation a permutation.
+fn init_map(l: &mut Lowerer, spec: &ExperimentSpec, params: &[ParamInfo]) -> LResult<InitMap> {
+    let mut map = InitMap::default();
+    let Some(setting) = spec.init_map.as_ref() else { return Ok(map) };
+    let entries = match setting.value.as_ref().map(|e| &e.kind) {
+        Some(ast::ExprKind::List(xs)) => xs.as_slice(),
+        _ => return Ok(map),
+    };
+    for entry in entries {
+        let Val::Record(fields) = l.expr(entry)? else { continue };
+        let text = |k: &str| {
+            fields.iter().find(|(n, _)| n == k).and_then(|(_, v)| match v {
+                Val::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+        };
+        if let Some(skip) = text("skip") {
+            map.skips.push(skip);
+            continue;
+        }
+        let (Some(from), Some(to)) = (text("from"), text("to")) else { continue };
+        if !params.iter().any(|p| p.name == to) {
+            let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+            let help = crate::diag::did_you_mean(&to, names.iter().copied()).unwrap_or_else(|| {
+                let more = if names.len() > 8 { ", ..." } else { "" };
+                format!("the model's parameters and buffers: {}{more}", names[..names.len().min(8)].join(", "))
+            });
+            return Err(Diag::error(format!("`init_map` maps `{from}` to `{to}`, which the model does not have"))
+                .at(entry.span, "no such parameter")
+                .help(help));
+        }
+        let layout = match (text("layout").as_deref(), fields.iter().find(|(n, _)| n == "transpose")) {
+            (Some("linear"), _) => Layout::Permute(vec![1, 0]),
+            (Some(_), _) => Layout::Conv,
+            (None, Some((_, Val::List(axes)))) => Layout::Permute(permutation(axes).ok_or_else(|| {
+                Diag::error("`transpose` is not a permutation of the axes")
+                    .at(entry.span, "in this entry")
+                    .help("list each axis 0..n once: `[1, 0]` swaps a matrix's axes")
+            })?),
+            (None, _) => Layout::Same,
+        };
+        map.renames.push(Rename { from, to, layout });
+    }
+    Ok(map)
+}
+
+fn permutation(axes: &[Val]) -> Option<Vec<usize>> {
+    let perm: Vec<usize> = axes
+        .iter()
+        .map(|v| if let Val::Int(i) = v { usize::try_from(*i).ok() } else { None })
+        .collect::<Option<_>>()?;
+    let mut seen = vec![false; perm.len()];
+    for &a in &perm {
+        if a >= perm.len() || std::mem::replace(&mut seen[a], true) {
+            return None;
+        }
+    }
+    Some(perm)
 }

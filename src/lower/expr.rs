@@ -277,7 +277,7 @@ impl<'p> Lowerer<'p> {
                 Ok(Val::Optimizer(item, self.named(item_params(self.item(item)), args, span)?))
             }
             Val::Split(item, name, _) => {
-                let params = [("batch", None), ("shuffle", None), ("last", None)];
+                let params = [("batch", None), ("shuffle", None), ("last", None), ("take", None)];
                 let bound = self.bind_plain(&params, args, span)?;
                 Ok(Val::Split(item, name, bound))
             }

@@ -22,10 +22,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use experiment::{
-    DataField, DataPlan, Lowered, ParamInfo, ParamKind, SCHEDULED_LR, Setup, SourceSpec, SplitPlan, StateInfo,
-    lower_experiment,
+    DataField, DataPlan, InitMap, Layout, Lowered, ParamInfo, ParamKind, Rename, SCHEDULED_LR, Setup, SourceSpec,
+    SplitPlan, StateInfo, lower_experiment,
 };
-pub use predict::{Predict, lower_predict};
+pub use predict::{Meaning, Predict, lower_predict};
 
 /// An initialiser: the distribution a parameter or state starts from.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,8 +8,9 @@
 //! fields it does not read (labels) are no inputs of the graph.
 //!
 //! Inputs: those raw fields with a batch axis in front, then the model's
-//! parameters. Outputs: `logits`, the model's output, and, when that is a
-//! matrix `[B, C]`, `probs`, its softmax over the classes.
+//! parameters. Outputs: `logits`, the model's output as it is, and, where
+//! the loss says what it means ([`Meaning`]), `probs`: the softmax of class
+//! scores `[B, C]`, the sigmoid of binary logits.
 
 use super::experiment::{Chosen, choose};
 use super::{Lowerer, ParamInfo, at};
@@ -30,6 +31,43 @@ pub struct Predict {
     /// The parameters the graph reads, in input order.
     pub params: Vec<ParamInfo>,
     pub batch: usize,
+    pub meaning: Meaning,
+}
+
+/// What the model's output means, read off the loss applied to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Meaning {
+    /// `cross_entropy(model(x), y)`: scores over classes on the last axis.
+    ClassScores,
+    /// `bce_with_logits(model(x), y)`: each value the logit of a yes.
+    BinaryLogits,
+    /// `bce(model(x), y)`: each value the probability of a yes.
+    Probabilities,
+    /// Any other loss (`mse`, ...): values to take as they are.
+    Values,
+}
+
+impl Meaning {
+    /// Of the loss `f(model(x), ...)` whose argument `call` is.
+    fn of(spec: &ExperimentSpec, call: &ast::Expr) -> Meaning {
+        use ast::ExprKind as K;
+        let Some(loss) = spec.loss.value.as_ref() else { return Meaning::Values };
+        let K::Call { callee, args } = &loss.kind else { return Meaning::Values };
+        if args.first().is_none_or(|a| a.value.span != call.span) {
+            return Meaning::Values;
+        }
+        let name = match &callee.kind {
+            K::Name(n) => n.as_str(),
+            K::Field { name, .. } => name.name.as_str(),
+            _ => return Meaning::Values,
+        };
+        match name {
+            "cross_entropy" => Meaning::ClassScores,
+            "bce_with_logits" => Meaning::BinaryLogits,
+            "bce" => Meaning::Probabilities,
+            _ => Meaning::Values,
+        }
+    }
 }
 
 /// Lower the inference graph of the experiment `setup` names, for `batch` samples.
@@ -44,26 +82,33 @@ pub fn lower_predict(program: &Program, checked: &Checked, setup: &Setup, batch:
     l.batch_scope(spec, &data.fields, batch).map_err(|d| vec![d])?;
     let out = l.expr(call).map_err(|d| vec![d])?;
     let out = l.node(&out, Some(DType::F32), call.span).map_err(|d| vec![d])?;
-    outputs(&mut l.g, out).map_err(at(call.span)).map_err(|d| vec![d])?;
+    let meaning = Meaning::of(spec, call);
+    outputs(&mut l.g, out, meaning).map_err(at(call.span)).map_err(|d| vec![d])?;
     let graph = crate::opt::dce::pruned(&l.g).map_err(at(call.span)).map_err(|d| vec![d])?;
     let read = |name: &str| graph.find_input(name).is_some();
     let inputs = data.fields.into_iter().filter(|f| read(&f.name)).collect();
     let params = l.params.iter().filter(|p| read(&p.name)).map(|p| ParamInfo::new(p, p.kind(false))).collect();
-    Ok(Predict { graph, inputs, params, batch })
+    Ok(Predict { graph, inputs, params, batch, meaning })
 }
 
-/// `logits`, and `probs` for a `[B, C]` output.
-fn outputs(g: &mut Graph, logits: NodeId) -> Result<(), IrError> {
+/// `logits`, and `probs` where the output's meaning gives it one.
+fn outputs(g: &mut Graph, logits: NodeId, meaning: Meaning) -> Result<(), IrError> {
     g.set_output("logits", logits)?;
-    if g.ty(logits)?.shape.len() != 2 {
-        return Ok(());
-    }
-    // The max-shifted form of std.nn.softmax: exp never overflows.
-    let max = g.max_axes(logits, &[1], true)?;
-    let z = g.broadcast_binary(BinaryOp::Sub, logits, max)?;
-    let e = g.unary(UnaryOp::Exp, z)?;
-    let sum = g.sum_axes(e, &[1], true)?;
-    let probs = g.broadcast_binary(BinaryOp::Div, e, sum)?;
+    let last = g.ty(logits)?.shape.len().saturating_sub(1);
+    let probs = match meaning {
+        // The max-shifted form of std.nn.softmax: exp never overflows. Only
+        // for one score vector per sample: a language model's `[B, T, V]`
+        // is read position by position (its classes, or the raw scores).
+        Meaning::ClassScores if last == 1 => {
+            let max = g.max_axes(logits, &[last], true)?;
+            let z = g.broadcast_binary(BinaryOp::Sub, logits, max)?;
+            let e = g.unary(UnaryOp::Exp, z)?;
+            let sum = g.sum_axes(e, &[last], true)?;
+            g.broadcast_binary(BinaryOp::Div, e, sum)?
+        }
+        Meaning::BinaryLogits => g.unary(UnaryOp::Sigmoid, logits)?,
+        _ => return Ok(()),
+    };
     g.set_output("probs", probs)
 }
 

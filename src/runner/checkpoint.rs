@@ -121,18 +121,23 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Read a checkpoint (or any safetensors file of f32 tensors, e.g. weights
-/// saved from PyTorch, which carries no progress).
+/// Read a checkpoint (or any safetensors file, e.g. weights saved from
+/// PyTorch, which carries no progress). f16, bf16 and f64 tensors become
+/// f32 (exactly, but f64 rounds); integer ones too (PyTorch's
+/// `num_batches_tracked`), so that a mapping can skip them by name.
 pub fn load(path: &Path) -> Result<(Tensors, Option<Progress>), RunError> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, "cannot read the checkpoint", e))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| io_err(path, "not a valid safetensors file (truncated or corrupt?)", e))?;
     let mut tensors = Tensors::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(io_err(path, "unsupported tensor", format!("`{name}` is {:?}; nnc stores f32", view.dtype())));
-        }
-        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let Some(values) = to_f32(view.dtype(), view.data()) else {
+            return Err(io_err(
+                path,
+                "unsupported tensor",
+                format!("`{name}` is {:?}; nnc reads numbers", view.dtype()),
+            ));
+        };
         tensors.insert(name, (view.shape().to_vec(), values));
     }
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| io_err(path, "bad header", e))?;
@@ -194,4 +199,23 @@ pub fn missing(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Little-endian elements of `dtype` as f32; `None` for other element types.
+fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    fn each<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+        data.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect()
+    }
+    Some(match dtype {
+        Dtype::F32 => each(data, f32::from_le_bytes),
+        Dtype::F16 => each(data, |b| half::f16::from_le_bytes(b).to_f32()),
+        Dtype::BF16 => each(data, |b| half::bf16::from_le_bytes(b).to_f32()),
+        Dtype::F64 => each(data, |b| f64::from_le_bytes(b) as f32),
+        Dtype::I64 => each(data, |b| i64::from_le_bytes(b) as f32),
+        Dtype::I32 => each(data, |b| i32::from_le_bytes(b) as f32),
+        Dtype::I16 => each(data, |b| f32::from(i16::from_le_bytes(b))),
+        Dtype::I8 => each(data, |b: [u8; 1]| f32::from(b[0] as i8)),
+        Dtype::U8 | Dtype::BOOL => each(data, |b: [u8; 1]| f32::from(b[0])),
+        _ => return None,
+    })
 }

@@ -59,7 +59,8 @@ impl SplitData {
     }
 }
 
-/// Load the split a plan names; `limit` keeps only its first samples.
+/// Load the split a plan names; `limit` (and the plan's `take`) keep only
+/// its first samples.
 pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunError> {
     let mut vocab = None;
     let mut class_names = None;
@@ -96,7 +97,7 @@ pub fn load(plan: &SplitPlan, limit: Option<usize>) -> Result<SplitData, RunErro
         return Err(field_count(&columns, plan.fields.len()));
     }
     let mut samples = split_range(n, &plan.split, test_range);
-    if let Some(l) = limit {
+    for l in [limit, plan.take].into_iter().flatten() {
         samples.truncate(l);
     }
     let columns: Vec<(DataField, String)> =

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod data;
 mod engine;
 mod eval;
+mod import;
 mod load;
 mod profile;
 mod reload;

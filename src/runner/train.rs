@@ -347,12 +347,13 @@ impl<'a> Run<'a> {
         extend(&mut event, &self.summary.train);
         self.dir.log(&event)?;
         self.histograms()?;
-        let stop = match self.l.eval_every {
-            Period::Epochs(n) if epoch.is_multiple_of(n) || epoch == self.epochs => self.run_eval()?,
-            _ => false,
-        };
+        let due = matches!(self.l.eval_every, Period::Epochs(n) if epoch.is_multiple_of(n) || epoch == self.epochs);
+        let stop = due && self.run_eval()?;
+        // An epoch without an evaluation of its own shows none (not the last
+        // one's numbers again); evaluations every N steps are recent enough.
+        let show_eval = due || matches!(self.l.eval_every, Period::Steps(_));
         if !self.opts.quiet {
-            say(&epoch_line(epoch, self.epochs, &self.summary, rate));
+            say(&epoch_line(epoch, self.epochs, &self.summary, rate, show_eval));
         }
         self.progress.epoch = epoch;
         self.progress.batch = 0;
@@ -536,12 +537,14 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// `init_from` (pretrain elsewhere, fine-tune here): every tensor whose
-    /// name matches a parameter must have its shape; says what it loaded,
-    /// what kept its initialiser and what in the file went unused.
+    /// `init_from` (pretrain elsewhere, fine-tune here): the file's tensors
+    /// under `init_map`'s names and layouts; every tensor whose name matches
+    /// a parameter must have its shape, and with a map every other tensor
+    /// of the file must be skipped by it. Says what it loaded, what kept its
+    /// initialiser and what in the file went unused.
     fn load_weights(&mut self, path: &Path) -> Result<(), RunError> {
-        let (tensors, _) = checkpoint::load(path)?;
-        let mut problems = Vec::new();
+        let map = &self.l.init_map;
+        let (tensors, mut problems) = super::import::apply(checkpoint::load(path)?.0, map);
         let (mut loaded, mut initialised) = (Vec::new(), Vec::new());
         for p in &self.l.params {
             let Some((shape, values)) = tensors.get(&p.name) else {
@@ -549,7 +552,9 @@ impl<'a> Run<'a> {
                 continue;
             };
             if *shape != p.shape {
-                problems.push(format!("`{}`: the model needs {:?}, the file has {shape:?}", p.name, p.shape));
+                let from = map.renames.iter().find(|r| r.to == p.name);
+                let from = from.map_or(String::new(), |r| format!(" (from `{}`, laid out as mapped)", r.from));
+                problems.push(format!("`{}`{from}: the model needs {:?}, the file has {shape:?}", p.name, p.shape));
                 continue;
             }
             self.train.fill::<f32>(&p.name, |b| {
@@ -561,12 +566,22 @@ impl<'a> Run<'a> {
         if initialised.len() == self.l.params.len() {
             problems.push("no tensor in the file is named like a parameter of the model".into());
         }
-        if !problems.is_empty() {
-            return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
-        }
         let mut unused: Vec<&str> =
             tensors.keys().map(String::as_str).filter(|n| !n.contains('@') && !loaded.contains(n)).collect();
         unused.sort_unstable();
+        // A mapping says what every tensor of the file is for: one it does
+        // not mention is a name it missed, not a tensor to drop in silence.
+        if !map.is_empty() {
+            for n in &unused {
+                problems.push(format!(
+                    "`{n}` {:?}: neither mapped nor named like a parameter: map it (`{{ from: \"{n}\", to: ... }}`) or skip it (`{{ skip: \"{n}\" }}`)",
+                    tensors[*n].0
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
+        }
         if !self.opts.quiet {
             let list = |v: &[&str]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
             let buffers = self.l.params.iter().any(|p| p.kind == crate::lower::ParamKind::Buffer);
@@ -745,9 +760,9 @@ pub(super) fn short(name: &str) -> String {
     name.trim_start_matches("metric/").to_string()
 }
 
-fn epoch_line(epoch: u64, epochs: u64, s: &RunSummary, rate: f64) -> String {
+fn epoch_line(epoch: u64, epochs: u64, s: &RunSummary, rate: f64, show_eval: bool) -> String {
     let mut line = format!("epoch {epoch}/{epochs}  train: {}", fmt_metrics(&s.train));
-    if !s.eval.is_empty() {
+    if show_eval && !s.eval.is_empty() {
         line.push_str(&format!("  |  eval: {}", fmt_metrics(&s.eval)));
     }
     line.push_str(&format!("  ({rate:.0} samples/s)"));

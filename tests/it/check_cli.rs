@@ -64,3 +64,22 @@ fn types_are_symbolic_in_generic_definitions_and_per_call_otherwise() {
 ";
     assert_eq!(types, expected);
 }
+
+/// `ids % k` and `ids / k` by a positive constant keep a class count
+/// (`min(C, k)`, `ceil(C / k)`), so `label % 2` can be a label; any other
+/// arithmetic, or a count that does not fit, is refused where ids are used.
+#[test]
+fn ids_over_a_constant_keep_a_class_count() {
+    let program = |body: &str| format!("fn f(l: i32[B] classes 10) -> f32[B, 3] {{\n    {body}\n}}\n");
+    for (i, good) in ["one_hot(l % 3, 3)", "one_hot(l / 4, 3)", "one_hot((l % 20) / 4, 3)"].iter().enumerate() {
+        let file = scratch_file(&format!("ids_good_{i}.nn"), &program(good));
+        check(&[file.to_str().unwrap()]);
+    }
+    for (i, bad) in
+        ["one_hot(l % 4, 3)", "one_hot(l / 3, 3)", "one_hot(l + 0, 3)", "one_hot(l % 0, 3)"].iter().enumerate()
+    {
+        let file = scratch_file(&format!("ids_bad_{i}.nn"), &program(bad));
+        let out = Command::cargo_bin("nnc").unwrap().env("NO_COLOR", "1").arg("check").arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "`{bad}` was accepted");
+    }
+}
