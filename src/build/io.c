@@ -260,17 +260,59 @@ float *nnc_io_read(unsigned char *bytes, size_t len, int raw, const nnc_io_input
     return x;
 }
 
-/* The text of n predictions over c classes: one line per sample, the class
- * then each probability (%.9g round-trips a float), or a JSON object per
- * line. `names`, when not NULL, holds each class's name, printed instead
- * of its id. Returns a malloc'd string, or NULL when out of memory. */
-char *nnc_io_format(size_t n, size_t c, const int32_t *classes, const float *probs, int json,
-                    const char *const *names) {
-    size_t cap = 256 + n * (c * 18 + 64), used = 0;
+/* The bytes `text` needs in a JSON string: every byte, escaped at most
+ * as \u00XX. */
+static size_t json_room(const char *text) { return strlen(text) * 6 + 2; }
+
+/* `text` as a JSON string at p; returns the end. */
+static char *json_string(char *p, const char *text) {
+    *p++ = '"';
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if (*c == '"' || *c == '\\') p += sprintf(p, "\\%c", *c);
+        else if (*c < 0x20) p += sprintf(p, "\\u%04x", *c);
+        else *p++ = (char)*c;
+    }
+    *p++ = '"';
+    return p;
+}
+
+/* One sample's line: `ni` classes (names when `names` is not NULL), then
+ * `nf` values (%.9g round-trips a float), space-separated; in JSON
+ * `{"class": c, KEY: [...]}` (`"classes": [...]` for several). */
+static char *format_one(char *p, size_t ni, const int32_t *ints, size_t nf, const float *floats, const char *key,
+                        int json, const char *const *names) {
+    if (json) *p++ = '{';
+    if (ni > 0 && json) p += sprintf(p, ni == 1 ? "\"class\": " : "\"classes\": [");
+    for (size_t j = 0; j < ni; j++) {
+        const char *sep = j == 0 ? "" : json ? ", " : " ";
+        p += sprintf(p, "%s", sep);
+        if (names && json) p = json_string(p, names[ints[j]]);
+        else if (names) p += sprintf(p, "%s", names[ints[j]]);
+        else p += sprintf(p, "%d", ints[j]);
+    }
+    if (ni > 1 && json) *p++ = ']';
+    if (nf > 0) {
+        if (json) p += sprintf(p, "%s\"%s\": [", ni ? ", " : "", key);
+        for (size_t j = 0; j < nf; j++) p += sprintf(p, "%s%.9g", j == 0 && (json || !ni) ? "" : json ? ", " : " ", floats[j]);
+        if (json) *p++ = ']';
+    }
+    p += sprintf(p, "%s", json ? "}\n" : "\n");
+    return p;
+}
+
+/* The text of n predictions, one line (or JSON object) per sample: each
+ * sample's `ni` classes from `ints`, then its `nf` values from `floats`
+ * (under `key` in JSON). `names`, when not NULL, holds each class's name,
+ * printed instead of its id. Returns a malloc'd string, or NULL when out
+ * of memory. */
+char *nnc_io_format(size_t n, size_t ni, const int32_t *ints, size_t nf, const float *floats, const char *key,
+                    int json, const char *const *names) {
+    size_t cap = 256 + n * (nf * 18 + ni * 16 + 64), used = 0;
     char *out = malloc(cap);
     if (!out) return NULL;
     for (size_t i = 0; i < n; i++) {
-        size_t need = 256 + c * 18 + (names ? strlen(names[classes[i]]) * 2 : 0);
+        size_t need = 256 + nf * 18 + ni * 16 + strlen(key);
+        for (size_t j = 0; names && j < ni; j++) need += json_room(names[ints[i * ni + j]]);
         if (cap - used < need) {
             cap = cap * 2 + need;
             char *grown = realloc(out, cap);
@@ -280,12 +322,7 @@ char *nnc_io_format(size_t n, size_t c, const int32_t *classes, const float *pro
             }
             out = grown;
         }
-        char *p = out + used;
-        if (names && json) p += sprintf(p, "{\"class\": \"%s\", \"probs\": [", names[classes[i]]);
-        else if (names) p += sprintf(p, "%s", names[classes[i]]);
-        else p += sprintf(p, json ? "{\"class\": %d, \"probs\": [" : "%d", classes[i]);
-        for (size_t j = 0; j < c; j++) p += sprintf(p, "%s%.9g", j == 0 && json ? "" : json ? ", " : " ", probs[i * c + j]);
-        p += sprintf(p, "%s", json ? "]}\n" : "\n");
+        char *p = format_one(out + used, ni, ints + i * ni, nf, floats + i * nf, key, json, names);
         used = (size_t)(p - out);
     }
     out[used] = '\0';

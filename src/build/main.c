@@ -15,13 +15,31 @@
 
 #include "die.c"
 
+enum { OUT_RAW, OUT_PROBS, OUT_CLASS };
+
+/* What the loss makes the default: cross-entropy class, bce probs, else raw. */
+static int default_output(void) {
+    switch (nnc_output_kind()) {
+    case NNC_CLASS_SCORES: return OUT_CLASS;
+    case NNC_VALUES: return OUT_RAW;
+    default: return OUT_PROBS;
+    }
+}
+
+static const char *const output_names[] = {"raw", "probs", "class"};
+
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: %s [--json] [--raw] FILE|-\n"
-            "Predicts the class of each sample in FILE (- reads stdin) and prints one line per sample:\n"
-            "the class, then the probability of each of the %zu classes (--json: a JSON object per line).\n"
-            "Input (one sample: %zu values",
-            prog, nnc_classes(), nnc_input_size());
+            "usage: %s [--json] [--raw] [--output raw|probs|class] FILE|-\n"
+            "Runs the model on each sample in FILE (- reads stdin) and prints one line per sample\n"
+            "(--json: a JSON object per line):\n"
+            "  --output class: the class (of each score vector, or each binary value), then the probabilities\n"
+            "  --output probs: the probabilities (%zu a sample)\n"
+            "  --output raw:   the model's output values (%zu a sample",
+            prog, nnc_probs_size(), nnc_output_size());
+    for (size_t a = 0; a < nnc_output_rank(); a++) fprintf(f, "%s%zu", a ? " x " : ", shape ", nnc_output_dim(a));
+    fprintf(f, ")\nDefault: --output %s. Input (one sample: %zu values", output_names[default_output()],
+            nnc_input_size());
     for (size_t a = 0; a < nnc_input_rank(); a++) fprintf(f, "%s%zu", a ? " x " : ", shape ", nnc_input_dim(a));
     fprintf(f,
             "):\n"
@@ -51,11 +69,16 @@ static unsigned char *slurp(const char *path, size_t *len) {
 
 int main(int argc, char **argv) {
     prog = argv[0];
-    int json = 0, raw = 0;
+    int json = 0, raw = 0, output = default_output();
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--raw") == 0) raw = 1;
+        else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) {
+            const char *o = argv[++i];
+            output = strcmp(o, "raw") == 0 ? OUT_RAW : strcmp(o, "probs") == 0 ? OUT_PROBS : strcmp(o, "class") == 0 ? OUT_CLASS : -1;
+            if (output < 0) { usage(stderr); die(2, "--output takes raw, probs or class, not %s", o); }
+        }
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else if (argv[i][0] == '-' && argv[i][1] != '\0') { usage(stderr); die(2, "unknown option %s", argv[i]); }
         else if (path) { usage(stderr); die(2, "one input file at a time"); }
@@ -72,19 +95,28 @@ int main(int argc, char **argv) {
     char err[512];
     float *x = nnc_io_read(bytes, len, raw, &in, &n, err, sizeof err);
     if (!x) die(1, "%s: %s", path, err);
+    if ((output == OUT_PROBS && !nnc_probs_size()) || (output == OUT_CLASS && !nnc_positions()))
+        die(2, "--output %s: this model's output has no %s (its loss does not make it class scores or "
+               "probabilities); --output raw prints its values", output_names[output],
+            output == OUT_PROBS ? "probability vector" : "classes");
     nnc_model *m = nnc_create();
-    float *probs = malloc(n * nnc_classes() * sizeof(float));
-    int32_t *classes = malloc(n * sizeof(int32_t));
-    if (!m || !probs || !classes) die(1, "out of memory");
-    int rc = nnc_predict(m, x, n, probs, classes);
+    /* +1: a zero-size allocation may be NULL. */
+    float *values = malloc((n * nnc_output_size() + 1) * sizeof(float));
+    float *probs = malloc((n * nnc_probs_size() + 1) * sizeof(float));
+    int32_t *classes = malloc((n * nnc_positions() + 1) * sizeof(int32_t));
+    if (!m || !values || !probs || !classes) die(1, "out of memory");
+    int rc = nnc_predict_output(m, x, n, values, probs, classes);
     if (rc != NNC_OK) die(1, "%s", nnc_strerror(rc));
     const char **names = NULL;
-    if (nnc_class_name(0)) {
+    if (output == OUT_CLASS && nnc_class_name(0)) {
         names = malloc(nnc_classes() * sizeof *names);
         if (!names) die(1, "out of memory");
         for (size_t c = 0; c < nnc_classes(); c++) names[c] = nnc_class_name(c);
     }
-    char *text = nnc_io_format(n, nnc_classes(), classes, probs, json, names);
+    char *text = output == OUT_RAW ? nnc_io_format(n, 0, classes, nnc_output_size(), values, "output", json, NULL)
+                 : output == OUT_PROBS
+                     ? nnc_io_format(n, 0, classes, nnc_probs_size(), probs, "probs", json, NULL)
+                     : nnc_io_format(n, nnc_positions(), classes, nnc_probs_size(), probs, "probs", json, names);
     if (!text) die(1, "out of memory");
     fputs(text, stdout);
     nnc_destroy(m);

@@ -61,6 +61,62 @@ pub struct BuildOptions {
     pub emit: Emit,
 }
 
+/// What `nnc predict` and a built executable print for each sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputMode {
+    /// The model's output values as they are.
+    Raw,
+    /// Probabilities: the softmax of class scores, the sigmoid of binary
+    /// logits, a `bce` model's own output.
+    Probs,
+    /// The class (of each score vector, or each binary value), then the
+    /// probabilities where there are.
+    Class,
+}
+
+impl OutputMode {
+    fn name(self) -> &'static str {
+        match self {
+            OutputMode::Raw => "raw",
+            OutputMode::Probs => "probs",
+            OutputMode::Class => "class",
+        }
+    }
+}
+
+impl model::Model {
+    /// `asked`, or what the loss makes the default (cross-entropy: class,
+    /// binary cross-entropy: probabilities, anything else: raw values),
+    /// refused where the output has no such reading.
+    pub fn output_mode(&self, asked: Option<OutputMode>) -> Result<OutputMode, BuildError> {
+        use crate::lower::Meaning as M;
+        let mode = asked.unwrap_or(match self.meaning {
+            M::ClassScores => OutputMode::Class,
+            M::BinaryLogits | M::Probabilities => OutputMode::Probs,
+            M::Values => OutputMode::Raw,
+        });
+        let has = match mode {
+            OutputMode::Raw => true,
+            OutputMode::Probs => self.probs_size() > 0,
+            OutputMode::Class => self.positions() > 0,
+        };
+        if has {
+            return Ok(mode);
+        }
+        let why = match self.meaning {
+            M::Values => {
+                "the experiment's loss does not say it is class scores or probabilities (cross_entropy, bce_with_logits or bce on `model(...)` would)"
+            }
+            _ => "class scores over several positions have classes, not one probability vector",
+        };
+        Err(BuildError::Unsupported(format!(
+            "`--output {}` for an output of shape {:?}: {why}; `--output raw` prints its values",
+            mode.name(),
+            self.output
+        )))
+    }
+}
+
 pub enum BuildError {
     /// The file did not check or lower; render its diagnostics.
     Compile(crate::CheckOutput),

@@ -1,10 +1,10 @@
 //! The model a build compiles: its inference graphs (optimized), its one
-//! input, its class count, and the checkpoint's weights laid out for
-//! embedding.
+//! input, its output and what it means, and the checkpoint's weights laid
+//! out for embedding.
 
 use super::BuildError;
 use crate::ir::Graph;
-use crate::lower::DataField;
+use crate::lower::{DataField, Meaning};
 use crate::runner::checkpoint;
 use crate::schedule::{self, Schedule};
 use std::path::Path;
@@ -38,7 +38,9 @@ pub struct Model {
     pub steps: Vec<Step>,
     /// The raw field the model reads, per sample.
     pub input: DataField,
-    pub classes: usize,
+    /// The shape of one sample's output (no batch axis).
+    pub output: Vec<usize>,
+    pub meaning: Meaning,
     /// Each class's name, when the checkpoint's training data named them.
     pub class_names: Option<Vec<String>>,
     pub params: Vec<Param>,
@@ -69,12 +71,46 @@ impl Model {
                 )));
             }
         };
-        let classes = classes(&first.graph)?;
+        let output = output_shape(&first.graph)?;
         let want: Vec<(String, Vec<usize>)> = first.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
         let (params, weights, class_names) = bind(ckpt, &want)?;
-        let class_names = class_names.filter(|n| n.len() == classes);
         let steps = predicts.iter().map(|p| step(p.batch, &p.graph)).collect::<Result<_, _>>()?;
-        Ok(Model { steps, input, classes, class_names, params, weights })
+        let mut m = Model { steps, input, output, meaning: first.meaning, class_names: None, params, weights };
+        m.class_names = class_names.filter(|n| m.meaning == Meaning::ClassScores && n.len() == m.classes());
+        Ok(m)
+    }
+
+    /// Values of one sample's output.
+    pub fn output_size(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    /// Classes per score vector: the last axis of class scores, else 2.
+    pub fn classes(&self) -> usize {
+        match self.meaning {
+            Meaning::ClassScores => self.output.last().copied().unwrap_or(1),
+            _ => 2,
+        }
+    }
+
+    /// Classes each sample gets: one per score vector of class scores, one
+    /// per value of a binary output, none for plain values.
+    pub fn positions(&self) -> usize {
+        match self.meaning {
+            Meaning::ClassScores => self.output_size() / self.classes().max(1),
+            Meaning::BinaryLogits | Meaning::Probabilities => self.output_size(),
+            Meaning::Values => 0,
+        }
+    }
+
+    /// Values of one sample's probabilities: the softmax of one score
+    /// vector, the sigmoid of binary logits, a bce model's own output.
+    pub fn probs_size(&self) -> usize {
+        match self.meaning {
+            Meaning::ClassScores if self.positions() == 1 => self.output_size(),
+            Meaning::BinaryLogits | Meaning::Probabilities => self.output_size(),
+            _ => 0,
+        }
     }
 
     /// Elements of one sample's input.
@@ -96,15 +132,14 @@ pub(super) fn scheduled(g: &Graph) -> Result<Schedule, BuildError> {
     Ok(p.schedule)
 }
 
-/// C of a `[B, C]` output; other outputs are refused: what a build prints
-/// is a class and its probabilities per sample.
-fn classes(g: &Graph) -> Result<usize, BuildError> {
-    let logits = g.output("logits").and_then(|id| g.ty(id).ok());
-    match (g.output("probs"), logits) {
-        (Some(_), Some(t)) => Ok(t.shape[1]),
-        (_, t) => Err(BuildError::Unsupported(format!(
-            "the model's output has shape {:?}; a build needs class scores of shape [B, C]",
-            t.map(|t| t.shape).unwrap_or_default()
+/// The shape of one sample's output: the model's output without its batch axis.
+fn output_shape(g: &Graph) -> Result<Vec<usize>, BuildError> {
+    let t = g.output("logits").and_then(|id| g.ty(id).ok());
+    match t.map(|t| t.shape) {
+        Some(s) if !s.is_empty() => Ok(s[1..].to_vec()),
+        s => Err(BuildError::Unsupported(format!(
+            "the model's output has shape {:?}; it needs a batch axis in front",
+            s.unwrap_or_default()
         ))),
     }
 }

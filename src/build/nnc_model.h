@@ -6,8 +6,10 @@
  *     cc -O2 app.c model.o -lm -pthread -o app
  *
  * A model takes samples of one input (its shape and element type below)
- * and returns, per sample, a probability for each class and the most
- * likely class. Calls never read or write outside the buffers they are
+ * and returns, per sample, its output (any shape) and what the
+ * experiment's loss says it means: for class scores each class's
+ * probability and the most likely class, for a binary output each value's
+ * probability and 0/1, for anything else the values. Calls never read or write outside the buffers they are
  * given, sized as documented. A model instance is not thread-safe: create
  * one per thread. Every function below besides nnc_create/nnc_destroy/
  * nnc_predict* is a pure query of constants.
@@ -44,6 +46,10 @@ enum {
 /* Element types of the model's input (nnc_input_dtype). */
 enum { NNC_F32 = 0, NNC_I32 = 1, NNC_U8 = 2, NNC_BOOL = 3 };
 
+/* What the model's output means (nnc_output_kind), from the experiment's
+ * loss: cross_entropy, bce_with_logits, bce, anything else. */
+enum { NNC_CLASS_SCORES = 0, NNC_BINARY_LOGITS = 1, NNC_PROBABILITIES = 2, NNC_VALUES = 3 };
+
 /* A model with its buffers allocated; NULL when out of memory. */
 nnc_model *nnc_create(void);
 void nnc_destroy(nnc_model *m);
@@ -54,8 +60,22 @@ size_t nnc_input_size(void);
 size_t nnc_input_rank(void);
 size_t nnc_input_dim(size_t axis); /* 0 for an axis >= the rank */
 int nnc_input_dtype(void);
-/* Classes per sample: the length of each sample's probabilities. */
+/* The output of one sample: nnc_output_size() floats, row-major, of shape
+ * nnc_output_dim(0) x ... (the model's output without its batch axis). */
+size_t nnc_output_size(void);
+size_t nnc_output_rank(void);
+size_t nnc_output_dim(size_t axis); /* 0 for an axis >= the rank */
+int nnc_output_kind(void);
+/* Classes of each score vector (the last axis of class scores; 2 for a
+ * binary output). */
 size_t nnc_classes(void);
+/* Classes each sample gets: one per score vector of class scores
+ * (nnc_output_size() / nnc_classes()), one per value of a binary output,
+ * 0 for NNC_VALUES. */
+size_t nnc_positions(void);
+/* Probabilities each sample gets: the softmax of its one score vector,
+ * the sigmoid of binary logits, a bce model's own output; else 0. */
+size_t nnc_probs_size(void);
 /* The name of class `i` when the training data named its classes (a CSV
  * label column of names), else NULL. */
 const char *nnc_class_name(size_t i);
@@ -67,14 +87,21 @@ long long nnc_check(const float *x, size_t count);
 
 /* Predicts `n` samples. `x`: n * nnc_input_size() values, converted to the
  * input type (checked first: NNC_E_VALUE, and nothing written, when
- * nnc_check finds a bad value). `probs` (n * nnc_classes() floats) and
- * `classes` (n ints) may each be NULL. Returns NNC_OK or an error code. */
+ * nnc_check finds a bad value). `probs` (n * nnc_probs_size() floats) and
+ * `classes` (n * nnc_positions() ints; the first largest score, or 1 for a
+ * binary value above even odds) may each be NULL. Returns NNC_OK or an
+ * error code. */
 int nnc_predict(nnc_model *m, const float *x, size_t n, float *probs, int32_t *classes);
+
+/* As nnc_predict, also writing the model's output as it is to `output`
+ * (n * nnc_output_size() floats; may be NULL). */
+int nnc_predict_output(nnc_model *m, const float *x, size_t n, float *output, float *probs, int32_t *classes);
 
 /* As nnc_predict, with `x` already in the input type (nnc_input_dtype):
  * e.g. the bytes of n 28x28 images for NNC_U8; no conversion, no copy
  * beyond the model's own buffers. NNC_BOOL values must be 0 or 1. */
 int nnc_predict_raw(nnc_model *m, const void *x, size_t n, float *probs, int32_t *classes);
+int nnc_predict_raw_output(nnc_model *m, const void *x, size_t n, float *output, float *probs, int32_t *classes);
 
 /* A message for a return code. */
 const char *nnc_strerror(int code);

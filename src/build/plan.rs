@@ -6,6 +6,7 @@ use super::BuildError;
 use super::model::Model;
 use super::object::{WEIGHTS, consts_symbol, step_symbol};
 use crate::ir::DType;
+use crate::lower::Meaning;
 use crate::schedule::SlotRole;
 use std::fmt::Write;
 
@@ -25,7 +26,20 @@ pub fn header(m: &Model) -> Result<String, BuildError> {
     let _ =
         writeln!(h, "static const size_t nnc_input_dims[] = {{{}}};", [shape, vec!["0".into()]].concat().join(", "));
     let _ = writeln!(h, "#define NNC_INPUT_SIZE {}", m.input_size());
-    let _ = writeln!(h, "#define NNC_CLASSES {}", m.classes);
+    let _ = writeln!(h, "#define NNC_CLASSES {}", m.classes());
+    let out: Vec<String> = m.output.iter().map(|d| d.to_string()).collect();
+    let _ = writeln!(h, "#define NNC_OUTPUT_RANK {}", out.len());
+    let _ = writeln!(h, "static const size_t nnc_output_dims[] = {{{}}};", [out, vec!["0".into()]].concat().join(", "));
+    let _ = writeln!(h, "#define NNC_OUTPUT_SIZE {}", m.output_size());
+    let kind = match m.meaning {
+        Meaning::ClassScores => "NNC_CLASS_SCORES",
+        Meaning::BinaryLogits => "NNC_BINARY_LOGITS",
+        Meaning::Probabilities => "NNC_PROBABILITIES",
+        Meaning::Values => "NNC_VALUES",
+    };
+    let _ = writeln!(h, "#define NNC_OUTPUT_KIND {kind}");
+    let _ = writeln!(h, "#define NNC_POSITIONS {}", m.positions());
+    let _ = writeln!(h, "#define NNC_PROBS_SIZE {}", m.probs_size());
     let names = match &m.class_names {
         Some(n) => n.iter().map(|s| c_string(s)).collect::<Vec<_>>().join(", "),
         None => "0".to_string(),

@@ -6,16 +6,20 @@
 //! smaller one in turn.
 
 use super::BuildError;
+use super::OutputMode;
 use super::model::{Model, Step};
 use crate::ir::DType;
+use crate::lower::Meaning;
 use crate::runtime::{CompiledStep, Options};
 use std::path::Path;
 
-/// Each sample's class (argmax of the logits) and probabilities.
+/// Every sample's output as it is, its probabilities and its classes
+/// (where the output's meaning has them; [`Model::positions`] classes and
+/// [`Model::probs_size`] probabilities a sample).
 pub struct Predictions {
-    pub classes: Vec<usize>,
+    pub raw: Vec<f32>,
     pub probs: Vec<f32>,
-    pub num_classes: usize,
+    pub classes: Vec<i32>,
 }
 
 fn bad(path: &Path, message: String) -> BuildError {
@@ -46,9 +50,11 @@ unsafe extern "C" {
     ) -> *mut f32;
     fn nnc_io_format(
         n: usize,
-        c: usize,
-        classes: *const i32,
-        probs: *const f32,
+        ni: usize,
+        ints: *const i32,
+        nf: usize,
+        floats: *const f32,
+        key: *const std::ffi::c_char,
         json: i32,
         names: *const *const std::ffi::c_char,
     ) -> *mut std::ffi::c_char;
@@ -100,9 +106,9 @@ fn compile(m: &Model, s: &Step) -> Result<CompiledStep, BuildError> {
 
 /// Runs every sample of `x` (checked by [`read_input`]).
 pub fn predict(m: &Model, x: &[f32]) -> Result<Predictions, BuildError> {
-    let (per, c) = (m.input_size(), m.classes);
+    let per = m.input_size();
     let n = x.len() / per;
-    let mut out = Predictions { classes: Vec::with_capacity(n), probs: Vec::with_capacity(n * c), num_classes: c };
+    let mut out = Predictions { raw: Vec::new(), probs: Vec::new(), classes: Vec::new() };
     let mut done = 0;
     for s in m.steps.iter().rev() {
         let mut step = compile(m, s)?;
@@ -110,9 +116,20 @@ pub fn predict(m: &Model, x: &[f32]) -> Result<Predictions, BuildError> {
             set(&mut step, &m.input.name, m.input.dtype, &x[done * per..(done + s.batch) * per])?;
             step.run();
             let err = |e: crate::runtime::RuntimeError| BuildError::Codegen(e.to_string());
-            out.probs.extend_from_slice(step.output::<f32>("probs").map_err(err)?);
-            let logits = step.output::<f32>("logits").map_err(err)?;
-            out.classes.extend(logits.chunks_exact(c).map(argmax));
+            let raw = step.output::<f32>("logits").map_err(err)?.to_vec();
+            let raw = &raw[..];
+            match m.meaning {
+                Meaning::ClassScores => out.classes.extend(raw.chunks_exact(m.classes()).map(argmax)),
+                Meaning::BinaryLogits => out.classes.extend(raw.iter().map(|&z| i32::from(z > 0.0))),
+                Meaning::Probabilities => out.classes.extend(raw.iter().map(|&p| i32::from(p > 0.5))),
+                Meaning::Values => {}
+            }
+            match m.meaning {
+                Meaning::Probabilities => out.probs.extend_from_slice(raw),
+                _ if m.probs_size() > 0 => out.probs.extend_from_slice(step.output::<f32>("probs").map_err(err)?),
+                _ => {}
+            }
+            out.raw.extend_from_slice(raw);
             done += s.batch;
         }
     }
@@ -130,25 +147,31 @@ fn set(step: &mut CompiledStep, name: &str, dtype: DType, x: &[f32]) -> Result<(
 }
 
 /// The first index of the largest value (as the shim).
-fn argmax(l: &[f32]) -> usize {
-    (1..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best })
+fn argmax(l: &[f32]) -> i32 {
+    (1..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best }) as i32
 }
 
-/// One line per sample: `class p0 p1 ...`, or a JSON object: io.c's
-/// printer, so the text is byte for byte the built executable's.
-pub fn format(p: &Predictions, names: Option<&[String]>, json: bool) -> Result<String, BuildError> {
-    let classes: Vec<i32> = p.classes.iter().map(|&c| c as i32).collect();
+/// One line per sample, or a JSON object: io.c's printer, so the text is
+/// byte for byte the built executable's. `class`: the classes, then the
+/// probabilities when there are; `probs`: the probabilities; `raw`: the
+/// model's output values.
+pub fn format(m: &Model, p: &Predictions, mode: OutputMode, n: usize, json: bool) -> Result<String, BuildError> {
+    let (ni, nf, floats, key) = match mode {
+        OutputMode::Class => (m.positions(), m.probs_size(), &p.probs, c"probs"),
+        OutputMode::Probs => (0, m.probs_size(), &p.probs, c"probs"),
+        OutputMode::Raw => (0, m.output_size(), &p.raw, c"output"),
+    };
     // Names come from a CSV cell: no NUL inside (a line of text).
     let owned: Vec<std::ffi::CString> =
-        names.unwrap_or_default().iter().filter_map(|n| std::ffi::CString::new(n.as_str()).ok()).collect();
+        m.class_names.iter().flatten().filter_map(|n| std::ffi::CString::new(n.as_str()).ok()).collect();
     let ptrs: Vec<*const std::ffi::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
-    let names = if names.is_some() && ptrs.len() == p.num_classes { ptrs.as_ptr() } else { std::ptr::null() };
-    // SAFETY: `classes` has n entries and `probs` n * num_classes; `names`
-    // is null or num_classes live C strings; io.c returns a malloc'd
-    // NUL-terminated string or NULL.
-    let text = unsafe {
-        nnc_io_format(classes.len(), p.num_classes, classes.as_ptr(), p.probs.as_ptr(), i32::from(json), names)
-    };
+    let named = mode == OutputMode::Class && m.class_names.is_some() && ptrs.len() == m.classes();
+    let names = if named { ptrs.as_ptr() } else { std::ptr::null() };
+    // SAFETY: `classes` holds n * ni ids (each below classes(), the length
+    // of `names` when not null) and `floats` n * nf values; io.c returns a
+    // malloc'd NUL-terminated string or NULL.
+    let text =
+        unsafe { nnc_io_format(n, ni, p.classes.as_ptr(), nf, floats.as_ptr(), key.as_ptr(), i32::from(json), names) };
     if text.is_null() {
         return Err(BuildError::Other("out of memory formatting the predictions".into()));
     }

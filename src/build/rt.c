@@ -83,8 +83,8 @@ static int alloc_runs(nnc_run *runs) {
         nnc_run *r = &runs[p];
         r->arena = alloc64(pl->arena_bytes);
         r->input = alloc64(pl->batch * NNC_INPUT_SIZE * elem_size());
-        r->logits = alloc64(pl->batch * NNC_CLASSES * sizeof(float));
-        r->probs = alloc64(pl->batch * NNC_CLASSES * sizeof(float));
+        r->logits = alloc64(pl->batch * NNC_OUTPUT_SIZE * sizeof(float));
+        r->probs = alloc64(pl->batch * (NNC_PROBS_SIZE ? NNC_PROBS_SIZE : 1) * sizeof(float));
         r->slots = calloc(pl->nslots, sizeof(void *));
         if (!r->arena || !r->input || !r->logits || !r->probs || !r->slots) return 0;
         for (size_t s = 0; s < pl->nslots; s++) {
@@ -115,7 +115,13 @@ size_t nnc_input_size(void) { return NNC_INPUT_SIZE; }
 size_t nnc_input_rank(void) { return NNC_INPUT_RANK; }
 size_t nnc_input_dim(size_t axis) { return axis < NNC_INPUT_RANK ? nnc_input_dims[axis] : 0; }
 int nnc_input_dtype(void) { return NNC_INPUT_DTYPE; }
+size_t nnc_output_size(void) { return NNC_OUTPUT_SIZE; }
+size_t nnc_output_rank(void) { return NNC_OUTPUT_RANK; }
+size_t nnc_output_dim(size_t axis) { return axis < NNC_OUTPUT_RANK ? nnc_output_dims[axis] : 0; }
+int nnc_output_kind(void) { return NNC_OUTPUT_KIND; }
 size_t nnc_classes(void) { return NNC_CLASSES; }
+size_t nnc_positions(void) { return NNC_POSITIONS; }
+size_t nnc_probs_size(void) { return NNC_PROBS_SIZE; }
 const char *nnc_class_name(size_t i) { return NNC_HAS_CLASS_NAMES && i < NNC_CLASSES ? nnc_class_names[i] : NULL; }
 
 /* Whether v is a whole number, without floorf (which does not vectorize
@@ -170,15 +176,35 @@ static void point(nnc_run *r, const nnc_plan *pl, int kind, void *to) {
         if (pl->slots[s].kind == kind) r->slots[s] = to;
 }
 
+/* Each sample's classes from its output values `out`: the first largest
+ * score of each vector, or whether each binary value is above even odds. */
+static void classify(const float *out, size_t batch, int32_t *classes) {
+    if (NNC_OUTPUT_KIND == NNC_CLASS_SCORES)
+        for (size_t i = 0; i < batch * NNC_POSITIONS; i++) {
+            const float *l = out + i * NNC_CLASSES;
+            int32_t best = 0;
+            for (int32_t c = 1; c < NNC_CLASSES; c++)
+                if (l[c] > l[best]) best = c;
+            classes[i] = best;
+        }
+    else if (NNC_OUTPUT_KIND != NNC_VALUES)
+        for (size_t i = 0; i < batch * NNC_POSITIONS; i++)
+            classes[i] = NNC_OUTPUT_KIND == NNC_BINARY_LOGITS ? out[i] > 0.0f : out[i] > 0.5f;
+}
+
 /* Runs plan `p` on its batch of samples with one thread's buffers `runs`:
  * raw samples are read where they are (the step never writes its input),
- * floats are converted first; probabilities go straight to `probs`. */
-static void run_plan(nnc_run *runs, int p, const void *raw, const float *x, float *probs, int32_t *classes) {
+ * floats are converted first; the output and probabilities go straight to
+ * `output` and `probs` when given. */
+static void run_plan(nnc_run *runs, int p, const void *raw, const float *x, float *output, float *probs,
+                     int32_t *classes) {
     const nnc_plan *pl = &nnc_plans[p];
     nnc_run *r = &runs[p];
     size_t count = pl->batch * NNC_INPUT_SIZE;
+    float *out = output ? output : r->logits;
     if (!raw) convert(r->input, x, count);
     point(r, pl, NNC_SLOT_INPUT, raw ? (void *)raw : r->input);
+    point(r, pl, NNC_SLOT_LOGITS, out);
     point(r, pl, NNC_SLOT_PROBS, probs ? probs : r->probs);
     /* Flush denormals while the step runs, as the JIT does: trained weights
      * drift into denormal range, where arithmetic is ~100x slower. */
@@ -186,14 +212,8 @@ static void run_plan(nnc_run *runs, int p, const void *raw, const float *x, floa
     _mm_setcsr(csr | 0x8040);
     pl->step(r->arena, (void *)pl->consts, r->slots, NULL);
     _mm_setcsr(csr);
-    if (classes)
-        for (size_t i = 0; i < pl->batch; i++) {
-            const float *l = r->logits + i * NNC_CLASSES;
-            int32_t best = 0;
-            for (int32_t c = 1; c < NNC_CLASSES; c++)
-                if (l[c] > l[best]) best = c;
-            classes[i] = best;
-        }
+    if (probs && NNC_OUTPUT_KIND == NNC_PROBABILITIES) memcpy(probs, out, pl->batch * NNC_OUTPUT_SIZE * sizeof(float));
+    if (classes) classify(out, pl->batch, classes);
 }
 
 /* One thread's share of a call: samples [begin, end). */
@@ -202,7 +222,7 @@ typedef struct {
     const unsigned char *raw;
     const float *x;
     size_t begin, end;
-    float *probs;
+    float *output, *probs;
     int32_t *classes;
 } nnc_share;
 
@@ -214,8 +234,9 @@ static void *run_share(void *arg) {
         size_t b = nnc_plans[p].batch;
         for (; s->end - i >= b; i += b)
             run_plan(s->runs, p, s->raw ? s->raw + i * NNC_INPUT_SIZE * esz : NULL,
-                     s->raw ? NULL : s->x + i * NNC_INPUT_SIZE, s->probs ? s->probs + i * NNC_CLASSES : NULL,
-                     s->classes ? s->classes + i : NULL);
+                     s->raw ? NULL : s->x + i * NNC_INPUT_SIZE, s->output ? s->output + i * NNC_OUTPUT_SIZE : NULL,
+                     s->probs ? s->probs + i * NNC_PROBS_SIZE : NULL,
+                     s->classes ? s->classes + i * NNC_POSITIONS : NULL);
     }
     return NULL;
 }
@@ -224,7 +245,8 @@ static void *run_share(void *arg) {
  * whole big batches: each sample's result does not depend on which batch
  * it is in, so the output is the same for any thread count. A thread that
  * cannot start leaves its share to the calling thread. */
-static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size_t n, float *probs, int32_t *classes) {
+static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size_t n, float *output, float *probs,
+                    int32_t *classes) {
     size_t big = nnc_plans[NNC_PLANS - 1].batch, threads = (size_t)m->threads;
     while (threads > 1 && n < 2 * big * threads) threads--;
     size_t per = (n / threads + big - 1) / big * big;
@@ -233,7 +255,7 @@ static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size
     int started[NNC_MAX_THREADS] = {0};
     for (size_t t = 0; t < threads; t++) {
         size_t begin = t * per < n ? t * per : n, end = t + 1 == threads || (t + 1) * per > n ? n : (t + 1) * per;
-        shares[t] = (nnc_share){m->run[t], raw, x, begin, end, probs, classes};
+        shares[t] = (nnc_share){m->run[t], raw, x, begin, end, output, probs, classes};
         if (t > 0) started[t] = pthread_create(&ids[t], NULL, run_share, &shares[t]) == 0;
     }
     run_share(&shares[0]);
@@ -245,20 +267,28 @@ static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size
     }
 }
 
-int nnc_predict(nnc_model *m, const float *x, size_t n, float *probs, int32_t *classes) {
+int nnc_predict_output(nnc_model *m, const float *x, size_t n, float *output, float *probs, int32_t *classes) {
     if (!m || (!x && n)) return NNC_E_ARG;
     if (nnc_check(x, n * NNC_INPUT_SIZE) >= 0) return NNC_E_VALUE;
-    run_all(m, NULL, x, n, probs, classes);
+    run_all(m, NULL, x, n, output, probs, classes);
     return NNC_OK;
 }
 
-int nnc_predict_raw(nnc_model *m, const void *x, size_t n, float *probs, int32_t *classes) {
+int nnc_predict(nnc_model *m, const float *x, size_t n, float *probs, int32_t *classes) {
+    return nnc_predict_output(m, x, n, NULL, probs, classes);
+}
+
+int nnc_predict_raw_output(nnc_model *m, const void *x, size_t n, float *output, float *probs, int32_t *classes) {
     if (!m || (!x && n)) return NNC_E_ARG;
     if (NNC_INPUT_DTYPE == NNC_BOOL)
         for (size_t i = 0; i < n * NNC_INPUT_SIZE; i++)
             if (((const uint8_t *)x)[i] > 1) return NNC_E_VALUE;
-    run_all(m, x, NULL, n, probs, classes);
+    run_all(m, x, NULL, n, output, probs, classes);
     return NNC_OK;
+}
+
+int nnc_predict_raw(nnc_model *m, const void *x, size_t n, float *probs, int32_t *classes) {
+    return nnc_predict_raw_output(m, x, n, NULL, probs, classes);
 }
 
 const char *nnc_strerror(int code) {

@@ -495,7 +495,19 @@ impl Checker<'_> {
     // ---- datasets -----------------------------------------------------------
 
     /// The per-sample fields of a dataset (raw, then derived), checked.
+    /// Preprocessing runs on whole batches (lowering applies it to `[B,
+    /// ...]`), so it is checked on them too: a reduction or reshape over a
+    /// sample's axis cannot pass here and mean something else there (with a
+    /// batch of 28, `image.sum(axis: 0)` over `[28, 28]` images would sum the
+    /// batch).
     pub(super) fn dataset_fields(&mut self, item: ItemRef, d: &ast::DatasetDecl) -> Vec<(String, Val, Span)> {
+        let batch = Dim::sym(self.fresh_sym("B"));
+        let batched = |v: &Val| match v {
+            Val::Tensor(t) if t.shape.rest.is_none() => {
+                Val::Tensor(t.with_shape(Shape::of([vec![batch.clone()], t.shape.dims.clone()].concat())))
+            }
+            v => v.clone(),
+        };
         self.push_frame(item.module);
         let source = self.expr(&d.source);
         if !matches!(source, Val::Source(_) | Val::Error) {
@@ -518,13 +530,25 @@ impl Checker<'_> {
             if let Val::Tensor(t) = &v {
                 self.check_class_count(t);
             }
-            self.bind(&f.name.name, v.clone(), f.name.span);
+            self.bind(&f.name.name, batched(&v), f.name.span);
             out.push((f.name.name.clone(), v, f.name.span));
         }
         for (name, e) in &d.derived {
             let v = self.expr(e);
             self.bind(&name.name, v.clone(), name.span);
-            out.push((name.name.clone(), v, name.span));
+            let sample = match v {
+                Val::Tensor(t) if t.shape.rest.is_none() && t.shape.dims.first() == Some(&batch) => {
+                    Val::Tensor(t.with_shape(Shape::of(t.shape.dims[1..].to_vec())))
+                }
+                Val::Tensor(t) => {
+                    let d = Diag::error(format!("preprocessing of `{}` must keep the sample axis", name.name))
+                        .at(e.span, format!("this is {}", self.show_shape(&t.shape)))
+                        .help("dataset expressions run on whole batches `[B, ...]`: keep them elementwise, and reshape or reduce inside the model");
+                    self.error(d)
+                }
+                v => v,
+            };
+            out.push((name.name.clone(), sample, name.span));
         }
         self.pop_frame();
         out

@@ -50,6 +50,12 @@ pub struct PredictArgs {
     /// One JSON object per line instead of `class p0 p1 ...`.
     #[arg(long)]
     json: bool,
+    /// What to print per sample: `class` (the class, then the
+    /// probabilities), `probs` or `raw` (the model's output values). The
+    /// default follows the loss: cross_entropy: class, bce / bce_with_logits:
+    /// probs, anything else: raw.
+    #[arg(long, value_enum)]
+    output: Option<build::OutputMode>,
     /// The experiment whose model to run, when the file has several.
     #[arg(long)]
     experiment: Option<String>,
@@ -81,8 +87,10 @@ pub fn build(a: BuildArgs) -> ExitCode {
 pub fn predict(a: PredictArgs) -> ExitCode {
     let run = || -> Result<String, BuildError> {
         let m = Model::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, &build::BATCHES)?;
+        let mode = m.output_mode(a.output)?;
         let x = build::predict::read_input(&m, &a.input, a.raw)?;
-        build::predict::format(&build::predict::predict(&m, &x)?, m.class_names.as_deref(), a.json)
+        let n = x.len() / m.input_size();
+        build::predict::format(&m, &build::predict::predict(&m, &x)?, mode, n, a.json)
     };
     match run() {
         Ok(text) => {

@@ -28,6 +28,7 @@ mod ir_util;
 mod op_table;
 mod oracle;
 mod plot_cli;
+mod predict_outputs;
 mod profile_cli;
 mod run_cli;
 mod run_interp;

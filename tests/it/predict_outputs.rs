@@ -1,0 +1,140 @@
+//! Models whose output is not class scores: an autoencoder (784 values a
+//! sample, mse), a regression MLP (one value, mse), a binary classifier
+//! (one logit, bce_with_logits). `nnc predict` prints what the loss makes
+//! the output mean (`--output raw|probs|class`, defaults raw, raw, probs),
+//! refuses readings the output has not, and a built executable prints the
+//! same bytes; `nnc eval` scores each.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+const IMAGES: usize = 20;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("predict_outputs").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn nnc() -> Command {
+    Command::cargo_bin("nnc").unwrap()
+}
+
+fn stdout(out: std::process::Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The first MNIST test images as an uncompressed IDX file.
+fn images(path: &Path) {
+    let gz = std::fs::read("data/mnist/t10k-images-idx3-ubyte.gz").unwrap();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
+    let mut file = vec![0, 0, 8, 3];
+    for d in [IMAGES as u32, 28, 28] {
+        file.extend(d.to_be_bytes());
+    }
+    file.extend(&all[16..16 + IMAGES * 784]);
+    std::fs::write(path, &file).unwrap();
+}
+
+/// Trains `file` briefly; the final checkpoint.
+fn trained(file: &str, dir: &Path) -> PathBuf {
+    let args = ["run", file, "--train-samples", "1000", "--epochs", "1", "--eval-samples", "100", "--quiet", "--out"];
+    stdout(nnc().args(args).arg(dir.join("run")).output().unwrap());
+    dir.join("run/checkpoints/final.safetensors")
+}
+
+fn predict(file: &str, ckpt: &Path, input: &Path, extra: &[&str]) -> std::process::Output {
+    nnc().args(["predict", file, "--checkpoint"]).arg(ckpt).arg(input).args(extra).output().unwrap()
+}
+
+fn values(text: &str) -> Vec<Vec<f64>> {
+    text.lines().map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect()
+}
+
+/// The built executable prints what `nnc predict` prints, in every mode it
+/// accepts and with --json (skipped without a C compiler).
+fn built_agrees(file: &str, ckpt: &Path, dir: &Path, input: &Path, modes: &[&str]) {
+    if !std::process::Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no C compiler `cc`");
+        return;
+    }
+    let exe = dir.join("model");
+    stdout(nnc().args(["build", file, "--checkpoint"]).arg(ckpt).arg("-o").arg(&exe).output().unwrap());
+    for mode in modes {
+        for json in [false, true] {
+            let mut args = vec!["--output", mode];
+            if json {
+                args.push("--json");
+            }
+            let jit = stdout(predict(file, ckpt, input, &args));
+            let built = stdout(std::process::Command::new(&exe).args(&args).arg(input).output().unwrap());
+            assert_eq!(built, jit, "{file} --output {mode} json={json}");
+        }
+    }
+}
+
+#[test]
+fn an_autoencoder_predicts_its_pixels() {
+    let (file, dir) = ("examples/autoencoder.nn", scratch("autoencoder"));
+    let ckpt = trained(file, &dir);
+    let input = dir.join("images.idx");
+    images(&input);
+    let rows = values(&stdout(predict(file, &ckpt, &input, &[])));
+    assert_eq!(rows.len(), IMAGES);
+    for r in &rows {
+        assert_eq!(r.len(), 784);
+        assert!(r.iter().all(|p| (0.0..=1.0).contains(p)));
+        // Raw pixels, not a softmax: far from summing to 1.
+        assert!(r.iter().sum::<f64>() > 10.0, "{}", r.iter().sum::<f64>());
+    }
+    for mode in ["probs", "class"] {
+        let out = predict(file, &ckpt, &input, &["--output", mode]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--output raw"), "{out:?}");
+    }
+    built_agrees(file, &ckpt, &dir, &input, &["raw"]);
+    let eval = stdout(nnc().args(["eval", file, "--samples", "100", "--checkpoint"]).arg(&ckpt).output().unwrap());
+    assert!(eval.contains("loss"), "{eval}");
+}
+
+#[test]
+fn a_regression_model_predicts_values() {
+    let (file, dir) = ("tests/fixtures/outputs/regression.nn", scratch("regression"));
+    let ckpt = trained(file, &dir);
+    let input = dir.join("images.idx");
+    images(&input);
+    let rows = values(&stdout(predict(file, &ckpt, &input, &[])));
+    assert!(rows.len() == IMAGES && rows.iter().all(|r| r.len() == 1), "{rows:?}");
+    // Digits as numbers: spread over a range, not probabilities.
+    let spread =
+        rows.iter().map(|r| r[0]).fold(f64::MIN, f64::max) - rows.iter().map(|r| r[0]).fold(f64::MAX, f64::min);
+    assert!(spread > 2.0, "{rows:?}");
+    built_agrees(file, &ckpt, &dir, &input, &["raw"]);
+}
+
+#[test]
+fn a_binary_classifier_predicts_probabilities() {
+    let (file, dir) = ("tests/fixtures/outputs/binary.nn", scratch("binary"));
+    let ckpt = trained(file, &dir);
+    let input = dir.join("images.idx");
+    images(&input);
+    let probs = values(&stdout(predict(file, &ckpt, &input, &[])));
+    let logits = values(&stdout(predict(file, &ckpt, &input, &["--output", "raw"])));
+    let classes = values(&stdout(predict(file, &ckpt, &input, &["--output", "class"])));
+    for ((p, z), c) in probs.iter().zip(&logits).zip(&classes) {
+        assert_eq!((p.len(), z.len(), c.len()), (1, 1, 2));
+        assert!((p[0] - 1.0 / (1.0 + (-z[0]).exp())).abs() < 1e-6, "{p:?} vs sigmoid({z:?})");
+        assert_eq!(c[0], f64::from(u8::from(z[0] > 0.0)));
+        assert_eq!(c[1], p[0]);
+    }
+    // Images 3, 10 and 13 of the test set are the zeros among the first 20:
+    // after a short training each is more likely a zero than any other.
+    let zeros = [3, 10, 13];
+    let least_zero = zeros.iter().map(|&i| probs[i][0]).fold(f64::MAX, f64::min);
+    let most_other = (0..IMAGES).filter(|i| !zeros.contains(i)).map(|i| probs[i][0]).fold(f64::MIN, f64::max);
+    assert!(least_zero > most_other, "{probs:?}");
+    built_agrees(file, &ckpt, &dir, &input, &["raw", "probs", "class"]);
+}
