@@ -3,18 +3,11 @@
 //! model with BatchNorm buffers), another split evaluates too, and
 //! checkpoints that do not fit are refused with each problem listed.
 
-use assert_cmd::Command;
+use super::common::nnc;
 use std::path::{Path, PathBuf};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval_cli").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn nnc() -> Command {
-    Command::cargo_bin("nnc").unwrap()
+    super::common::scratch("eval_cli", name)
 }
 
 fn ok(out: &std::process::Output) -> String {

@@ -10,6 +10,7 @@ mod codegen_fusion;
 mod codegen_math;
 mod codegen_mnist;
 mod codegen_ops;
+mod common;
 mod conv;
 mod data_batch;
 mod data_formats;

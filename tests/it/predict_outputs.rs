@@ -5,20 +5,13 @@
 //! refuses readings the output has not, and a built executable prints the
 //! same bytes; `nnc eval` scores each.
 
-use assert_cmd::Command;
+use super::common::nnc;
 use std::path::{Path, PathBuf};
 
 const IMAGES: usize = 20;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("predict_outputs").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn nnc() -> Command {
-    Command::cargo_bin("nnc").unwrap()
+    super::common::scratch("predict_outputs", name)
 }
 
 fn stdout(out: std::process::Output) -> String {

@@ -5,20 +5,13 @@
 //! predict` must give the same to 1e-5. A mapping that does not fit lists
 //! every problem at once.
 
-use assert_cmd::Command;
+use super::common::nnc;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &str = "tests/fixtures/torch";
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torch_import").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn nnc() -> Command {
-    Command::cargo_bin("nnc").unwrap()
+    super::common::scratch("torch_import", name)
 }
 
 /// `nnc run --epochs 0`: the file's weights loaded and saved as a checkpoint.
