@@ -416,29 +416,44 @@ impl Checker<'_> {
             ));
             self.diags.push(d);
         }
-        for (key, e) in fields {
-            let v = self.expr(e);
-            let want = match key.name.as_str() {
+        let takes = "`early_stop` takes `metric`, `patience`, `mode` (\"min\" or \"max\") and `restore_best`";
+        self.record_fields(fields, ("`early_stop`", takes, "early_stop."), |key, v| {
+            Ok(match key {
                 "metric" => (!matches!(v, Val::Str(_))).then_some("a metric name like \"accuracy\""),
-                "patience" => (!matches!(&v, Val::Int(Some(d)) if d.as_const().is_some_and(|n| n >= 1))
+                "patience" => (!matches!(v, Val::Int(Some(d)) if d.as_const().is_some_and(|n| n >= 1))
                     && !matches!(v, Val::Int(None)))
                 .then_some("a positive int (evaluations without improvement)"),
-                "mode" => (!matches!(&v, Val::Str(m) if m == "min" || m == "max")).then_some("\"min\" or \"max\""),
+                "mode" => (!matches!(v, Val::Str(m) if m == "min" || m == "max")).then_some("\"min\" or \"max\""),
                 "restore_best" => (!matches!(v, Val::Bool(_))).then_some("`true` or `false`"),
-                other => {
-                    let d =
-                        Diag::error(format!("`early_stop` has no field `{other}`")).at(key.span, "unknown field").help(
-                            "`early_stop` takes `metric`, `patience`, `mode` (\"min\" or \"max\") and `restore_best`",
-                        );
+                _ => return Err(()),
+            })
+        });
+    }
+
+    /// Each field of a record setting checked by `rule`: `Err(())` for a
+    /// field it does not know, `Ok(Some(want))` for a value that is not
+    /// `want`. `owner` names the record in messages, `takes` lists its
+    /// fields, `prefix` qualifies a field in the help (`early_stop.`).
+    fn record_fields(
+        &mut self,
+        fields: &[(ast::Ident, ast::Expr)],
+        (owner, takes, prefix): (&str, &str, &str),
+        rule: impl Fn(&str, &Val) -> Result<Option<&'static str>, ()>,
+    ) {
+        for (key, e) in fields {
+            let v = self.expr(e);
+            match rule(&key.name, &v) {
+                Err(()) => {
+                    let d = Diag::error(format!("{owner} has no field `{}`", key.name))
+                        .at(key.span, "unknown field")
+                        .help(takes);
                     self.diags.push(d);
-                    continue;
                 }
-            };
-            if let Some(want) = want
-                && !v.is_error()
-            {
-                let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
-                self.diags.push(expected(want, &shown, e.span).help(format!("for `early_stop.{}`", key.name)));
+                Ok(Some(want)) if !v.is_error() => {
+                    let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
+                    self.diags.push(expected(want, &shown, e.span).help(format!("for `{prefix}{}`", key.name)));
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -504,29 +519,17 @@ impl Checker<'_> {
                 .help(format!("for example {example}"));
             self.diags.push(d);
         }
-        for (key, e) in fields {
-            let v = self.expr(e);
-            let want = match key.name.as_str() {
+        let takes = "entries take `from`, `to`, `layout` or `transpose`, or `skip` alone";
+        self.record_fields(fields, ("an `init_map` entry", takes, ""), |key, v| {
+            Ok(match key {
                 "from" | "to" | "skip" => (!matches!(v, Val::Str(_))).then_some("a tensor name string"),
-                "layout" => (!matches!(&v, Val::Str(l) if l == "linear" || l == "conv"))
+                "layout" => (!matches!(v, Val::Str(l) if l == "linear" || l == "conv"))
                     .then_some("\"linear\" ([out, in] to [in, out]) or \"conv\" (OIHW to HWIO)"),
-                "transpose" => (!matches!(&v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Int(Some(_))))))
+                "transpose" => (!matches!(v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Int(Some(_))))))
                     .then_some("a permutation of axes like `[1, 0]`"),
-                other => {
-                    let d = Diag::error(format!("an `init_map` entry has no field `{other}`"))
-                        .at(key.span, "unknown field")
-                        .help("entries take `from`, `to`, `layout` or `transpose`, or `skip` alone");
-                    self.diags.push(d);
-                    continue;
-                }
-            };
-            if let Some(want) = want
-                && !v.is_error()
-            {
-                let shown = if let Val::Str(s) = &v { format!("\"{s}\"") } else { self.show(&v) };
-                self.diags.push(expected(want, &shown, e.span).help(format!("for `{}`", key.name)));
-            }
-        }
+                _ => return Err(()),
+            })
+        });
     }
 
     /// `on_reload = { step: "continue", data: "restart" }`: what `nnc watch`

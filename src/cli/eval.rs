@@ -39,16 +39,16 @@ pub struct EvalArgs {
 }
 
 pub fn eval(a: EvalArgs) -> ExitCode {
-    let o = EvalOptions {
+    let run = runner::RunOptions {
         file: a.file,
         sets: a.set,
         experiment: a.experiment,
-        checkpoint: a.checkpoint,
-        split: a.split,
-        samples: a.samples,
         backend: a.backend,
         threads: a.threads,
+        eval_samples: a.samples,
+        ..runner::RunOptions::default()
     };
+    let o = EvalOptions { run, checkpoint: a.checkpoint, split: a.split };
     let r = match runner::eval(&o) {
         Ok(r) => r,
         Err(e) => return super::run::fail(e),

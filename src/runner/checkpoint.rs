@@ -201,6 +201,20 @@ pub fn missing(have: &Tensors, want: &[(String, Vec<usize>)]) -> Vec<String> {
     out
 }
 
+/// Ids are numbered by the data: weights trained on one numbering of the
+/// classes, used with another, would give their outputs other meanings
+/// without a word. `Some(problem)` when `trained` and `now` differ.
+pub fn classes_differ(trained: &Option<Vec<String>>, now: &Option<Vec<String>>) -> Option<String> {
+    let show = |n: &Option<Vec<String>>| n.as_ref().map_or("class ids".to_string(), |n| n.join(", "));
+    (trained != now).then(|| {
+        format!(
+            "it was trained on classes {}, the data now names {}: its outputs would mean other classes",
+            show(trained),
+            show(now)
+        )
+    })
+}
+
 /// Little-endian elements of `dtype` as f32; `None` for other element types.
 fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
     fn each<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {

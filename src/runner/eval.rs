@@ -1,26 +1,22 @@
 //! `nnc eval`: a checkpoint's metrics on one split, with the evaluation
 //! step and batching a run's own evaluation uses, so the numbers agree.
 
+use super::RunError;
 use super::checkpoint::{self, Sums};
 use super::engine::Engine;
 use super::load::{self, SplitData};
 use super::state::{RunOptions, eval_batch, rest_engine};
-use super::{Backend, RunError};
 use crate::lower::Lowered;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// What to evaluate: the file, experiment, overrides, backend, threads and
+/// `eval_samples` of `run`, with these weights, on this split.
 pub struct EvalOptions {
-    pub file: PathBuf,
-    pub sets: Vec<String>,
-    pub experiment: Option<String>,
+    pub run: RunOptions,
     pub checkpoint: PathBuf,
     /// `train` or `test`; default the split the experiment evaluates on.
     pub split: Option<String>,
-    /// Evaluate on the first N samples of the split only.
-    pub samples: Option<usize>,
-    pub backend: Backend,
-    pub threads: usize,
 }
 
 #[derive(Debug)]
@@ -33,14 +29,7 @@ pub struct EvalReport {
 }
 
 pub fn eval(o: &EvalOptions) -> Result<EvalReport, RunError> {
-    let run = RunOptions {
-        file: o.file.clone(),
-        sets: o.sets.clone(),
-        experiment: o.experiment.clone(),
-        backend: o.backend,
-        threads: o.threads,
-        ..RunOptions::default()
-    };
+    let run = &o.run;
     let compiled =
         crate::compile(&run.file, &run.sets, run.setup()).map_err(|out| RunError::Compile(out.sources, out.diags))?;
     let l = compiled.lowered;
@@ -53,12 +42,12 @@ pub fn eval(o: &EvalOptions) -> Result<EvalReport, RunError> {
     if let Some(d) = load::missing_source(&plan) {
         return Err(RunError::Compile(compiled.sources, vec![d]));
     }
-    let data = load::load(&plan, o.samples)?;
+    let data = load::load(&plan, run.eval_samples)?;
     if data.len() == 0 {
         return Err(RunError::Other(format!("the {} split has no samples", plan.split)));
     }
-    let mut step = Engine::new(&l.eval, o.backend, o.threads)?;
-    let mut rest = rest_engine(&run, &l, Some(&data))?;
+    let mut step = Engine::new(&l.eval, run.backend, run.threads)?;
+    let mut rest = rest_engine(run, &l, Some(&data))?;
     let start = Instant::now();
     load_model(o, &l, &data, &mut step, rest.as_mut())?;
     let metrics = eval_split(&l, &mut step, rest.as_mut(), &data)?;
@@ -84,14 +73,9 @@ fn load_model(
     let want: Vec<(String, Vec<usize>)> =
         l.params.iter().filter(|p| step.has_input(&p.name)).map(|p| (p.name.clone(), p.shape.clone())).collect();
     let mut problems = checkpoint::missing(&tensors, &want);
-    if let Some(trained) = progress.and_then(|p| p.class_names)
-        && data.class_names.as_ref().is_some_and(|now| *now != trained)
-    {
-        problems.push(format!(
-            "it was trained on classes {}, the data names {}: its outputs would mean other classes",
-            trained.join(", "),
-            data.class_names.as_deref().unwrap_or_default().join(", ")
-        ));
+    // A file without training progress (weights made elsewhere) says nothing of classes.
+    if let Some(p) = progress.and_then(|p| checkpoint::classes_differ(&p.class_names, &data.class_names)) {
+        problems.push(p);
     }
     if !problems.is_empty() {
         return Err(RunError::Checkpoint { path: o.checkpoint.clone(), problems });

@@ -516,15 +516,7 @@ impl<'a> Run<'a> {
                 vec!["no training progress recorded: use `init_from` in the file to start from these weights".into()];
             return Err(RunError::Checkpoint { path: path.to_path_buf(), problems });
         };
-        // Ids are numbered by the data: went on with another numbering, the
-        // trained outputs would mean other classes without a word.
-        if progress.class_names != self.progress.class_names {
-            let show = |n: &Option<Vec<String>>| n.as_ref().map_or("class ids".to_string(), |n| n.join(", "));
-            let problem = format!(
-                "it was trained on classes {}, the data now names {}: resuming would give the outputs other meanings",
-                show(&progress.class_names),
-                show(&self.progress.class_names)
-            );
+        if let Some(problem) = checkpoint::classes_differ(&progress.class_names, &self.progress.class_names) {
             return Err(RunError::Checkpoint { path: path.to_path_buf(), problems: vec![problem] });
         }
         for (name, (_, values)) in &tensors {

@@ -32,11 +32,16 @@ fn images(path: &Path) {
     std::fs::write(path, &file).unwrap();
 }
 
-/// Trains `file` briefly; the final checkpoint.
-fn trained(file: &str, dir: &Path) -> PathBuf {
+/// Trains `file` briefly in a scratch directory `name`: the directory,
+/// the final checkpoint and an IDX file of the first test images.
+fn trained(file: &str, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = scratch(name);
     let args = ["run", file, "--train-samples", "1000", "--epochs", "1", "--eval-samples", "100", "--quiet", "--out"];
     stdout(nnc().args(args).arg(dir.join("run")).output().unwrap());
-    dir.join("run/checkpoints/final.safetensors")
+    let input = dir.join("images.idx");
+    images(&input);
+    let ckpt = dir.join("run/checkpoints/final.safetensors");
+    (dir, ckpt, input)
 }
 
 fn predict(file: &str, ckpt: &Path, input: &Path, extra: &[&str]) -> std::process::Output {
@@ -71,10 +76,8 @@ fn built_agrees(file: &str, ckpt: &Path, dir: &Path, input: &Path, modes: &[&str
 
 #[test]
 fn an_autoencoder_predicts_its_pixels() {
-    let (file, dir) = ("examples/autoencoder.nn", scratch("autoencoder"));
-    let ckpt = trained(file, &dir);
-    let input = dir.join("images.idx");
-    images(&input);
+    let file = "examples/autoencoder.nn";
+    let (dir, ckpt, input) = trained(file, "autoencoder");
     let rows = values(&stdout(predict(file, &ckpt, &input, &[])));
     assert_eq!(rows.len(), IMAGES);
     for r in &rows {
@@ -95,10 +98,8 @@ fn an_autoencoder_predicts_its_pixels() {
 
 #[test]
 fn a_regression_model_predicts_values() {
-    let (file, dir) = ("tests/fixtures/outputs/regression.nn", scratch("regression"));
-    let ckpt = trained(file, &dir);
-    let input = dir.join("images.idx");
-    images(&input);
+    let file = "tests/fixtures/outputs/regression.nn";
+    let (dir, ckpt, input) = trained(file, "regression");
     let rows = values(&stdout(predict(file, &ckpt, &input, &[])));
     assert!(rows.len() == IMAGES && rows.iter().all(|r| r.len() == 1), "{rows:?}");
     // Digits as numbers: spread over a range, not probabilities.
@@ -110,10 +111,8 @@ fn a_regression_model_predicts_values() {
 
 #[test]
 fn a_binary_classifier_predicts_probabilities() {
-    let (file, dir) = ("tests/fixtures/outputs/binary.nn", scratch("binary"));
-    let ckpt = trained(file, &dir);
-    let input = dir.join("images.idx");
-    images(&input);
+    let file = "tests/fixtures/outputs/binary.nn";
+    let (dir, ckpt, input) = trained(file, "binary");
     let probs = values(&stdout(predict(file, &ckpt, &input, &[])));
     let logits = values(&stdout(predict(file, &ckpt, &input, &["--output", "raw"])));
     let classes = values(&stdout(predict(file, &ckpt, &input, &["--output", "class"])));
