@@ -523,8 +523,8 @@ impl Checker<'_> {
         self.record_fields(fields, ("an `init_map` entry", takes, ""), |key, v| {
             Ok(match key {
                 "from" | "to" | "skip" => (!matches!(v, Val::Str(_))).then_some("a tensor name string"),
-                "layout" => (!matches!(v, Val::Str(l) if l == "linear" || l == "conv"))
-                    .then_some("\"linear\" ([out, in] to [in, out]) or \"conv\" (OIHW to HWIO)"),
+                "layout" => (!matches!(v, Val::Str(l) if l == "linear" || l == "conv" || l == "same"))
+                    .then_some("\"linear\" ([out, in] to [in, out]), \"conv\" (OIHW to HWIO) or \"same\""),
                 "transpose" => (!matches!(v, Val::List(xs) if xs.iter().all(|x| matches!(x, Val::Int(Some(_))))))
                     .then_some("a permutation of axes like `[1, 0]`"),
                 _ => return Err(()),

@@ -145,6 +145,10 @@ pub struct Rename {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Layout {
+    /// No `layout` written: fine for a vector, refused for a matrix or
+    /// kernel, whose layouts PyTorch and nnc disagree on (a square weight
+    /// loaded as it is would train transposed without a word).
+    Unstated,
     Same,
     /// Axis `i` of the result is axis `perm[i]` of the file's tensor.
     Permute(Vec<usize>),
@@ -816,13 +820,14 @@ fn init_map(l: &mut Lowerer, spec: &ExperimentSpec, params: &[ParamInfo]) -> LRe
         }
         let layout = match (text("layout").as_deref(), fields.iter().find(|(n, _)| n == "transpose")) {
             (Some("linear"), _) => Layout::Permute(vec![1, 0]),
+            (Some("same"), _) => Layout::Same,
             (Some(_), _) => Layout::Conv,
             (None, Some((_, Val::List(axes)))) => Layout::Permute(permutation(axes).ok_or_else(|| {
                 Diag::error("`transpose` is not a permutation of the axes")
                     .at(entry.span, "in this entry")
                     .help("list each axis 0..n once: `[1, 0]` swaps a matrix's axes")
             })?),
-            (None, _) => Layout::Same,
+            (None, _) => Layout::Unstated,
         };
         map.renames.push(Rename { from, to, layout });
     }

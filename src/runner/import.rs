@@ -16,9 +16,16 @@ pub fn apply(mut file: Tensors, map: &InitMap) -> (Tensors, Vec<String>) {
             problems.push(format!("`{}` (mapped to `{}`): not in the file", r.from, r.to));
             continue;
         };
+        if r.layout == Layout::Unstated && shape.len() >= 2 {
+            problems.push(format!(
+                "`{}` {shape:?} (mapped to `{}`): say its layout: PyTorch keeps Linear weights [out, in] and kernels OIHW, nnc [in, out] and HWIO (`layout: \"linear\"`, `\"conv\"`, `\"same\"` or `transpose: [..]`)",
+                r.from, r.to
+            ));
+            continue;
+        }
         let tensor = match perm_of(&r.layout, shape.len()) {
             Some(perm) => permute(&shape, &values, &perm),
-            None if r.layout == Layout::Same => (shape, values),
+            None if matches!(r.layout, Layout::Same | Layout::Unstated) => (shape, values),
             None => {
                 problems.push(format!("`{}` {shape:?}: its layout needs a tensor of another rank", r.from));
                 continue;
@@ -39,7 +46,7 @@ pub fn apply(mut file: Tensors, map: &InitMap) -> (Tensors, Vec<String>) {
 /// The axis order a layout asks for on a tensor of `rank` axes.
 fn perm_of(layout: &Layout, rank: usize) -> Option<Vec<usize>> {
     match layout {
-        Layout::Same => None,
+        Layout::Same | Layout::Unstated => None,
         Layout::Permute(p) => (p.len() == rank).then(|| p.clone()),
         Layout::Conv => (rank >= 3).then(|| (2..rank).chain([1, 0]).collect()),
     }

@@ -73,7 +73,7 @@ fn a_mapping_that_does_not_fit_lists_every_problem() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
-        "`l1.w` (from `fc1.weight`, laid out as mapped): the model needs [12, 16], the file has [16, 12]",
+        "`fc1.weight` [16, 12] (mapped to `l1.w`): say its layout",
         "`fc9.bias` (mapped to `l2.b`): not in the file",
         "`aux.weight` [5, 16]: neither mapped nor named like a parameter",
         "`aux.bias` [5]",
