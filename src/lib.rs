@@ -19,6 +19,7 @@ pub mod cli;
 pub mod codegen;
 pub mod decode;
 pub mod diag;
+pub mod export;
 pub mod ir;
 pub mod lower;
 pub mod opt;

@@ -146,9 +146,9 @@ fn output_shape(g: &Graph) -> Result<Vec<usize>, BuildError> {
 
 /// The checkpoint's tensors for `want`, checked by name and shape (extra
 /// tensors, such as optimizer states, are ignored), laid out in one buffer.
-pub(super) type Bound = (Vec<Param>, Vec<u8>, Option<Vec<String>>);
+pub(crate) type Bound = (Vec<Param>, Vec<u8>, Option<Vec<String>>);
 
-pub(super) fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, BuildError> {
+pub(crate) fn bind(ckpt: &Path, want: &[(String, Vec<usize>)]) -> Result<Bound, BuildError> {
     let (tensors, progress) = checkpoint::load(ckpt).map_err(|e| BuildError::Other(e.to_string()))?;
     let mut problems = checkpoint::missing(&tensors, want);
     // A diverged run's weights would predict NaN for every input.

@@ -2,6 +2,7 @@
 
 mod build;
 mod eval;
+mod export;
 mod ir;
 mod run;
 mod sample;
@@ -58,6 +59,12 @@ enum Command {
     /// prints each sample's class and probabilities) or, with `--emit obj`, an object file and C
     /// header to link into a program. Needs the system C compiler (`cc`).
     Build(build::BuildArgs),
+    /// Write a trained experiment's model as an ONNX file (opset 17): the
+    /// inference graph with the dataset's preprocessing, the weights as
+    /// initializers, the raw input fields as named inputs with a dynamic
+    /// batch axis, `logits` (and `probs` for classifiers) as outputs. Runs
+    /// in onnxruntime, tract and other ONNX runtimes.
+    Export(export::ExportArgs),
     /// Run a trained experiment's model on samples with the JIT and print
     /// what a built executable prints (to check a build against).
     Predict(build::PredictArgs),
@@ -123,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::watch(args),
         Command::Build(args) => build::build(args),
         Command::Predict(args) => build::predict(args),
+        Command::Export(args) => export::export(args),
         Command::Sample(args) => sample::sample(args),
         Command::Summary { file, set, experiment } => summary::summary(&file, &set, experiment),
         Command::Plot { runs, output, size } => plot(&runs, &output, size),

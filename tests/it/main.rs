@@ -17,6 +17,7 @@ mod data_formats;
 mod data_mnist;
 mod decode;
 mod eval_cli;
+mod export_onnx;
 mod finetune;
 mod fuzz_check;
 mod ir_builder;

@@ -9,11 +9,11 @@ use crate::codegen_ops::check_with;
 use crate::ir_util::{Arg, Rng, declare, grad_check};
 use nnc::ir::{BinaryOp, ConvAttrs, DType, Graph, IrError, NodeId, OpKind, ReduceOp, Type, UnaryOp};
 
-type Build = Box<dyn Fn(&mut Graph, &[NodeId]) -> Result<NodeId, IrError>>;
+pub(crate) type Build = Box<dyn Fn(&mut Graph, &[NodeId]) -> Result<NodeId, IrError>>;
 
 /// Inputs and a graph in which `kind` occurs (checked below). `a` is
 /// f32[2, 3] and `b` f32[3, 2], both differentiable.
-fn case(kind: OpKind, rng: &mut Rng) -> (Vec<Arg>, Build) {
+pub(crate) fn case(kind: OpKind, rng: &mut Rng) -> (Vec<Arg>, Build) {
     let ab = |rng: &mut Rng| vec![Arg::f32(rng, "a", &[2, 3], -1.5, 1.5), Arg::f32(rng, "b", &[3, 2], 0.5, 2.0)];
     let build = |f: Build| f;
     let (args, f): (Vec<Arg>, Build) = match kind {

@@ -6,7 +6,7 @@
 //! decides the dtypes it accepts) and, below, its VJP.
 //!
 //! Semantics worth pinning down, since backends copy them: integer arithmetic
-//! wraps, integer division truncates toward zero and `x / 0 = 0`; float
+//! wraps, integer division floors (Python's `//`) and `x / 0 = 0`; float
 //! `max`/`min` propagate NaN; `sign(±0) = 0`; comparisons work on every dtype
 //! (bools compare as 0 < 1); casts go through the exact value with Rust `as`
 //! rules (truncate toward zero, saturate, NaN → 0, `bool` is `x != 0`).
