@@ -9,7 +9,8 @@ outputs with `nnc predict --output raw --json` on the same samples.
         --expect /tmp/nnc.jsonl [--bench]
 
 Inputs are read as nnc reads them: IDX (gzip or not), CSV (one sample per
-line), or with --raw little-endian f32. Prints one JSON object; exits 1 when
+line), or with --raw little-endian f32; a model of several inputs takes one
+file per input, in the order of the file's inputs (as `nnc predict`). Prints one JSON object; exits 1 when
 an output differs by more than --tol (relative to the output's scale), 2
 when onnxruntime is not installed (the caller skips).
 """
@@ -54,7 +55,7 @@ def read_samples(path, raw):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
-    ap.add_argument("input")
+    ap.add_argument("inputs", nargs="+", metavar="input")
     ap.add_argument("--raw", action="store_true", help="the input is little-endian f32 values")
     ap.add_argument("--expect", help="`nnc predict --output raw --json` on the same input")
     ap.add_argument("--tol", type=float, default=1e-4, help="largest |onnx - nnc| / (1 + |nnc|)")
@@ -66,15 +67,20 @@ def main():
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
-    (inp,) = sess.get_inputs()
-    per_sample = [d for d in inp.shape[1:]]
-    x = read_samples(a.input, a.raw)
-    x = x.reshape([-1] + per_sample)
-    if a.samples:
-        x = x[: a.samples]
-    x = x.astype(ORT_TYPES[inp.type])
+    inps = sess.get_inputs()
+    if len(inps) != len(a.inputs):
+        sys.exit(f"the model has {len(inps)} inputs ({', '.join(i.name for i in inps)}); {len(a.inputs)} files given")
+    xs = []
+    for inp, path in zip(inps, a.inputs):
+        x = read_samples(path, a.raw).reshape([-1] + list(inp.shape[1:]))
+        xs.append((x[: a.samples] if a.samples else x).astype(ORT_TYPES[inp.type]))
+    x = xs[0]
+
+    def feed(arrays):
+        return {inp.name: v for inp, v in zip(inps, arrays)}
+
     names = [o.name for o in sess.get_outputs()]
-    outs = dict(zip(names, sess.run(None, {inp.name: x})))
+    outs = dict(zip(names, sess.run(None, feed(xs))))
     logits = outs["logits"].reshape(len(x), -1)
     report = {"samples": len(x), "outputs": {n: list(v.shape) for n, v in outs.items()}}
     ok = True
@@ -92,11 +98,11 @@ def main():
     if a.bench:
         report["samples_per_s"] = {}
         for b in (1, 64):
-            xb = np.resize(x, (b,) + x.shape[1:])
-            sess.run(None, {inp.name: xb})
+            xb = feed([np.resize(v, (b,) + v.shape[1:]) for v in xs])
+            sess.run(None, xb)
             reps, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < 1.0:
-                sess.run(None, {inp.name: xb})
+                sess.run(None, xb)
                 reps += 1
             report["samples_per_s"][b] = round(reps * b / (time.perf_counter() - t0), 1)
     report["ok"] = ok

@@ -11,7 +11,7 @@
 //! position.
 
 use super::sample::{Generator, LanguageModel};
-use super::{BuildError, BuildOptions, Built, Emit, link, model, object};
+use super::{BuildError, BuildOptions, Built, link, model, object};
 use crate::decode::{Decoder, POSITION, next};
 use crate::schedule::{Schedule, SlotRole};
 use std::fmt::Write;
@@ -19,11 +19,6 @@ use std::fmt::Write;
 /// `probe`: the experiment's inference graph at batch 1, which the caller
 /// lowered to see that the model is a language model.
 pub fn build(o: &BuildOptions, probe: crate::lower::Predict) -> Result<Built, BuildError> {
-    if o.emit == Emit::Obj {
-        return Err(BuildError::Unsupported(
-            "a language model builds into a text generator, an executable; `--emit obj` is for models with class scores".into(),
-        ));
-    }
     let lm = LanguageModel::from_predict(probe, &o.checkpoint, None)?;
     let mut check = Generator::new(&lm)?;
     // One short of the window, so that the causality check has padding to vary.

@@ -86,7 +86,7 @@ pub fn link(obj: &[u8], plan: &str, o: &BuildOptions) -> Result<Vec<PathBuf>, Bu
     let march = march(o);
     cc(&tmp.0, &["-O3", &march, "-ffp-contract=fast", "-fPIC", "-pthread", "-c", "rt.c", "-o", "rt.o"])?;
     match o.emit {
-        Emit::Exe => {
+        Emit::Exe | Emit::Predictor => {
             let exe = absolute(&o.output)?;
             let exe_s = exe.to_string_lossy();
             // libgcc statically: the executable needs only libc and libm.

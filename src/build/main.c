@@ -1,5 +1,5 @@
 /* The `main` of an executable built by `nnc build`: reads samples, prints
- * one prediction per line. Linked only into executables (an object built
+ * one prediction per line, from one file per input of the model. Linked only into executables (an object built
  * with --emit obj leaves `main` to its user). Every read is bounds-checked
  * against the input's size; bad input is a message on stderr and exit 1.
  * Reading and printing are io.c's, shared with `nnc predict`. */
@@ -30,19 +30,25 @@ static const char *const output_names[] = {"raw", "probs", "class"};
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: %s [--json] [--raw] [--output raw|probs|class] FILE|-\n"
+            "usage: %s [--json] [--raw] [--output raw|probs|class] %s\n"
             "Runs the model on each sample in FILE (- reads stdin) and prints one line per sample\n"
             "(--json: a JSON object per line):\n"
             "  --output class: the class (of each score vector, or each binary value), then the probabilities\n"
             "  --output probs: the probabilities (%zu a sample)\n"
             "  --output raw:   the model's output values (%zu a sample",
-            prog, nnc_probs_size(), nnc_output_size());
+            prog, nnc_inputs() == 1 ? "FILE|-" : "FILE... (one per input, the same number of samples in each)",
+            nnc_probs_size(), nnc_output_size());
     for (size_t a = 0; a < nnc_output_rank(); a++) fprintf(f, "%s%zu", a ? " x " : ", shape ", nnc_output_dim(a));
-    fprintf(f, ")\nDefault: --output %s. Input (one sample: %zu values", output_names[default_output()],
-            nnc_input_size());
-    for (size_t a = 0; a < nnc_input_rank(); a++) fprintf(f, "%s%zu", a ? " x " : ", shape ", nnc_input_dim(a));
+    fprintf(f, ")\nDefault: --output %s.\n", output_names[default_output()]);
+    for (size_t i = 0; i < nnc_inputs(); i++) {
+        size_t size = nnc_input_size_of(i);
+        fprintf(f, "Input %s (one sample: %zu value%s", nnc_input_name(i), size, size == 1 ? "" : "s");
+        for (size_t a = 0; a < nnc_input_rank_of(i); a++)
+            fprintf(f, "%s%zu", a ? " x " : ", shape ", nnc_input_dim_of(i, a));
+        fprintf(f, ")\n");
+    }
     fprintf(f,
-            "):\n"
+            "Each input file is:\n"
             "  IDX (MNIST format, plain or gzip): N samples of that shape\n"
             "  CSV: one sample per line, values separated by commas\n"
             "  --raw: little-endian float32 values, N samples back to back\n");
@@ -67,10 +73,25 @@ static unsigned char *slurp(const char *path, size_t *len) {
     return buf;
 }
 
+/* Input `i` of every sample in `path`, as floats; sets *n to the count. */
+static float *read_input(size_t i, const char *path, int raw, size_t *n) {
+    size_t len, dims[16];
+    unsigned char *bytes = slurp(path, &len);
+    size_t rank = nnc_input_rank_of(i);
+    if (rank > 16) die(1, "inputs of rank %zu are not supported (at most 16)", rank);
+    for (size_t a = 0; a < rank; a++) dims[a] = nnc_input_dim_of(i, a);
+    nnc_io_input in = {rank, dims, nnc_input_size_of(i), nnc_input_dtype_of(i)};
+    char err[512];
+    float *x = nnc_io_read(bytes, len, raw, &in, n, err, sizeof err);
+    if (!x) die(1, "%s: %s", path, err);
+    return x;
+}
+
 int main(int argc, char **argv) {
     prog = argv[0];
     int json = 0, raw = 0, output = default_output();
-    const char *path = NULL;
+    const char *paths[64];
+    size_t npaths = 0, inputs = nnc_inputs();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--raw") == 0) raw = 1;
@@ -81,20 +102,24 @@ int main(int argc, char **argv) {
         }
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else if (argv[i][0] == '-' && argv[i][1] != '\0') { usage(stderr); die(2, "unknown option %s", argv[i]); }
-        else if (path) { usage(stderr); die(2, "one input file at a time"); }
-        else path = argv[i];
+        else if (npaths == inputs || npaths == 64) {
+            usage(stderr);
+            if (inputs == 1) die(2, "one input file at a time");
+            die(2, "one input file per input of the model, %zu in all", inputs);
+        }
+        else paths[npaths++] = argv[i];
     }
-    if (!path) { usage(stderr); die(2, "no input: give a file, or - for stdin"); }
-    size_t len, n;
-    unsigned char *bytes = slurp(path, &len);
-    size_t dims[16];
-    size_t rank = nnc_input_rank();
-    if (rank > 16) die(1, "inputs of rank %zu are not supported (at most 16)", rank);
-    for (size_t a = 0; a < rank; a++) dims[a] = nnc_input_dim(a);
-    nnc_io_input in = {rank, dims, nnc_input_size(), nnc_input_dtype()};
-    char err[512];
-    float *x = nnc_io_read(bytes, len, raw, &in, &n, err, sizeof err);
-    if (!x) die(1, "%s: %s", path, err);
+    if (!npaths) { usage(stderr); die(2, "no input: give a file, or - for stdin"); }
+    if (npaths != inputs) { usage(stderr); die(2, "the model takes %zu input files, one per input; %zu given", inputs, npaths); }
+    size_t n = 0;
+    float **xs = malloc(inputs * sizeof *xs);
+    if (!xs) die(1, "out of memory");
+    for (size_t i = 0; i < inputs; i++) {
+        size_t ni;
+        xs[i] = read_input(i, paths[i], raw, &ni);
+        if (i > 0 && ni != n) die(1, "%s: %zu samples, but %s holds %zu", paths[i], ni, paths[0], n);
+        n = ni;
+    }
     if ((output == OUT_PROBS && !nnc_probs_size()) || (output == OUT_CLASS && !nnc_positions()))
         die(2, "--output %s: this model's output has no %s (its loss does not make it class scores or "
                "probabilities); --output raw prints its values", output_names[output],
@@ -105,7 +130,7 @@ int main(int argc, char **argv) {
     float *probs = malloc((n * nnc_probs_size() + 1) * sizeof(float));
     int32_t *classes = malloc((n * nnc_positions() + 1) * sizeof(int32_t));
     if (!m || !values || !probs || !classes) die(1, "out of memory");
-    int rc = nnc_predict_output(m, x, n, values, probs, classes);
+    int rc = nnc_predict_inputs(m, (const float *const *)xs, n, values, probs, classes);
     if (rc != NNC_OK) die(1, "%s", nnc_strerror(rc));
     const char **names = NULL;
     if (output == OUT_CLASS && nnc_class_name(0)) {

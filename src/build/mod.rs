@@ -43,8 +43,12 @@ pub const BATCHES: [usize; 3] = [1, 8, 64];
 /// What `nnc build` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Emit {
-    /// An executable that reads inputs and prints predictions.
+    /// An executable that reads inputs and prints predictions; for a
+    /// language model, a text generator.
     Exe,
+    /// An executable that reads inputs and prints predictions, whatever
+    /// the model (a language model's scores or classes at every position).
+    Predictor,
     /// `NAME.o` and `NAME.h`: the model behind a C ABI, to link into a program.
     Obj,
 }
@@ -174,7 +178,7 @@ pub struct Built {
 pub fn build(o: &BuildOptions) -> Result<Built, BuildError> {
     let mut probe =
         crate::compile_predict(&o.file, &o.sets, o.experiment.clone(), &[1]).map_err(BuildError::Compile)?;
-    if let Some(p) = probe.pop().filter(sample::is_language_model) {
+    if let Some(p) = probe.pop().filter(|p| o.emit == Emit::Exe && sample::is_language_model(p)) {
         return generator::build(o, p);
     }
     let m = model::Model::load(&o.file, &o.sets, o.experiment.clone(), &o.checkpoint, &BATCHES)?;

@@ -1,5 +1,5 @@
-//! The model a build compiles: its inference graphs (optimized), its one
-//! input, its output and what it means, and the checkpoint's weights laid
+//! The model a build compiles: its inference graphs (optimized), its
+//! inputs, its output and what it means, and the checkpoint's weights laid
 //! out for embedding.
 
 use super::BuildError;
@@ -36,8 +36,9 @@ pub struct Step {
 pub struct Model {
     /// One per batch size, in the order asked for.
     pub steps: Vec<Step>,
-    /// The raw field the model reads, per sample.
-    pub input: DataField,
+    /// The raw fields the model reads, per sample, in the dataset's order:
+    /// one input file each.
+    pub inputs: Vec<DataField>,
     /// The shape of one sample's output (no batch axis).
     pub output: Vec<usize>,
     pub meaning: Meaning,
@@ -60,22 +61,17 @@ impl Model {
     ) -> Result<Model, BuildError> {
         let predicts = crate::compile_predict(file, sets, experiment, batches).map_err(BuildError::Compile)?;
         let first = predicts.first().ok_or_else(|| BuildError::Unsupported("no batch size asked for".into()))?;
-        let input = match first.inputs.as_slice() {
-            [one] => one.clone(),
-            fields => {
-                let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-                return Err(BuildError::Unsupported(format!(
-                    "the model reads {} raw fields ({}); a build takes exactly one input per sample",
-                    fields.len(),
-                    names.join(", ")
-                )));
-            }
-        };
+        if first.inputs.is_empty() {
+            return Err(BuildError::Unsupported(
+                "the model reads no field of the dataset: there is nothing to predict from".into(),
+            ));
+        }
+        let inputs = first.inputs.clone();
         let output = output_shape(&first.graph)?;
         let want: Vec<(String, Vec<usize>)> = first.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
         let (params, weights, class_names) = bind(ckpt, &want)?;
         let steps = predicts.iter().map(|p| step(p.batch, &p.graph)).collect::<Result<_, _>>()?;
-        let mut m = Model { steps, input, output, meaning: first.meaning, class_names: None, params, weights };
+        let mut m = Model { steps, inputs, output, meaning: first.meaning, class_names: None, params, weights };
         m.class_names = class_names.filter(|n| m.meaning == Meaning::ClassScores && n.len() == m.classes());
         Ok(m)
     }
@@ -113,9 +109,9 @@ impl Model {
         }
     }
 
-    /// Elements of one sample's input.
-    pub fn input_size(&self) -> usize {
-        self.input.shape.iter().product()
+    /// Elements of one sample of input `i`.
+    pub fn input_size(&self, i: usize) -> usize {
+        self.inputs[i].shape.iter().product()
     }
 }
 

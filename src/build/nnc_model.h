@@ -5,8 +5,8 @@
  *
  *     cc -O2 app.c model.o -lm -pthread -o app
  *
- * A model takes samples of one input (its shape and element type below)
- * and returns, per sample, its output (any shape) and what the
+ * A model takes samples of its inputs (one per field of the dataset it
+ * reads; their shapes and element types below) and returns, per sample, its output (any shape) and what the
  * experiment's loss says it means: for class scores each class's
  * probability and the most likely class, for a binary output each value's
  * probability and 0/1, for anything else the values. Calls never read or write outside the buffers they are
@@ -40,10 +40,10 @@ enum {
     NNC_OK = 0,
     NNC_E_NOMEM = -1, /* out of memory */
     NNC_E_VALUE = -2, /* an input value the model's input type cannot hold */
-    NNC_E_ARG = -3    /* a NULL model or input */
+    NNC_E_ARG = -3    /* a NULL model or input, or a one-input call to a model of several */
 };
 
-/* Element types of the model's input (nnc_input_dtype). */
+/* Element types of the model's inputs (nnc_input_dtype_of). */
 enum { NNC_F32 = 0, NNC_I32 = 1, NNC_U8 = 2, NNC_BOOL = 3 };
 
 /* What the model's output means (nnc_output_kind), from the experiment's
@@ -54,8 +54,18 @@ enum { NNC_CLASS_SCORES = 0, NNC_BINARY_LOGITS = 1, NNC_PROBABILITIES = 2, NNC_V
 nnc_model *nnc_create(void);
 void nnc_destroy(nnc_model *m);
 
-/* The input of one sample: nnc_input_size() elements, row-major, of
- * shape nnc_input_dim(0) x ... x nnc_input_dim(nnc_input_rank() - 1). */
+/* The model's inputs: nnc_inputs() of them, in the order the dataset
+ * declares its fields, each named after its field. Input `i` of one
+ * sample: nnc_input_size_of(i) elements, row-major, of shape
+ * nnc_input_dim_of(i, 0) x ... x nnc_input_dim_of(i, nnc_input_rank_of(i) - 1)
+ * (rank 0: one value). Out of range: NULL, 0 or -1. */
+size_t nnc_inputs(void);
+const char *nnc_input_name(size_t i);
+size_t nnc_input_size_of(size_t i);
+size_t nnc_input_rank_of(size_t i);
+size_t nnc_input_dim_of(size_t i, size_t axis);
+int nnc_input_dtype_of(size_t i);
+/* The same of input 0: the one input of most models. */
 size_t nnc_input_size(void);
 size_t nnc_input_rank(void);
 size_t nnc_input_dim(size_t axis); /* 0 for an axis >= the rank */
@@ -80,12 +90,15 @@ size_t nnc_probs_size(void);
  * label column of names), else NULL. */
 const char *nnc_class_name(size_t i);
 
-/* The index of the first of `count` values that the input type cannot
- * hold (NaN or infinite; for integer types also fractional or out of
- * range, e.g. outside 0..255 for NNC_U8), or -1 when all are valid. */
+/* The index of the first of `count` values that the type of input `i`
+ * cannot hold (NaN or infinite; for integer types also fractional or out
+ * of range, e.g. outside 0..255 for NNC_U8), or -1 when all are valid.
+ * nnc_check: of input 0. */
+long long nnc_check_of(size_t i, const float *x, size_t count);
 long long nnc_check(const float *x, size_t count);
 
-/* Predicts `n` samples. `x`: n * nnc_input_size() values, converted to the
+/* Predicts `n` samples of a one-input model (a model of several takes
+ * nnc_predict_inputs). `x`: n * nnc_input_size() values, converted to the
  * input type (checked first: NNC_E_VALUE, and nothing written, when
  * nnc_check finds a bad value). `probs` (n * nnc_probs_size() floats) and
  * `classes` (n * nnc_positions() ints; the first largest score, or 1 for a
@@ -102,6 +115,15 @@ int nnc_predict_output(nnc_model *m, const float *x, size_t n, float *output, fl
  * beyond the model's own buffers. NNC_BOOL values must be 0 or 1. */
 int nnc_predict_raw(nnc_model *m, const void *x, size_t n, float *probs, int32_t *classes);
 int nnc_predict_raw_output(nnc_model *m, const void *x, size_t n, float *output, float *probs, int32_t *classes);
+
+/* A model of several inputs: `x[i]` holds input i of the n samples
+ * (n * nnc_input_size_of(i) values), as floats (nnc_predict_inputs, each
+ * checked as nnc_predict's) or already in the input's type
+ * (nnc_predict_raw_inputs, as nnc_predict_raw's). Any number of inputs,
+ * one included. */
+int nnc_predict_inputs(nnc_model *m, const float *const *x, size_t n, float *output, float *probs, int32_t *classes);
+int nnc_predict_raw_inputs(nnc_model *m, const void *const *x, size_t n, float *output, float *probs,
+                           int32_t *classes);
 
 /* A message for a return code. */
 const char *nnc_strerror(int code);

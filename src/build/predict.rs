@@ -11,7 +11,7 @@ use super::model::{Model, Step};
 use crate::ir::DType;
 use crate::lower::Meaning;
 use crate::runtime::{CompiledStep, Options};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Every sample's output as it is, its probabilities and its classes
 /// (where the output's meaning has them; [`Model::positions`] classes and
@@ -70,15 +70,52 @@ fn dtype_code(d: DType) -> i32 {
     }
 }
 
-/// The samples of `path` as f32 values, checked against the model's input,
-/// by the built executable's own reader (io.c).
-pub fn read_input(m: &Model, path: &Path, raw: bool) -> Result<Vec<f32>, BuildError> {
-    let mut bytes = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+/// The samples of each input file (one per input of the model, in its
+/// order) as f32 values, checked against that input by the built
+/// executable's own reader (io.c): every file must hold the same number of
+/// samples. Returns the values of each input and the sample count.
+pub fn read_inputs(m: &Model, paths: &[PathBuf], raw: bool) -> Result<(Vec<Vec<f32>>, usize), BuildError> {
+    if paths.len() != m.inputs.len() {
+        let names: Vec<&str> = m.inputs.iter().map(|f| f.name.as_str()).collect();
+        return Err(BuildError::Other(format!(
+            "the model reads {} field{} ({}): give one input file for each, in that order, not {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            paths.len()
+        )));
+    }
+    let mut all = Vec::with_capacity(paths.len());
+    let mut count = None;
+    for (i, path) in paths.iter().enumerate() {
+        let x = read_input(m, i, path, raw)?;
+        let n = x.len() / m.input_size(i).max(1);
+        match count {
+            Some((first, c)) if c != n => {
+                return Err(bad(path, format!("{n} samples, but {} holds {c}", Path::display(first))));
+            }
+            _ => count = count.or(Some((path, n))),
+        }
+        all.push(x);
+    }
+    Ok((all, count.map_or(0, |(_, n)| n)))
+}
+
+/// The samples of `path` for input `i`.
+fn read_input(m: &Model, i: usize, path: &Path, raw: bool) -> Result<Vec<f32>, BuildError> {
+    let mut bytes = if path == Path::new("-") {
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut all).map(|_| all)
+    } else {
+        std::fs::read(path)
+    }
+    .map_err(|e| bad(path, e.to_string()))?;
     let len = bytes.len();
     bytes.push(0); // the spare byte io.c's CSV reader writes its terminator into
-    let dims = &m.input.shape;
-    let input =
-        IoInput { rank: dims.len(), dims: dims.as_ptr(), size: m.input_size(), dtype: dtype_code(m.input.dtype) };
+    let field = &m.inputs[i];
+    let dims = &field.shape;
+    let size = m.input_size(i);
+    let input = IoInput { rank: dims.len(), dims: dims.as_ptr(), size, dtype: dtype_code(field.dtype) };
     let mut err = [0 as std::ffi::c_char; 512];
     let mut n = 0usize;
     // SAFETY: see the extern block; `bytes` has len + 1 bytes.
@@ -90,7 +127,7 @@ pub fn read_input(m: &Model, path: &Path, raw: bool) -> Result<Vec<f32>, BuildEr
         return Err(bad(path, why.to_string_lossy().into_owned()));
     }
     // SAFETY: on success `x` holds n * size floats, malloc'd by io.c.
-    let values = unsafe { std::slice::from_raw_parts(x, n * m.input_size()) }.to_vec();
+    let values = unsafe { std::slice::from_raw_parts(x, n * size) }.to_vec();
     unsafe { libc::free(x.cast()) };
     Ok(values)
 }
@@ -104,16 +141,18 @@ fn compile(m: &Model, s: &Step) -> Result<CompiledStep, BuildError> {
     Ok(step)
 }
 
-/// Runs every sample of `x` (checked by [`read_input`]).
-pub fn predict(m: &Model, x: &[f32]) -> Result<Predictions, BuildError> {
-    let per = m.input_size();
-    let n = x.len() / per;
+/// Runs the `n` samples of `xs`, one buffer per input (checked by
+/// [`read_inputs`]).
+pub fn predict(m: &Model, xs: &[Vec<f32>], n: usize) -> Result<Predictions, BuildError> {
     let mut out = Predictions { raw: Vec::new(), probs: Vec::new(), classes: Vec::new() };
     let mut done = 0;
     for s in m.steps.iter().rev() {
         let mut step = compile(m, s)?;
         while n - done >= s.batch {
-            set(&mut step, &m.input.name, m.input.dtype, &x[done * per..(done + s.batch) * per])?;
+            for (i, (field, x)) in m.inputs.iter().zip(xs).enumerate() {
+                let per = m.input_size(i);
+                set(&mut step, &field.name, field.dtype, &x[done * per..(done + s.batch) * per])?;
+            }
             step.run();
             let err = |e: crate::runtime::RuntimeError| BuildError::Codegen(e.to_string());
             let raw = step.output::<f32>("logits").map_err(err)?.to_vec();

@@ -22,7 +22,7 @@ enum { NNC_SLOT_INPUT, NNC_SLOT_PARAM, NNC_SLOT_LOGITS, NNC_SLOT_PROBS };
 
 typedef struct {
     int kind;
-    size_t offset; /* into nnc_weights, for NNC_SLOT_PARAM */
+    size_t offset; /* into nnc_weights for NNC_SLOT_PARAM; the input's index for NNC_SLOT_INPUT */
 } nnc_slot;
 
 typedef struct {
@@ -36,11 +36,11 @@ typedef struct {
 
 /* ---- the C ABI ---- */
 
-static size_t elem_size(void) { return NNC_INPUT_DTYPE == NNC_F32 || NNC_INPUT_DTYPE == NNC_I32 ? 4 : 1; }
+static size_t elem_size(size_t i) { return nnc_input_dtypes[i] == NNC_F32 || nnc_input_dtypes[i] == NNC_I32 ? 4 : 1; }
 
 /* One step's buffers and slot table. */
 typedef struct {
-    void *arena, *input;
+    void *arena, *input[NNC_INPUTS];
     float *logits, *probs;
     void **slots;
 } nnc_run;
@@ -61,7 +61,7 @@ void nnc_destroy(nnc_model *m) {
         for (int p = 0; p < NNC_PLANS; p++) {
             nnc_run *r = &m->run[t][p];
             free(r->arena);
-            free(r->input);
+            for (size_t i = 0; i < NNC_INPUTS; i++) free(r->input[i]);
             free(r->logits);
             free(r->probs);
             free(r->slots);
@@ -82,15 +82,18 @@ static int alloc_runs(nnc_run *runs) {
         const nnc_plan *pl = &nnc_plans[p];
         nnc_run *r = &runs[p];
         r->arena = alloc64(pl->arena_bytes);
-        r->input = alloc64(pl->batch * NNC_INPUT_SIZE * elem_size());
+        for (size_t i = 0; i < NNC_INPUTS; i++) {
+            r->input[i] = alloc64(pl->batch * nnc_input_sizes[i] * elem_size(i));
+            if (!r->input[i]) return 0;
+        }
         r->logits = alloc64(pl->batch * NNC_OUTPUT_SIZE * sizeof(float));
         r->probs = alloc64(pl->batch * (NNC_PROBS_SIZE ? NNC_PROBS_SIZE : 1) * sizeof(float));
         r->slots = calloc(pl->nslots, sizeof(void *));
-        if (!r->arena || !r->input || !r->logits || !r->probs || !r->slots) return 0;
+        if (!r->arena || !r->logits || !r->probs || !r->slots) return 0;
         for (size_t s = 0; s < pl->nslots; s++) {
             const nnc_slot *sl = &pl->slots[s];
             /* The step only reads its parameter slots: the weights stay read-only. */
-            r->slots[s] = sl->kind == NNC_SLOT_INPUT    ? r->input
+            r->slots[s] = sl->kind == NNC_SLOT_INPUT    ? r->input[sl->offset]
                           : sl->kind == NNC_SLOT_PARAM  ? (void *)(nnc_weights + sl->offset)
                           : sl->kind == NNC_SLOT_LOGITS ? (void *)r->logits
                                                         : (void *)r->probs;
@@ -111,10 +114,18 @@ nnc_model *nnc_create(void) {
     return m;
 }
 
-size_t nnc_input_size(void) { return NNC_INPUT_SIZE; }
-size_t nnc_input_rank(void) { return NNC_INPUT_RANK; }
-size_t nnc_input_dim(size_t axis) { return axis < NNC_INPUT_RANK ? nnc_input_dims[axis] : 0; }
-int nnc_input_dtype(void) { return NNC_INPUT_DTYPE; }
+size_t nnc_inputs(void) { return NNC_INPUTS; }
+const char *nnc_input_name(size_t i) { return i < NNC_INPUTS ? nnc_input_names[i] : NULL; }
+size_t nnc_input_size_of(size_t i) { return i < NNC_INPUTS ? nnc_input_sizes[i] : 0; }
+size_t nnc_input_rank_of(size_t i) { return i < NNC_INPUTS ? nnc_input_ranks[i] : 0; }
+size_t nnc_input_dim_of(size_t i, size_t axis) {
+    return i < NNC_INPUTS && axis < nnc_input_ranks[i] ? nnc_input_dims[i][axis] : 0;
+}
+int nnc_input_dtype_of(size_t i) { return i < NNC_INPUTS ? nnc_input_dtypes[i] : -1; }
+size_t nnc_input_size(void) { return nnc_input_size_of(0); }
+size_t nnc_input_rank(void) { return nnc_input_rank_of(0); }
+size_t nnc_input_dim(size_t axis) { return nnc_input_dim_of(0, axis); }
+int nnc_input_dtype(void) { return nnc_input_dtype_of(0); }
 size_t nnc_output_size(void) { return NNC_OUTPUT_SIZE; }
 size_t nnc_output_rank(void) { return NNC_OUTPUT_RANK; }
 size_t nnc_output_dim(size_t axis) { return axis < NNC_OUTPUT_RANK ? nnc_output_dims[axis] : 0; }
@@ -133,11 +144,11 @@ static inline int whole(float v) {
     return (a >= 0x1p23f) | ((a + 0x1p23f) - 0x1p23f == a);
 }
 
-/* 1 when the input type can hold v. No branches (`&`, not `&&`), so the
- * loops over it vectorize: NaN fails every comparison, and an infinity
- * every range (or, for f32, gives NaN for v - v). */
-static inline int valid(float v) {
-    switch (NNC_INPUT_DTYPE) {
+/* 1 when `dtype` can hold v. No branches (`&`, not `&&`), so the loops
+ * over it vectorize once inlined with a constant dtype: NaN fails every
+ * comparison, and an infinity every range (or, for f32, gives NaN for v - v). */
+static inline __attribute__((always_inline)) int valid(int dtype, float v) {
+    switch (dtype) {
     case NNC_U8: return (v >= 0.0f) & (v <= 255.0f) & whole(v);
     case NNC_I32: return (v >= -2147483648.0f) & (v < 2147483648.0f) & whole(v);
     case NNC_BOOL: return (v == 0.0f) | (v == 1.0f);
@@ -147,33 +158,45 @@ static inline int valid(float v) {
 
 /* Blocks with a flag accumulated over each (no early exit: it vectorizes);
  * the index is looked for only in a block that has a bad value. */
-long long nnc_check(const float *x, size_t count) {
+static inline __attribute__((always_inline)) long long check_as(int dtype, const float *x, size_t count) {
     enum { BLOCK = 1024 };
     for (size_t i0 = 0; i0 < count; i0 += BLOCK) {
         size_t n = count - i0 < BLOCK ? count - i0 : BLOCK;
         int ok = 1;
-        for (size_t i = 0; i < n; i++) ok &= valid(x[i0 + i]);
+        for (size_t i = 0; i < n; i++) ok &= valid(dtype, x[i0 + i]);
         if (!ok)
             for (size_t i = 0; i < n; i++)
-                if (!valid(x[i0 + i])) return (long long)(i0 + i);
+                if (!valid(dtype, x[i0 + i])) return (long long)(i0 + i);
     }
     return -1;
 }
 
-/* Values already checked by nnc_check. One loop per type, so each vectorizes. */
-static void convert(void *dst, const float *x, size_t count) {
-    if (NNC_INPUT_DTYPE == NNC_U8 || NNC_INPUT_DTYPE == NNC_BOOL)
+long long nnc_check_of(size_t input, const float *x, size_t count) {
+    switch (nnc_input_dtype_of(input)) {
+    case NNC_U8: return check_as(NNC_U8, x, count);
+    case NNC_I32: return check_as(NNC_I32, x, count);
+    case NNC_BOOL: return check_as(NNC_BOOL, x, count);
+    case NNC_F32: return check_as(NNC_F32, x, count);
+    default: return count ? 0 : -1;
+    }
+}
+
+long long nnc_check(const float *x, size_t count) { return nnc_check_of(0, x, count); }
+
+/* Values already checked by nnc_check_of. One loop per type, so each vectorizes. */
+static void convert(int dtype, void *dst, const float *x, size_t count) {
+    if (dtype == NNC_U8 || dtype == NNC_BOOL)
         for (size_t i = 0; i < count; i++) ((uint8_t *)dst)[i] = (uint8_t)x[i];
-    else if (NNC_INPUT_DTYPE == NNC_I32)
+    else if (dtype == NNC_I32)
         for (size_t i = 0; i < count; i++) ((int32_t *)dst)[i] = (int32_t)x[i];
     else
         memcpy(dst, x, count * sizeof(float));
 }
 
-/* Points the slots of `kind` at `to`. */
-static void point(nnc_run *r, const nnc_plan *pl, int kind, void *to) {
+/* Points the slots of `kind` (of input `input`, for NNC_SLOT_INPUT) at `to`. */
+static void point(nnc_run *r, const nnc_plan *pl, int kind, size_t input, void *to) {
     for (size_t s = 0; s < pl->nslots; s++)
-        if (pl->slots[s].kind == kind) r->slots[s] = to;
+        if (pl->slots[s].kind == kind && (kind != NNC_SLOT_INPUT || pl->slots[s].offset == input)) r->slots[s] = to;
 }
 
 /* Each sample's classes from its output values `out`: the first largest
@@ -192,20 +215,26 @@ static void classify(const float *out, size_t batch, int32_t *classes) {
             classes[i] = NNC_OUTPUT_KIND == NNC_BINARY_LOGITS ? out[i] > 0.0f : out[i] > 0.5f;
 }
 
-/* Runs plan `p` on its batch of samples with one thread's buffers `runs`:
- * raw samples are read where they are (the step never writes its input),
- * floats are converted first; the output and probabilities go straight to
- * `output` and `probs` when given. */
-static void run_plan(nnc_run *runs, int p, const void *raw, const float *x, float *output, float *probs,
-                     int32_t *classes) {
+/* Runs plan `p` on its batch of samples with one thread's buffers `runs`,
+ * from sample `at` of each input: raw samples are read where they are (the
+ * step never writes its inputs), floats are converted first; the output
+ * and probabilities go straight to `output` and `probs` when given. */
+static void run_plan(nnc_run *runs, int p, const void *const *raw, const float *const *x, size_t at, float *output,
+                     float *probs, int32_t *classes) {
     const nnc_plan *pl = &nnc_plans[p];
     nnc_run *r = &runs[p];
-    size_t count = pl->batch * NNC_INPUT_SIZE;
     float *out = output ? output : r->logits;
-    if (!raw) convert(r->input, x, count);
-    point(r, pl, NNC_SLOT_INPUT, raw ? (void *)raw : r->input);
-    point(r, pl, NNC_SLOT_LOGITS, out);
-    point(r, pl, NNC_SLOT_PROBS, probs ? probs : r->probs);
+    for (size_t i = 0; i < NNC_INPUTS; i++) {
+        size_t count = pl->batch * nnc_input_sizes[i];
+        if (raw) {
+            point(r, pl, NNC_SLOT_INPUT, i, (void *)((const unsigned char *)raw[i] + at * nnc_input_sizes[i] * elem_size(i)));
+        } else {
+            convert(nnc_input_dtypes[i], r->input[i], x[i] + at * nnc_input_sizes[i], count);
+            point(r, pl, NNC_SLOT_INPUT, i, r->input[i]);
+        }
+    }
+    point(r, pl, NNC_SLOT_LOGITS, 0, out);
+    point(r, pl, NNC_SLOT_PROBS, 0, probs ? probs : r->probs);
     /* Flush denormals while the step runs, as the JIT does: trained weights
      * drift into denormal range, where arithmetic is ~100x slower. */
     unsigned csr = _mm_getcsr();
@@ -219,8 +248,8 @@ static void run_plan(nnc_run *runs, int p, const void *raw, const float *x, floa
 /* One thread's share of a call: samples [begin, end). */
 typedef struct {
     nnc_run *runs;
-    const unsigned char *raw;
-    const float *x;
+    const void *const *raw;
+    const float *const *x;
     size_t begin, end;
     float *output, *probs;
     int32_t *classes;
@@ -229,12 +258,11 @@ typedef struct {
 /* Full batches of the biggest plan, then of each smaller one in turn. */
 static void *run_share(void *arg) {
     const nnc_share *s = arg;
-    size_t i = s->begin, esz = elem_size();
+    size_t i = s->begin;
     for (int p = NNC_PLANS - 1; p >= 0; p--) {
         size_t b = nnc_plans[p].batch;
         for (; s->end - i >= b; i += b)
-            run_plan(s->runs, p, s->raw ? s->raw + i * NNC_INPUT_SIZE * esz : NULL,
-                     s->raw ? NULL : s->x + i * NNC_INPUT_SIZE, s->output ? s->output + i * NNC_OUTPUT_SIZE : NULL,
+            run_plan(s->runs, p, s->raw, s->x, i, s->output ? s->output + i * NNC_OUTPUT_SIZE : NULL,
                      s->probs ? s->probs + i * NNC_PROBS_SIZE : NULL,
                      s->classes ? s->classes + i * NNC_POSITIONS : NULL);
     }
@@ -245,8 +273,8 @@ static void *run_share(void *arg) {
  * whole big batches: each sample's result does not depend on which batch
  * it is in, so the output is the same for any thread count. A thread that
  * cannot start leaves its share to the calling thread. */
-static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size_t n, float *output, float *probs,
-                    int32_t *classes) {
+static void run_all(nnc_model *m, const void *const *raw, const float *const *x, size_t n, float *output,
+                    float *probs, int32_t *classes) {
     size_t big = nnc_plans[NNC_PLANS - 1].batch, threads = (size_t)m->threads;
     while (threads > 1 && n < 2 * big * threads) threads--;
     size_t per = (n / threads + big - 1) / big * big;
@@ -267,11 +295,32 @@ static void run_all(nnc_model *m, const unsigned char *raw, const float *x, size
     }
 }
 
-int nnc_predict_output(nnc_model *m, const float *x, size_t n, float *output, float *probs, int32_t *classes) {
+int nnc_predict_inputs(nnc_model *m, const float *const *x, size_t n, float *output, float *probs, int32_t *classes) {
     if (!m || (!x && n)) return NNC_E_ARG;
-    if (nnc_check(x, n * NNC_INPUT_SIZE) >= 0) return NNC_E_VALUE;
+    for (size_t i = 0; n && i < NNC_INPUTS; i++) {
+        if (!x[i]) return NNC_E_ARG;
+        if (nnc_check_of(i, x[i], n * nnc_input_sizes[i]) >= 0) return NNC_E_VALUE;
+    }
     run_all(m, NULL, x, n, output, probs, classes);
     return NNC_OK;
+}
+
+int nnc_predict_raw_inputs(nnc_model *m, const void *const *x, size_t n, float *output, float *probs,
+                           int32_t *classes) {
+    if (!m || (!x && n)) return NNC_E_ARG;
+    for (size_t i = 0; n && i < NNC_INPUTS; i++) {
+        if (!x[i]) return NNC_E_ARG;
+        if (nnc_input_dtypes[i] == NNC_BOOL)
+            for (size_t k = 0; k < n * nnc_input_sizes[i]; k++)
+                if (((const uint8_t *)x[i])[k] > 1) return NNC_E_VALUE;
+    }
+    run_all(m, x, NULL, n, output, probs, classes);
+    return NNC_OK;
+}
+
+/* The one-input calls: a model of several inputs takes the *_inputs ones. */
+int nnc_predict_output(nnc_model *m, const float *x, size_t n, float *output, float *probs, int32_t *classes) {
+    return NNC_INPUTS == 1 ? nnc_predict_inputs(m, &x, n, output, probs, classes) : NNC_E_ARG;
 }
 
 int nnc_predict(nnc_model *m, const float *x, size_t n, float *probs, int32_t *classes) {
@@ -279,12 +328,7 @@ int nnc_predict(nnc_model *m, const float *x, size_t n, float *probs, int32_t *c
 }
 
 int nnc_predict_raw_output(nnc_model *m, const void *x, size_t n, float *output, float *probs, int32_t *classes) {
-    if (!m || (!x && n)) return NNC_E_ARG;
-    if (NNC_INPUT_DTYPE == NNC_BOOL)
-        for (size_t i = 0; i < n * NNC_INPUT_SIZE; i++)
-            if (((const uint8_t *)x)[i] > 1) return NNC_E_VALUE;
-    run_all(m, x, NULL, n, output, probs, classes);
-    return NNC_OK;
+    return NNC_INPUTS == 1 ? nnc_predict_raw_inputs(m, &x, n, output, probs, classes) : NNC_E_ARG;
 }
 
 int nnc_predict_raw(nnc_model *m, const void *x, size_t n, float *probs, int32_t *classes) {
@@ -296,7 +340,7 @@ const char *nnc_strerror(int code) {
     case NNC_OK: return "success";
     case NNC_E_NOMEM: return "out of memory";
     case NNC_E_VALUE: return "an input value the model's input type cannot hold (NaN, infinite, or out of range)";
-    case NNC_E_ARG: return "a NULL model or input";
+    case NNC_E_ARG: return "a NULL model or input, or a one-input call to a model of several inputs";
     default: return "unknown error";
     }
 }

@@ -42,8 +42,11 @@ pub struct PredictArgs {
     #[arg(long, value_name = "CKPT")]
     checkpoint: PathBuf,
     /// Samples: IDX (gzip or not), CSV (one sample per line), or with
-    /// `--raw` little-endian f32 values.
-    input: PathBuf,
+    /// `--raw` little-endian f32 values; `-` reads stdin. A model that reads
+    /// several fields of its dataset takes one file per field, in the
+    /// dataset's order, each with the same number of samples.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
     /// The input is raw little-endian f32 values.
     #[arg(long)]
     raw: bool,
@@ -88,9 +91,8 @@ pub fn predict(a: PredictArgs) -> ExitCode {
     let run = || -> Result<String, BuildError> {
         let m = Model::load(&a.file, &a.set, a.experiment.clone(), &a.checkpoint, &build::BATCHES)?;
         let mode = m.output_mode(a.output)?;
-        let x = build::predict::read_input(&m, &a.input, a.raw)?;
-        let n = x.len() / m.input_size();
-        build::predict::format(&m, &build::predict::predict(&m, &x)?, mode, n, a.json)
+        let (xs, n) = build::predict::read_inputs(&m, &a.inputs, a.raw)?;
+        build::predict::format(&m, &build::predict::predict(&m, &xs, n)?, mode, n, a.json)
     };
     match run() {
         Ok(text) => {

@@ -136,6 +136,11 @@ fn ok(out: std::process::Output) -> String {
 /// Trains `file` on `samples` samples for one epoch, exports it and
 /// predicts `input` with it: the ONNX file and nnc's raw outputs.
 fn exported(file: &str, dir: &Path, samples: &str, input: &Path) -> (PathBuf, Vec<Vec<f64>>) {
+    exported_all(file, dir, samples, &[input])
+}
+
+/// As [`exported`], with one file per input of the model.
+fn exported_all(file: &str, dir: &Path, samples: &str, inputs: &[&Path]) -> (PathBuf, Vec<Vec<f64>>) {
     let run = ["run", file, "--train-samples", samples, "--epochs", "1", "--eval-samples", "16", "--quiet", "--out"];
     ok(nnc().args(run).arg(dir.join("run")).output().unwrap());
     let ckpt = dir.join("run/checkpoints/final.safetensors");
@@ -143,7 +148,7 @@ fn exported(file: &str, dir: &Path, samples: &str, input: &Path) -> (PathBuf, Ve
     let out = nnc().args(["export", file, "--checkpoint"]).arg(&ckpt).arg("-o").arg(&onnx).output().unwrap();
     assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
     let predict = ["predict", file, "--output", "raw", "--json", "--checkpoint"];
-    let json = ok(nnc().args(predict).arg(&ckpt).arg(input).output().unwrap());
+    let json = ok(nnc().args(predict).arg(&ckpt).args(inputs).output().unwrap());
     let rows = json
         .lines()
         .map(|l| {
@@ -151,20 +156,20 @@ fn exported(file: &str, dir: &Path, samples: &str, input: &Path) -> (PathBuf, Ve
             v["output"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
         })
         .collect();
-    onnx_runtime_agrees(&onnx, input, &json, dir);
+    onnx_runtime_agrees(&onnx, inputs, &json, dir);
     (onnx, rows)
 }
 
 /// `benches/onnx_compare.py` runs the file in onnxruntime and compares
 /// with nnc's output (skipped where Python or onnxruntime is missing).
-fn onnx_runtime_agrees(onnx: &Path, input: &Path, predicted: &str, dir: &Path) {
+fn onnx_runtime_agrees(onnx: &Path, inputs: &[&Path], predicted: &str, dir: &Path) {
     let expect = dir.join("predicted.jsonl");
     std::fs::write(&expect, predicted).unwrap();
     let python = std::env::var("NNC_PYTHON").unwrap_or_else(|_| "python3".into());
     let run = std::process::Command::new(&python)
         .arg("benches/onnx_compare.py")
         .arg(onnx)
-        .arg(input)
+        .args(inputs)
         .arg("--expect")
         .arg(&expect)
         .output();
@@ -185,11 +190,15 @@ fn onnx_runtime_agrees(onnx: &Path, input: &Path, predicted: &str, dir: &Path) {
 /// Runs the exported file at batch 1 (each sample alone) and at the whole
 /// batch: both give nnc's outputs.
 fn tract_agrees(onnx: &Path, input: Tensor, want: &[Vec<f64>], what: &str) {
+    tract_agrees_all(onnx, vec![input], want, what);
+}
+
+fn tract_agrees_all(onnx: &Path, inputs: Vec<Tensor>, want: &[Vec<f64>], what: &str) {
     let bytes = std::fs::read(onnx).unwrap();
-    let all = tract_run(&bytes, vec![input.clone()]).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    let all = tract_run(&bytes, inputs.clone()).unwrap_or_else(|e| panic!("{what}: {e:?}"));
     close(&all[0], &want.concat(), 1e-4, &format!("{what}, batch {}", want.len()));
-    let one = input.slice(0, 0, 1).unwrap();
-    let first = tract_run(&bytes, vec![one]).unwrap();
+    let one = inputs.iter().map(|t| t.slice(0, 0, 1).unwrap()).collect();
+    let first = tract_run(&bytes, one).unwrap();
     close(&first[0], &want[0], 1e-4, &format!("{what}, batch 1"));
 }
 
@@ -219,6 +228,26 @@ fn models_that_are_no_classifiers_export_like_predict() {
     ]);
 }
 
+/// A model of two inputs (images and their labels) exports with both.
+#[test]
+fn a_model_of_two_inputs_exports_like_predict() {
+    let dir = scratch("export_onnx", "conditional");
+    let (image_file, labels) = (dir.join("images.idx"), dir.join("labels.idx"));
+    let pixels = images(&image_file);
+    let gz = std::fs::read("data/mnist/t10k-labels-idx1-ubyte.gz").unwrap();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
+    let digits: Vec<i32> = all[8..8 + IMAGES].iter().map(|&l| i32::from(l)).collect();
+    let mut file = vec![0, 0, 8, 1];
+    file.extend((IMAGES as u32).to_be_bytes());
+    file.extend(&all[8..8 + IMAGES]);
+    std::fs::write(&labels, &file).unwrap();
+    let (onnx, want) = exported_all("tests/fixtures/outputs/conditional.nn", &dir, "200", &[&image_file, &labels]);
+    let x = Tensor::from_shape(&[IMAGES, 28, 28], &pixels).unwrap();
+    let y = Tensor::from_shape(&[IMAGES], &digits).unwrap();
+    tract_agrees_all(&onnx, vec![x, y], &want, "conditional");
+}
+
 #[test]
 fn the_char_transformer_exports_like_predict() {
     let dir = scratch("export_onnx", "char_gpt");
@@ -231,6 +260,48 @@ fn the_char_transformer_exports_like_predict() {
     std::fs::write(&input, csv.join("\n")).unwrap();
     let (onnx, want) = exported("examples/char_gpt.nn", &dir, "32", &input);
     tract_agrees(&onnx, Tensor::from_shape(&[4, 64], &ids).unwrap(), &want, "char_gpt");
+    predictor_agrees("examples/char_gpt.nn", &dir, &input);
+}
+
+/// `nnc build --emit predictor` of a language model: an executable that
+/// prints the scores at every position as `nnc predict` does, byte for byte
+/// (skipped without a C compiler).
+fn predictor_agrees(file: &str, dir: &Path, input: &Path) {
+    if !std::process::Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no C compiler `cc`");
+        return;
+    }
+    let ckpt = dir.join("run/checkpoints/final.safetensors");
+    let exe = dir.join("predictor");
+    let build = ["build", file, "--emit", "predictor", "-o"];
+    ok(nnc().args(build).arg(&exe).arg("--checkpoint").arg(&ckpt).output().unwrap());
+    for mode in ["raw", "class"] {
+        let jit =
+            ok(nnc().args(["predict", file, "--output", mode, "--checkpoint"]).arg(&ckpt).arg(input).output().unwrap());
+        let built = ok(std::process::Command::new(&exe).args(["--output", mode]).arg(input).output().unwrap());
+        assert_eq!(built, jit, "--output {mode}");
+    }
+}
+
+/// A checkpoint of another model is refused with each tensor that does not
+/// fit, and no file is written.
+#[test]
+fn a_checkpoint_of_another_model_is_refused() {
+    let dir = scratch("export_onnx", "mismatch");
+    let run = ["run", "examples/autoencoder.nn", "--train-samples", "64", "--epochs", "1", "--eval-samples", "16"];
+    ok(nnc().args(run).args(["--quiet", "--out"]).arg(dir.join("run")).output().unwrap());
+    let onnx = dir.join("model.onnx");
+    let out = nnc()
+        .args(["export", "examples/mnist.nn", "--checkpoint"])
+        .arg(dir.join("run/checkpoints/final.safetensors"))
+        .arg("-o")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not fit this model") && err.contains("l1.w"), "{err}");
+    assert!(!onnx.exists());
 }
 
 /// The file declares the batch as a symbol, names its inputs and outputs

@@ -45,7 +45,12 @@ fn trained(file: &str, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn predict(file: &str, ckpt: &Path, input: &Path, extra: &[&str]) -> std::process::Output {
-    nnc().args(["predict", file, "--checkpoint"]).arg(ckpt).arg(input).args(extra).output().unwrap()
+    predict_all(file, ckpt, &[input], extra)
+}
+
+/// `nnc predict` with one file per input of the model.
+fn predict_all(file: &str, ckpt: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output {
+    nnc().args(["predict", file, "--checkpoint"]).arg(ckpt).args(inputs).args(extra).output().unwrap()
 }
 
 fn values(text: &str) -> Vec<Vec<f64>> {
@@ -55,6 +60,10 @@ fn values(text: &str) -> Vec<Vec<f64>> {
 /// The built executable prints what `nnc predict` prints, in every mode it
 /// accepts and with --json (skipped without a C compiler).
 fn built_agrees(file: &str, ckpt: &Path, dir: &Path, input: &Path, modes: &[&str]) {
+    built_agrees_all(file, ckpt, dir, &[input], modes);
+}
+
+fn built_agrees_all(file: &str, ckpt: &Path, dir: &Path, inputs: &[&Path], modes: &[&str]) {
     if !std::process::Command::new("cc").arg("--version").output().is_ok_and(|o| o.status.success()) {
         eprintln!("skipped: no C compiler `cc`");
         return;
@@ -67,8 +76,8 @@ fn built_agrees(file: &str, ckpt: &Path, dir: &Path, input: &Path, modes: &[&str
             if json {
                 args.push("--json");
             }
-            let jit = stdout(predict(file, ckpt, input, &args));
-            let built = stdout(std::process::Command::new(&exe).args(&args).arg(input).output().unwrap());
+            let jit = stdout(predict_all(file, ckpt, inputs, &args));
+            let built = stdout(std::process::Command::new(&exe).args(&args).args(inputs).output().unwrap());
             assert_eq!(built, jit, "{file} --output {mode} json={json}");
         }
     }
@@ -129,4 +138,42 @@ fn a_binary_classifier_predicts_probabilities() {
     let most_other = (0..IMAGES).filter(|i| !zeros.contains(i)).map(|i| probs[i][0]).fold(f64::MIN, f64::max);
     assert!(least_zero > most_other, "{probs:?}");
     built_agrees(file, &ckpt, &dir, &input, &["raw", "probs", "class"]);
+}
+
+/// The first MNIST test labels, each plus `shift` (mod 10), as IDX.
+fn labels(path: &Path, count: usize, shift: u8) {
+    let gz = std::fs::read("data/mnist/t10k-labels-idx1-ubyte.gz").unwrap();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
+    let mut file = vec![0, 0, 8, 1];
+    file.extend((count as u32).to_be_bytes());
+    file.extend(all[8..8 + count].iter().map(|l| (l + shift) % 10));
+    std::fs::write(path, &file).unwrap();
+}
+
+/// A model that reads two fields of its dataset (a conditional
+/// autoencoder: the image and its label) takes one file per field, in the
+/// dataset's order; the built executable agrees; a missing file or files
+/// of different lengths are errors that say so.
+#[test]
+fn a_model_of_two_inputs_takes_a_file_for_each() {
+    let file = "tests/fixtures/outputs/conditional.nn";
+    let (dir, ckpt, images) = trained(file, "conditional");
+    let (right, shifted, short) = (dir.join("labels.idx"), dir.join("shifted.idx"), dir.join("short.idx"));
+    labels(&right, IMAGES, 0);
+    labels(&shifted, IMAGES, 3);
+    labels(&short, IMAGES - 1, 0);
+    let rows = values(&stdout(predict_all(file, &ckpt, &[&images, &right], &[])));
+    assert!(rows.len() == IMAGES && rows.iter().all(|r| r.len() == 784), "{}", rows.len());
+    // The label is an input: the same images with other labels rebuild otherwise.
+    let other = values(&stdout(predict_all(file, &ckpt, &[&images, &shifted], &[])));
+    let diff = rows.iter().flatten().zip(other.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(diff > 1e-3, "the labels made no difference: {diff}");
+    let one = predict(file, &ckpt, &images, &[]);
+    let err = String::from_utf8_lossy(&one.stderr);
+    assert!(one.status.code() == Some(1) && err.contains("2 fields (image, label)"), "{err}");
+    let uneven = predict_all(file, &ckpt, &[&images, &short], &[]);
+    let err = String::from_utf8_lossy(&uneven.stderr);
+    assert!(uneven.status.code() == Some(1) && err.contains(&format!("{} samples, but", IMAGES - 1)), "{err}");
+    built_agrees_all(file, &ckpt, &dir, &[&images, &right], &["raw"]);
 }
