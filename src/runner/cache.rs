@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 
 thread_local! {
     // Native steps hold raw buffer pointers and are not `Send`: one cache per thread.
-    static CACHE: RefCell<HashMap<u64, (Engine, Engine)>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<u64, (Engine, Option<Engine>)>> = RefCell::new(HashMap::new());
 }
 
 /// The identity of a pair of steps: their graphs' text and how they run.
@@ -24,21 +24,17 @@ pub fn key(train: &Graph, eval: &Graph, backend: Backend, threads: usize) -> u64
     h.finish()
 }
 
-/// The cached engines for `key`, or freshly compiled ones. Every buffer a
-/// run reads is written by it before use, so reuse cannot leak state.
-pub fn take(
-    key: u64,
-    train: &Graph,
-    eval: &Graph,
-    backend: Backend,
-    threads: usize,
-) -> Result<(Engine, Engine), RunError> {
+/// The cached training step for `key` and the evaluation step when an
+/// earlier run compiled it, or a freshly compiled training step. Every
+/// buffer a run reads is written by it before use, so reuse cannot leak
+/// state.
+pub fn take(key: u64, train: &Graph, backend: Backend, threads: usize) -> Result<(Engine, Option<Engine>), RunError> {
     if let Some(pair) = CACHE.with(|c| c.borrow_mut().remove(&key)) {
         return Ok(pair);
     }
-    Ok((Engine::new(train, backend, threads)?, Engine::new(eval, backend, threads)?))
+    Ok((Engine::new(train, backend, threads)?, None))
 }
 
-pub fn put(key: u64, pair: (Engine, Engine)) {
+pub fn put(key: u64, pair: (Engine, Option<Engine>)) {
     CACHE.with(|c| c.borrow_mut().insert(key, pair));
 }

@@ -67,22 +67,40 @@ fn runtime(e: crate::runtime::RuntimeError) -> RunError {
 /// are updated in place. `nnc ir --stage kernels` schedules with the same.
 pub const STEP_SCHEDULE: crate::schedule::Options = crate::schedule::Options { in_place: true };
 
+/// A step checked and scheduled but not yet compiled to machine code: what
+/// can reject a graph has run, what takes the time has not.
+pub enum Prepared {
+    Interp(Box<Graph>),
+    Native(Box<crate::schedule::Schedule>),
+}
+
+impl Prepared {
+    pub fn new(graph: &Graph, backend: Backend) -> Result<Prepared, RunError> {
+        Ok(match backend {
+            Backend::Interp => Prepared::Interp(Box::new(graph.clone())),
+            Backend::Jit => {
+                let p = crate::schedule::prepare(graph, STEP_SCHEDULE)
+                    .map_err(|e| runtime(crate::runtime::RuntimeError::from(e)))?;
+                Prepared::Native(Box::new(p.schedule))
+            }
+        })
+    }
+}
+
 impl Engine {
     /// `threads`: how many threads big native kernels split across (0: every core).
     pub fn new(graph: &Graph, backend: Backend, threads: usize) -> Result<Engine, RunError> {
-        Ok(match backend {
-            Backend::Interp => Engine::Interp(Box::new(InterpStep {
-                graph: graph.clone(),
-                values: HashMap::new(),
-                outputs: HashMap::new(),
-            })),
-            Backend::Jit => {
-                let step = CompiledStep::compile_with(
-                    graph,
-                    Options { in_place: STEP_SCHEDULE.in_place, threads, c_products: false },
-                )
-                .map_err(runtime)?;
-                Engine::Native(Box::new(step))
+        Engine::compile(Prepared::new(graph, backend)?, threads)
+    }
+
+    pub fn compile(p: Prepared, threads: usize) -> Result<Engine, RunError> {
+        Ok(match p {
+            Prepared::Interp(graph) => {
+                Engine::Interp(Box::new(InterpStep { graph: *graph, values: HashMap::new(), outputs: HashMap::new() }))
+            }
+            Prepared::Native(schedule) => {
+                let opts = Options { in_place: STEP_SCHEDULE.in_place, threads, c_products: false };
+                Engine::Native(Box::new(CompiledStep::from_schedule(*schedule, opts).map_err(runtime)?))
             }
         })
     }

@@ -5,7 +5,7 @@ use super::RunError;
 use super::checkpoint::{self, Sums};
 use super::engine::Engine;
 use super::load::{self, SplitData};
-use super::state::{RunOptions, eval_batch, rest_engine};
+use super::state::{EvalSteps, RunOptions, eval_batch};
 use crate::lower::Lowered;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,11 +46,11 @@ pub fn eval(o: &EvalOptions) -> Result<EvalReport, RunError> {
     if data.len() == 0 {
         return Err(RunError::Other(format!("the {} split has no samples", plan.split)));
     }
-    let mut step = Engine::new(&l.eval, run.backend, run.threads)?;
-    let mut rest = rest_engine(run, &l, Some(&data))?;
+    let mut steps = EvalSteps::new(run, &l, None, Some(&data))?;
+    let (step, mut rest) = steps.engines(run)?;
     let start = Instant::now();
-    load_model(o, &l, &data, &mut step, rest.as_mut())?;
-    let metrics = eval_split(&l, &mut step, rest.as_mut(), &data)?;
+    load_model(o, &l, &data, step, rest.as_deref_mut())?;
+    let metrics = eval_split(&l, step, rest, &data)?;
     Ok(EvalReport {
         experiment: l.name.clone(),
         split: plan.split,

@@ -11,7 +11,7 @@ use super::RunError;
 use super::cache;
 use super::engine::Engine;
 use super::load;
-use super::state::{Pending, Run, batch_plan, hash_sources, init_state, rest_engine, say};
+use super::state::{EvalSteps, Pending, Run, batch_plan, hash_sources, init_state, say};
 use crate::check::spec::OnReload;
 use crate::lower::{Lowered, SplitPlan};
 use serde_json::{Value, json};
@@ -54,9 +54,8 @@ impl Run<'_> {
         let batches = batch_plan(&new, train_data.as_ref().unwrap_or(&self.train_data))?.batches_per_epoch();
         let (backend, threads) = (self.opts.backend, self.opts.threads);
         let mut train = Engine::new(&new.train, backend, threads)?;
-        let eval = Engine::new(&new.eval, backend, threads)?;
         let eval_split = eval_data.as_ref().map_or(self.eval_data.as_ref(), Option::as_ref);
-        let rest = rest_engine(self.opts, &new, eval_split)?;
+        let eval = EvalSteps::new(self.opts, &new, None, eval_split)?;
         let carried = carry(&self.l, &mut self.train, &new, &mut train)?;
         init_state(&new, &mut train, &carried.kept)?;
 
@@ -65,7 +64,7 @@ impl Run<'_> {
         let old_batch = self.l.data.train.batch;
         self.cache_key = cache::key(&new.train, &new.eval, backend, threads);
         self.epochs = self.opts.epochs.unwrap_or(new.epochs) as u64;
-        (self.l, self.train, self.eval, self.eval_rest) = (new, train, eval, rest);
+        (self.l, self.train, self.eval) = (new, train, eval);
         if let Some(d) = train_data {
             self.train_data = d;
         }

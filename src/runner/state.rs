@@ -5,11 +5,12 @@
 
 use super::checkpoint::Progress;
 use super::data::{BatchPlan, Order, SplitMix64, mix64};
-use super::engine::Engine;
+use super::engine::{Engine, Prepared};
 use super::load::SplitData;
 use super::rundir::RunDir;
 use super::{Backend, RunError};
 use crate::check::spec::{OnReload, ReloadPolicy};
+use crate::ir::Graph;
 use crate::lower::{Init, Lowered};
 use std::io::Write;
 use std::path::PathBuf;
@@ -92,7 +93,7 @@ pub(super) struct Run<'a> {
     pub(super) opts: &'a RunOptions,
     pub(super) l: Lowered,
     pub(super) train: Engine,
-    pub(super) eval: Engine,
+    pub(super) eval: EvalSteps,
     pub(super) train_data: SplitData,
     pub(super) eval_data: Option<SplitData>,
     pub(super) dir: RunDir,
@@ -102,9 +103,6 @@ pub(super) struct Run<'a> {
     pub(super) source_hash: String,
     /// Where the compiled steps go back when the run ends well.
     pub(super) cache_key: u64,
-    /// The evaluation step for the split's last, partial batch; compiled
-    /// up front, so an evaluation never depends on the file as it is now.
-    pub(super) eval_rest: Option<Engine>,
     /// Samples trained and seconds spent training (waiting excluded).
     pub(super) samples: usize,
     pub(super) train_secs: f64,
@@ -167,18 +165,75 @@ pub(super) fn batch_plan(l: &Lowered, data: &SplitData) -> Result<BatchPlan, Run
     Ok(BatchPlan::new(data.len(), l.data.train.batch, data.last, order)?)
 }
 
-/// The evaluation step for the split's last, partial batch, if it has one.
-pub(super) fn rest_engine(
-    opts: &RunOptions,
-    l: &Lowered,
-    data: Option<&SplitData>,
-) -> Result<Option<Engine>, RunError> {
-    let Some(data) = data else { return Ok(None) };
-    let rest = data.len() % eval_batch(l);
-    if rest == 0 {
-        return Ok(None);
+/// The evaluation steps, compiled to machine code when the run first
+/// evaluates, so that its first training step does not wait for them.
+/// Lowered and scheduled up front: an evaluation never depends on the file
+/// as it is now, and a step that cannot be scheduled stops the run before
+/// it trains.
+pub(super) struct EvalSteps {
+    full: Lazy,
+    /// For the split's last, partial batch, when it has one.
+    rest: Option<Lazy>,
+}
+
+enum Lazy {
+    Prepared(Option<Prepared>),
+    Ready(Engine),
+}
+
+impl Lazy {
+    fn new(graph: &Graph, backend: Backend) -> Result<Lazy, RunError> {
+        Ok(Lazy::Prepared(Some(Prepared::new(graph, backend)?)))
     }
-    Ok(Some(Engine::new(&eval_graph_for(opts, rest)?, opts.backend, opts.threads)?))
+
+    fn get(&mut self, threads: usize) -> Result<&mut Engine, RunError> {
+        if let Lazy::Prepared(p) = self {
+            let p = p.take().ok_or_else(|| RunError::Other("internal: an evaluation step failed before".into()))?;
+            *self = Lazy::Ready(Engine::compile(p, threads)?);
+        }
+        match self {
+            Lazy::Ready(e) => Ok(e),
+            Lazy::Prepared(_) => Err(RunError::Other("internal: an evaluation step was not compiled".into())),
+        }
+    }
+}
+
+impl EvalSteps {
+    /// `cached`: the full step, when a run of the same graphs compiled it.
+    pub(super) fn new(
+        opts: &RunOptions,
+        l: &Lowered,
+        cached: Option<Engine>,
+        data: Option<&SplitData>,
+    ) -> Result<EvalSteps, RunError> {
+        let full = match cached {
+            Some(e) => Lazy::Ready(e),
+            None => Lazy::new(&l.eval, opts.backend)?,
+        };
+        let rest = match data.map(|d| d.len() % eval_batch(l)) {
+            Some(rest) if rest > 0 => Some(Lazy::new(&eval_graph_for(opts, rest)?, opts.backend)?),
+            _ => None,
+        };
+        Ok(EvalSteps { full, rest })
+    }
+
+    /// The full step and the one for the last batch, compiled if not yet.
+    pub(super) fn engines(&mut self, opts: &RunOptions) -> Result<(&mut Engine, Option<&mut Engine>), RunError> {
+        let full = self.full.get(opts.threads)?;
+        let rest = match &mut self.rest {
+            Some(r) => Some(r.get(opts.threads)?),
+            None => None,
+        };
+        Ok((full, rest))
+    }
+
+    /// The full step, if it was compiled: for the cache.
+    pub(super) fn compiled(self) -> Option<Engine> {
+        match self.full {
+            Lazy::Ready(e) => Some(e),
+            Lazy::Prepared(_) => None,
+        }
+    }
 }
 
 pub(super) fn eval_batch(l: &Lowered) -> usize {

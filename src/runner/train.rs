@@ -6,7 +6,7 @@ use super::data::{BatchPlan, Cursor, mix64};
 use super::engine::{Elem, Engine, check_dtype};
 use super::load::{self, SplitData};
 use super::rundir::{Reuse, RunDir};
-use super::state::{Flow, Run, RunOptions, RunSummary, batch_plan, hash_sources, init_state, rest_engine, say};
+use super::state::{EvalSteps, Flow, Run, RunOptions, RunSummary, batch_plan, hash_sources, init_state, say};
 use super::trace::Trace;
 use super::{Command, Control, RunError};
 use crate::check::spec::Period;
@@ -45,27 +45,28 @@ impl<'a> Run<'a> {
         let (l, sources) = (compiled.lowered, compiled.sources);
         let mut trace = opts.trace.clone().map(|p| Trace::new(p, start, &l.name));
         let cache_key = cache::key(&l.train, &l.eval, opts.backend, opts.threads);
-        let (train, eval) = cache::take(cache_key, &l.train, &l.eval, opts.backend, opts.threads)?;
-        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-        let loading = Instant::now();
-        if let Some(t) = &mut trace {
-            t.span("compile", "compile", (start, loading), json!({}));
-        }
-        if !opts.quiet {
-            say(&super::summary(&l, train.schedule()));
-        }
         if let Some(d) =
             [Some(&l.data.train), l.data.eval.as_ref()].into_iter().flatten().find_map(load::missing_source)
         {
             return Err(RunError::Compile(sources, vec![d]));
         }
-        let train_data = load::load(&l.data.train, opts.train_samples)?;
-        let eval_data = match &l.data.eval {
-            Some(p) => Some(load::load(p, opts.eval_samples)?),
-            None => None,
-        };
+        // The data loads on a second thread while the training step compiles:
+        // each takes tens of milliseconds before the first step can start.
+        let (compiled, loaded) = std::thread::scope(|s| {
+            let loader = s.spawn(|| load_splits(&l, opts));
+            let engines = cache::take(cache_key, &l.train, opts.backend, opts.threads);
+            (engines.map(|e| (e, Instant::now())), loader.join())
+        });
+        let ((train, cached_eval), compiled_at) = compiled?;
+        let compile_ms = (compiled_at - start).as_secs_f64() * 1e3;
+        let (train_data, eval_data, loading) =
+            loaded.map_err(|_| RunError::Other("internal: the data loader panicked".into()))??;
         if let Some(t) = &mut trace {
-            t.span("load data", "data", (loading, Instant::now()), json!({ "samples": train_data.len() }));
+            t.span("compile", "compile", (start, compiled_at), json!({}));
+            t.span("load data", "data", loading, json!({ "samples": train_data.len() }));
+        }
+        if !opts.quiet {
+            say(&super::summary(&l, train.schedule()));
         }
         let reuse = match (&opts.resume, opts.overwrite) {
             (_, true) => Reuse::Overwrite,
@@ -83,6 +84,7 @@ impl<'a> Run<'a> {
             class_names: train_data.class_names.clone(),
             ..Default::default()
         };
+        let eval = EvalSteps::new(opts, &l, cached_eval, eval_data.as_ref())?;
         let mut run = Run {
             opts,
             l,
@@ -96,7 +98,6 @@ impl<'a> Run<'a> {
             epochs,
             source_hash,
             cache_key,
-            eval_rest: None,
             samples: 0,
             train_secs: 0.0,
             cold: None,
@@ -105,7 +106,6 @@ impl<'a> Run<'a> {
             sources,
             trace,
         };
-        run.eval_rest = rest_engine(opts, &run.l, run.eval_data.as_ref())?;
         run.write_config()?;
         if let Some(names) = &run.train_data.class_names {
             run.dir.write_json("classes.json", &json!(names))?;
@@ -370,8 +370,8 @@ impl<'a> Run<'a> {
     fn run_eval(&mut self) -> Result<bool, RunError> {
         let Some(data) = &self.eval_data else { return Ok(false) };
         let t = Instant::now();
-        let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: self.eval_rest.as_mut() };
-        self.summary.eval = evaluate(&self.l, engines, data)?;
+        let (eval, rest) = self.eval.engines(self.opts)?;
+        self.summary.eval = evaluate(&self.l, Engines { train: &mut self.train, eval, rest }, data)?;
         self.aside_secs += t.elapsed().as_secs_f64();
         if let Some(trace) = &mut self.trace {
             trace.span("evaluate", "eval", (t, Instant::now()), json!({ "step": self.progress.step }));
@@ -644,8 +644,8 @@ impl<'a> Run<'a> {
                 })?;
             }
             if let Some(data) = &self.eval_data {
-                let engines = Engines { train: &mut self.train, eval: &mut self.eval, rest: self.eval_rest.as_mut() };
-                self.summary.eval = evaluate(&self.l, engines, data)?;
+                let (eval, rest) = self.eval.engines(self.opts)?;
+                self.summary.eval = evaluate(&self.l, Engines { train: &mut self.train, eval, rest }, data)?;
             }
             let mut event = json!({ "event": "restore_best", "step": self.progress.step, "from_step": step });
             extend(&mut event, &self.summary.eval);
@@ -701,7 +701,7 @@ impl<'a> Run<'a> {
             t.write()?;
         }
         self.summary.steps = self.progress.step;
-        cache::put(self.cache_key, (self.train, self.eval));
+        cache::put(self.cache_key, (self.train, self.eval.compiled()));
         Ok(self.summary)
     }
 }
@@ -799,6 +799,19 @@ fn fill_field<T: Elem>(
         return Ok(());
     }
     e.fill::<T>(name, |buf| Ok(data.gather(column, batch, scratch, buf)?))
+}
+
+/// The training split and the evaluation split, and when loading them began and ended.
+type Loaded = (SplitData, Option<SplitData>, (Instant, Instant));
+
+fn load_splits(l: &Lowered, opts: &RunOptions) -> Result<Loaded, RunError> {
+    let began = Instant::now();
+    let train = load::load(&l.data.train, opts.train_samples)?;
+    let eval = match &l.data.eval {
+        Some(p) => Some(load::load(p, opts.eval_samples)?),
+        None => None,
+    };
+    Ok((train, eval, (began, Instant::now())))
 }
 
 /// The steps an evaluation uses.
