@@ -10,9 +10,10 @@ outputs with `nnc predict --output raw --json` on the same samples.
 
 Inputs are read as nnc reads them: IDX (gzip or not), CSV (one sample per
 line), or with --raw little-endian f32; a model of several inputs takes one
-file per input, in the order of the file's inputs (as `nnc predict`). Prints one JSON object; exits 1 when
-an output differs by more than --tol (relative to the output's scale), 2
-when onnxruntime is not installed (the caller skips).
+file per input, in the order of the file's inputs (as `nnc predict`).
+Prints one JSON object; exits 1 when an output differs by more than --tol
+(relative to the output's scale), 2 when onnxruntime is not installed (the
+caller skips), 3 when the files do not match the model's inputs.
 """
 
 import argparse
@@ -69,7 +70,9 @@ def main():
     sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
     inps = sess.get_inputs()
     if len(inps) != len(a.inputs):
-        sys.exit(f"the model has {len(inps)} inputs ({', '.join(i.name for i in inps)}); {len(a.inputs)} files given")
+        names = ", ".join(i.name for i in inps)
+        print(f"the model has {len(inps)} inputs ({names}); {len(a.inputs)} files given", file=sys.stderr)
+        sys.exit(3)
     xs = []
     for inp, path in zip(inps, a.inputs):
         x = read_samples(path, a.raw).reshape([-1] + list(inp.shape[1:]))

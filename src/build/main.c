@@ -90,8 +90,9 @@ static float *read_input(size_t i, const char *path, int raw, size_t *n) {
 int main(int argc, char **argv) {
     prog = argv[0];
     int json = 0, raw = 0, output = default_output();
-    const char *paths[64];
-    size_t npaths = 0, inputs = nnc_inputs();
+    size_t npaths = 0, inputs = nnc_inputs(), stdin_uses = 0;
+    const char **paths = malloc(inputs * sizeof *paths);
+    if (!paths) die(1, "out of memory");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--raw") == 0) raw = 1;
@@ -102,13 +103,17 @@ int main(int argc, char **argv) {
         }
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else if (argv[i][0] == '-' && argv[i][1] != '\0') { usage(stderr); die(2, "unknown option %s", argv[i]); }
-        else if (npaths == inputs || npaths == 64) {
+        else if (npaths == inputs) {
             usage(stderr);
             if (inputs == 1) die(2, "one input file at a time");
             die(2, "one input file per input of the model, %zu in all", inputs);
         }
-        else paths[npaths++] = argv[i];
+        else {
+            stdin_uses += strcmp(argv[i], "-") == 0;
+            paths[npaths++] = argv[i];
+        }
     }
+    if (stdin_uses > 1) { usage(stderr); die(2, "- (stdin) can be given for one input only"); }
     if (!npaths) { usage(stderr); die(2, "no input: give a file, or - for stdin"); }
     if (npaths != inputs) { usage(stderr); die(2, "the model takes %zu input files, one per input; %zu given", inputs, npaths); }
     size_t n = 0;

@@ -49,7 +49,9 @@ pub enum Emit {
     /// An executable that reads inputs and prints predictions, whatever
     /// the model (a language model's scores or classes at every position).
     Predictor,
-    /// `NAME.o` and `NAME.h`: the model behind a C ABI, to link into a program.
+    /// `NAME.o` and `NAME.h`: the model behind a C ABI, to link into a
+    /// program (a language model's scores at every position, as
+    /// `predictor`).
     Obj,
 }
 

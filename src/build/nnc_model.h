@@ -93,7 +93,8 @@ const char *nnc_class_name(size_t i);
 /* The index of the first of `count` values that the type of input `i`
  * cannot hold (NaN or infinite; for integer types also fractional or out
  * of range, e.g. outside 0..255 for NNC_U8), or -1 when all are valid.
- * nnc_check: of input 0. */
+ * nnc_check: of input 0. For an input `i` the model has not, 0 (when
+ * count > 0). */
 long long nnc_check_of(size_t i, const float *x, size_t count);
 long long nnc_check(const float *x, size_t count);
 

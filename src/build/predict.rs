@@ -85,6 +85,9 @@ pub fn read_inputs(m: &Model, paths: &[PathBuf], raw: bool) -> Result<(Vec<Vec<f
             paths.len()
         )));
     }
+    if paths.iter().filter(|p| p.as_path() == Path::new("-")).count() > 1 {
+        return Err(BuildError::Other("- (stdin) can be given for one input only".into()));
+    }
     let mut all = Vec::with_capacity(paths.len());
     let mut count = None;
     for (i, path) in paths.iter().enumerate() {

@@ -177,7 +177,7 @@ long long nnc_check_of(size_t input, const float *x, size_t count) {
     case NNC_I32: return check_as(NNC_I32, x, count);
     case NNC_BOOL: return check_as(NNC_BOOL, x, count);
     case NNC_F32: return check_as(NNC_F32, x, count);
-    default: return count ? 0 : -1;
+    default: return count ? 0 : -1; /* no input `input`: no value is valid */
     }
 }
 

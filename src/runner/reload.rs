@@ -55,7 +55,10 @@ impl Run<'_> {
         let (backend, threads) = (self.opts.backend, self.opts.threads);
         let mut train = Engine::new(&new.train, backend, threads)?;
         let eval_split = eval_data.as_ref().map_or(self.eval_data.as_ref(), Option::as_ref);
-        let eval = EvalSteps::new(self.opts, &new, None, eval_split)?;
+        // Compiled now: a program whose evaluation cannot compile is refused
+        // here, and training goes on with the last good one.
+        let mut eval = EvalSteps::new(self.opts, &new, None, eval_split)?;
+        eval.engines(self.opts)?;
         let carried = carry(&self.l, &mut self.train, &new, &mut train)?;
         init_state(&new, &mut train, &carried.kept)?;
 

@@ -165,11 +165,10 @@ pub(super) fn batch_plan(l: &Lowered, data: &SplitData) -> Result<BatchPlan, Run
     Ok(BatchPlan::new(data.len(), l.data.train.batch, data.last, order)?)
 }
 
-/// The evaluation steps, compiled to machine code when the run first
-/// evaluates, so that its first training step does not wait for them.
-/// Lowered and scheduled up front: an evaluation never depends on the file
-/// as it is now, and a step that cannot be scheduled stops the run before
-/// it trains.
+/// The evaluation steps, compiled to machine code after the run's first
+/// training step (or at a reload, before the swap), so that the first step
+/// does not wait for them. Lowered and scheduled up front: an evaluation
+/// never depends on the file as it is now.
 pub(super) struct EvalSteps {
     full: Lazy,
     /// For the split's last, partial batch, when it has one.

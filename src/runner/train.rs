@@ -73,6 +73,7 @@ impl<'a> Run<'a> {
             (Some(_), false) => Reuse::Append,
             (None, false) => Reuse::Refuse,
         };
+        let eval = EvalSteps::new(opts, &l, cached_eval, eval_data.as_ref())?;
         let dir = RunDir::create(opts.out.as_deref(), &l.name, reuse)?;
         let summary =
             RunSummary { experiment: l.name.clone(), compile_ms, run_dir: dir.path.clone(), ..Default::default() };
@@ -84,7 +85,6 @@ impl<'a> Run<'a> {
             class_names: train_data.class_names.clone(),
             ..Default::default()
         };
-        let eval = EvalSteps::new(opts, &l, cached_eval, eval_data.as_ref())?;
         let mut run = Run {
             opts,
             l,
@@ -204,6 +204,13 @@ impl<'a> Run<'a> {
                 self.samples += batch.len();
                 if self.cold.is_none() {
                     self.cold = Some((self.train_secs + training(self), self.samples));
+                    // The evaluation steps compile after the first step: one
+                    // that cannot stops the run here, not an epoch later.
+                    if self.eval_data.is_some() {
+                        let t = Instant::now();
+                        self.eval.engines(self.opts)?;
+                        self.aside_secs += t.elapsed().as_secs_f64();
+                    }
                 }
                 if self.pending.is_some() {
                     let t = Instant::now();

@@ -4,7 +4,7 @@
 //! size. Every IR op kind, from the op table, exports to ONNX operators that
 //! compute what the interpreter does, corners included.
 
-use super::common::{nnc, scratch};
+use super::common::{mnist_test, nnc, scratch, write_idx};
 use crate::ir_util::{Rng, declare, feeds};
 use nnc::export::onnx::{self, ModelProto};
 use nnc::ir::interp::{self, Precision};
@@ -115,16 +115,8 @@ const IMAGES: usize = 12;
 
 /// The first MNIST test images as an uncompressed IDX file, and their pixels.
 fn images(path: &Path) -> Vec<u8> {
-    let gz = std::fs::read("data/mnist/t10k-images-idx3-ubyte.gz").unwrap();
-    let mut all = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
-    let mut file = vec![0, 0, 8, 3];
-    for d in [IMAGES as u32, 28, 28] {
-        file.extend(d.to_be_bytes());
-    }
-    let pixels = all[16..16 + IMAGES * 784].to_vec();
-    file.extend(&pixels);
-    std::fs::write(path, &file).unwrap();
+    let pixels = mnist_test("images", IMAGES, 784);
+    write_idx(path, &[IMAGES, 28, 28], &pixels);
     pixels
 }
 
@@ -234,14 +226,9 @@ fn a_model_of_two_inputs_exports_like_predict() {
     let dir = scratch("export_onnx", "conditional");
     let (image_file, labels) = (dir.join("images.idx"), dir.join("labels.idx"));
     let pixels = images(&image_file);
-    let gz = std::fs::read("data/mnist/t10k-labels-idx1-ubyte.gz").unwrap();
-    let mut all = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
-    let digits: Vec<i32> = all[8..8 + IMAGES].iter().map(|&l| i32::from(l)).collect();
-    let mut file = vec![0, 0, 8, 1];
-    file.extend((IMAGES as u32).to_be_bytes());
-    file.extend(&all[8..8 + IMAGES]);
-    std::fs::write(&labels, &file).unwrap();
+    let bytes = mnist_test("labels", IMAGES, 1);
+    write_idx(&labels, &[IMAGES], &bytes);
+    let digits: Vec<i32> = bytes.iter().map(|&l| i32::from(l)).collect();
     let (onnx, want) = exported_all("tests/fixtures/outputs/conditional.nn", &dir, "200", &[&image_file, &labels]);
     let x = Tensor::from_shape(&[IMAGES, 28, 28], &pixels).unwrap();
     let y = Tensor::from_shape(&[IMAGES], &digits).unwrap();

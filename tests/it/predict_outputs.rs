@@ -5,7 +5,7 @@
 //! refuses readings the output has not, and a built executable prints the
 //! same bytes; `nnc eval` scores each.
 
-use super::common::nnc;
+use super::common::{mnist_test, nnc, write_idx};
 use std::path::{Path, PathBuf};
 
 const IMAGES: usize = 20;
@@ -21,15 +21,7 @@ fn stdout(out: std::process::Output) -> String {
 
 /// The first MNIST test images as an uncompressed IDX file.
 fn images(path: &Path) {
-    let gz = std::fs::read("data/mnist/t10k-images-idx3-ubyte.gz").unwrap();
-    let mut all = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
-    let mut file = vec![0, 0, 8, 3];
-    for d in [IMAGES as u32, 28, 28] {
-        file.extend(d.to_be_bytes());
-    }
-    file.extend(&all[16..16 + IMAGES * 784]);
-    std::fs::write(path, &file).unwrap();
+    write_idx(path, &[IMAGES, 28, 28], &mnist_test("images", IMAGES, 784));
 }
 
 /// Trains `file` briefly in a scratch directory `name`: the directory,
@@ -142,13 +134,8 @@ fn a_binary_classifier_predicts_probabilities() {
 
 /// The first MNIST test labels, each plus `shift` (mod 10), as IDX.
 fn labels(path: &Path, count: usize, shift: u8) {
-    let gz = std::fs::read("data/mnist/t10k-labels-idx1-ubyte.gz").unwrap();
-    let mut all = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut all).unwrap();
-    let mut file = vec![0, 0, 8, 1];
-    file.extend((count as u32).to_be_bytes());
-    file.extend(all[8..8 + count].iter().map(|l| (l + shift) % 10));
-    std::fs::write(path, &file).unwrap();
+    let shifted: Vec<u8> = mnist_test("labels", count, 1).iter().map(|l| (l + shift) % 10).collect();
+    write_idx(path, &[count], &shifted);
 }
 
 /// A model that reads two fields of its dataset (a conditional
@@ -175,5 +162,8 @@ fn a_model_of_two_inputs_takes_a_file_for_each() {
     let uneven = predict_all(file, &ckpt, &[&images, &short], &[]);
     let err = String::from_utf8_lossy(&uneven.stderr);
     assert!(uneven.status.code() == Some(1) && err.contains(&format!("{} samples, but", IMAGES - 1)), "{err}");
+    let twice = predict_all(file, &ckpt, &[Path::new("-"), Path::new("-")], &[]);
+    let err = String::from_utf8_lossy(&twice.stderr);
+    assert!(twice.status.code() == Some(1) && err.contains("one input only"), "{err}");
     built_agrees_all(file, &ckpt, &dir, &[&images, &right], &["raw"]);
 }
