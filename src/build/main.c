@@ -1,6 +1,7 @@
-/* The `main` of an executable built by `nnc build`: reads samples, prints
- * one prediction per line, from one file per input of the model. Linked only into executables (an object built
- * with --emit obj leaves `main` to its user). Every read is bounds-checked
+/* The `main` of an executable built by `nnc build`: reads samples, from
+ * one file per input of the model, and prints one prediction per line.
+ * Linked only into executables (an object built with --emit obj leaves
+ * `main` to its user). Every read is bounds-checked
  * against the input's size; bad input is a message on stderr and exit 1.
  * Reading and printing are io.c's, shared with `nnc predict`. */
 #include "nnc_model.h"

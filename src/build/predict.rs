@@ -88,20 +88,14 @@ pub fn read_inputs(m: &Model, paths: &[PathBuf], raw: bool) -> Result<(Vec<Vec<f
     if paths.iter().filter(|p| p.as_path() == Path::new("-")).count() > 1 {
         return Err(BuildError::Other("- (stdin) can be given for one input only".into()));
     }
-    let mut all = Vec::with_capacity(paths.len());
-    let mut count = None;
-    for (i, path) in paths.iter().enumerate() {
-        let x = read_input(m, i, path, raw)?;
-        let n = x.len() / m.input_size(i).max(1);
-        match count {
-            Some((first, c)) if c != n => {
-                return Err(bad(path, format!("{n} samples, but {} holds {c}", Path::display(first))));
-            }
-            _ => count = count.or(Some((path, n))),
-        }
-        all.push(x);
+    let xs = paths.iter().enumerate().map(|(i, p)| read_input(m, i, p, raw)).collect::<Result<Vec<_>, _>>()?;
+    let counts: Vec<usize> = xs.iter().enumerate().map(|(i, x)| x.len() / m.input_size(i).max(1)).collect();
+    // The model has at least one input (Model::load), and as many paths.
+    if let Some(i) = counts.iter().position(|&c| c != counts[0]) {
+        let message = format!("{} samples, but {} holds {}", counts[i], paths[0].display(), counts[0]);
+        return Err(bad(&paths[i], message));
     }
-    Ok((all, count.map_or(0, |(_, n)| n)))
+    Ok((xs, counts[0]))
 }
 
 /// The samples of `path` for input `i`.

@@ -69,6 +69,7 @@ pub const STEP_SCHEDULE: crate::schedule::Options = crate::schedule::Options { i
 
 /// A step checked and scheduled but not yet compiled to machine code: what
 /// can reject a graph has run, what takes the time has not.
+#[derive(Clone)]
 pub enum Prepared {
     Interp(Box<Graph>),
     Native(Box<crate::schedule::Schedule>),

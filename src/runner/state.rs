@@ -176,24 +176,23 @@ pub(super) struct EvalSteps {
 }
 
 enum Lazy {
-    Prepared(Option<Prepared>),
+    Prepared(Prepared),
     Ready(Engine),
 }
 
 impl Lazy {
     fn new(graph: &Graph, backend: Backend) -> Result<Lazy, RunError> {
-        Ok(Lazy::Prepared(Some(Prepared::new(graph, backend)?)))
+        Ok(Lazy::Prepared(Prepared::new(graph, backend)?))
     }
 
     fn get(&mut self, threads: usize) -> Result<&mut Engine, RunError> {
         if let Lazy::Prepared(p) = self {
-            let p = p.take().ok_or_else(|| RunError::Other("internal: an evaluation step failed before".into()))?;
-            *self = Lazy::Ready(Engine::compile(p, threads)?);
+            // A copy of the schedule, once per run: a failed compile leaves
+            // the step as it was, to fail the same way if asked again.
+            *self = Lazy::Ready(Engine::compile(p.clone(), threads)?);
         }
-        match self {
-            Lazy::Ready(e) => Ok(e),
-            Lazy::Prepared(_) => Err(RunError::Other("internal: an evaluation step was not compiled".into())),
-        }
+        let Lazy::Ready(e) = self else { unreachable!("compiled just above") };
+        Ok(e)
     }
 }
 
